@@ -1,0 +1,298 @@
+"""The events of the log: frozen msgspec Structs in one tagged union (tag field `type`).
+
+Every event has `seq` (strictly increasing in a log, stamped by the log on append) and `ts` (UTC,
+seconds since the epoch: the FSM takes its time from here, never from a clock). Facts are what
+hbsm observed (probe, repair.finished, restart.finished, admin); decisions are what the state
+machine concluded from them (transition, repair.started, restart.started). Schema and examples:
+events/README.md.
+
+Forward compatibility: new fields get defaults, unknown fields are ignored, and a line whose
+`type` this version does not know decodes to an `OpaqueEvent` instead of failing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from hbsm.state import Policy
+from hbsm.views import MonitorView, ServiceView
+
+__all__ = [
+    "EVENT_TYPES",
+    "Admin",
+    "AnyEvent",
+    "Event",
+    "EventDecodeError",
+    "LogRecovered",
+    "MonitorStarted",
+    "MonitorStopped",
+    "Notification",
+    "OpaqueEvent",
+    "Probe",
+    "RepairFinished",
+    "RepairStarted",
+    "RestartFinished",
+    "RestartStarted",
+    "ServiceRegistered",
+    "Snapshot",
+    "Transition",
+    "decode",
+    "decode_lines",
+    "encode",
+    "encode_lines",
+    "type_name",
+]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+    seq: int = 0
+    ts: float = 0.0
+
+
+class MonitorStarted(Event, tag="monitor.started", kw_only=True):
+    pid: int = 0
+    version: str = ""
+    host: str = ""
+    config: dict[str, Any] = {}
+
+
+class MonitorStopped(Event, tag="monitor.stopped", kw_only=True):
+    pid: int = 0
+    reason: str = ""
+
+
+class ServiceRegistered(Event, tag="service.registered", kw_only=True):
+    service: str
+    policy: Policy = Policy()
+    target: str = ""
+    description: str = ""
+    critical: bool = False
+    probe_kind: str = "http"
+
+
+class Probe(Event, tag="probe", kw_only=True):
+    """A probe's result: a fact."""
+
+    service: str
+    ok: bool
+    latency_ms: float | None = None
+    status: int | None = None
+    # One of hbsm.state.ERROR_CLASSES when ok is false (or "slow" on a slow success).
+    error: str | None = None
+    detail: str = ""
+
+
+class Transition(Event, tag="transition", kw_only=True):
+    """A change of state, decided by the FSM."""
+
+    service: str
+    src: str
+    dst: str
+    trigger: str
+    reason: str = ""
+    failures: int = 0
+    # When dst is cooldown: the time it ends.
+    until: float | None = None
+
+
+class RepairStarted(Event, tag="repair.started", kw_only=True):
+    """A decision: run step `index` of `ladder` (run number `run`) for the service."""
+
+    service: str
+    run: int
+    step: str
+    index: int
+    ladder: tuple[str, ...] = ()
+
+
+class RepairFinished(Event, tag="repair.finished", kw_only=True):
+    """A fact: how a repair step ended. `error_class` is what `diagnose` found, if it ran."""
+
+    service: str
+    run: int
+    step: str
+    index: int
+    ok: bool
+    output: str = ""
+    duration_ms: float = 0.0
+    error_class: str | None = None
+    interrupted: bool = False
+
+
+class RestartStarted(Event, tag="restart.started", kw_only=True):
+    """A decision: restart the service. `recent` holds the restart times inside the window,
+    this one included; `cooldown_s` is the cooldown that follows it (after backoff)."""
+
+    service: str
+    attempt: int
+    backoff: int = 0
+    cooldown_s: float = 0.0
+    recent: list[float] = []
+
+
+class RestartFinished(Event, tag="restart.finished", kw_only=True):
+    service: str
+    ok: bool
+    output: str = ""
+    duration_ms: float = 0.0
+    exit_code: int | None = None
+    interrupted: bool = False
+
+
+class Notification(Event, tag="notification", kw_only=True):
+    service: str | None = None
+    channel: str = ""
+    level: str = "info"
+    message: str = ""
+    delivered: bool = True
+    error: str = ""
+
+
+class Admin(Event, tag="admin", kw_only=True):
+    """An operator's action (pause, resume, reset, probe_now, repair_now, start, stop)."""
+
+    action: str
+    service: str | None = None
+    who: str = ""
+    source: str = ""
+    allowed: bool = True
+    detail: str = ""
+
+
+class Snapshot(Event, tag="snapshot", kw_only=True):
+    """Opens a log segment: every view as of this point, so readers need not go further back."""
+
+    segment: int = 0
+    monitor: MonitorView = msgspec.field(default_factory=MonitorView)
+    services: list[ServiceView] = []
+
+
+class LogRecovered(Event, tag="log.recovered", kw_only=True):
+    """The log was repaired on open: a torn last line of `cut_bytes` was cut at `offset`."""
+
+    path: str = ""
+    offset: int = 0
+    cut_bytes: int = 0
+    detail: str = ""
+
+
+AnyEvent = (
+    MonitorStarted
+    | MonitorStopped
+    | ServiceRegistered
+    | Probe
+    | Transition
+    | RepairStarted
+    | RepairFinished
+    | RestartStarted
+    | RestartFinished
+    | Notification
+    | Admin
+    | Snapshot
+    | LogRecovered
+)
+
+EVENT_TYPES: Final[dict[str, type[Event]]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in AnyEvent.__args__  # type: ignore[attr-defined]
+}
+
+
+class OpaqueEvent(msgspec.Struct, frozen=True):
+    """An event of a `type` this version does not know: kept whole, never a crash."""
+
+    type: str
+    seq: int
+    ts: float
+    body: dict[str, Any]
+
+    @property
+    def service(self) -> str | None:
+        value = self.body.get("service")
+        return value if isinstance(value, str) else None
+
+
+class EventDecodeError(ValueError):
+    """A line that is not an event. `line` is 1-based within what was decoded."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+_raw_decoder = msgspec.json.Decoder()
+
+
+def type_name(event: Event | OpaqueEvent) -> str:
+    if isinstance(event, OpaqueEvent):
+        return event.type
+    return event.__struct_config__.tag  # type: ignore[return-value]
+
+
+def encode(event: Event | OpaqueEvent) -> bytes:
+    """One event as JSON, without the newline."""
+    if isinstance(event, OpaqueEvent):
+        return _encoder.encode(event.body)
+    return _encoder.encode(event)
+
+
+def encode_lines(events: list[Event]) -> bytes:
+    """Events as JSONL (each line ends in a newline)."""
+    return b"".join([encode(e) + b"\n" for e in events])
+
+
+def _opaque_or_error(line: bytes | str) -> OpaqueEvent:
+    try:
+        raw = _raw_decoder.decode(line)
+    except msgspec.DecodeError as exc:
+        raise EventDecodeError(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise EventDecodeError(f"not an event: a JSON {type(raw).__name__}, not an object")
+    kind, seq, ts = raw.get("type"), raw.get("seq"), raw.get("ts")
+    if not isinstance(kind, str):
+        raise EventDecodeError("not an event: no string field 'type'")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(ts, int | float):
+        raise EventDecodeError(f"event of type {kind!r} lacks a numeric 'seq' or 'ts'")
+    if kind in EVENT_TYPES:
+        # A known type whose fields do not validate: corrupt, not forward-compatible.
+        try:
+            _decoder.decode(line)
+        except msgspec.ValidationError as exc:
+            raise EventDecodeError(f"invalid {kind!r} event: {exc}") from None
+    return OpaqueEvent(type=kind, seq=seq, ts=float(ts), body=raw)
+
+
+def decode(line: bytes | str) -> Event | OpaqueEvent:
+    """One line (without or with its newline) to an event; raises EventDecodeError."""
+    try:
+        return _decoder.decode(line)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _opaque_or_error(line)
+
+
+def decode_lines(data: bytes, *, first_line: int = 1) -> list[Event | OpaqueEvent]:
+    """Decode a block of complete JSONL lines.
+
+    Fast path: msgspec decodes the whole block at once. If any line fails, the block is decoded
+    line by line to keep unknown types as OpaqueEvent and to name the first bad line
+    (EventDecodeError.line, counted from `first_line`).
+    """
+    try:
+        return _decoder.decode_lines(data)  # type: ignore[no-any-return]
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    out: list[Event | OpaqueEvent] = []
+    for number, line in enumerate(data.split(b"\n"), start=first_line):
+        if not line.strip():
+            continue
+        try:
+            out.append(decode(line))
+        except EventDecodeError as exc:
+            exc.line = number
+            raise
+    return out

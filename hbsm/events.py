@@ -16,8 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from hbsm.state import Policy
-from hbsm.views import MonitorView, ServiceView
+from hbsm.state import Policy, ServiceState
 
 __all__ = [
     "EVENT_TYPES",
@@ -25,7 +24,9 @@ __all__ = [
     "AnyEvent",
     "Event",
     "EventDecodeError",
+    "LATENCY_HISTORY",
     "LogRecovered",
+    "MonitorView",
     "MonitorStarted",
     "MonitorStopped",
     "Notification",
@@ -36,6 +37,7 @@ __all__ = [
     "RestartFinished",
     "RestartStarted",
     "ServiceRegistered",
+    "ServiceView",
     "Snapshot",
     "Transition",
     "decode",
@@ -159,6 +161,50 @@ class Admin(Event, tag="admin", kw_only=True):
     source: str = ""
     allowed: bool = True
     detail: str = ""
+
+
+# --- what a snapshot carries: the views of hbsm.projection ---------------------------------
+
+# Probes kept per service for sparklines and charts: memory stays bounded however long the log.
+LATENCY_HISTORY = 120
+
+
+class ServiceView(msgspec.Struct, kw_only=True):
+    name: str
+    fsm: ServiceState
+    policy: Policy = Policy()
+    target: str = ""
+    description: str = ""
+    critical: bool = False
+    probe_kind: str = "http"
+    registered_at: float = 0.0
+    # The last probe, and the last failed one (the recorded events themselves: immutable).
+    last_probe: Probe | None = None
+    last_failure: Probe | None = None
+    # The last repair step or restart that failed, e.g. "restart failed: exit 1".
+    last_problem: str = ""
+    last_problem_ts: float | None = None
+    # Bounded latency history: timestamps and milliseconds, oldest first (None = no answer).
+    latency_ts: list[float] = []
+    latency_ms: list[float | None] = []
+    probes_failed: int = 0
+    repairs_total: int = 0
+    restarts_total: int = 0
+    last_reason: str = ""
+
+
+class MonitorView(msgspec.Struct, kw_only=True):
+    running: bool = False
+    pid: int | None = None
+    version: str = ""
+    started_at: float | None = None
+    stopped_at: float | None = None
+    config: dict[str, Any] = {}
+    events_total: int = 0
+    counts: dict[str, int] = {}
+    last_seq: int = 0
+    last_ts: float | None = None
+    segment: int = 0
 
 
 class Snapshot(Event, tag="snapshot", kw_only=True):

@@ -1,0 +1,242 @@
+"""Projections: fold events into the views the API and the dashboard show.
+
+A plain fold over recorded events: the FSM state of each service comes from `hbsm.fsm.evolve`
+(the same code the live state machine applies its decisions with), never from firing
+`transitions` per event, so a replay runs at millions of events per second. The fold does no
+I/O; callers feed it events from a log reader, a follower or an API stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import msgspec
+
+from hbsm.events import (
+    LATENCY_HISTORY,
+    MonitorView,
+    ServiceView,
+    Admin,
+    Event,
+    MonitorStarted,
+    MonitorStopped,
+    OpaqueEvent,
+    Probe,
+    RepairFinished,
+    RepairStarted,
+    RestartFinished,
+    RestartStarted,
+    ServiceRegistered,
+    Snapshot,
+    Transition,
+)
+from hbsm.fsm import evolve, evolve_probe
+from hbsm.state import ServiceState
+
+__all__ = ["Projection", "next_action"]
+
+
+def next_action(view: ServiceView) -> tuple[str, float | None]:
+    """What hbsm will do next for a service, and when (None: when something else finishes)."""
+    s = view.fsm
+    state = s.state
+    if state == "paused":
+        return "paused", None
+    if state == "failed":
+        return "awaiting reset", None
+    if state == "restarting":
+        return "restart in progress", None
+    if state == "repairing":
+        if s.in_flight:
+            return f"repair step {s.in_flight.partition(':')[2]}", None
+        return "verify repair", None
+    if state == "cooldown":
+        return "cooldown ends", s.cooldown_until
+    last = view.last_probe
+    return "probe", (last.ts + view.policy.check_interval) if last is not None else None
+
+
+class Projection:
+    """Every service's view and the monitor's, as of the last event applied."""
+
+    def __init__(self, history: int = LATENCY_HISTORY) -> None:
+        self.monitor = MonitorView()
+        self.services: dict[str, ServiceView] = {}
+        # Bumps on every applied event: the API caches encoded bodies per version.
+        self.version = 0
+        self._history = history
+        self._trim_at = 2 * history
+        self._counts: dict[str, int] = {}
+        self._handlers: Final[dict[type, Callable[[Any], None]]] = {
+            Probe: self._on_probe,
+            Transition: self._on_transition,
+            RepairStarted: self._on_repair_started,
+            RepairFinished: self._on_service_event,
+            RestartStarted: self._on_restart_started,
+            RestartFinished: self._on_service_event,
+            ServiceRegistered: self._on_registered,
+            MonitorStarted: self._on_monitor_started,
+            MonitorStopped: self._on_monitor_stopped,
+            Admin: self._on_admin,
+            Snapshot: self._on_snapshot,
+        }
+
+    # --- folding --------------------------------------------------------------------------
+
+    def apply(self, event: Event | OpaqueEvent) -> None:
+        self.apply_all((event,))
+
+    def apply_all(self, events: Iterable[Event | OpaqueEvent]) -> int:
+        """Fold events in order; returns how many were applied."""
+        handlers = self._handlers
+        on_probe = self._on_probe
+        by_class: dict[type, int] = {}
+        probes = 0
+        n = 0
+        event: Event | OpaqueEvent | None = None
+        for event in events:
+            cls = type(event)
+            if cls is Probe:  # most of any log: the hot path skips the dispatch
+                on_probe(event)  # type: ignore[arg-type]
+                probes += 1
+                continue
+            handler = handlers.get(cls)
+            if handler is not None:
+                handler(event)
+            elif cls is OpaqueEvent:
+                kind = event.type  # type: ignore[union-attr]
+                self._counts[kind] = self._counts.get(kind, 0) + 1
+            by_class[cls] = by_class.get(cls, 0) + 1
+            n += 1
+        n += probes
+        if n:
+            by_class[Probe] = by_class.get(Probe, 0) + probes
+            counts = self._counts
+            for cls, k in by_class.items():
+                if cls is not OpaqueEvent and k:
+                    kind = cls.__struct_config__.tag  # type: ignore[attr-defined]
+                    counts[kind] = counts.get(kind, 0) + k
+            m = self.monitor
+            m.events_total += n
+            m.last_seq = event.seq  # type: ignore[union-attr]
+            m.last_ts = event.ts  # type: ignore[union-attr]
+            m.counts = counts
+            self.version += n
+        return n
+
+    def _view(self, name: str) -> ServiceView:
+        view = self.services.get(name)
+        if view is None:
+            # An event for a service never registered (a log cut before its registration):
+            # show it with default thresholds rather than drop it.
+            view = self.services[name] = ServiceView(name=name, fsm=ServiceState(name=name))
+        return view
+
+    def _on_probe(self, e: Probe) -> None:
+        try:
+            view = self.services[e.service]
+        except KeyError:
+            view = self._view(e.service)
+        evolve_probe(view.fsm, e)
+        view.last_probe = e
+        if not e.ok:
+            view.last_failure = e
+            view.probes_failed += 1
+        stamps = view.latency_ts
+        stamps.append(e.ts)
+        view.latency_ms.append(e.latency_ms)
+        if len(stamps) >= self._trim_at:
+            # Trim in bulk, not per probe: amortised O(1), history stays bounded.
+            del stamps[: -self._history]
+            del view.latency_ms[: -self._history]
+
+    def _on_transition(self, e: Transition) -> None:
+        view = self._view(e.service)
+        evolve(view.fsm, e)
+        view.last_reason = e.reason
+
+    def _on_repair_started(self, e: RepairStarted) -> None:
+        view = self._view(e.service)
+        evolve(view.fsm, e)
+        if e.index == 0:
+            view.repairs_total += 1
+
+    def _on_restart_started(self, e: RestartStarted) -> None:
+        view = self._view(e.service)
+        evolve(view.fsm, e)
+        view.restarts_total += 1
+
+    def _on_service_event(self, e: RepairFinished | RestartFinished) -> None:
+        view = self._view(e.service)
+        evolve(view.fsm, e)
+        if not e.ok:
+            what = e.step if isinstance(e, RepairFinished) else "restart"
+            view.last_problem = f"{what} failed: {e.output[-200:]}"
+            view.last_problem_ts = e.ts
+
+    def _on_registered(self, e: ServiceRegistered) -> None:
+        view = self._view(e.service)
+        view.policy = e.policy
+        view.target = e.target
+        view.description = e.description
+        view.critical = e.critical
+        view.probe_kind = e.probe_kind
+        view.registered_at = e.ts
+
+    def _on_monitor_started(self, e: MonitorStarted) -> None:
+        m = self.monitor
+        m.running = True
+        m.pid = e.pid
+        m.version = e.version
+        m.started_at = e.ts
+        m.stopped_at = None
+        m.config = e.config
+
+    def _on_monitor_stopped(self, e: MonitorStopped) -> None:
+        self.monitor.running = False
+        self.monitor.stopped_at = e.ts
+
+    def _on_admin(self, e: Admin) -> None:
+        if not e.allowed:
+            return
+        if e.service is None and e.action in ("start", "stop"):
+            self.monitor.running = e.action == "start"
+        elif e.service is not None:
+            self._view(e.service)
+
+    def _on_snapshot(self, e: Snapshot) -> None:
+        # A snapshot is the whole state as of its place in the log: start over from it. Views
+        # are copied so the decoded event stays as it was recorded.
+        self.services = {v.name: _copy_view(v) for v in e.services}
+        counts = dict(e.monitor.counts)
+        self.monitor = msgspec.structs.replace(e.monitor, counts=counts, segment=e.segment)
+        self._counts = counts
+
+    # --- persisting -----------------------------------------------------------------------
+
+    def snapshot(self, segment: int, ts: float) -> Snapshot:
+        """A snapshot event of the current views (opens a new log segment)."""
+        return Snapshot(
+            ts=ts,
+            segment=segment,
+            monitor=msgspec.structs.replace(self.monitor, counts=dict(self._counts)),
+            services=[_copy_view(v) for v in self.services.values()],
+        )
+
+    def states(self) -> list[ServiceState]:
+        """The FSM state of every service: what a monitor resumes from."""
+        return [v.fsm for v in self.services.values()]
+
+    def by_state(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for v in self.services.values():
+            out[v.fsm.state] = out.get(v.fsm.state, 0) + 1
+        return out
+
+
+def _copy_view(view: ServiceView) -> ServiceView:
+    fsm = msgspec.structs.replace(view.fsm, restarts=list(view.fsm.restarts))
+    return msgspec.structs.replace(
+        view, fsm=fsm, latency_ts=list(view.latency_ts), latency_ms=list(view.latency_ms)
+    )

@@ -20,15 +20,16 @@ from hbsm.state import Policy, ServiceState
 
 __all__ = [
     "EVENT_TYPES",
+    "LATENCY_HISTORY",
+    "TYPE_NAMES",
     "Admin",
     "AnyEvent",
     "Event",
     "EventDecodeError",
-    "LATENCY_HISTORY",
     "LogRecovered",
-    "MonitorView",
     "MonitorStarted",
     "MonitorStopped",
+    "MonitorView",
     "Notification",
     "OpaqueEvent",
     "Probe",
@@ -53,19 +54,19 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_f
     ts: float = 0.0
 
 
-class MonitorStarted(Event, tag="monitor.started", kw_only=True):
+class MonitorStarted(Event, tag="monitor.started", frozen=True, kw_only=True):
     pid: int = 0
     version: str = ""
     host: str = ""
     config: dict[str, Any] = {}
 
 
-class MonitorStopped(Event, tag="monitor.stopped", kw_only=True):
+class MonitorStopped(Event, tag="monitor.stopped", frozen=True, kw_only=True):
     pid: int = 0
     reason: str = ""
 
 
-class ServiceRegistered(Event, tag="service.registered", kw_only=True):
+class ServiceRegistered(Event, tag="service.registered", frozen=True, kw_only=True):
     service: str
     policy: Policy = Policy()
     target: str = ""
@@ -74,7 +75,7 @@ class ServiceRegistered(Event, tag="service.registered", kw_only=True):
     probe_kind: str = "http"
 
 
-class Probe(Event, tag="probe", kw_only=True):
+class Probe(Event, tag="probe", frozen=True, kw_only=True):
     """A probe's result: a fact."""
 
     service: str
@@ -86,7 +87,7 @@ class Probe(Event, tag="probe", kw_only=True):
     detail: str = ""
 
 
-class Transition(Event, tag="transition", kw_only=True):
+class Transition(Event, tag="transition", frozen=True, kw_only=True):
     """A change of state, decided by the FSM."""
 
     service: str
@@ -99,7 +100,7 @@ class Transition(Event, tag="transition", kw_only=True):
     until: float | None = None
 
 
-class RepairStarted(Event, tag="repair.started", kw_only=True):
+class RepairStarted(Event, tag="repair.started", frozen=True, kw_only=True):
     """A decision: run step `index` of `ladder` (run number `run`) for the service."""
 
     service: str
@@ -109,7 +110,7 @@ class RepairStarted(Event, tag="repair.started", kw_only=True):
     ladder: tuple[str, ...] = ()
 
 
-class RepairFinished(Event, tag="repair.finished", kw_only=True):
+class RepairFinished(Event, tag="repair.finished", frozen=True, kw_only=True):
     """A fact: how a repair step ended. `error_class` is what `diagnose` found, if it ran."""
 
     service: str
@@ -123,7 +124,7 @@ class RepairFinished(Event, tag="repair.finished", kw_only=True):
     interrupted: bool = False
 
 
-class RestartStarted(Event, tag="restart.started", kw_only=True):
+class RestartStarted(Event, tag="restart.started", frozen=True, kw_only=True):
     """A decision: restart the service. `recent` holds the restart times inside the window,
     this one included; `cooldown_s` is the cooldown that follows it (after backoff)."""
 
@@ -134,7 +135,7 @@ class RestartStarted(Event, tag="restart.started", kw_only=True):
     recent: list[float] = []
 
 
-class RestartFinished(Event, tag="restart.finished", kw_only=True):
+class RestartFinished(Event, tag="restart.finished", frozen=True, kw_only=True):
     service: str
     ok: bool
     output: str = ""
@@ -143,7 +144,7 @@ class RestartFinished(Event, tag="restart.finished", kw_only=True):
     interrupted: bool = False
 
 
-class Notification(Event, tag="notification", kw_only=True):
+class Notification(Event, tag="notification", frozen=True, kw_only=True):
     service: str | None = None
     channel: str = ""
     level: str = "info"
@@ -152,7 +153,7 @@ class Notification(Event, tag="notification", kw_only=True):
     error: str = ""
 
 
-class Admin(Event, tag="admin", kw_only=True):
+class Admin(Event, tag="admin", frozen=True, kw_only=True):
     """An operator's action (pause, resume, reset, probe_now, repair_now, start, stop)."""
 
     action: str
@@ -207,7 +208,7 @@ class MonitorView(msgspec.Struct, kw_only=True):
     segment: int = 0
 
 
-class Snapshot(Event, tag="snapshot", kw_only=True):
+class Snapshot(Event, tag="snapshot", frozen=True, kw_only=True):
     """Opens a log segment: every view as of this point, so readers need not go further back."""
 
     segment: int = 0
@@ -215,7 +216,7 @@ class Snapshot(Event, tag="snapshot", kw_only=True):
     services: list[ServiceView] = []
 
 
-class LogRecovered(Event, tag="log.recovered", kw_only=True):
+class LogRecovered(Event, tag="log.recovered", frozen=True, kw_only=True):
     """The log was repaired on open: a torn last line of `cut_bytes` was cut at `offset`."""
 
     path: str = ""
@@ -241,9 +242,10 @@ AnyEvent = (
 )
 
 EVENT_TYPES: Final[dict[str, type[Event]]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in AnyEvent.__args__  # type: ignore[attr-defined]
+    str(cls.__struct_config__.tag): cls for cls in AnyEvent.__args__
 }
+# The `type` of each event class, for counting without touching the instance.
+TYPE_NAMES: Final[dict[type, str]] = {cls: name for name, cls in EVENT_TYPES.items()}
 
 
 class OpaqueEvent(msgspec.Struct, frozen=True):
@@ -277,7 +279,7 @@ _raw_decoder = msgspec.json.Decoder()
 def type_name(event: Event | OpaqueEvent) -> str:
     if isinstance(event, OpaqueEvent):
         return event.type
-    return event.__struct_config__.tag  # type: ignore[return-value]
+    return TYPE_NAMES[type(event)]
 
 
 def encode(event: Event | OpaqueEvent) -> bytes:
@@ -329,7 +331,7 @@ def decode_lines(data: bytes, *, first_line: int = 1) -> list[Event | OpaqueEven
     (EventDecodeError.line, counted from `first_line`).
     """
     try:
-        return _decoder.decode_lines(data)  # type: ignore[no-any-return]
+        return _decoder.decode_lines(data)
     except (msgspec.ValidationError, msgspec.DecodeError):
         pass
     out: list[Event | OpaqueEvent] = []

@@ -190,7 +190,8 @@ class _Context:
 
 
 def _ctx(ev: EventData) -> _Context:
-    return ev.kwargs["ctx"]  # type: ignore[no-any-return]
+    ctx: _Context = ev.kwargs["ctx"]
+    return ctx
 
 
 # Guards.
@@ -241,6 +242,7 @@ def _was(prev: str) -> Callable[[EventData], bool]:
 
 def _record_transition(ev: EventData) -> None:
     """before_state_change: the transition is recorded first, then what it leads to."""
+    assert ev.transition is not None  # always set for a transition's callbacks
     dst = ev.transition.dest
     if dst is None:  # an internal transition (the next repair step): no change of state
         return
@@ -439,10 +441,13 @@ def decide(
         if state.state == "restarting":
             trigger = "restart_done" if fact.ok else "restart_failed"
             reason = "restarted" if fact.ok else f"restart failed: {fact.output[-200:]}"
-    elif isinstance(fact, Admin):
-        if fact.allowed and fact.action in ("pause", "resume", "reset", "repair_now"):
-            trigger = fact.action
-            reason = f"admin {fact.action}" + (f" by {fact.who}" if fact.who else "")
+    elif (
+        isinstance(fact, Admin)
+        and fact.allowed
+        and fact.action in ("pause", "resume", "reset", "repair_now")
+    ):
+        trigger = fact.action
+        reason = f"admin {fact.action}" + (f" by {fact.who}" if fact.who else "")
     if trigger is None:
         return []
     ctx = _Context(state=state, fact=fact, policy=policy, reason=reason)

@@ -15,12 +15,12 @@ import msgspec
 
 from hbsm.events import (
     LATENCY_HISTORY,
-    MonitorView,
-    ServiceView,
+    TYPE_NAMES,
     Admin,
     Event,
     MonitorStarted,
     MonitorStopped,
+    MonitorView,
     OpaqueEvent,
     Probe,
     RepairFinished,
@@ -28,6 +28,7 @@ from hbsm.events import (
     RestartFinished,
     RestartStarted,
     ServiceRegistered,
+    ServiceView,
     Snapshot,
     Transition,
 )
@@ -114,8 +115,8 @@ class Projection:
             by_class[Probe] = by_class.get(Probe, 0) + probes
             counts = self._counts
             for cls, k in by_class.items():
-                if cls is not OpaqueEvent and k:
-                    kind = cls.__struct_config__.tag  # type: ignore[attr-defined]
+                kind = TYPE_NAMES.get(cls)
+                if kind is not None and k:
                     counts[kind] = counts.get(kind, 0) + k
             m = self.monitor
             m.events_total += n

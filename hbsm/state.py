@@ -94,7 +94,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             problems.append(("restart_window", "must be > 0"))
         for cls in self.ladders:
             if cls not in ERROR_CLASSES:
-                problems.append((f"ladders.{cls}", f"unknown failure class; one of {ERROR_CLASSES}"))
+                known = ", ".join(ERROR_CLASSES)
+                problems.append((f"ladders.{cls}", f"is not a failure class (one of {known})"))
         for key, ladder in [("ladder", self.ladder)] + [
             (f"ladders.{cls}", lad) for cls, lad in self.ladders.items()
         ]:

@@ -1,0 +1,37 @@
+# hbsm tasks. Uses the project's .venv when there is one, else the python on PATH.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+py := if path_exists(".venv/bin/python") == "true" { ".venv/bin/python" } else { "python3" }
+
+# List the tasks.
+default:
+    @just --list
+
+# Install hbsm and its development tools into .venv.
+install:
+    test -x .venv/bin/python || python3 -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+
+# The test suite (no timing assertions; benchmarks are `just bench`).
+test *ARGS:
+    {{py}} -m pytest -q {{ARGS}}
+
+# Lint, format check and type check.
+lint:
+    {{py}} -m ruff check hbsm tests events
+    {{py}} -m ruff format --check hbsm tests events
+    {{py}} -m mypy
+
+# Benchmarks against baselines measured in the same run; writes bench-results.json.
+bench *ARGS:
+    {{py}} -m tests.bench.run {{ARGS}}
+
+# Regenerate the sample logs in events/samples/ (reproducible).
+samples:
+    {{py}} events/samples/make_samples.py
+
+# Replay a sample incident (the first look at hbsm until the demo lands).
+replay-sample:
+    {{py}} -m hbsm replay events/samples/crash_restart_cooldown.jsonl

@@ -1,0 +1,203 @@
+"""The shape of `hbsm.toml`: msgspec Structs, decoded and validated in one pass.
+
+Every field has the default an operator would expect; `hbsm.config.load` lays the environment
+variables of the original feature (`HEARTBEAT_*`) over the file. Durations are seconds.
+Thresholds set at the top level (and by the environment) apply to every service unless the
+service sets its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from hbsm.state import Policy
+
+__all__ = [
+    "Config",
+    "LogConfig",
+    "NotifyConfig",
+    "ProbeConfig",
+    "RestartConfig",
+    "ServiceConfig",
+    "SmtpConfig",
+    "StepConfig",
+    "WebhookConfig",
+]
+
+ProbeKind = Literal["http", "tcp", "command"]
+RestartKind = Literal["supervise", "command", "none"]
+
+
+class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A misspelt key is an error naming it, not a silently ignored setting."""
+
+
+class ProbeConfig(_Strict, frozen=True):
+    kind: ProbeKind = "http"
+    timeout: float = 5.0
+    # http: request and what counts as up.
+    method: str = "GET"
+    headers: dict[str, str] = {}
+    expect_status: list[int] = []  # empty: any 2xx or 3xx
+    body_contains: str | None = None
+    # A JSON field (dotted path, e.g. "status" or "checks.db") that must equal json_equals.
+    json_field: str | None = None
+    json_equals: Any = None
+    # A success slower than this (milliseconds) counts as a failure of class "slow".
+    slow_ms: float | None = None
+    # command: argv run without a shell; exit status 0 is up.
+    argv: list[str] = []
+
+
+class StepConfig(_Strict, frozen=True):
+    """Settings of one repair step, under `[services.steps.<name>]`."""
+
+    timeout: float = 30.0
+    # http: POST a reload/repair hook.
+    url: str | None = None
+    method: str = "POST"
+    body: Any = None
+    # command: argv (no shell unless `shell = true`, then argv[0] is the script).
+    argv: list[str] = []
+    shell: bool = False
+    cwd: str | None = None
+    # signal: send `signal` to the pid in `pidfile`.
+    pidfile: str | None = None
+    signal: str = "HUP"
+    # check_config: files that must exist (and parse, by extension: .toml/.json), the port that
+    # must be free (service down) or bound (service up).
+    files: list[str] = []
+    port: int | None = None
+    # Custom steps (entry point group `hbsm.repairs`) get these as they are.
+    options: dict[str, Any] = {}
+
+
+class RestartConfig(_Strict, frozen=True):
+    # supervise: hbsm starts argv itself, keeps its pid, restarts it. command: run argv (e.g.
+    # ["systemctl", "restart", "x"]). none: the ladder's restart step cannot run (fails).
+    kind: RestartKind = "none"
+    argv: list[str] = []
+    cwd: str | None = None
+    env: dict[str, str] = {}
+    timeout: float = 60.0
+    # supervise: SIGTERM, then SIGKILL after this grace period.
+    grace: float = 10.0
+    # supervise: where the child's stdout/stderr go (default: beside the event log).
+    output: str | None = None
+    # supervise: on `hbsm run` shutdown, stop supervised children (true) or leave them running.
+    stop_on_exit: bool = False
+
+
+class ServiceConfig(_Strict, frozen=True):
+    name: str
+    # What to probe: a URL (http), host:port (tcp); command probes use probe.argv.
+    url: str = ""
+    description: str = ""
+    critical: bool = False
+    probe: ProbeConfig = ProbeConfig()
+    restart: RestartConfig = RestartConfig()
+    steps: dict[str, StepConfig] = {}
+    # Thresholds: unset means the top-level value (itself from the file, env or default).
+    check_interval: float | None = None
+    max_retries: int | None = None
+    success_threshold: int | None = None
+    restart_cooldown: float | None = None
+    cooldown_max: float | None = None
+    stable_period: float | None = None
+    restart_budget: int | None = None
+    restart_window: float | None = None
+    ladder: list[str] | None = None
+    ladders: dict[str, list[str]] | None = None
+    on_restart_failure: Literal["failed", "degraded"] | None = None
+
+
+class WebhookConfig(_Strict, frozen=True):
+    url: str
+    headers: dict[str, str] = {}
+    timeout: float = 5.0
+    retries: int = 3
+
+
+class SmtpConfig(_Strict, frozen=True):
+    host: str
+    port: int = 25
+    sender: str = "hbsm@localhost"
+    to: list[str] = []
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 10.0
+
+
+class NotifyConfig(_Strict, frozen=True):
+    # Which happenings notify: restart, failed, recovered, repair_failed.
+    on: list[Literal["restart", "failed", "recovered", "repair_failed"]] = [
+        "restart",
+        "failed",
+        "recovered",
+        "repair_failed",
+    ]
+    webhooks: list[WebhookConfig] = []
+    smtp: SmtpConfig | None = None
+    # At most this many notifications per service per hour.
+    rate_per_hour: int = 20
+
+
+class LogConfig(_Strict, frozen=True):
+    path: str = "events/heartbeat.jsonl"
+    fsync: Literal["batch", "always", "interval", "never"] = "batch"
+    max_bytes: int = 64 * 2**20
+    keep_segments: int = 10
+    # The monitor's own diagnostics (stdlib logging); None: stderr only.
+    file: str | None = None
+    level: str = "INFO"
+
+
+class Config(_Strict):
+    enabled: bool = True
+    auto_start: bool = True
+    host: str = "127.0.0.1"
+    port: int = 5000
+    admin_token: str | None = None
+    login_url: str | None = None
+    # How many probes may be in flight at once, over all services.
+    concurrency: int = 200
+    log: LogConfig = LogConfig()
+    notify: NotifyConfig = NotifyConfig()
+    # Thresholds for every service (each may override them).
+    check_interval: float = 30.0
+    max_retries: int = 3
+    success_threshold: int = 1
+    restart_cooldown: float = 300.0
+    cooldown_max: float = 3600.0
+    stable_period: float = 600.0
+    restart_budget: int = 3
+    restart_window: float = 3600.0
+    ladder: list[str] = ["diagnose", "check_config", "restart"]
+    ladders: dict[str, list[str]] = {}
+    on_restart_failure: Literal["failed", "degraded"] = "failed"
+    services: list[ServiceConfig] = []
+
+    def policy_for(self, service: ServiceConfig) -> Policy:
+        """The thresholds in force for one service: its own, else the top-level ones."""
+
+        def pick(name: str) -> Any:
+            own = getattr(service, name)
+            return own if own is not None else getattr(self, name)
+
+        ladders = pick("ladders")
+        return Policy(
+            check_interval=pick("check_interval"),
+            max_retries=pick("max_retries"),
+            success_threshold=pick("success_threshold"),
+            restart_cooldown=pick("restart_cooldown"),
+            cooldown_max=max(pick("cooldown_max"), pick("restart_cooldown")),
+            stable_period=pick("stable_period"),
+            restart_budget=pick("restart_budget"),
+            restart_window=pick("restart_window"),
+            ladder=tuple(pick("ladder")),
+            ladders={cls: tuple(steps) for cls, steps in ladders.items()},
+            on_restart_failure=pick("on_restart_failure"),
+        )

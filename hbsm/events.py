@@ -33,6 +33,7 @@ __all__ = [
     "Notification",
     "OpaqueEvent",
     "Probe",
+    "ProcessStarted",
     "RepairFinished",
     "RepairStarted",
     "RestartFinished",
@@ -141,7 +142,18 @@ class RestartFinished(Event, tag="restart.finished", frozen=True, kw_only=True):
     output: str = ""
     duration_ms: float = 0.0
     exit_code: int | None = None
+    # The new process, when hbsm supervises it.
+    pid: int | None = None
     interrupted: bool = False
+
+
+class ProcessStarted(Event, tag="process.started", frozen=True, kw_only=True):
+    """hbsm started (or, after its own restart, adopted) a process it supervises."""
+
+    service: str
+    pid: int
+    argv: list[str] = []
+    adopted: bool = False
 
 
 class Notification(Event, tag="notification", frozen=True, kw_only=True):
@@ -189,6 +201,8 @@ class ServiceView(msgspec.Struct, kw_only=True):
     latency_ts: list[float] = []
     latency_ms: list[float | None] = []
     probes_failed: int = 0
+    # The supervised process, when hbsm supervises this service.
+    pid: int | None = None
     repairs_total: int = 0
     restarts_total: int = 0
     last_reason: str = ""
@@ -235,6 +249,7 @@ AnyEvent = (
     | RepairFinished
     | RestartStarted
     | RestartFinished
+    | ProcessStarted
     | Notification
     | Admin
     | Snapshot

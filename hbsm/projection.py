@@ -23,6 +23,7 @@ from hbsm.events import (
     MonitorView,
     OpaqueEvent,
     Probe,
+    ProcessStarted,
     RepairFinished,
     RepairStarted,
     RestartFinished,
@@ -75,7 +76,8 @@ class Projection:
             RepairStarted: self._on_repair_started,
             RepairFinished: self._on_service_event,
             RestartStarted: self._on_restart_started,
-            RestartFinished: self._on_service_event,
+            RestartFinished: self._on_restart_finished,
+            ProcessStarted: self._on_process_started,
             ServiceRegistered: self._on_registered,
             MonitorStarted: self._on_monitor_started,
             MonitorStopped: self._on_monitor_stopped,
@@ -175,6 +177,14 @@ class Projection:
             what = e.step if isinstance(e, RepairFinished) else "restart"
             view.last_problem = f"{what} failed: {e.output[-200:]}"
             view.last_problem_ts = e.ts
+
+    def _on_restart_finished(self, e: RestartFinished) -> None:
+        self._on_service_event(e)
+        if e.pid is not None:
+            self.services[e.service].pid = e.pid
+
+    def _on_process_started(self, e: ProcessStarted) -> None:
+        self._view(e.service).pid = e.pid
 
     def _on_registered(self, e: ServiceRegistered) -> None:
         view = self._view(e.service)

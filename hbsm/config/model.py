@@ -1,9 +1,10 @@
-"""The shape of `hbsm.toml`: msgspec Structs, decoded and validated in one pass.
+"""The shape of `hbsm.toml`: msgspec Structs, decoded (types, unknown keys) in one pass.
 
-Every field has the default an operator would expect; `hbsm.config.load` lays the environment
-variables of the original feature (`HEARTBEAT_*`) over the file. Durations are seconds.
+Every field has the default an operator would expect; `hbsm.config.load_config` lays the
+environment variables of the original feature (`HEARTBEAT_*`) over the file and checks what
+types cannot (ranges, URLs, ladders; see `hbsm.config.validate`). Durations are seconds.
 Thresholds set at the top level (and by the environment) apply to every service unless the
-service sets its own.
+service sets its own. `example.toml` beside this module shows every key.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A misspelt key is an error naming it, not a silently ignored setting."""
 
 
-class ProbeConfig(_Strict, frozen=True):
+class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`_Strict`, and immutable (a frozen Struct cannot derive from a mutable one)."""
+
+
+class ProbeConfig(_Frozen, frozen=True):
     kind: ProbeKind = "http"
     timeout: float = 5.0
     # http: request and what counts as up.
@@ -51,7 +56,7 @@ class ProbeConfig(_Strict, frozen=True):
     argv: list[str] = []
 
 
-class StepConfig(_Strict, frozen=True):
+class StepConfig(_Frozen, frozen=True):
     """Settings of one repair step, under `[services.steps.<name>]`."""
 
     timeout: float = 30.0
@@ -74,7 +79,7 @@ class StepConfig(_Strict, frozen=True):
     options: dict[str, Any] = {}
 
 
-class RestartConfig(_Strict, frozen=True):
+class RestartConfig(_Frozen, frozen=True):
     # supervise: hbsm starts argv itself, keeps its pid, restarts it. command: run argv (e.g.
     # ["systemctl", "restart", "x"]). none: the ladder's restart step cannot run (fails).
     kind: RestartKind = "none"
@@ -90,7 +95,7 @@ class RestartConfig(_Strict, frozen=True):
     stop_on_exit: bool = False
 
 
-class ServiceConfig(_Strict, frozen=True):
+class ServiceConfig(_Frozen, frozen=True):
     name: str
     # What to probe: a URL (http), host:port (tcp); command probes use probe.argv.
     url: str = ""
@@ -113,14 +118,14 @@ class ServiceConfig(_Strict, frozen=True):
     on_restart_failure: Literal["failed", "degraded"] | None = None
 
 
-class WebhookConfig(_Strict, frozen=True):
+class WebhookConfig(_Frozen, frozen=True):
     url: str
     headers: dict[str, str] = {}
     timeout: float = 5.0
     retries: int = 3
 
 
-class SmtpConfig(_Strict, frozen=True):
+class SmtpConfig(_Frozen, frozen=True):
     host: str
     port: int = 25
     sender: str = "hbsm@localhost"
@@ -131,21 +136,18 @@ class SmtpConfig(_Strict, frozen=True):
     timeout: float = 10.0
 
 
-class NotifyConfig(_Strict, frozen=True):
+class NotifyConfig(_Frozen, frozen=True):
     # Which happenings notify: restart, failed, recovered, repair_failed.
-    on: list[Literal["restart", "failed", "recovered", "repair_failed"]] = [
-        "restart",
-        "failed",
-        "recovered",
-        "repair_failed",
-    ]
+    on: list[Literal["restart", "failed", "recovered", "repair_failed"]] = msgspec.field(
+        default_factory=lambda: ["restart", "failed", "recovered", "repair_failed"]
+    )
     webhooks: list[WebhookConfig] = []
     smtp: SmtpConfig | None = None
     # At most this many notifications per service per hour.
     rate_per_hour: int = 20
 
 
-class LogConfig(_Strict, frozen=True):
+class LogConfig(_Frozen, frozen=True):
     path: str = "events/heartbeat.jsonl"
     fsync: Literal["batch", "always", "interval", "never"] = "batch"
     max_bytes: int = 64 * 2**20
@@ -161,6 +163,7 @@ class Config(_Strict):
     host: str = "127.0.0.1"
     port: int = 5000
     admin_token: str | None = None
+    # The page the built-in `login_page` service probes when no services are configured.
     login_url: str | None = None
     # How many probes may be in flight at once, over all services.
     concurrency: int = 200
@@ -175,7 +178,9 @@ class Config(_Strict):
     stable_period: float = 600.0
     restart_budget: int = 3
     restart_window: float = 3600.0
-    ladder: list[str] = ["diagnose", "check_config", "restart"]
+    ladder: list[str] = msgspec.field(
+        default_factory=lambda: ["diagnose", "check_config", "restart"]
+    )
     ladders: dict[str, list[str]] = {}
     on_restart_failure: Literal["failed", "degraded"] = "failed"
     services: list[ServiceConfig] = []

@@ -1,0 +1,226 @@
+"""Read `hbsm.toml` and decode it into `Config`, turning every failure into a one-line error.
+
+msgspec reports a bad value as `Expected `int`, got `str` - at `$.services[0].max_retries``;
+operators read `hbsm.toml: services[api].max_retries: expected an integer, got 'three'`. The
+translation walks the raw TOML data and the model's type hints along msgspec's path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import msgspec
+
+from hbsm.config.errors import ConfigError
+from hbsm.config.model import Config
+
+__all__ = ["decode_config", "read_toml"]
+
+_DICT_KEY = object()  # msgspec writes `[...]` for "some key of this table"
+_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[\.\.\.\]")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_POSITION = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "array": "an array",
+    "object": "a table",
+}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The parsed TOML document at `path`; a missing, unreadable or malformed file is an error."""
+    where = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError.in_file(where, None, "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError.in_file(where, None, "is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError.in_file(where, None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        # utf-8-sig: a byte-order mark written by some editors is not a syntax error.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError.in_file(
+            where, None, f"not UTF-8 text (bad byte at offset {exc.start})"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = _TOML_POSITION.match(msg)
+        if m is None:  # "(at end of document)" or a message without a position
+            reason = f"invalid TOML: {_lower_first(msg)}"
+            raise ConfigError.in_file(where, None, reason) from None
+        reason = f"invalid TOML: {_lower_first(m['msg'])}"
+        message = f"{where}:{m['line']}:{m['col']}: {reason}"
+        raise ConfigError(message, source=where, key=None, reason=reason) from None
+
+
+def decode_config(raw: Mapping[str, Any], source: str | None) -> Config:
+    """`raw` (parsed TOML) as a `Config`: strict types, unknown keys refused."""
+    try:
+        return msgspec.convert(raw, Config, strict=True)
+    except msgspec.ValidationError as exc:
+        key, reason = explain(str(exc), raw)
+        raise ConfigError.in_file(source, key, reason) from None
+
+
+def explain(message: str, raw: Any) -> tuple[str | None, str]:
+    """msgspec's validation message as (friendly dotted key, reason)."""
+    text, _, where = message.partition(" - at `")
+    where = where.rstrip("`")
+    key, value, tp = _follow(where[1:] if where.startswith("$") else "", raw)
+
+    m = re.fullmatch(r"Object contains unknown field `(.+)`", text)
+    if m:
+        field = m[1]
+        reason = "unknown key"
+        known = _field_names(tp)
+        close = difflib.get_close_matches(field, known, n=1)
+        if close:
+            reason += f" (did you mean {close[0]!r}?)"
+        elif known:
+            reason += f" (known keys: {', '.join(known)})"
+        return _join(key, _key_part(field)), reason
+    m = re.fullmatch(r"Object missing required field `(.+)`", text)
+    if m:
+        return _join(key, _key_part(m[1])), "is required"
+    if text.startswith("Invalid enum value"):
+        choices = _literal_values(tp)
+        if choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            return key, f"expected one of {allowed}, got {_show(value)}"
+    m = re.fullmatch(r"Expected `(.+?)`, got `(.+?)`", text)
+    if m:
+        expected = " or ".join(
+            _TYPE_WORDS.get(word, word) for word in m[1].split(" | ") if word != "null"
+        )
+        if key == "services" and isinstance(value, dict):
+            expected = "an array of tables ([[services]])"
+        return key, f"expected {expected}, got {_show(value)}"
+    return key, _lower_first(text)
+
+
+def _follow(path: str, raw: Any) -> tuple[str | None, Any, Any]:
+    """Walk msgspec's `$`-less path through the raw data and the model's types.
+
+    Returns the friendly key (`services[api].probe.kind`), the raw value found there (or None)
+    and the annotated type of that spot (or None when unknown).
+    """
+    key: str | None = None
+    value: Any = raw
+    tp: Any = Config
+    for m in _PATH_PART.finditer(path):
+        field, index = m[1], m[2]
+        if field is not None:
+            key = _join(key, field)
+            value = value.get(field) if isinstance(value, Mapping) else None
+            tp = _field_type(tp, field)
+        elif index is not None:
+            i = int(index)
+            item = value[i] if isinstance(value, list) and i < len(value) else None
+            name = item.get("name") if isinstance(item, Mapping) else None
+            label = name if key == "services" and isinstance(name, str) and name else str(i)
+            key = f"{key or ''}[{label}]"
+            value = item
+            tp = _item_type(tp)
+        else:  # some key of a table: find the entry that does not convert
+            tp = _value_type(tp)
+            bad = _first_bad_entry(value, tp)
+            if bad is None:
+                key, value = _join(key, "*"), None
+            else:
+                key, value = _join(key, _key_part(bad)), value[bad]
+    return key, value, tp
+
+
+def _first_bad_entry(table: Any, value_type: Any) -> str | None:
+    if not isinstance(table, Mapping) or value_type is None:
+        return None
+    for k, v in table.items():
+        try:
+            msgspec.convert(v, value_type, strict=True)
+        except msgspec.ValidationError:
+            return str(k)
+    return None
+
+
+def _unwrap(tp: Any) -> Any:
+    """`X | None` → X (TOML has no null, so the None branch never explains anything)."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
+
+
+def _field_type(tp: Any, field: str) -> Any:
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return typing.get_type_hints(tp).get(field)
+    return None
+
+
+def _field_names(tp: Any) -> list[str]:
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return [f.encode_name for f in msgspec.structs.fields(tp)]
+    return []
+
+
+def _item_type(tp: Any) -> Any:
+    tp = _unwrap(tp)
+    if typing.get_origin(tp) in (list, tuple) and typing.get_args(tp):
+        return typing.get_args(tp)[0]
+    return None
+
+
+def _value_type(tp: Any) -> Any:
+    tp = _unwrap(tp)
+    if typing.get_origin(tp) is dict:
+        return typing.get_args(tp)[1]
+    return None
+
+
+def _literal_values(tp: Any) -> tuple[Any, ...]:
+    tp = _unwrap(tp)
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    return ()
+
+
+def _join(prefix: str | None, part: str) -> str:
+    return f"{prefix}.{part}" if prefix else part
+
+
+def _key_part(name: str) -> str:
+    """A table key as TOML would write it in a dotted key."""
+    return name if _BARE_KEY.fullmatch(name) else f'"{name}"'
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    text = (
+        repr(value) if isinstance(value, (str, int, float)) else f"{type(value).__name__} {value}"
+    )
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]

@@ -1,0 +1,70 @@
+"""`ConfigError`: a bad configuration, told in one line that names where, which key and why."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError"]
+
+# Environment variables whose value must never be echoed back in an error message.
+_SECRET_VARS = frozenset({"HEARTBEAT_ADMIN_TOKEN"})
+_MAX_VALUE_CHARS = 80
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; start-up stops with `str(error)`, always one line.
+
+    * `source`: the TOML file's path, or the environment variable's name (`HEARTBEAT_PORT`),
+      or None when the problem is in a built-in default.
+    * `key`: the setting, as a dotted key: `check_interval`, `log.path`,
+      `services[api].probe.kind` (None for a whole-file problem such as a syntax error).
+    * `reason`: why, without the source or key.
+
+    The message reads `<file>: <key>: <reason>` for a file, `<VAR>=<value>: <reason>` for an
+    environment variable, and `<file>:<line>:<column>: invalid TOML: <reason>` for a syntax error.
+    """
+
+    source: str | None
+    key: str | None
+    reason: str
+
+    def __init__(
+        self, message: str, *, source: str | None = None, key: str | None = None, reason: str = ""
+    ) -> None:
+        super().__init__(_one_line(message))
+        self.source = source
+        self.key = key
+        self.reason = _one_line(reason or message)
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep source/key/reason across pickling
+        return (_rebuild, (str(self), self.source, self.key, self.reason))
+
+    @classmethod
+    def in_file(cls, path: str | None, key: str | None, reason: str) -> ConfigError:
+        """A problem with a setting read from the file `path` (None: a built-in default)."""
+        where = [part for part in (path, key) if part]
+        return cls(": ".join([*where, reason]), source=path, key=key, reason=reason)
+
+    @classmethod
+    def in_env(cls, var: str, value: str, key: str | None, reason: str) -> ConfigError:
+        """A problem with the value of the environment variable `var` (setting `key`)."""
+        return cls(
+            f"{var}={_show_env_value(var, value)}: {reason}", source=var, key=key, reason=reason
+        )
+
+
+def _rebuild(message: str, source: str | None, key: str | None, reason: str) -> ConfigError:
+    return ConfigError(message, source=source, key=key, reason=reason)
+
+
+def _show_env_value(var: str, value: str) -> str:
+    if var in _SECRET_VARS:
+        return "********"
+    if len(value) > _MAX_VALUE_CHARS:
+        value = value[: _MAX_VALUE_CHARS - 3] + "..."
+    # Quote only when needed so that the usual case reads like the shell: HEARTBEAT_PORT=abc.
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        return repr(value)
+    return value
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())

@@ -1,0 +1,159 @@
+"""`load_config`: the file, then the environment, then the checks; the config in force.
+
+Order of precedence, lowest first: built-in defaults, `hbsm.toml`, `HEARTBEAT_*` variables.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from hbsm.config.decode import decode_config, read_toml
+from hbsm.config.env import CONFIG_VAR, apply_env
+from hbsm.config.errors import ConfigError
+from hbsm.config.model import Config, ServiceConfig
+from hbsm.config.sources import Source, collect_sources
+from hbsm.config.validate import BUILTIN_STEPS, Blame, registered_steps, validate
+from hbsm.state import RESTART_STEP, Policy
+
+__all__ = ["DEFAULT_FILE", "LoadedConfig", "load_config", "resolve_path"]
+
+DEFAULT_FILE = "hbsm.toml"
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedConfig:
+    """The configuration in force and where each of its settings came from."""
+
+    config: Config
+    # Dotted key ("port", "log.path", "services.api.max_retries") → "default" | "file" | "env".
+    sources: dict[str, Source]
+    # The TOML file read, or None (defaults and environment only).
+    path: Path | None
+
+    @functools.cached_property
+    def policies(self) -> dict[str, Policy]:
+        """Each service's thresholds (`config.policy_for(service)`), by service name."""
+        return {s.name: self.config.policy_for(s) for s in self.config.services}
+
+    def policy(self, service: str) -> Policy:
+        return self.policies[service]
+
+
+def resolve_path(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
+    """The TOML file to read: `path`, else $HEARTBEAT_CONFIG, else ./hbsm.toml if it exists."""
+    if path is not None:
+        return Path(path)  # read_toml reports a missing file, naming it
+    named = env.get(CONFIG_VAR, "").strip()
+    if named:
+        candidate = Path(named)
+        if not candidate.is_file():
+            why = "is a directory, not a TOML file" if candidate.is_dir() else "no such file"
+            raise ConfigError.in_env(CONFIG_VAR, named, None, why)
+        return candidate
+    local = Path(DEFAULT_FILE)
+    return local if local.is_file() else None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    embedded_login_url: str | None = None,
+) -> LoadedConfig:
+    """Read, overlay and check the configuration; raises ConfigError (one line) if it is bad.
+
+    `env`: the environment to apply (default `os.environ`). `embedded_login_url`: the host
+    Flask app's login page, when hbsm runs embedded in it (used only without services).
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    file = resolve_path(path, environ)
+    where = str(file) if file is not None else None
+    raw: dict[str, Any] = read_toml(file) if file is not None else {}
+    config = decode_config(raw, where)
+    applied = apply_env(config, environ)
+
+    special: dict[str, dict[str, Source]] | None = None
+    if config.services:
+        if "ladder" not in raw:
+            config.services = [_restartless(config, s) for s in config.services]
+    else:
+        config.services, special = _original_services(config, embedded_login_url, raw, applied)
+
+    sources = collect_sources(config, raw, applied, default_services=special)
+    validate(config, Blame(where, applied), BUILTIN_STEPS | registered_steps())
+    return LoadedConfig(config=config, sources=sources, path=file)
+
+
+def _restartless(config: Config, service: ServiceConfig) -> ServiceConfig:
+    """The default ladder ends with `restart`; a service with no way to restart skips it.
+
+    Only when the operator has not written a top-level ladder: a ladder they wrote that names
+    `restart` for a service that cannot restart is an error (see `validate`).
+    """
+    if service.restart.kind != "none" or service.ladder is not None:
+        return service
+    ladder = [step for step in config.ladder if step != RESTART_STEP]
+    return msgspec.structs.replace(service, ladder=ladder)
+
+
+def _original_services(
+    config: Config,
+    embedded_login_url: str | None,
+    raw: Mapping[str, Any],
+    applied: Mapping[str, tuple[str, str]],
+) -> tuple[list[ServiceConfig], dict[str, dict[str, Source]]]:
+    """What the original feature monitored: its own `/health` and the admin login page."""
+    base = _own_base_url(config.host, config.port)
+    login_source: Source = "default"
+    if embedded_login_url:
+        login_url = embedded_login_url
+    elif config.login_url:
+        login_url = config.login_url
+        login_source = (
+            "env" if "login_url" in applied else "file" if "login_url" in raw else "default"
+        )
+    else:
+        login_url = f"{base}/login"
+    # hbsm cannot restart itself: `main_service` is the process doing the restarting, and when
+    # embedded, both it and the login page live in the host's Flask app, which hbsm does not
+    # own. So the ladder only diagnoses: the failure is classified, recorded and notified.
+    services = [
+        ServiceConfig(
+            name="main_service",
+            url=f"{base}/health",
+            description="the monitor's own API",
+            critical=True,
+            ladder=["diagnose"],
+        ),
+        ServiceConfig(
+            name="login_page",
+            url=login_url,
+            description="admin login page",
+            critical=False,
+            ladder=["diagnose"],
+        ),
+    ]
+    return services, {"login_page": {"url": login_source}}
+
+
+def _own_base_url(host: str, port: int) -> str:
+    """The URL at which this process's own API answers, for probing it from here."""
+    # Bound to every address: probe it over loopback.
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+    except ValueError:
+        pass  # a host name
+    return f"http://{host}:{port}"

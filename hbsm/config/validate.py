@@ -1,0 +1,359 @@
+"""What the types cannot say: ranges, URLs, names, ladders that can run, settings steps need.
+
+Runs after decoding and after the environment overlay, so a bad value is blamed on where it
+came from (the file, or the variable). The first problem found stops start-up.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import logging
+import math
+import re
+import signal
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from hbsm.config.errors import ConfigError
+from hbsm.config.model import Config, ServiceConfig
+from hbsm.state import ERROR_CLASSES, RESTART_STEP, Policy
+
+__all__ = [
+    "BUILTIN_STEPS",
+    "REPAIR_GROUP",
+    "Blame",
+    "registered_steps",
+    "validate",
+]
+
+BUILTIN_STEPS: frozenset[str] = frozenset(
+    {"diagnose", "check_config", "http", "command", "signal", RESTART_STEP}
+)
+# Custom repair steps are Python callables registered under this entry-point group.
+REPAIR_GROUP = "hbsm.repairs"
+
+# The setting each built-in step cannot run without, under `[services.steps.<step>]`.
+_STEP_NEEDS = {"http": "url", "command": "argv", "signal": "pidfile"}
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_MAX_NAME = 128
+_HTTP_METHOD = re.compile(r"[A-Za-z]+")
+_INT64 = 2**63
+
+
+def registered_steps() -> frozenset[str]:
+    """Names of the steps installed packages register in `hbsm.repairs` (not imported here)."""
+    return frozenset(ep.name for ep in importlib.metadata.entry_points(group=REPAIR_GROUP))
+
+
+class Blame:
+    """Builds the error for a key, blaming the environment variable that set it, else the file."""
+
+    def __init__(self, path: str | None, env: Mapping[str, tuple[str, str]]) -> None:
+        self.path = path
+        self.env = env
+
+    def __call__(self, key: str, reason: str) -> ConfigError:
+        applied = self.env.get(key)
+        if applied is not None:
+            var, value = applied
+            return ConfigError.in_env(var, value, key, reason)
+        return ConfigError.in_file(self.path, key, reason)
+
+
+def validate(config: Config, blame: Blame, steps: frozenset[str]) -> dict[str, Policy]:
+    """Check `config` (services included); returns each service's Policy by name.
+
+    `steps`: every step name a ladder may use (built-in and registered).
+    """
+    for key, reason in _bad_numbers(config, None):
+        raise blame(key, reason)
+    _check_top(config, blame, steps)
+    _check_log(config, blame)
+    _check_notify(config, blame)
+    seen: dict[str, int] = {}
+    for i, service in enumerate(config.services):
+        _check_name(i, service, seen, blame)
+    return {s.name: _check_service(config, s, blame, steps) for s in config.services}
+
+
+def _bad_numbers(value: Any, key: str | None) -> Iterator[tuple[str, str]]:
+    """nan/inf (TOML has both) and integers no event log line could carry."""
+    if isinstance(value, msgspec.Struct):
+        for f in msgspec.structs.fields(value):
+            yield from _bad_numbers(getattr(value, f.name), _join(key, f.encode_name))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _bad_numbers(v, _join(key, str(k)))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            label = v.name if isinstance(v, ServiceConfig) and v.name else str(i)
+            yield from _bad_numbers(v, f"{key}[{label}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield key or "", "must be a finite number"
+    elif isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+        yield key or "", "is out of range (a 64-bit integer)"
+
+
+def _check_top(config: Config, blame: Blame, steps: frozenset[str]) -> None:
+    if not config.host or any(c.isspace() or c in "/?#" for c in config.host):
+        raise blame("host", f"must be a host name or address, got {config.host!r}")
+    if not 1 <= config.port <= 65535:
+        raise blame("port", f"must be between 1 and 65535, got {config.port}")
+    if config.concurrency < 1:
+        raise blame("concurrency", "must be >= 1")
+    if config.login_url is not None and (why := _http_url_problem(config.login_url)):
+        raise blame("login_url", why)
+    if config.cooldown_max < 0:
+        raise blame("cooldown_max", "must be >= 0")
+    _check_ladders("", config.ladder, config.ladders, blame, steps)
+    try:
+        # A service that sets nothing itself gets exactly the top-level thresholds.
+        config.policy_for(ServiceConfig(name="-"))
+    except ValueError as exc:
+        key, why = _policy_problem(exc)
+        raise blame(key, why) from None
+
+
+def _check_log(config: Config, blame: Blame) -> None:
+    log = config.log
+    if not log.path.strip():
+        raise blame("log.path", "must not be empty")
+    if log.max_bytes < 1:
+        raise blame("log.max_bytes", "must be > 0")
+    if log.keep_segments < 0:
+        raise blame("log.keep_segments", "must be >= 0")
+    if log.file is not None and not log.file.strip():
+        raise blame("log.file", "must not be empty (leave it out for stderr only)")
+    levels = logging.getLevelNamesMapping()
+    if log.level.upper() not in levels:
+        known = "DEBUG, INFO, WARNING, ERROR, CRITICAL"
+        raise blame("log.level", f"expected one of {known}, got {log.level!r}")
+
+
+def _check_notify(config: Config, blame: Blame) -> None:
+    notify = config.notify
+    if notify.rate_per_hour < 0:
+        raise blame("notify.rate_per_hour", "must be >= 0")
+    for i, hook in enumerate(notify.webhooks):
+        key = f"notify.webhooks[{i}]"
+        if why := _http_url_problem(hook.url):
+            raise blame(f"{key}.url", why)
+        if hook.timeout <= 0:
+            raise blame(f"{key}.timeout", "must be > 0")
+        if hook.retries < 0:
+            raise blame(f"{key}.retries", "must be >= 0")
+    smtp = notify.smtp
+    if smtp is not None:
+        if not smtp.host.strip():
+            raise blame("notify.smtp.host", "must not be empty")
+        if not 1 <= smtp.port <= 65535:
+            raise blame("notify.smtp.port", f"must be between 1 and 65535, got {smtp.port}")
+        if not smtp.to:
+            raise blame("notify.smtp.to", "must name at least one recipient")
+        if smtp.timeout <= 0:
+            raise blame("notify.smtp.timeout", "must be > 0")
+
+
+def _check_name(i: int, service: ServiceConfig, seen: dict[str, int], blame: Blame) -> None:
+    name = service.name
+    key = f"services[{i}].name"
+    if not name:
+        raise blame(key, "must not be empty")
+    if not _SAFE_NAME.fullmatch(name) or set(name) == {"."} or len(name) > _MAX_NAME:
+        # Names end up in URLs (/health/service/<name>) and file names (supervised output).
+        raise blame(
+            key,
+            f"{name!r} is not a safe name: use letters, digits, '_', '-' and '.' "
+            f"(at most {_MAX_NAME} characters, not only dots)",
+        )
+    if name in seen:
+        raise blame(key, f"duplicate service name {name!r} (first at services[{seen[name]}])")
+    seen[name] = i
+
+
+def _check_service(
+    config: Config, service: ServiceConfig, blame: Blame, steps: frozenset[str]
+) -> Policy:
+    k = f"services[{service.name}]"
+    _check_probe(k, service, blame)
+    _check_restart(k, service, blame)
+    _check_steps(k, service, blame, steps)
+    _check_ladders(f"{k}.", service.ladder, service.ladders, blame, steps)
+    try:
+        policy = config.policy_for(service)
+    except ValueError as exc:
+        key, why = _policy_problem(exc)
+        raise blame(f"{k}.{key}", why) from None
+    own = {"ladder": service.ladder is not None, "ladders": service.ladders is not None}
+    for key, ladder in _ladders(policy.ladder, policy.ladders):
+        kind = key.partition(".")[0]
+        where = "" if own[kind] else f" (from the top-level {kind})"
+        if RESTART_STEP in ladder and service.restart.kind == "none":
+            raise blame(
+                f"{k}.{key}",
+                f"step {RESTART_STEP!r}{where} but restart.kind is 'none' "
+                "(set restart.kind and restart.argv, or leave 'restart' out of the ladder)",
+            )
+        for step in ladder:
+            needed = _STEP_NEEDS.get(step)
+            settings = service.steps.get(step)
+            if needed and (settings is None or not getattr(settings, needed)):
+                raise blame(
+                    f"{k}.steps.{step}.{needed}",
+                    f"is required by step {step!r} in {key}{where}",
+                )
+    return policy
+
+
+def _check_probe(k: str, service: ServiceConfig, blame: Blame) -> None:
+    probe = service.probe
+    if probe.kind == "http":
+        if why := _http_url_problem(service.url):
+            raise blame(f"{k}.url", f"an http probe needs an http:// or https:// URL: {why}")
+    elif probe.kind == "tcp":
+        if why := _tcp_target_problem(service.url):
+            raise blame(f"{k}.url", f"a tcp probe needs host:port: {why}")
+    elif not probe.argv or not probe.argv[0]:
+        raise blame(f"{k}.probe.argv", "a command probe needs argv (the command, then its args)")
+    if probe.timeout <= 0:
+        raise blame(f"{k}.probe.timeout", "must be > 0")
+    if probe.slow_ms is not None and probe.slow_ms <= 0:
+        raise blame(f"{k}.probe.slow_ms", "must be > 0 (leave it out for no latency limit)")
+    for i, status in enumerate(probe.expect_status):
+        if not 100 <= status <= 599:
+            raise blame(f"{k}.probe.expect_status[{i}]", f"{status} is not an HTTP status code")
+    if not _HTTP_METHOD.fullmatch(probe.method):
+        raise blame(f"{k}.probe.method", f"{probe.method!r} is not an HTTP method")
+    if probe.json_equals is not None and probe.json_field is None:
+        raise blame(f"{k}.probe.json_equals", "needs probe.json_field (the field to compare)")
+    if probe.json_field is not None and not probe.json_field.strip():
+        raise blame(f"{k}.probe.json_field", "must not be empty")
+
+
+def _check_restart(k: str, service: ServiceConfig, blame: Blame) -> None:
+    restart = service.restart
+    if restart.kind != "none" and (not restart.argv or not restart.argv[0]):
+        raise blame(f"{k}.restart.argv", f"restart.kind {restart.kind!r} needs argv")
+    if restart.timeout <= 0:
+        raise blame(f"{k}.restart.timeout", "must be > 0")
+    if restart.grace < 0:
+        raise blame(f"{k}.restart.grace", "must be >= 0")
+
+
+def _check_steps(k: str, service: ServiceConfig, blame: Blame, steps: frozenset[str]) -> None:
+    for name, settings in service.steps.items():
+        sk = f"{k}.steps.{name}"
+        if name == RESTART_STEP:
+            raise blame(sk, "restart settings go under [services.restart], not steps.restart")
+        if name not in steps:
+            raise blame(sk, _unknown_step(name, steps))
+        if settings.timeout <= 0:
+            raise blame(f"{sk}.timeout", "must be > 0")
+        if settings.url is not None and (why := _http_url_problem(settings.url)):
+            raise blame(f"{sk}.url", why)
+        if not _HTTP_METHOD.fullmatch(settings.method):
+            raise blame(f"{sk}.method", f"{settings.method!r} is not an HTTP method")
+        if _signal_number(settings.signal) is None:
+            raise blame(f"{sk}.signal", f"{settings.signal!r} is not a signal (e.g. HUP, USR1)")
+        if settings.port is not None and not 1 <= settings.port <= 65535:
+            raise blame(f"{sk}.port", f"must be between 1 and 65535, got {settings.port}")
+
+
+def _check_ladders(
+    prefix: str,
+    ladder: list[str] | None,
+    ladders: dict[str, list[str]] | None,
+    blame: Blame,
+    steps: frozenset[str],
+) -> None:
+    for cls in ladders or {}:
+        if cls not in ERROR_CLASSES:
+            reason = "is not a failure class"
+            close = difflib.get_close_matches(cls, ERROR_CLASSES, n=1)
+            if close:
+                reason += f" (did you mean {close[0]!r}?)"
+            raise blame(f"{prefix}ladders.{cls}", f"{reason}; one of {', '.join(ERROR_CLASSES)}")
+    for key, lad in _ladders(ladder, ladders):
+        for step in lad:
+            if step not in steps:
+                raise blame(f"{prefix}{key}", _unknown_step(step, steps))
+
+
+def _ladders(
+    ladder: tuple[str, ...] | list[str] | None,
+    ladders: Mapping[str, tuple[str, ...] | list[str]] | None,
+) -> Iterator[tuple[str, tuple[str, ...] | list[str]]]:
+    if ladder is not None:
+        yield "ladder", ladder
+    for cls, steps in (ladders or {}).items():
+        yield f"ladders.{cls}", steps
+
+
+def _unknown_step(step: str, steps: frozenset[str]) -> str:
+    reason = f"unknown step {step!r}"
+    close = difflib.get_close_matches(step, sorted(steps), n=1)
+    if close:
+        reason += f" (did you mean {close[0]!r}?)"
+    custom = sorted(steps - BUILTIN_STEPS)
+    reason += f"; built-in steps: {', '.join(sorted(BUILTIN_STEPS))}"
+    if custom:
+        reason += f"; registered in {REPAIR_GROUP}: {', '.join(custom)}"
+    else:
+        reason += f"; none registered in the entry-point group {REPAIR_GROUP}"
+    return reason
+
+
+def _policy_problem(exc: ValueError) -> tuple[str, str]:
+    """Policy raises ValueError("<field> <why>"): split it into key and reason."""
+    key, _, why = str(exc).partition(" ")
+    if why and key.partition(".")[0] in {f.name for f in msgspec.structs.fields(Policy)}:
+        return key, why
+    return "thresholds", str(exc)
+
+
+def _http_url_problem(url: str) -> str | None:
+    if not url:
+        return "no URL given"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected http://host/... or https://host/..., got {url!r}"
+    return None
+
+
+def _tcp_target_problem(target: str) -> str | None:
+    """The TCP probe's grammar: "host:port", "[::1]:port" or "tcp://host:port"."""
+    if not target:
+        return 'no url = "host:port" given'
+    try:
+        parts = urlsplit(target if "://" in target else "tcp://" + target)
+        port = parts.port
+    except ValueError:
+        port = 0  # not a number, or out of range
+    if parts.scheme != "tcp" or not parts.hostname or parts.path not in ("", "/"):
+        return f"expected host:port, got {target!r}"
+    if not port:
+        return f"expected host:port with a port from 1 to 65535, got {target!r}"
+    return None
+
+
+def _signal_number(name: str) -> int | None:
+    """As the signal step reads it: "HUP", "SIGHUP", "usr1" or a number."""
+    text = name.strip().upper()
+    try:
+        if text.isdigit():
+            return int(signal.Signals(int(text)))
+        return int(signal.Signals[text if text.startswith("SIG") else f"SIG{text}"])
+    except (ValueError, KeyError):
+        return None
+
+
+def _join(prefix: str | None, part: str) -> str:
+    return f"{prefix}.{part}" if prefix else part

@@ -1,0 +1,54 @@
+"""A notice: one thing worth telling an operator about, and its webhook body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+__all__ = ["KINDS", "LEVELS", "Notice", "NoticeKind", "iso_utc", "webhook_body"]
+
+NoticeKind = Literal["restart", "failed", "recovered", "repair_failed"]
+KINDS: Final[tuple[NoticeKind, ...]] = ("restart", "failed", "recovered", "repair_failed")
+LEVELS: Final[dict[str, str]] = {
+    "restart": "warning",
+    "failed": "critical",
+    "recovered": "info",
+    "repair_failed": "warning",
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What `Notifier.plan` decided to tell, before any channel has been tried.
+
+    `incident` names the incident ("<service>@<ISO time it began>"); `ts` is the time of the
+    event that called for the notice (seconds since the epoch, UTC); `details` is plain JSON.
+    """
+
+    service: str
+    kind: NoticeKind
+    incident: str
+    level: str
+    message: str
+    ts: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def iso_utc(ts: float) -> str:
+    """`ts` as ISO-8601 in UTC, to the millisecond: 2024-05-01T12:00:00.000Z."""
+    text = datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def webhook_body(notice: Notice) -> dict[str, Any]:
+    """The JSON body every webhook receives."""
+    return {
+        "service": notice.service,
+        "kind": notice.kind,
+        "incident": notice.incident,
+        "level": notice.level,
+        "message": notice.message,
+        "ts": iso_utc(notice.ts),
+        "details": notice.details,
+    }

@@ -1,0 +1,29 @@
+"""Probes: observe services and report what was found as `Probe` facts. Nothing here decides.
+
+* `Prober` runs one probe (HTTP over one shared httpx client, TCP connect, or a command) under a
+  semaphore bounding the probes in flight; the latency it records starts after the semaphore,
+  so our own queueing is not counted as the target's slowness.
+* `Scheduler` says when: each service on a fixed grid of its interval (no drift), spread over
+  the interval by a hash of its name, never two probes of one service at once, probe-now on ask.
+
+Failure classes (`Probe.error`, see hbsm.state.ERROR_CLASSES): refused, dns, tls, timeout,
+http_5xx, http_4xx, body_mismatch, slow (a success slower than `slow_ms`), command (non-zero
+exit), other (invalid HTTP, connection closed mid-response, unexpected status, ...).
+"""
+
+from ._classify import classify
+from ._http import BODY_LIMIT
+from ._prober import Prober, Transport
+from ._scheduler import Scheduler, SchedulerStats, first_offset
+from ._tcp import parse_target
+
+__all__ = [
+    "BODY_LIMIT",
+    "Prober",
+    "Scheduler",
+    "SchedulerStats",
+    "Transport",
+    "classify",
+    "first_offset",
+    "parse_target",
+]

@@ -1,0 +1,33 @@
+"""The event log: append, lock, rotate, follow, recover (DESIGN §4).
+
+Everything outside this package goes through `EventStore` (append, flush, read, follow, close),
+so a replicated stream can later stand in for the file. `FileEventLog` is the JSONL file on
+disk, `MemoryEventLog` the in-memory reference, `read_history` and `LogFollower` the lock-free
+readers the replay, the API and the dashboard use.
+
+Exceptions: LogError ⊃ LogLockedError (another writer holds the lock), CorruptLineError (a bad
+line, with file and line number). A bad argument (an unknown fsync policy, say) is a ValueError.
+"""
+
+from hbsm.log.errors import CorruptLineError, LogError, LogLockedError
+from hbsm.log.file import FileEventLog
+from hbsm.log.follower import LogFollower
+from hbsm.log.memory import MemoryEventLog
+from hbsm.log.reader import ReadStats, read_history
+from hbsm.log.segments import segment_paths
+from hbsm.log.store import EventStore, Follower, Position
+
+__all__ = [
+    "CorruptLineError",
+    "EventStore",
+    "FileEventLog",
+    "Follower",
+    "LogError",
+    "LogFollower",
+    "LogLockedError",
+    "MemoryEventLog",
+    "Position",
+    "ReadStats",
+    "read_history",
+    "segment_paths",
+]

@@ -1,0 +1,90 @@
+"""Decoding a block of complete JSONL lines, checking that seq strictly increases.
+
+The fast path hands the whole block to `hbsm.events.decode_lines` (one msgspec call) and checks
+the seqs with C-level iteration; only a block that fails either way is decoded again line by line,
+to skip bad lines or to name the first one.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from operator import lt
+from typing import NamedTuple
+
+from hbsm.events import Event, EventDecodeError, OpaqueEvent, decode, decode_lines
+
+__all__ = ["NO_SEQ", "BadLine", "Decoded", "decode_block"]
+
+# The seq before the first event of a log: stamped seqs start at 1, but a hand-made log with a
+# seq of 0 is not corrupt for that alone.
+NO_SEQ = -1
+
+
+class Decoded(NamedTuple):
+    events: list[Event | OpaqueEvent]
+    last_seq: int  # the seq of the last good event, or the one passed in
+    skipped: int
+
+
+class BadLine(Exception):
+    """The first bad line of a block (raised only without skip_bad). `index` is 0-based within
+    the block, `start`/`end` its byte range (end past the newline); `events` the good ones before
+    it, so a reader can deliver them before reporting the error."""
+
+    def __init__(
+        self,
+        index: int,
+        start: int,
+        end: int,
+        reason: str,
+        events: list[Event | OpaqueEvent],
+        last_seq: int,
+    ) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.start = start
+        self.end = end
+        self.reason = reason
+        self.events = events
+        self.last_seq = last_seq
+
+
+def decode_block(block: bytes, last_seq: int, *, skip_bad: bool) -> Decoded:
+    """Decode `block` (complete lines, each ending in a newline) after an event of `last_seq`."""
+    try:
+        events = decode_lines(block)
+    except EventDecodeError:
+        return _decode_each(block, last_seq, skip_bad)
+    if not events:
+        return Decoded(events, last_seq, 0)
+    seqs = [event.seq for event in events]
+    if seqs[0] > last_seq and all(map(lt, seqs, islice(seqs, 1, None))):
+        return Decoded(events, seqs[-1], 0)
+    return _decode_each(block, last_seq, skip_bad)
+
+
+def _decode_each(block: bytes, last_seq: int, skip_bad: bool) -> Decoded:
+    events: list[Event | OpaqueEvent] = []
+    skipped = 0
+    start = 0
+    lines = block.split(b"\n")
+    lines.pop()  # the empty string after the block's final newline
+    for index, line in enumerate(lines):
+        end = start + len(line) + 1
+        if line.strip():
+            try:
+                event = decode(line)
+            except EventDecodeError as exc:
+                reason = exc.message
+            else:
+                if event.seq > last_seq:
+                    events.append(event)
+                    last_seq = event.seq
+                    start = end
+                    continue
+                reason = f"seq {event.seq} does not increase (the event before has seq {last_seq})"
+            if not skip_bad:
+                raise BadLine(index, start, end, reason, events, last_seq)
+            skipped += 1
+        start = end
+    return Decoded(events, last_seq, skipped)

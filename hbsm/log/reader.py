@@ -1,0 +1,218 @@
+"""Reading a whole history, oldest segment first, then the active file: read-only and lock-free,
+so `hbsm replay`, the API and the dashboard can read a log a monitor is writing.
+
+Speed (DESIGN §8): the file is read in blocks of several MB, each cut at its last newline and
+decoded in one msgspec call; the per-event Python work is one generator step.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
+from pathlib import Path
+from typing import BinaryIO
+
+from hbsm.events import Event, OpaqueEvent
+from hbsm.log.blocks import NO_SEQ, BadLine, decode_block
+from hbsm.log.errors import CorruptLineError, LogError
+from hbsm.log.scan import decode_head, first_line, open_segment
+from hbsm.log.segments import ClosedSegment, closed_segments, gz_segment_path, next_path
+
+__all__ = ["READ_BLOCK", "ReadStats", "read_blocks", "read_history"]
+
+READ_BLOCK = 8 * 2**20
+# A rotation leaves the active name missing for the instant between its two renames.
+_ROTATION_WAIT = 1.0
+_ROTATION_PAUSE = 0.002
+
+_seq_of = attrgetter("seq")
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """Filled in by readers. `torn` holds (path, offset, cut_bytes) of each last line seen
+    without its newline (not delivered); `segments` counts the files read."""
+
+    events: int = 0
+    skipped: int = 0
+    torn: list[tuple[Path, int, int]] = field(default_factory=list)
+    segments: int = 0
+
+
+def read_history(
+    path: str | os.PathLike[str],
+    *,
+    skip_bad: bool = False,
+    stats: ReadStats | None = None,
+    after_seq: int = 0,
+) -> Iterator[Event | OpaqueEvent]:
+    """Every event with seq > after_seq, in order: closed segments oldest first, then the
+    active file. `path` may also name a single segment (`.jsonl.gz`) or a plain JSONL file.
+
+    Raises CorruptLineError (file and line) for a bad line unless `skip_bad`, in which case
+    it is skipped and counted in `stats.skipped`. The files are opened when iteration starts,
+    and what they hold then is what is read: a segment pruned meanwhile stays readable.
+    """
+    blocks = read_blocks(path, skip_bad=skip_bad, stats=stats, after_seq=after_seq)
+    # chain, not a generator's `yield from`: it hands out each event at C speed.
+    return chain.from_iterable(blocks)
+
+
+def read_blocks(
+    path: str | os.PathLike[str],
+    *,
+    skip_bad: bool = False,
+    stats: ReadStats | None = None,
+    after_seq: int = 0,
+) -> Iterator[list[Event | OpaqueEvent]]:
+    """`read_history` a block at a time (lists of events, in order), for a consumer that folds
+    a whole history and wants to skip the per-event iterator step."""
+    return _read(Path(path), skip_bad, stats if stats is not None else ReadStats(), after_seq)
+
+
+class _Cursor:
+    __slots__ = ("last_seq",)
+
+    def __init__(self) -> None:
+        self.last_seq = NO_SEQ
+
+
+def _read(
+    path: Path, skip_bad: bool, stats: ReadStats, after_seq: int
+) -> Iterator[list[Event | OpaqueEvent]]:
+    files = _open_history(path)
+    try:
+        cursor = _Cursor()
+        for index, (name, stream) in enumerate(files):
+            if after_seq > 0 and index + 1 < len(files):
+                # Whole segments before the one holding after_seq + 1 need not be decoded.
+                following = _first_seq(files[index + 1][1])
+                if following is not None and following - 1 <= after_seq:
+                    continue
+            stats.segments += 1
+            yield from _read_stream(name, stream, cursor, after_seq, skip_bad, stats)
+    finally:
+        for _, stream in files:
+            stream.close()
+
+
+def _first_seq(stream: BinaryIO) -> int | None:
+    line = first_line(stream)
+    stream.seek(0)
+    head = decode_head(line) if line is not None else None
+    return head.seq if head is not None and head.seq >= 0 else None
+
+
+def _open_history(path: Path) -> list[tuple[Path, BinaryIO]]:
+    if path.name.endswith(".gz"):
+        try:
+            return [(path, open_segment(path))]
+        except FileNotFoundError:
+            raise LogError(f"{path}: no such event log") from None
+    active, closed = _open_active(path)
+    opened: list[tuple[Path, BinaryIO]] = []
+    try:
+        for segment in closed:
+            found = _open_closed(path, segment)
+            if found is not None:
+                opened.append(found)
+        if active is not None:
+            opened.append((path, active))
+    except BaseException:
+        for _, stream in opened:
+            stream.close()
+        if active is not None:
+            active.close()
+        raise
+    return opened
+
+
+def _open_active(path: Path) -> tuple[BinaryIO | None, list[ClosedSegment]]:
+    """The active file (None if absent) and the closed segments that precede it."""
+    deadline = time.monotonic() + _ROTATION_WAIT
+    while True:
+        closed = closed_segments(path)
+        try:
+            active = open_segment(path)
+            break
+        except FileNotFoundError:
+            rotating = next_path(path).exists()
+            if not rotating or time.monotonic() > deadline:
+                if not closed:
+                    raise LogError(f"{path}: no such event log") from None
+                return None, closed
+            time.sleep(_ROTATION_PAUSE)
+    # A segment opens with snapshot(segment=N): trust that over the listing, which a rotation
+    # between the listing and the open could have made stale in either direction.
+    line = first_line(active)
+    active.seek(0)
+    head = decode_head(line) if line is not None else None
+    if head is not None and head.type == "snapshot" and head.segment > 0:
+        if not closed or closed[-1].number < head.segment - 1:
+            closed = closed_segments(path)
+        closed = [segment for segment in closed if segment.number < head.segment]
+    return active, closed
+
+
+def _open_closed(path: Path, segment: ClosedSegment) -> tuple[Path, BinaryIO] | None:
+    # The plain form may be compressed and deleted between the listing and the open.
+    for candidate in (segment.path, gz_segment_path(path, segment.number)):
+        try:
+            return candidate, open_segment(candidate)
+        except FileNotFoundError:
+            continue
+    return None  # pruned meanwhile: it was older than the retention anyway
+
+
+def _read_stream(
+    name: Path,
+    stream: BinaryIO,
+    cursor: _Cursor,
+    after_seq: int,
+    skip_bad: bool,
+    stats: ReadStats,
+) -> Iterator[list[Event | OpaqueEvent]]:
+    carry = b""
+    offset = 0  # of `carry` in the file
+    line = 1  # the number of the first line in `carry`
+    while True:
+        chunk = stream.read(READ_BLOCK)
+        if not chunk:
+            break
+        data = carry + chunk if carry else chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            carry = data  # a line longer than a block: keep reading
+            continue
+        block = data[:cut] if cut < len(data) else data
+        carry = data[cut:]
+        try:
+            decoded = decode_block(block, cursor.last_seq, skip_bad=skip_bad)
+        except BadLine as bad:
+            # Deliver what precedes the bad line, so the error comes where it is in the stream.
+            events = _after(bad.events, after_seq)
+            stats.events += len(events)
+            if events:
+                yield events
+            raise CorruptLineError(name, line + bad.index, bad.reason) from None
+        cursor.last_seq = decoded.last_seq
+        stats.skipped += decoded.skipped
+        events = _after(decoded.events, after_seq)
+        stats.events += len(events)
+        if events:
+            yield events
+        line += block.count(b"\n")
+        offset += cut
+    if carry:
+        stats.torn.append((name, offset, len(carry)))
+
+
+def _after(events: list[Event | OpaqueEvent], after_seq: int) -> list[Event | OpaqueEvent]:
+    if not events or events[0].seq > after_seq:
+        return events
+    return events[bisect.bisect_right(events, after_seq, key=_seq_of) :]

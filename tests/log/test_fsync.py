@@ -1,0 +1,110 @@
+"""Fsync policies: group commit by default, one fsync per flush; the others as documented; a bad
+policy is refused with a clear error before anything is opened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hbsm.log import FileEventLog, read_history
+
+from .log_support import FakeClock, probes, seqs
+
+
+@pytest.mark.parametrize("policy", ["batch", "always", "interval", "never"])
+def test_every_policy_keeps_every_event(tmp_path: Path, policy: str) -> None:
+    path = tmp_path / "heartbeat.jsonl"
+    with FileEventLog.open(path, fsync=policy) as log:  # type: ignore[arg-type]
+        for _ in range(5):
+            log.append(probes(20))
+            log.flush()
+    assert seqs(list(read_history(path))) == list(range(1, 101))
+
+
+def test_batch_fsyncs_once_per_flush_that_wrote(tmp_path: Path) -> None:
+    with FileEventLog.open(tmp_path / "h.jsonl", fsync="batch") as log:
+        for _ in range(10):
+            log.append(probes(100))
+        assert log.fsyncs == 0  # buffered: nothing durable yet, nothing synced
+        log.flush()
+        assert log.fsyncs == 1
+        log.flush()  # nothing new: no fsync
+        assert log.fsyncs == 1
+        log.append(probes(1))
+        log.flush()
+        assert log.fsyncs == 2
+
+
+def test_batch_appends_stay_in_memory_until_flush(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    with FileEventLog.open(path) as log:
+        log.append(probes(3))
+        assert path.stat().st_size == 0
+        log.flush()
+        assert seqs(list(read_history(path))) == [1, 2, 3]
+
+
+def test_always_fsyncs_every_append(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    with FileEventLog.open(path, fsync="always") as log:
+        log.append(probes(3))
+        log.append(probes(2))
+        assert log.fsyncs == 2
+        assert seqs(list(read_history(path))) == [1, 2, 3, 4, 5]  # visible without flush
+
+
+def test_never_writes_on_flush_but_does_not_fsync(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    with FileEventLog.open(path, fsync="never") as log:
+        log.append(probes(3))
+        log.flush()
+        assert seqs(list(read_history(path))) == [1, 2, 3]
+        log.close()
+        assert log.fsyncs == 0
+
+
+def test_interval_fsyncs_when_the_interval_has_passed(tmp_path: Path) -> None:
+    clock = FakeClock(1000.0)
+    with FileEventLog.open(
+        tmp_path / "h.jsonl", fsync="interval", fsync_interval=5, clock=clock
+    ) as log:
+        log.append(probes(1))
+        log.flush()
+        assert log.fsyncs == 0
+        clock.now += 4.9
+        log.append(probes(1))
+        log.flush()
+        assert log.fsyncs == 0
+        clock.now += 0.2
+        log.flush()  # written but not yet synced data is still pending: synced now
+        assert log.fsyncs == 1
+        clock.now -= 3600  # a clock stepped back must not stop fsyncs
+        log.append(probes(1))
+        log.flush()
+        assert log.fsyncs == 2
+        log.append(probes(1))
+    assert log.fsyncs == 3  # close syncs what is pending
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"fsync": "sometimes"},
+            "fsync policy must be one of batch, always, interval, never; got 'sometimes'",
+        ),
+        ({"fsync": "interval", "fsync_interval": 0}, "fsync_interval must be a positive number"),
+        ({"max_bytes": 0}, "max_bytes must be positive"),
+        ({"keep_segments": -1}, "keep_segments must be 0 or more"),
+    ],
+)
+def test_bad_settings_are_refused_clearly(
+    tmp_path: Path, kwargs: dict[str, object], message: str
+) -> None:
+    path = tmp_path / "h.jsonl"
+    with pytest.raises(ValueError) as caught:
+        FileEventLog.open(path, **kwargs)  # type: ignore[arg-type]
+    assert message in str(caught.value)
+    assert not path.exists()  # refused before opening or locking anything
+    FileEventLog.open(path).close()

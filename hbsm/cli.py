@@ -1,7 +1,81 @@
-"""The `hbsm` command line (placeholder until the replay command lands)."""
+"""The `hbsm` command line: a small dispatcher over subcommands.
+
+Each subcommand lives in its own module, listed in COMMANDS, which provides
+`add_parser(subparsers) -> ArgumentParser` and `run(args) -> int`. A command module keeps its
+heavy imports (textual, httpx, ...) inside `run`, so `hbsm --help` and other commands stay fast
+and the core's layering holds.
+
+Results go to stdout, errors and notices to stderr (one line each, prefixed with the command).
+
+Exit codes:
+    0    ok
+    1    `hbsm replay --verify` found a decision that differs from the recorded one
+    2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
+         bad configuration
+    3    `hbsm run`: the event log cannot be used (held by another writer, corrupt)
+    130  interrupted (Ctrl-C)
+    141  stdout closed early (e.g. piped into `head`)
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
 
-def main(argv: list[str] | None = None) -> int:
-    return 0
+from hbsm import __version__
+
+__all__ = ["COMMANDS", "EXIT_CODES", "build_parser", "main"]
+
+# Subcommand modules, in the order `hbsm --help` lists them.
+COMMANDS: tuple[str, ...] = ("hbsm.monitor.command", "hbsm.config.command", "hbsm.replay.command")
+
+EXIT_CODES = """\
+exit codes:
+  0    ok
+  1    replay --verify found a decision that differs from the recorded one
+  2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
+       bad configuration
+  3    run: the event log cannot be used (held by another writer, corrupt)
+  130  interrupted (Ctrl-C)
+  141  stdout closed early (e.g. piped into head)"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hbsm",
+        description="hbsm watches services, repairs them in graded steps and records every "
+        "decision in a replayable event log.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"hbsm {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(name)
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors (argparse exits 2)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        code: int = args.handler(args)
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        print("hbsm: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`hbsm replay ... | head`): not an error worth a traceback.
+        # Point stdout at devnull so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    return code

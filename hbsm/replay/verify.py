@@ -1,0 +1,261 @@
+"""`hbsm replay --verify`: re-decide every recorded fact and compare with what was recorded.
+
+Each service starts from a fresh ServiceState and the Policy of its `service.registered` event
+(the default Policy, with a warning, if the history has none); a `snapshot` restores each
+service's FSM state and policy from its views. Every fact (probe, repair.finished,
+restart.finished, admin) goes through `hbsm.fsm.decide`, and the decisions it returns are
+queued; every recorded decision (transition, repair.started, restart.started) must equal the
+next queued one in everything but `seq`. A fact arriving while decisions are still queued, or a
+recorded decision with none queued, is a divergence too. The first divergence ends the check.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Literal
+
+import msgspec
+
+from hbsm.events import (
+    Admin,
+    Event,
+    OpaqueEvent,
+    Probe,
+    RepairFinished,
+    RepairStarted,
+    RestartFinished,
+    RestartStarted,
+    ServiceRegistered,
+    Snapshot,
+    Transition,
+    type_name,
+)
+from hbsm.fsm import DECISIONS, FACTS, decide
+from hbsm.replay._format import duration, tail
+from hbsm.state import Policy, ServiceState
+
+__all__ = ["Divergence", "Verifier", "VerifyResult", "short"]
+
+DivergenceKind = Literal["differs", "missing", "unexpected", "unfinished"]
+
+
+class Divergence(msgspec.Struct, kw_only=True):
+    kind: DivergenceKind
+    seq: int  # the diverging recorded event (for "unfinished": the last event of the history)
+    ts: float
+    service: str | None
+    expected: str | None  # what decide() gives, in short
+    recorded: str | None  # what the log holds, in short
+    fields: list[str] = []  # for "differs": the fields that differ
+    after_seq: int | None = None  # the fact the expected decisions answer
+    message: str = ""  # one line: everything above, for an operator
+
+
+class VerifyResult(msgspec.Struct, kw_only=True):
+    ok: bool
+    events: int
+    facts: int  # re-decided
+    decisions: int  # recorded decisions that matched
+    services: list[str]
+    default_policy: list[str]  # services verified with the default Policy (no registration)
+    divergence: Divergence | None = None
+
+
+def short(event: Event | OpaqueEvent) -> str:
+    """An event in a few words, enough to tell two decisions apart at a glance."""
+    if isinstance(event, Transition):
+        return f"transition {event.src}->{event.dst} ({event.trigger})"
+    if isinstance(event, RepairStarted):
+        return f"repair.started run {event.run} step {event.index} {event.step}"
+    if isinstance(event, RestartStarted):
+        return (
+            f"restart.started attempt {event.attempt} backoff {event.backoff} "
+            f"cooldown {duration(event.cooldown_s)}"
+        )
+    if isinstance(event, Probe):
+        return "probe ok" if event.ok else f"probe failed ({event.error or 'failed'})"
+    if isinstance(event, RepairFinished):
+        return f"repair.finished run {event.run} step {event.step} ok={event.ok}"
+    if isinstance(event, RestartFinished):
+        return f"restart.finished ok={event.ok}"
+    if isinstance(event, Admin):
+        return f"admin {event.action}" + ("" if event.allowed else " (denied)")
+    return type_name(event)
+
+
+# The fields `short` shows: a difference in them needs no further words.
+_SHOWN: dict[type, frozenset[str]] = {
+    Transition: frozenset({"src", "dst", "trigger"}),
+    RepairStarted: frozenset({"run", "step", "index"}),
+    RestartStarted: frozenset({"attempt", "backoff", "cooldown_s"}),
+}
+
+
+def _differing(expected: Event, recorded: Event) -> list[str]:
+    if type(expected) is not type(recorded):
+        return ["type"]
+    a = msgspec.structs.asdict(expected)
+    b = msgspec.structs.asdict(recorded)
+    return [k for k in a if k != "seq" and a[k] != b[k]]
+
+
+def _show(value: Any) -> str:
+    return tail(repr(value), 60)
+
+
+class Verifier:
+    """Feed it every event of the history in order; it stops at the first divergence."""
+
+    def __init__(self, services: frozenset[str] = frozenset()) -> None:
+        self.only = services
+        self.states: dict[str, ServiceState] = {}
+        self.policies: dict[str, Policy] = {}
+        self.default_policy: list[str] = []
+        self.events = 0
+        self.facts = 0
+        self.decisions = 0
+        self.divergence: Divergence | None = None
+        self._queue: deque[Event] = deque()
+        self._after: Event | None = None  # the fact whose decisions are queued
+        self._last: Event | OpaqueEvent | None = None
+
+    def _wanted(self, service: str | None) -> bool:
+        return service is not None and (not self.only or service in self.only)
+
+    def _state(self, name: str) -> ServiceState:
+        state = self.states.get(name)
+        if state is None:
+            state = self.states[name] = ServiceState(name=name)
+            if name not in self.policies:
+                self.policies[name] = Policy()
+                self.default_policy.append(name)
+        return state
+
+    def feed(self, event: Event | OpaqueEvent) -> Divergence | None:
+        """Check one event; returns the divergence if this is the first one."""
+        if self.divergence is not None:
+            return self.divergence
+        self.events += 1
+        self._last = event
+        if isinstance(event, DECISIONS):
+            if self._wanted(event.service):
+                self._check_decision(event)
+        elif isinstance(event, FACTS):
+            if self._wanted(event.service):
+                self._decide(event)
+        elif isinstance(event, ServiceRegistered):
+            self.policies[event.service] = event.policy
+            if event.service in self.default_policy:
+                self.default_policy.remove(event.service)
+        elif isinstance(event, Snapshot):
+            self._restore(event)
+        return self.divergence
+
+    def _decide(self, fact: Event) -> None:
+        if self._queue:
+            self._diverge(
+                "missing", fact, expected=self._queue[0], recorded=None,
+                why=f"the log has {short(fact)} where the decision was due",
+            )  # fmt: skip
+            return
+        name: str = fact.service  # type: ignore[attr-defined]
+        decisions = decide(self._state(name), fact, self.policies[name])
+        self.facts += 1
+        if decisions:
+            self._queue.extend(decisions)
+            self._after = fact
+
+    def _check_decision(self, recorded: Event) -> None:
+        if not self._queue:
+            self._diverge(
+                "unexpected", recorded, expected=None, recorded=recorded,
+                why="the FSM decided nothing here",
+            )  # fmt: skip
+            return
+        expected = self._queue[0]
+        fields = _differing(expected, recorded)
+        if fields:
+            visible = _SHOWN.get(type(expected), frozenset()) | {"type"}
+            why = "; ".join(
+                f"{f}: expected {_show(getattr(expected, f))}, "
+                f"recorded {_show(getattr(recorded, f))}"
+                for f in fields
+                if f not in visible
+            )
+            self._diverge("differs", recorded, expected=expected, recorded=recorded,
+                          why=why, fields=fields)  # fmt: skip
+            return
+        self._queue.popleft()
+        self.decisions += 1
+
+    def _restore(self, snap: Snapshot) -> None:
+        pending = {getattr(e, "service", None) for e in self._queue}
+        for view in snap.services:
+            name = view.name
+            if not self._wanted(name):
+                continue
+            self.policies[name] = view.policy
+            if name in self.default_policy:
+                self.default_policy.remove(name)
+            if name in pending:
+                continue  # our state already holds the decisions still due
+            fsm = view.fsm
+            self.states[name] = msgspec.structs.replace(fsm, restarts=list(fsm.restarts))
+
+    def finish(self, *, torn: bool = False) -> Divergence | None:
+        """The end of the history: decisions still due are a divergence, unless the log's last
+        line was torn (a crash can cut a fact's decisions off with it)."""
+        if self.divergence is None and self._queue and not torn and self._last is not None:
+            self._diverge(
+                "unfinished", self._last, expected=self._queue[0], recorded=None,
+                why="the history ends before it",
+            )  # fmt: skip
+        return self.divergence
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def _diverge(
+        self,
+        kind: DivergenceKind,
+        at: Event | OpaqueEvent,
+        *,
+        expected: Event | None,
+        recorded: Event | None,
+        why: str,
+        fields: list[str] | None = None,
+    ) -> None:
+        service = getattr(recorded or expected or at, "service", None)
+        after = self._after.seq if self._after is not None and expected is not None else None
+        exp = short(expected) if expected is not None else None
+        rec = short(recorded) if recorded is not None else None
+        answer = f" (answering seq {after})" if after is not None else ""
+        if kind == "differs":
+            text = f"expected {exp}{answer}, recorded {rec}" + (f": {why}" if why else "")
+        elif kind == "unexpected":
+            text = f"recorded {rec}, but {why}"
+        else:
+            text = f"expected {exp}{answer}, but {why}"
+        self.divergence = Divergence(
+            kind=kind,
+            seq=at.seq,
+            ts=at.ts,
+            service=service,
+            expected=exp,
+            recorded=rec,
+            fields=fields or [],
+            after_seq=after,
+            message=text,
+        )
+
+    def result(self) -> VerifyResult:
+        return VerifyResult(
+            ok=self.divergence is None,
+            events=self.events,
+            facts=self.facts,
+            decisions=self.decisions,
+            services=sorted(self.states),
+            default_policy=list(self.default_policy),
+            divergence=self.divergence,
+        )

@@ -178,8 +178,9 @@ class Admin(Event, tag="admin", frozen=True, kw_only=True):
 
 # --- what a snapshot carries: the views of hbsm.projection ---------------------------------
 
-# Probes kept per service for sparklines and charts: memory stays bounded however long the log.
-LATENCY_HISTORY = 120
+# Probes kept per service for sparklines and charts: memory stays bounded however long the log
+# (two floats a probe: about 4 KB a service at most, within the 10 KB a service of DESIGN §8).
+LATENCY_HISTORY = 60
 
 
 class ServiceView(msgspec.Struct, kw_only=True):

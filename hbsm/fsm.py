@@ -35,6 +35,7 @@ from hbsm.state import RESTART_STEP, STATES, Policy, ServiceState
 
 __all__ = [
     "ADMIN_ACTIONS",
+    "COUNTING_STATES",
     "DECISIONS",
     "FACTS",
     "ServiceMachine",
@@ -49,7 +50,7 @@ DECISIONS: Final = (Transition, RepairStarted, RestartStarted)
 ADMIN_ACTIONS: Final = ("pause", "resume", "reset", "probe_now", "repair_now", "start", "stop")
 
 # States a probe counts in (outside them a probe is a verification, or ignored).
-_COUNTING: Final = frozenset({"unknown", "healthy", "degraded", "cooldown"})
+COUNTING_STATES: Final = frozenset({"unknown", "healthy", "degraded", "cooldown"})
 # States `resume` returns to; a pause in the middle of a repair resumes as unknown, since the
 # interrupted side effect is not taken up again.
 _RESUMABLE: Final = ("healthy", "degraded", "cooldown", "failed")
@@ -63,9 +64,16 @@ logging.getLogger("transitions").setLevel(logging.ERROR)
 
 
 def evolve_probe(s: ServiceState, e: Probe) -> None:
-    """`evolve` for a probe: the hot path of every replay, exported to skip the dispatch."""
+    """`evolve` for a probe.
+
+    A passing probe of a healthy service changes nothing: failures are 0 while healthy and
+    successes only count on the way back to healthy. That steady state is most of any log, so
+    `Projection` checks for it inline and calls this only for the rest.
+    """
     state = s.state
-    if state in _COUNTING and (state != "cooldown" or e.ts >= s.cooldown_until):
+    if state == "healthy" and e.ok:
+        return
+    if state in COUNTING_STATES and (state != "cooldown" or e.ts >= s.cooldown_until):
         if e.ok:
             s.successes += 1
             s.failures = 0
@@ -87,6 +95,11 @@ def _evolve_transition(s: ServiceState, e: Transition) -> None:
         s.ladder = ()
         s.step_index = -1
         s.step_done = False
+        # Fix (tests/fsm): a run left mid-step (pause, reset) abandons the step; its outcome no
+        # longer matches and would never clear in_flight, which then pointed at a step that is
+        # gone (state.ladder[state.step_index] on () when the runtime takes up interrupted work).
+        if s.in_flight is not None and s.in_flight.startswith("repair:"):
+            s.in_flight = None
     if dst == "cooldown" and e.until is not None:
         s.cooldown_until = e.until
     elif dst == "paused":
@@ -253,6 +266,10 @@ def _record_transition(ev: EventData) -> None:
     if dst == "cooldown":
         if ev.event.name == "restart_done":
             until = c.fact.ts + s.cooldown_s
+        elif ev.event.name == "resume":
+            # Fix (tests/fsm): back from a pause, the cooldown keeps its deadline; recomputing
+            # it from the restart's start shortened it by the restart's duration.
+            until = s.cooldown_until
         else:  # too soon to restart again: wait out the last restart's cooldown
             until = (s.last_restart or c.fact.ts) + s.cooldown_s
         failures = 0
@@ -349,7 +366,8 @@ _TRANSITIONS: Final[list[dict[str, Any]]] = [
       for prev in _RESUMABLE],
     {"trigger": "resume", "source": "paused", "dest": "unknown"},
     {"trigger": "reset", "source": "*", "dest": "unknown"},
-    {"trigger": "repair_now", "source": ["unknown", "healthy", "degraded", "cooldown", "failed"],
+    # Fix (tests/fsm): not from `failed`, which (DESIGN §3) only a human reset leaves.
+    {"trigger": "repair_now", "source": ["unknown", "healthy", "degraded", "cooldown"],
      "dest": "repairing", "after": [_start_repair_run]},
 ]  # fmt: skip
 
@@ -407,7 +425,7 @@ def _probe_trigger(s: ServiceState, p: Probe) -> tuple[str | None, str]:
         return "step_failed", f"still failing after {step}: {p.error or 'failed'}"
     if state == "cooldown" and p.ts < s.cooldown_until:
         return None, ""
-    if state not in _COUNTING:
+    if state not in COUNTING_STATES:
         return None, ""
     if p.ok:
         if state == "healthy":

@@ -13,7 +13,7 @@ from hbsm.log.errors import CorruptLineError, LogError, LogLockedError
 from hbsm.log.file import FileEventLog
 from hbsm.log.follower import LogFollower
 from hbsm.log.memory import MemoryEventLog
-from hbsm.log.reader import ReadStats, read_history
+from hbsm.log.reader import ReadStats, read_blocks, read_history
 from hbsm.log.segments import segment_paths
 from hbsm.log.store import EventStore, Follower, Position
 
@@ -28,6 +28,7 @@ __all__ = [
     "MemoryEventLog",
     "Position",
     "ReadStats",
+    "read_blocks",
     "read_history",
     "segment_paths",
 ]

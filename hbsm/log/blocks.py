@@ -8,7 +8,7 @@ to skip bad lines or to name the first one.
 from __future__ import annotations
 
 from itertools import islice
-from operator import lt
+from operator import attrgetter, lt
 from typing import NamedTuple
 
 from hbsm.events import Event, EventDecodeError, OpaqueEvent, decode, decode_lines
@@ -18,6 +18,8 @@ __all__ = ["NO_SEQ", "BadLine", "Decoded", "decode_block"]
 # The seq before the first event of a log: stamped seqs start at 1, but a hand-made log with a
 # seq of 0 is not corrupt for that alone.
 NO_SEQ = -1
+
+_seq_of = attrgetter("seq")
 
 
 class Decoded(NamedTuple):
@@ -57,7 +59,7 @@ def decode_block(block: bytes, last_seq: int, *, skip_bad: bool) -> Decoded:
         return _decode_each(block, last_seq, skip_bad)
     if not events:
         return Decoded(events, last_seq, 0)
-    seqs = [event.seq for event in events]
+    seqs = list(map(_seq_of, events))
     if seqs[0] > last_seq and all(map(lt, seqs, islice(seqs, 1, None))):
         return Decoded(events, seqs[-1], 0)
     return _decode_each(block, last_seq, skip_bad)

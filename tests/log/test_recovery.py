@@ -212,7 +212,7 @@ def test_readers_leave_a_line_being_written_for_later(tmp_path: Path) -> None:
 
 def test_a_line_far_longer_than_a_read_block(tmp_path: Path) -> None:
     path = tmp_path / "heartbeat.jsonl"
-    detail = "x" * (9 * 2**20)  # longer than the 8 MB read block
+    detail = "x" * (9 * 2**20)  # far longer than a read block
     with FileEventLog.open(path) as log:
         log.append(probes(2))
         log.append([Probe(service="big", ok=False, detail=detail)])

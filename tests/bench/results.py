@@ -1,0 +1,124 @@
+"""What a benchmark reports: records of (figure, value, baseline, ratio, goal, met), printed as a
+table and written as JSON with the machine they were measured on. Benchmarks never assert."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+__all__ = ["Record", "Results", "best_of", "machine_info", "rate"]
+
+
+@dataclass
+class Record:
+    figure: str
+    value: float | None
+    unit: str = ""
+    baseline: float | None = None
+    ratio: float | None = None
+    # What the figure should reach, and whether it did (None: a figure without a goal).
+    goal: str = ""
+    met: bool | None = None
+    note: str = ""
+    bench: str = ""
+
+    def cells(self) -> list[str]:
+        met = "" if self.met is None else ("yes" if self.met else "no")
+        return [
+            self.figure,
+            _fmt(self.value, self.unit),
+            _fmt(self.baseline, self.unit),
+            "" if self.ratio is None else f"{self.ratio:.3f}",
+            self.goal,
+            met,
+        ]
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if abs(value) >= 1000:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.3f}"
+    return f"{text} {unit}".strip()
+
+
+@dataclass
+class Results:
+    records: list[Record] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, record: Record) -> Record:
+        self.records.append(record)
+        print(f"  {record.figure}: {' | '.join(c for c in record.cells()[1:] if c)}", flush=True)
+        return record
+
+    def table(self) -> str:
+        header = ["figure", "value", "baseline", "ratio", "goal", "met"]
+        rows = [header, *[r.cells() for r in self.records]]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = []
+        for n, row in enumerate(rows):
+            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+            if n == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join(line.rstrip() for line in lines)
+
+    def write_json(self, path: Path) -> None:
+        body = {
+            "machine": machine_info(),
+            "params": self.params,
+            "results": [asdict(r) for r in self.records],
+        }
+        path.write_bytes(msgspec.json.format(msgspec.json.encode(body), indent=2) + b"\n")
+
+
+def machine_info() -> dict[str, Any]:
+    import hbsm
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpu": cpu or platform.processor(),
+        "msgspec": msgspec.__version__,
+        "hbsm": hbsm.__version__,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def best_of(
+    n: int, fn: Callable[[], Any], clock: Callable[[], float] = time.perf_counter
+) -> tuple[float, Any]:
+    """The shortest of n timed runs of fn, and what the last run returned."""
+    best = float("inf")
+    result = None
+    for _ in range(n):
+        start = clock()
+        result = fn()
+        best = min(best, clock() - start)
+    return best, result
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")

@@ -88,9 +88,7 @@ def test_the_schema_reference_shows_a_decodable_example_of_every_kind():
     from pathlib import Path
 
     readme = Path(__file__).parent.parent / "events" / "README.md"
-    examples = [
-        line for line in readme.read_text().splitlines() if line.startswith('{"type":')
-    ]
+    examples = [line for line in readme.read_text().splitlines() if line.startswith('{"type":')]
     decoded = [ev.decode(line) for line in examples]
     assert not [e for e in decoded if isinstance(e, ev.OpaqueEvent)]
     assert {ev.type_name(e) for e in decoded} == set(ev.EVENT_TYPES)

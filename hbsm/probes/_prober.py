@@ -105,7 +105,8 @@ class Prober:
         return Probe(
             service=service.name,
             ok=outcome.ok,
-            latency_ms=outcome.latency_ms,
+            # Microseconds are the most a probe's latency means; more digits only fill the log.
+            latency_ms=None if outcome.latency_ms is None else round(outcome.latency_ms, 3),
             status=outcome.status,
             error=outcome.error,
             detail=outcome.detail,

@@ -1,0 +1,358 @@
+"""The monitor: probes feed facts to the state machine; decisions go to the log, then run.
+
+One asyncio loop. Every fact (probe result, repair or restart outcome, admin action) goes through
+`Monitor.record`: the state machine decides, the fact and its decisions are appended to the log
+together, the projection folds them, and only then — after a flush when a decision starts a side
+effect — do repair steps and restarts run, each in its own task so no service waits on another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+
+from hbsm import __version__
+from hbsm.config import Config, ServiceConfig
+from hbsm.events import (
+    Admin,
+    Event,
+    MonitorStarted,
+    MonitorStopped,
+    Notification,
+    ProcessStarted,
+    RepairFinished,
+    RepairStarted,
+    RestartFinished,
+    RestartStarted,
+    ServiceRegistered,
+    Transition,
+)
+from hbsm.fsm import ServiceMachine, decide
+from hbsm.log import EventStore
+from hbsm.notify import Notifier
+from hbsm.probes import Prober, Scheduler
+from hbsm.projection import Projection
+from hbsm.repair import RepairRunner, Supervisor
+from hbsm.state import Policy, ServiceState
+
+__all__ = ["Monitor"]
+
+log = logging.getLogger("hbsm.monitor")
+
+# How often buffered events are written when nothing forces a flush sooner (a side effect
+# always flushes first, whatever this says).
+FLUSH_EVERY = 0.2
+# Probes are not scheduled while an effect owns the service: its own verification probe decides.
+_EFFECT_STATES = frozenset({"repairing", "restarting"})
+
+
+class Monitor:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: EventStore,
+        prober: Prober,
+        repairs: RepairRunner,
+        supervisor: Supervisor,
+        notifier: Notifier,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.prober = prober
+        self.repairs = repairs
+        self.supervisor = supervisor
+        self.notifier = notifier
+        self.clock = clock
+        self.projection = Projection()
+        self.machine = ServiceMachine()
+        self.services: dict[str, ServiceConfig] = {s.name: s for s in config.services}
+        self.policies: dict[str, Policy] = {s.name: config.policy_for(s) for s in config.services}
+        # The writer's own FSM states; the projection keeps its own copies for readers.
+        self.states: dict[str, ServiceState] = {}
+        self.scheduler = Scheduler(self._scheduled_probe)
+        self._scheduler_task: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._effects: set[asyncio.Task[Any]] = set()
+        self._dirty = False
+        self.started_at: float | None = None
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    @property
+    def heartbeat_running(self) -> bool:
+        return self._scheduler_task is not None and not self._scheduler_task.done()
+
+    async def start(self) -> None:
+        """Resume from the log, record the start, take up interrupted work, start probing."""
+        self._resume()
+        now = self.clock()
+        self.started_at = now
+        self._append(
+            [
+                MonitorStarted(
+                    ts=now,
+                    pid=os.getpid(),
+                    version=__version__,
+                    host=socket.gethostname(),
+                    config=msgspec.to_builtins(_redacted(self.config)),
+                ),
+                *(
+                    ServiceRegistered(
+                        ts=now,
+                        service=s.name,
+                        policy=self.policies[s.name],
+                        target=s.url or " ".join(s.probe.argv),
+                        description=s.description,
+                        critical=s.critical,
+                        probe_kind=s.probe.kind,
+                    )
+                    for s in self.services.values()
+                ),
+            ]
+        )
+        self.machine.add(self.states.values())
+        await self._start_supervised()
+        self._take_up_interrupted()
+        self.store.flush()
+        self._flusher = asyncio.create_task(self._flush_periodically(), name="hbsm-flusher")
+        if self.config.enabled and self.config.auto_start:
+            self._start_scheduler()
+
+    async def stop(self, reason: str = "stopped", *, grace: float = 10.0) -> None:
+        """Stop probing, let effects finish (or record them interrupted), flush, close."""
+        await self._stop_scheduler()
+        if self._effects:
+            _, pending = await asyncio.wait(self._effects, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for name, svc in self.services.items():
+            if svc.restart.kind == "supervise" and svc.restart.stop_on_exit:
+                await self.supervisor.stop(name, grace=svc.restart.grace)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        self._append([MonitorStopped(ts=self.clock(), pid=os.getpid(), reason=reason)])
+        self.store.flush()
+        await self.notifier.aclose()
+        await self.prober.aclose()
+
+    def _resume(self) -> None:
+        """Fold the log into the projection and rebuild every configured service's state."""
+        remember = self.notifier.remember
+        batch: list[Any] = []
+        for event in self.store.read():
+            batch.append(event)
+            if isinstance(event, Transition | Notification):
+                remember(event)  # so a restarted monitor does not notify twice
+            if len(batch) >= 4096:
+                self.projection.apply_all(batch)
+                batch.clear()
+        self.projection.apply_all(batch)
+        for name in self.services:
+            view = self.projection.services.get(name)
+            if view is None:
+                self.states[name] = ServiceState(name=name)
+            else:
+                fsm = view.fsm
+                self.states[name] = msgspec.structs.replace(fsm, restarts=list(fsm.restarts))
+        resumed = sum(1 for s in self.states.values() if s.state != "unknown")
+        log.info(
+            "resumed %d of %d services from %d events",
+            resumed,
+            len(self.states),
+            self.projection.monitor.events_total,
+        )
+
+    async def _start_supervised(self) -> None:
+        """Start the processes hbsm supervises, or adopt those still running from before."""
+        for name, svc in self.services.items():
+            if svc.restart.kind != "supervise":
+                continue
+            view = self.projection.services.get(name)
+            known = view.pid if view is not None else None
+            adopted = known is not None and await self.supervisor.adopt(name, known)
+            pid = known if adopted else await self.supervisor.start(name, svc.restart)
+            assert pid is not None
+            started = ProcessStarted(
+                ts=self.clock(), service=name, pid=pid, argv=list(svc.restart.argv), adopted=adopted
+            )
+            self._append([started])
+
+    def _take_up_interrupted(self) -> None:
+        """Side effects the log shows requested but not finished: the monitor died meanwhile."""
+        for name, state in self.states.items():
+            now = self.clock()
+            if state.in_flight is not None and state.in_flight.startswith("repair:"):
+                self.record(
+                    RepairFinished(
+                        ts=now,
+                        service=name,
+                        run=state.run,
+                        step=state.ladder[state.step_index],
+                        index=state.step_index,
+                        ok=False,
+                        interrupted=True,
+                        output="interrupted: hbsm stopped during this step",
+                    )
+                )
+                self._spawn(self._probe_once(name))
+            elif state.in_flight == "restart":
+                # Whether the restart happened is unknown: count it as done and wait out the
+                # cooldown, rather than risk a second restart too soon.
+                self.record(
+                    RestartFinished(
+                        ts=now,
+                        service=name,
+                        ok=True,
+                        interrupted=True,
+                        output="interrupted: hbsm stopped during the restart; cooldown from now",
+                    )
+                )
+            elif state.state == "repairing" and state.step_done:
+                self._spawn(self._probe_once(name))
+
+    def _start_scheduler(self) -> None:
+        for name, policy in self.policies.items():
+            self.scheduler.add(name, policy.check_interval)
+        self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="hbsm-scheduler")
+
+    async def _stop_scheduler(self) -> None:
+        task = self._scheduler_task
+        if task is None:
+            return
+        self.scheduler.stop()
+        for name in self.policies:
+            self.scheduler.remove(name)
+        await asyncio.gather(task, return_exceptions=True)
+        self._scheduler_task = None
+
+    # --- admin ----------------------------------------------------------------------------------
+
+    async def admin(
+        self,
+        action: str,
+        service: str | None = None,
+        *,
+        who: str = "",
+        source: str = "",
+        allowed: bool = True,
+    ) -> list[Event]:
+        """An operator's action, recorded whether allowed or not; idempotent where it can be."""
+        if service is not None and service not in self.services:
+            raise KeyError(service)
+        detail = ""
+        if allowed and service is None and action == "start":
+            detail = "already running" if self.heartbeat_running else ""
+            if not self.heartbeat_running:
+                self._start_scheduler()
+        elif allowed and service is None and action == "stop":
+            detail = "" if self.heartbeat_running else "already stopped"
+            await self._stop_scheduler()
+        fact = Admin(
+            ts=self.clock(),
+            action=action,
+            service=service,
+            who=who,
+            source=source,
+            allowed=allowed,
+            detail=detail,
+        )
+        events = self._append([fact]) if service is None else self.record(fact)
+        if allowed and service is not None and action == "probe_now":
+            if self.heartbeat_running:
+                self.scheduler.probe_now(service)
+            else:
+                self._spawn(self._probe_once(service))
+        return events
+
+    # --- the loop: facts in, decisions out, effects after -----------------------------------
+
+    def record(self, fact: Event) -> list[Event]:
+        """Decide on a fact, append it with its decisions, then start what they ask for."""
+        name: str = fact.service  # type: ignore[attr-defined]
+        state = self.states[name]
+        decisions = decide(state, fact, self.policies[name], self.machine)
+        events = self._append([fact, *decisions])
+        effects = [e for e in events if isinstance(e, RepairStarted | RestartStarted)]
+        if effects:
+            self.store.flush()  # no record, no side effect
+            self._dirty = False
+            for effect in effects:
+                if isinstance(effect, RepairStarted):
+                    self._spawn(self._repair(effect))
+                else:
+                    self._spawn(self._restart(effect))
+        return events
+
+    def _append(self, events: Iterable[Event]) -> list[Event]:
+        stamped = self.store.append(list(events))
+        self.projection.apply_all(stamped)
+        self._dirty = True
+        for notice in self.notifier.plan(stamped):
+            self._spawn(self._notify(notice))
+        return stamped
+
+    async def _scheduled_probe(self, name: str) -> None:
+        if self.states[name].state in _EFFECT_STATES or self.states[name].state == "paused":
+            return
+        await self._probe_once(name)
+
+    async def _probe_once(self, name: str) -> None:
+        fact = await self.prober.probe(self.services[name])
+        self.record(fact)
+
+    async def _repair(self, started: RepairStarted) -> None:
+        svc = self.services[started.service]
+        view = self.projection.services.get(started.service)
+        failure = view.last_failure if view is not None else None
+        finished = await self.repairs.run_step(
+            svc, started, failure=failure, probe=lambda: self.prober.probe(svc)
+        )
+        self.record(finished)
+        state = self.states[started.service]
+        if state.state == "repairing" and state.step_done and state.run == started.run:
+            await self._probe_once(started.service)
+
+    async def _restart(self, started: RestartStarted) -> None:
+        svc = self.services[started.service]
+        finished = await self.repairs.restart(svc, started)
+        self.record(finished)
+
+    async def _notify(self, notice: Any) -> None:
+        notifications = await self.notifier.send(notice)
+        if notifications:
+            self._append(notifications)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._effects.add(task)
+        task.add_done_callback(self._effect_done)
+
+    def _effect_done(self, task: asyncio.Task[Any]) -> None:
+        self._effects.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("effect failed", exc_info=task.exception())
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            if self._dirty:
+                self._dirty = False
+                self.store.flush()
+
+
+def _redacted(config: Config) -> Config:
+    """The config as recorded in the log: secrets replaced."""
+    if config.admin_token is None:
+        return config
+    return msgspec.structs.replace(config, admin_token="***")

@@ -1,0 +1,332 @@
+"""A reference reading of DESIGN §3 that checks every step of a fact stream against `decide`.
+
+`Checker.observe(fact, decisions, state)` is called after each `decide`. It keeps its own
+account of the service, built from the facts and the recorded transitions only (never from the
+FSM's internal fields), predicts from the design what the fact must lead to, and asserts:
+
+* the decisions are the predicted ones (which transition, which repair step, which restart);
+* the invariants: restarts spaced by the cooldown (1), repairs only after max_retries
+  consecutive failed probes (2), at most restart_budget restarts per window and `failed` past
+  that (3), backoff doubling up to its cap and reset by a stable period, counters reset when
+  healthy again (4), and `evolve` alone rebuilding exactly the state `decide` left (5);
+* every decision carries the fact's ts and no seq (the log stamps it), every transition starts
+  from the state the service was in, states are always known ones, and `failed` is left only
+  through an admin reset (or a pause whose resume goes back to `failed`);
+* the state is consistent where the runtime relies on it: a repair step in flight is the
+  current step of the run in progress (crash recovery indexes `ladder[step_index]` with it).
+
+Where the design leaves a detail open the reference follows hbsm's documented choice (say so
+where it does): a human reset starts the restart budget over; `success_threshold` applies to
+every passing probe that would make the service healthy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hbsm.events import (
+    Admin,
+    Event,
+    Probe,
+    RepairFinished,
+    RepairStarted,
+    RestartFinished,
+    RestartStarted,
+    Transition,
+    decode_lines,
+    encode_lines,
+)
+from hbsm.fsm import DECISIONS, decide, evolve
+from hbsm.state import RESTART_STEP, STATES, Policy, ServiceState
+
+from .driver import SERVICE, replay, snapshot
+
+COUNTING = ("unknown", "healthy", "degraded")
+RESUMABLE = ("healthy", "degraded", "cooldown", "failed")
+REPAIR_NOW_FROM = ("unknown", "healthy", "degraded", "cooldown")
+
+
+@dataclass
+class Checker:
+    policy: Policy
+    name: str = SERVICE
+    # The service as the reference sees it.
+    state: str = "unknown"
+    paused_from: str | None = None
+    cooldown_until: float = 0.0
+    fails: int = 0  # consecutive failed probes that counted
+    oks: int = 0  # consecutive passing probes that counted
+    last_class: str | None = None
+    run: int = 0
+    step: RepairStarted | None = None  # the repair step of the run in progress
+    step_finished: bool = False
+    # Restarts: the last one ever, and those the budget counts (since the last reset).
+    last_restart: RestartStarted | None = None
+    budget_restarts: list[float] = field(default_factory=list)
+    backoff: int = 0
+    healthy_since: float | None = None
+    longest_healthy: float = 0.0  # since the last restart (or reset)
+    # The log, and `evolve` alone applied to it (invariant 5, checked at every step).
+    facts: list[Event] = field(default_factory=list)
+    log: list[Event] = field(default_factory=list)
+    replica: ServiceState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.replica = ServiceState(name=self.name)
+
+    # --- one step ---------------------------------------------------------------------------
+
+    def observe(self, fact: Event, decisions: list[Event], state: ServiceState) -> None:
+        for d in decisions:
+            assert isinstance(d, DECISIONS), d
+            assert d.ts == fact.ts, (d, fact)
+            assert d.seq == 0, d  # stamped by the log on append, not by the FSM
+            assert d.service == self.name, d
+        self._count(fact)
+        expected = self._expect(fact)
+        self._match(expected, decisions)
+        for d in decisions:
+            self._apply(d, fact)
+        assert state.state == self.state, (state.state, self.state)
+        assert state.state in STATES
+        self._consistent(state)
+        if isinstance(fact, Probe) and any(
+            isinstance(d, Transition) and d.dst == "healthy" for d in decisions
+        ):
+            assert (state.failures, state.successes) == (0, 0)  # invariant 4: counters reset
+        # Invariant 5: the fact and its decisions through `evolve` alone give the same state.
+        for event in (fact, *decisions):
+            evolve(self.replica, event)
+        assert snapshot(self.replica) == snapshot(state)
+        self.facts.append(fact)
+        self.log += [fact, *decisions]
+
+    def _consistent(self, s: ServiceState) -> None:
+        """What the runtime and the projection rely on when they read a state."""
+        if s.state == "repairing":
+            assert 0 <= s.step_index < len(s.ladder) and s.run >= 1, s
+            assert self.step is not None and s.step_done == self.step_finished, s
+        if s.in_flight is not None and s.in_flight.startswith("repair:"):
+            # A repair step in flight is the current step of the run in progress.
+            assert s.state == "repairing" and not s.step_done, s
+            assert s.in_flight == f"repair:{s.ladder[s.step_index]}", s
+        elif s.state == "repairing":
+            assert s.step_done, s
+        if s.step_done:
+            assert s.state in ("repairing", "restarting"), s
+        if s.state == "cooldown":
+            assert s.cooldown_until == self.cooldown_until, s
+
+    def finish(self) -> None:
+        """After the stream: replay the log as it would be written, and re-decide its facts."""
+        written = [e for e in decode_lines(encode_lines(self.log)) if isinstance(e, Event)]
+        assert written == self.log
+        assert snapshot(replay(written, self.name)) == snapshot(self.replica)
+        fresh = ServiceState(name=self.name)
+        redecided: list[Event] = []
+        for fact in self.facts:
+            redecided += decide(fresh, fact, self.policy)
+        assert redecided == [e for e in self.log if isinstance(e, DECISIONS)]
+        assert snapshot(fresh) == snapshot(self.replica)
+
+    # --- what a fact counts for ---------------------------------------------------------------
+
+    def _counts(self, probe: Probe) -> bool:
+        if self.state == "cooldown":
+            return probe.ts >= self.cooldown_until
+        return self.state in COUNTING
+
+    def _count(self, fact: Event) -> None:
+        if isinstance(fact, Probe) and self._counts(fact):
+            if fact.ok:
+                self.oks += 1
+                self.fails = 0
+            else:
+                self.fails += 1
+                self.oks = 0
+                self.last_class = fact.error
+        elif (
+            isinstance(fact, RepairFinished)
+            and self.state == "repairing"
+            and self.step is not None
+            and (fact.run, fact.index) == (self.step.run, self.step.index)
+        ):
+            self.step_finished = True
+            if fact.error_class is not None:
+                self.last_class = fact.error_class
+
+    # --- what the design says the fact leads to -------------------------------------------------
+
+    def _effective_ladder(self) -> tuple[str, ...]:
+        """The run's ladder; after `diagnose`, the rest follows the ladder of what it found."""
+        assert self.step is not None
+        ladder, index = self.step.ladder, self.step.index
+        if ladder[index] != "diagnose":
+            return ladder
+        chosen = self.policy.ladder_for(self.last_class)
+        return ladder[: index + 1] + tuple(x for x in chosen if x != "diagnose")
+
+    def _in_window(self, ts: float) -> list[float]:
+        return [t for t in self.budget_restarts if t > ts - self.policy.restart_window]
+
+    def _cooled_down(self, ts: float) -> bool:
+        last = self.last_restart
+        return last is None or ts >= last.ts + last.cooldown_s
+
+    def _after_failed_step(self, ts: float) -> tuple[str, str]:
+        assert self.step is not None
+        ladder = self._effective_ladder()
+        nxt = self.step.index + 1
+        if nxt >= len(ladder):
+            return "degraded", "step_failed"
+        if ladder[nxt] != RESTART_STEP:
+            return "step", ladder[nxt]
+        if len(self._in_window(ts)) >= self.policy.restart_budget:
+            return "failed", "step_failed"
+        if not self._cooled_down(ts):
+            return "cooldown", "step_failed"
+        return "restarting", "step_failed"
+
+    def _expect(self, fact: Event) -> tuple[str, str] | None:
+        p, st = self.policy, self.state
+        if isinstance(fact, Probe):
+            if st == "repairing":
+                if not self.step_finished:
+                    return None
+                return ("healthy", "verified") if fact.ok else self._after_failed_step(fact.ts)
+            if not self._counts(fact):
+                return None
+            if fact.ok:
+                if st != "healthy" and self.oks >= p.success_threshold:
+                    return "healthy", "probe_ok"
+                return None
+            if self.fails >= p.max_retries:
+                return "repairing", "probe_failed"
+            return None if st == "degraded" else ("degraded", "probe_failed")
+        if isinstance(fact, RestartFinished):
+            if st != "restarting":
+                return None
+            if fact.ok:
+                return "cooldown", "restart_done"
+            return p.on_restart_failure, "restart_failed"
+        if isinstance(fact, Admin) and fact.allowed:
+            if fact.action == "pause" and st != "paused":
+                return "paused", "pause"
+            if fact.action == "resume" and st == "paused":
+                back = self.paused_from or "unknown"
+                return (back if back in RESUMABLE else "unknown"), "resume"
+            if fact.action == "reset":
+                return "unknown", "reset"
+            if fact.action == "repair_now" and st in REPAIR_NOW_FROM:
+                return "repairing", "repair_now"
+        return None
+
+    def _match(self, expected: tuple[str, str] | None, decisions: list[Event]) -> None:
+        kinds = [type(d) for d in decisions]
+        if expected is None:
+            assert decisions == [], decisions
+            return
+        what, detail = expected
+        if what == "step":
+            (started,) = decisions
+            assert isinstance(started, RepairStarted) and started.step == detail, decisions
+            return
+        first = decisions[0] if decisions else None
+        assert isinstance(first, Transition), (expected, decisions)
+        assert (first.dst, first.trigger) == expected, (expected, decisions)
+        tail = {"repairing": [RepairStarted], "restarting": [RestartStarted]}.get(what, [])
+        assert kinds[1:] == tail, decisions
+
+    # --- the decisions, applied and checked --------------------------------------------------
+
+    def _apply(self, d: Event, fact: Event) -> None:
+        if isinstance(d, Transition):
+            self._transition(d, fact)
+        elif isinstance(d, RepairStarted):
+            self._repair_started(d)
+        elif isinstance(d, RestartStarted):
+            self._restart_started(d)
+
+    def _transition(self, t: Transition, fact: Event) -> None:
+        p = self.policy
+        assert t.src == self.state, (t, self.state)
+        assert t.dst in STATES, t
+        assert t.reason, t
+        # `failed` is left only by a human: reset, or a pause (whose resume goes back there).
+        if t.src == "failed":
+            assert t.trigger in ("reset", "pause"), t
+        if t.src == "paused" and self.paused_from == "failed":
+            assert t.dst == "failed" or t.trigger == "reset", t
+        if t.dst == "repairing" and t.trigger != "repair_now":
+            # Invariant 2.
+            assert t.trigger == "probe_failed" and self.fails >= p.max_retries, (t, self.fails)
+        if t.dst == "degraded" and t.trigger == "probe_failed":
+            assert t.failures == self.fails, (t, self.fails)
+        if t.dst == "failed" and t.trigger == "step_failed":
+            # Invariant 3: failed because the budget is spent, not before.
+            assert len(self._in_window(t.ts)) >= p.restart_budget, t
+        if t.dst == "cooldown":
+            last = self.last_restart
+            assert last is not None, t
+            if t.trigger == "restart_done":
+                assert t.until == t.ts + last.cooldown_s, t
+            elif t.trigger == "step_failed":
+                assert t.until == last.ts + last.cooldown_s > t.ts, t
+            else:  # resume: the cooldown goes on until its deadline, not a new one
+                assert t.trigger == "resume" and t.until == self.cooldown_until, t
+            self.cooldown_until = t.until
+        # Healthy stretches since the last restart (invariant 4's stable period).
+        if t.src == "healthy" and self.healthy_since is not None:
+            self.longest_healthy = max(self.longest_healthy, t.ts - self.healthy_since)
+        self.healthy_since = t.ts if t.dst == "healthy" else None
+
+        self.state = t.dst
+        self.oks = 0
+        if t.trigger != "probe_failed":
+            self.fails = 0
+        if t.dst == "paused":
+            self.paused_from = t.src
+        # A transition ends the step in flight (the next step of a run is not a transition).
+        self.step, self.step_finished = None, False
+        if t.dst == "unknown":
+            self.last_class = None
+            if t.trigger == "reset":
+                # hbsm's choice: a human reset starts the budget and the backoff over.
+                self.budget_restarts = []
+                self.backoff = 0
+                self.longest_healthy = 0.0
+
+    def _repair_started(self, r: RepairStarted) -> None:
+        assert self.state == "repairing", r
+        assert r.step != RESTART_STEP, r  # reaching restart is a restart decision
+        if self.step is None:  # a new run
+            assert (r.run, r.index) == (self.run + 1, 0), (r, self.run)
+            assert r.ladder == self.policy.ladder_for(self.last_class), (r, self.last_class)
+        else:  # the next step, after a failed verification of a finished one
+            assert self.step_finished, r
+            assert (r.run, r.index) == (self.step.run, self.step.index + 1), (r, self.step)
+            assert r.ladder == self._effective_ladder(), r
+            assert r.ladder[: r.index] == self.step.ladder[: r.index], r
+        assert r.step == r.ladder[r.index], r
+        self.run, self.step, self.step_finished = r.run, r, False
+
+    def _restart_started(self, r: RestartStarted) -> None:
+        p, last = self.policy, self.last_restart
+        assert self.state == "restarting", r
+        # Invariant 1: never closer than restart_cooldown (nor the backed-off cooldown).
+        if last is not None:
+            assert r.ts - last.ts >= p.restart_cooldown, (last, r)
+            assert r.ts - last.ts >= last.cooldown_s, (last, r)
+        # Invariant 3: at most restart_budget within any window.
+        recent = [*self._in_window(r.ts), r.ts]
+        assert len(recent) <= p.restart_budget, (recent, r)
+        assert (r.recent, r.attempt) == (recent, len(recent)), r
+        # Invariant 4: back off unless a stable healthy period came since the last restart.
+        stable = last is None or self.longest_healthy >= p.stable_period
+        backoff = 0 if stable else self.backoff + 1
+        assert r.backoff == backoff, (r, self.longest_healthy)
+        assert r.cooldown_s == min(p.restart_cooldown * 2**backoff, p.cooldown_max), r
+        self.last_restart = r
+        self.backoff = r.backoff
+        self.budget_restarts.append(r.ts)
+        self.longest_healthy = 0.0

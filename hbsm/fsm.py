@@ -277,6 +277,15 @@ def _record_transition(ev: EventData) -> None:
         failures = 0
     elif dst == "degraded" and ev.event.name != "probe_failed":
         failures = 0  # repairs gave up or a restart failed: count afresh
+    reason = c.reason
+    if dst == "failed" and ev.event.name == "step_failed":
+        # Giving up is the loudest decision the machine takes: say why in so many words.
+        spent = len(c.restarts_in_window())
+        reason = (
+            f"restart budget spent: {spent} restart(s) in the last "
+            f"{c.policy.restart_window:g} s (budget {c.policy.restart_budget}); "
+            f"needs an operator's reset. {reason}"
+        )
     c.emit(
         Transition(
             ts=c.fact.ts,
@@ -284,7 +293,7 @@ def _record_transition(ev: EventData) -> None:
             src=ev.transition.source,
             dst=dst,
             trigger=ev.event.name,
-            reason=c.reason,
+            reason=reason,
             failures=failures,
             until=until,
         )

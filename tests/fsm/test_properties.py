@@ -29,9 +29,10 @@ from hbsm.events import (
     Transition,
 )
 from hbsm.fsm import ADMIN_ACTIONS, decide
+from hbsm.projection import Projection
 from hbsm.state import ERROR_CLASSES, RESTART_STEP, Policy, ServiceState
 
-from .driver import SERVICE, START
+from .driver import SERVICE, START, snapshot
 from .model import Checker
 
 SETTINGS = settings(
@@ -200,6 +201,11 @@ def test_random_fact_streams_keep_every_invariant(policy: Policy, data: st.DataO
         runtime.step()
     runtime.checker.finish()
     note_coverage(runtime.checker.log)
+    # The projection folds the same log, with its own inlined probe path, to the same state.
+    projection = Projection()
+    projection.apply_all(runtime.checker.log)
+    if SERVICE in projection.services:
+        assert snapshot(projection.services[SERVICE].fsm) == snapshot(runtime.state)
 
 
 # A service that hardly ever answers: runs reach their restart step as fast as the guards allow,

@@ -20,8 +20,8 @@ test *ARGS:
 
 # Lint, format check and type check.
 lint:
-    {{py}} -m ruff check hbsm tests events
-    {{py}} -m ruff format --check hbsm tests events
+    {{py}} -m ruff check hbsm tests events examples
+    {{py}} -m ruff format --check hbsm tests events examples
     {{py}} -m mypy
 
 # Benchmarks against baselines measured in the same run; writes bench-results.json.

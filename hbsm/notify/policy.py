@@ -8,7 +8,8 @@ Kinds (only those listed in `NotifyConfig.on` go out):
 * ``failed``: a transition to `failed`. One per incident (a `repair_now` that fails again
   within the same incident stays quiet).
 * ``recovered``: a transition to `healthy` from degraded, repairing, restarting or cooldown
-  that closes a known incident. One per incident; never from `unknown` (the first probe).
+  that closes a known incident which went past degraded (a repair or more). One per incident;
+  never from `unknown` (the first probe), never after a blip (degraded and back).
 * ``repair_failed``: a `repair.finished` with ok=false during an incident. One per incident:
   the first failed step says the ladder is climbing; the next ones would only repeat it. A step
   cut short by the monitor's own shutdown (`interrupted`) is not a repair failure.
@@ -70,6 +71,8 @@ class _Track:
     incident_ts: float = 0.0
     # Dedupe keys already planned within the open incident.
     keys: set[_Key] = field(default_factory=set)
+    # The open incident went past degraded (a repair, a restart, a cooldown or failed).
+    escalated: bool = False
     # Times of the notices that went out in the last hour, oldest first.
     sent: deque[float] = field(default_factory=deque)
     suppressed: Counter[str] = field(default_factory=Counter)
@@ -193,7 +196,9 @@ class NoticePlanner:
             if t.incident is None:
                 return None
             found = None
-            if e.src in _RECOVERED_FROM:
+            # A blip (degraded and back without a repair) closes silently: nothing was wrong
+            # enough to act on, so its end is no news either.
+            if e.src in _RECOVERED_FROM and t.escalated:
                 took = max(0.0, e.ts - t.incident_ts)
                 details["duration_s"] = took
                 message = f"{service} recovered after {_duration(took)} ({e.src} -> healthy)"
@@ -205,6 +210,8 @@ class NoticePlanner:
             return None
         if e.dst in _PROBLEM and t.incident is None:
             self._open(t, service, e.ts)
+        if e.dst in _PROBLEM and e.dst != "degraded":
+            t.escalated = True
         if e.dst == "failed":
             reason = f": {e.reason}" if e.reason else ""
             message = f"{service} FAILED and needs a human reset{reason}"
@@ -242,6 +249,7 @@ class NoticePlanner:
         t.incident = f"{service}@{iso_utc(ts)}"
         t.incident_ts = ts
         t.keys.clear()
+        t.escalated = False
 
     @staticmethod
     def _close(t: _Track) -> None:
@@ -285,6 +293,7 @@ class NoticePlanner:
             track = self._tracks.setdefault(view.name, _Track())
             if track.incident is None and state in _PROBLEM:
                 self._open(track, view.name, fsm.since)
+                track.escalated = state != "degraded"
                 if state == "failed":
                     track.keys.add(("failed",))
 

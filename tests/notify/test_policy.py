@@ -166,10 +166,22 @@ def test_a_blip_from_unknown_is_no_recovery_but_paused_keeps_the_incident():
     assert n.plan(log.move("db", "unknown", "healthy", T0, trigger="probe_ok")) == []
     n.plan(log.move("db", "healthy", "degraded", T0 + 10))
     n.plan(log.move("db", "degraded", "paused", T0 + 20, trigger="pause"))
-    n.plan(log.move("db", "paused", "degraded", T0 + 30, trigger="resume"))
-    out = n.plan(log.move("db", "degraded", "healthy", T0 + 40, trigger="probe_ok"))
+    n.plan(log.move("db", "paused", "repairing", T0 + 30, trigger="resume"))
+    out = n.plan(log.move("db", "repairing", "healthy", T0 + 40, trigger="verified"))
     assert kinds(out) == ["recovered"]
     assert out[0].incident == f"db@{iso_utc(T0 + 10)}"
+
+
+def test_a_blip_that_never_went_past_degraded_recovers_silently():
+    log = Log()
+    n = notifier()
+    n.plan(log.move("db", "healthy", "degraded", T0))
+    assert n.plan(log.move("db", "degraded", "healthy", T0 + 10, trigger="probe_ok")) == []
+    # The next incident that does escalate still gets its recovery.
+    n.plan(log.move("db", "healthy", "degraded", T0 + 20))
+    n.plan(log.move("db", "degraded", "repairing", T0 + 30))
+    out = n.plan(log.move("db", "repairing", "healthy", T0 + 40, trigger="verified"))
+    assert kinds(out) == ["recovered"]
 
 
 def test_rate_limit_suppresses_and_the_next_notice_counts_them():

@@ -37,12 +37,8 @@ class Position(NamedTuple):
     offset: int
 
 
-class Follower(abc.ABC):
-    position: Position | int
-
-    @abc.abstractmethod
-    def poll(self) -> list[Event | OpaqueEvent]:
-        """New complete events since the last poll, in order; [] if none. Never blocks."""
+class _Closable(abc.ABC):
+    """`with` closes it."""
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -59,7 +55,15 @@ class Follower(abc.ABC):
         self.close()
 
 
-class EventStore(abc.ABC):
+class Follower(_Closable):
+    position: Position | int
+
+    @abc.abstractmethod
+    def poll(self) -> list[Event | OpaqueEvent]:
+        """New complete events since the last poll, in order; [] if none. Never blocks."""
+
+
+class EventStore(_Closable):
     last_seq: int
 
     @abc.abstractmethod
@@ -77,20 +81,6 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def follow(self, after_seq: int = 0) -> Follower:
         """A non-blocking follower of events with seq > after_seq, present and future."""
-
-    @abc.abstractmethod
-    def close(self) -> None: ...
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 _replace = msgspec.structs.replace

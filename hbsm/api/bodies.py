@@ -1,0 +1,312 @@
+"""The bodies of the HTTP API: msgspec Structs built from a Projection. Pure: no I/O.
+
+Both servers — the standalone ASGI app (`hbsm.api`) and the Flask Blueprint (`hbsm.flask`) —
+answer with exactly these bodies, encoded by the same encoder, and the OpenAPI document's schemas
+come from these same Structs. Times are ISO-8601 UTC strings; durations are seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from hbsm.events import MonitorView, Probe, ServiceView
+from hbsm.projection import Projection, next_action
+
+__all__ = [
+    "AdminResult",
+    "DetailedHealth",
+    "ErrorBody",
+    "Health",
+    "HealthCheck",
+    "HealthJson",
+    "HeartbeatStatus",
+    "LastProbe",
+    "LogPosition",
+    "ServiceHealth",
+    "detailed_health",
+    "encode",
+    "health",
+    "health_json",
+    "heartbeat_status",
+    "iso",
+    "overall_status",
+    "service_health",
+]
+
+Overall = Literal["healthy", "degraded", "unhealthy"]
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC with milliseconds, e.g. 2026-11-01T03:00:00.000Z."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Body(msgspec.Struct, kw_only=True):
+    pass
+
+
+class ErrorBody(_Body, kw_only=True):
+    """Every error answer: a message a person can act on."""
+
+    error: str
+    status: int
+    detail: dict[str, Any] | None = None
+
+
+class LastProbe(_Body, kw_only=True):
+    at: str | None
+    ok: bool
+    latency_ms: float | None = None
+    status: int | None = None
+    error: str | None = None
+    detail: str = ""
+
+
+class ServiceHealth(_Body, kw_only=True):
+    name: str
+    state: str
+    since: str | None
+    critical: bool
+    description: str
+    # The probed URL or target: internal, so shown only to admin-authorized clients.
+    target: str | None = None
+    failures: int
+    threshold: int
+    last_probe: LastProbe | None = None
+    last_failure: LastProbe | None = None
+    latency_ms: float | None = None
+    restarts: int
+    restarts_in_window: int
+    repairs: int
+    next_action: str
+    next_action_at: str | None = None
+    last_reason: str = ""
+    last_problem: str = ""
+
+
+class Health(_Body, kw_only=True):
+    """`GET /health`: 200 unless a critical service is not healthy (then 503)."""
+
+    status: Overall
+    timestamp: str | None
+    monitoring: bool
+    services: dict[str, str]
+
+
+class MonitoringInfo(_Body, kw_only=True):
+    running: bool
+    started_at: str | None
+    uptime_s: float | None
+    pid: int | None
+    version: str
+
+
+class DetailedHealth(_Body, kw_only=True):
+    status: Overall
+    timestamp: str | None
+    monitoring: MonitoringInfo
+    services: dict[str, ServiceHealth]
+
+
+class LogPosition(_Body, kw_only=True):
+    path: str
+    last_seq: int
+    segment: int
+    events: int
+
+
+class HeartbeatStatus(_Body, kw_only=True):
+    """`GET /admin/heartbeat/status`."""
+
+    running: bool
+    started_at: str | None
+    uptime_s: float | None
+    pid: int | None
+    version: str
+    config: dict[str, Any]
+    services: int
+    by_state: dict[str, int]
+    events_by_type: dict[str, int]
+    log: LogPosition
+
+
+class AdminResult(_Body, kw_only=True):
+    """The answer to an admin action (start, stop, pause, resume, reset, probe-now, repair-now)."""
+
+    action: str
+    service: str | None = None
+    ok: bool
+    changed: bool
+    running: bool
+    state: str | None = None
+    message: str
+
+
+class HealthCheck(_Body, kw_only=True):
+    """One entry of the IETF health-check format's `checks` (draft-inadarei-api-health-check)."""
+
+    # The draft's own field names.
+    componentId: str
+    componentType: str
+    observedValue: float | None = None
+    observedUnit: str = "ms"
+    status: Literal["pass", "warn", "fail"]
+    time: str | None = None
+    output: str = ""
+
+
+class HealthJson(_Body, kw_only=True):
+    """`application/health+json` answers of the health routes."""
+
+    status: Literal["pass", "warn", "fail"]
+    version: str = "1"
+    releaseId: str = ""
+    description: str = "hbsm service health"
+    checks: dict[str, list[HealthCheck]] = {}
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(body: msgspec.Struct) -> bytes:
+    return _encoder.encode(body)
+
+
+def _probe(p: Probe | None) -> LastProbe | None:
+    if p is None:
+        return None
+    return LastProbe(
+        at=iso(p.ts), ok=p.ok, latency_ms=p.latency_ms, status=p.status, error=p.error,
+        detail=p.detail,
+    )  # fmt: skip
+
+
+def service_health(view: ServiceView, *, now: float, show_target: bool) -> ServiceHealth:
+    s = view.fsm
+    action, when = next_action(view)
+    horizon = now - view.policy.restart_window
+    last = view.last_probe
+    return ServiceHealth(
+        name=view.name,
+        state=s.state,
+        since=iso(s.since) if s.since else None,
+        critical=view.critical,
+        description=view.description,
+        target=view.target if show_target else None,
+        failures=s.failures,
+        threshold=view.policy.max_retries,
+        last_probe=_probe(last),
+        last_failure=_probe(view.last_failure),
+        latency_ms=last.latency_ms if last is not None else None,
+        restarts=view.restarts_total,
+        restarts_in_window=sum(1 for t in s.restarts if t > horizon),
+        repairs=view.repairs_total,
+        next_action=action,
+        next_action_at=iso(when),
+        last_reason=view.last_reason,
+        last_problem=view.last_problem,
+    )
+
+
+def overall_status(projection: Projection) -> Overall:
+    """unhealthy: a critical service is not healthy; degraded: another one is not; else healthy.
+
+    A service not probed yet (`unknown`) does not make hbsm unhealthy: it has no verdict yet.
+    """
+    worst: Overall = "healthy"
+    for view in projection.services.values():
+        state = view.fsm.state
+        if state in ("healthy", "unknown", "paused"):
+            continue
+        if view.critical:
+            return "unhealthy"
+        worst = "degraded"
+    return worst
+
+
+def health(projection: Projection, *, now: float) -> tuple[Health, int]:
+    status = overall_status(projection)
+    body = Health(
+        status=status,
+        timestamp=iso(now),
+        monitoring=projection.monitor.running,
+        services={name: v.fsm.state for name, v in projection.services.items()},
+    )
+    return body, 503 if status == "unhealthy" else 200
+
+
+def _monitoring(m: MonitorView, now: float) -> MonitoringInfo:
+    up = now - m.started_at if m.running and m.started_at is not None else None
+    return MonitoringInfo(
+        running=m.running, started_at=iso(m.started_at), uptime_s=up, pid=m.pid, version=m.version
+    )
+
+
+def detailed_health(
+    projection: Projection, *, now: float, show_targets: bool
+) -> tuple[DetailedHealth, int]:
+    status = overall_status(projection)
+    body = DetailedHealth(
+        status=status,
+        timestamp=iso(now),
+        monitoring=_monitoring(projection.monitor, now),
+        services={
+            name: service_health(v, now=now, show_target=show_targets)
+            for name, v in projection.services.items()
+        },
+    )
+    return body, 503 if status == "unhealthy" else 200
+
+
+def heartbeat_status(
+    projection: Projection, *, now: float, log_path: str, config: dict[str, Any]
+) -> HeartbeatStatus:
+    m = projection.monitor
+    info = _monitoring(m, now)
+    return HeartbeatStatus(
+        running=m.running,
+        started_at=info.started_at,
+        uptime_s=info.uptime_s,
+        pid=m.pid,
+        version=m.version,
+        config=config,
+        services=len(projection.services),
+        by_state=projection.by_state(),
+        events_by_type=dict(m.counts),
+        log=LogPosition(
+            path=log_path, last_seq=m.last_seq, segment=m.segment, events=m.events_total
+        ),
+    )
+
+
+_CHECK_STATUS = {"healthy": "pass", "unknown": "warn", "paused": "warn", "cooldown": "warn"}
+
+
+def health_json(
+    projection: Projection, *, now: float, version: str, names: list[str] | None = None
+) -> tuple[HealthJson, int]:
+    """The IETF health-check format: `checks` keyed "<service>:responseTime"."""
+    overall = overall_status(projection)
+    checks: dict[str, list[HealthCheck]] = {}
+    for name, view in projection.services.items():
+        if names is not None and name not in names:
+            continue
+        last = view.last_probe
+        checks[f"{name}:responseTime"] = [
+            HealthCheck(
+                componentId=name,
+                componentType="component",
+                observedValue=last.latency_ms if last is not None else None,
+                status=_CHECK_STATUS.get(view.fsm.state, "fail"),  # type: ignore[arg-type]
+                time=iso(last.ts) if last is not None else None,
+                output=view.last_reason if view.fsm.state != "healthy" else "",
+            )
+        ]
+    status = {"healthy": "pass", "degraded": "warn", "unhealthy": "fail"}[overall]
+    body = HealthJson(status=status, releaseId=version, checks=checks)  # type: ignore[arg-type]
+    return body, 503 if overall == "unhealthy" else 200

@@ -1,0 +1,311 @@
+"""Helpers for the monitor's integration tests: targets, supervised child scripts, configs,
+reading the log back, waiting on conditions with a deadline, and cleaning up processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+import msgspec
+
+from hbsm.config import BUILTIN_STEPS, Config, ServiceConfig
+from hbsm.config.validate import Blame, validate
+from hbsm.events import Event, OpaqueEvent, Probe, RestartStarted, Transition
+from hbsm.log import read_history
+from hbsm.repair._process import alive
+
+__all__ = [
+    "CHILD_SCRIPT",
+    "PY",
+    "ChildService",
+    "SwitchableTarget",
+    "alive",
+    "check_config",
+    "closed_port",
+    "events",
+    "free_port",
+    "http_get",
+    "kill_pids",
+    "of",
+    "restart_gaps",
+    "transitions",
+    "verify_log",
+    "wait_for",
+    "wait_for_sync",
+]
+
+PY = sys.executable
+T = TypeVar("T")
+
+# Generous: a loaded 2-core machine may be slow, and a deadline is only for a hang.
+DEADLINE = 30.0
+
+
+def _load_probe_servers() -> ModuleType:
+    """tests/probes/servers.py (no hbsm imports), loaded by path: the test folders are not one
+    package, so a plain import would depend on how pytest was started."""
+    path = Path(__file__).resolve().parents[1] / "probes" / "servers.py"
+    spec = importlib.util.spec_from_file_location("_hbsm_test_probe_servers", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_servers: Any = _load_probe_servers()
+closed_port = _servers.closed_port
+
+
+class _SwitchingConnection(_servers._Connection):
+    """`/svc/<name>` answers as the route `target.modes[name]` says (default `/ok`)."""
+
+    def _answer(self, target: str) -> None:
+        parts = target.split("?")[0].strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "svc":
+            target = self.target.modes.get(parts[1], "/ok")
+        super()._answer(target)
+
+
+class SwitchableTarget(_servers.HttpTarget):
+    """The probe tests' HTTP target, whose behaviour per service can be switched at run time:
+    `modes["a"] = "/status/500"` (or "/hang", "/slow/600", "/ok", ...)."""
+
+    port: int
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modes: dict[str, str] = {}
+
+    def svc_url(self, name: str) -> str:
+        return self.url(f"/svc/{name}")
+
+    async def serve(self) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _SwitchingConnection(self), "127.0.0.1", self.port, backlog=128
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self._server
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now (the child binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# A supervised service: an HTTP server on 127.0.0.1:PORT answering 200 "ok pid=N", or 500 while
+# the FLAG file exists. It appends its pid to PIDS at start (so the tests can always clean up),
+# and with --ignore-term it ignores SIGTERM (a restart must then wait out the grace period).
+CHILD_SCRIPT = """\
+import http.server, os, pathlib, signal, sys
+port, flag, pids = int(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+if "--ignore-term" in sys.argv:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+with open(pids, "a") as f:
+    f.write(f"{os.getpid()}\\n")
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        bad = flag.exists()
+        body = f"{'broken' if bad else 'ok'} pid={os.getpid()}\\n".encode()
+        self.send_response(500 if bad else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+server.daemon_threads = True
+server.serve_forever(poll_interval=0.05)
+"""
+
+
+class ChildService:
+    """One supervised service: its script, port, failure flag and pid file."""
+
+    def __init__(self, root: Path, name: str, *, ignore_term: bool = False) -> None:
+        self.name = name
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.script = root / f"{name}_service.py"
+        self.script.write_text(CHILD_SCRIPT)
+        self.port = free_port()
+        self.flag = root / f"{name}.broken"
+        self.pids = root / f"{name}.pids"
+        self.ignore_term = ignore_term
+
+    @property
+    def argv(self) -> list[str]:
+        argv = [PY, str(self.script), str(self.port), str(self.flag), str(self.pids)]
+        return [*argv, "--ignore-term"] if self.ignore_term else argv
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/health"
+
+    def started_pids(self) -> list[int]:
+        try:
+            return [int(x) for x in self.pids.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def break_it(self) -> None:
+        self.flag.touch()
+
+    def mend(self) -> None:
+        self.flag.unlink(missing_ok=True)
+
+    def kill_all(self) -> None:
+        kill_pids(self.started_pids(), must_mention=str(self.script))
+
+
+def kill_pids(pids: Iterable[int], *, must_mention: str) -> None:
+    """SIGKILL each live pid whose command line mentions `must_mention` (a pid of ours, not a
+    reused one), with its process group if it leads one."""
+    for pid in pids:
+        if not alive(pid):
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if must_mention not in cmdline:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live pids whose command line contains `text` (arguments joined by spaces)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    """(status, body) of a GET; (0, reason) when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except (OSError, urllib.error.URLError) as exc:
+        return 0, str(exc)
+
+
+def check_config(config: Config) -> Config:
+    """Run the same checks `load_config` runs, so a test never drives an invalid config."""
+    validate(config, Blame(None, {}), BUILTIN_STEPS)
+    return config
+
+
+def service(name: str, url: str, **fields: Any) -> ServiceConfig:
+    return msgspec.convert({"name": name, "url": url, **fields}, ServiceConfig)
+
+
+# --- the log, read back ----------------------------------------------------------------------
+
+
+def events(path: Path) -> list[Event | OpaqueEvent]:
+    return list(read_history(path))
+
+
+def of(
+    history: Iterable[Event | OpaqueEvent], kind: type[T], service: str | None = None
+) -> list[T]:
+    """The events of one class (and service), in log order."""
+    return [
+        e
+        for e in history
+        if isinstance(e, kind) and (service is None or getattr(e, "service", None) == service)
+    ]
+
+
+def transitions(
+    history: Iterable[Event | OpaqueEvent], service: str, after_seq: int = 0
+) -> list[tuple[str, str, str]]:
+    return [
+        (t.src, t.dst, t.trigger) for t in of(history, Transition, service) if t.seq > after_seq
+    ]
+
+
+def restart_gaps(history: Sequence[Event | OpaqueEvent], service: str) -> list[float]:
+    """Seconds between consecutive restart.started decisions of a service (their own ts)."""
+    stamps = [r.ts for r in of(history, RestartStarted, service)]
+    return [b - a for a, b in itertools.pairwise(stamps)]
+
+
+def probes_between(
+    history: Iterable[Event | OpaqueEvent], service: str, first_seq: int, last_seq: int
+) -> list[Probe]:
+    return [p for p in of(history, Probe, service) if first_seq < p.seq < last_seq]
+
+
+def verify_log(path: Path) -> subprocess.CompletedProcess[str]:
+    """`hbsm replay --verify PATH`, as an operator would run it."""
+    return subprocess.run(
+        [PY, "-m", "hbsm", "replay", "--verify", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+# --- waiting with a deadline -----------------------------------------------------------------
+
+
+async def wait_for(
+    condition: Callable[[], T | None], what: str, timeout: float = DEADLINE, every: float = 0.02
+) -> T:
+    """Poll `condition` until it returns something truthy; that value is returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(every)
+
+
+def wait_for_sync(
+    condition: Callable[[], T | None], what: str, timeout: float = DEADLINE, every: float = 0.05
+) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(every)

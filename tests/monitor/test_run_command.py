@@ -1,0 +1,436 @@
+"""`hbsm run --config FILE --log PATH` as an operator runs it: a TOML config, supervised child
+services on free ports, SIGKILL to a child and to hbsm itself, SIGTERM to stop, and the log
+read back with `hbsm replay`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hbsm.events import (
+    Event,
+    MonitorStarted,
+    MonitorStopped,
+    OpaqueEvent,
+    ProcessStarted,
+    RepairFinished,
+    RepairStarted,
+    RestartFinished,
+    RestartStarted,
+    Transition,
+)
+from hbsm.projection import Projection
+
+from .conftest import HbsmRun
+from .support import (
+    PY,
+    ChildService,
+    SwitchableTarget,
+    alive,
+    closed_port,
+    events,
+    free_port,
+    http_get,
+    of,
+    restart_gaps,
+    transitions,
+    wait_for_sync,
+)
+
+History = list[Event | OpaqueEvent]
+StartRun = Callable[[Path, Path], HbsmRun]
+
+
+def toml_value(value: Any) -> str:
+    # JSON's strings, numbers, booleans and arrays are TOML too; tables become inline tables.
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def write_config(
+    path: Path, services: list[dict[str, Any]], log: dict[str, Any] | None = None, **top: Any
+) -> Path:
+    settings: dict[str, Any] = {
+        # `hbsm run` serves its HTTP API too: on a free loopback port, not the default 5000.
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "check_interval": 0.2,
+        "max_retries": 2,
+        "restart_cooldown": 2.0,
+        "cooldown_max": 2.0,
+        "ladder": ["diagnose", "restart"],
+        **top,
+    }
+    lines = [f"{key} = {toml_value(value)}" for key, value in settings.items()]
+    lines += ["", "[log]"]
+    lines += [
+        f"{key} = {toml_value(value)}" for key, value in {"level": "INFO", **(log or {})}.items()
+    ]
+    for svc in services:
+        lines += ["", "[[services]]"]
+        lines += [f"{key} = {toml_value(value)}" for key, value in svc.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def supervised(child: ChildService, **fields: Any) -> dict[str, Any]:
+    return {
+        "name": child.name,
+        "url": child.url,
+        "probe": {"timeout": 1.0},
+        "restart": {"kind": "supervise", "argv": child.argv, "grace": 1.0},
+        **fields,
+    }
+
+
+def fold(log: Path) -> Projection:
+    projection = Projection()
+    if log.exists():
+        projection.apply_all(events(log))
+    return projection
+
+
+def service_is(log: Path, name: str, state: str, restarts: int | None = None) -> bool:
+    view = fold(log).services.get(name)
+    if view is None or view.fsm.state != state:
+        return False
+    return restarts is None or view.restarts_total == restarts
+
+
+def replay(*args: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PY, "-m", "hbsm", "replay", *map(str, args)], capture_output=True, text=True, timeout=60
+    )
+
+
+def since_last_start(history: History) -> History:
+    starts = [i for i, e in enumerate(history) if isinstance(e, MonitorStarted)]
+    return history[starts[-1] :]
+
+
+def started_by(history: History, pid: int) -> History:
+    """The history from the `monitor.started` of the monitor with this pid on ([] if none)."""
+    start = next(
+        (i for i, e in enumerate(history) if isinstance(e, MonitorStarted) and e.pid == pid),
+        len(history),
+    )
+    return history[start:]
+
+
+def assert_clean_stop(run: HbsmRun) -> None:
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0, run.err()
+    assert "Traceback" not in run.err()
+
+
+# --- kill the service: hbsm restarts it; SIGTERM hbsm: it stops cleanly ----------------------
+
+
+def test_run_restarts_a_killed_service_then_stops_on_sigterm(
+    tmp_path: Path, children: Callable[..., ChildService], hbsm_run: StartRun
+) -> None:
+    api = children("api")
+    log = tmp_path / "events" / "heartbeat.jsonl"
+    config = write_config(tmp_path / "hbsm.toml", [supervised(api)])
+    run = hbsm_run(config, log)
+    run.until(lambda: service_is(log, "api", "healthy"), "api healthy")
+    first = fold(log).services["api"].pid
+    assert first is not None and first == api.started_pids()[-1]
+    mark = events(log)[-1].seq
+
+    os.kill(first, signal.SIGKILL)
+    run.until(lambda: service_is(log, "api", "healthy", restarts=1), "api restarted, healthy")
+    new = fold(log).services["api"].pid
+    assert new is not None and new != first
+    assert http_get(api.url) == (200, f"ok pid={new}\n")
+    assert_clean_stop(run)
+
+    history = events(log)
+    stopped = history[-1]
+    assert isinstance(stopped, MonitorStopped) and stopped.reason == "SIGTERM"
+    assert stopped.pid == run.pid
+    assert transitions(history, "api", mark) == [
+        ("healthy", "degraded", "probe_failed"),
+        ("degraded", "repairing", "probe_failed"),
+        ("repairing", "restarting", "step_failed"),
+        ("restarting", "cooldown", "restart_done"),
+        ("cooldown", "healthy", "probe_ok"),
+    ]
+    (finished,) = of(history, RestartFinished, "api")
+    assert finished.ok and finished.pid == new
+    # stop_on_exit is false by default: the service outlives the monitor.
+    assert alive(new)
+
+    shown = replay(log)
+    assert shown.returncode == 0, shown.stderr
+    assert "incidents (1: 1 recovered, 0 ongoing)" in shown.stdout
+    assert "api  restarting -> cooldown (restart_done)" in shown.stdout
+    assert f"monitor stopped (pid {run.pid}): SIGTERM" in shown.stdout
+    checked = replay("--verify", log)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# --- SIGKILL hbsm during a cooldown, start it again: it resumes from its log -----------------
+
+
+def test_run_killed_during_cooldown_resumes_from_its_log(
+    tmp_path: Path, children: Callable[..., ChildService], hbsm_run: StartRun
+) -> None:
+    api = children("api")  # restarted, then still running while hbsm is down: adopted
+    web = children("web")  # killed while hbsm is down: started afresh
+    log = tmp_path / "events" / "heartbeat.jsonl"
+    cooldown = 3.0
+    config = write_config(
+        tmp_path / "hbsm.toml",
+        [supervised(api), supervised(web)],
+        # Small segments: the log rotates several times, so resuming reads closed (gzipped)
+        # segments and the snapshots that open each one.
+        log={"max_bytes": 8192, "keep_segments": 100},
+        restart_cooldown=cooldown,
+        cooldown_max=cooldown,
+    )
+    first = hbsm_run(config, log)
+    first.until(
+        lambda: service_is(log, "api", "healthy") and service_is(log, "web", "healthy"),
+        "both healthy",
+    )
+    os.kill(fold(log).services["api"].pid or 0, signal.SIGKILL)
+    first.until(lambda: service_is(log, "api", "cooldown", restarts=1), "api in cooldown")
+    first.signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
+    before = events(log)
+    assert not of(before, MonitorStopped)
+    (restart1,) = of(before, RestartStarted, "api")
+    (done1,) = of(before, RestartFinished, "api")
+    adoptee = done1.pid
+    assert adoptee is not None and alive(adoptee)
+    web_old = fold(log).services["web"].pid
+    assert web_old is not None
+    os.kill(web_old, signal.SIGKILL)
+    wait_for_sync(lambda: not alive(web_old), "web's process gone")
+
+    second = hbsm_run(config, log)
+    second.until(
+        lambda: len(of(started_by(events(log), second.pid), ProcessStarted)) == 2,
+        "the second monitor took up both processes",
+    )
+    resumed = started_by(events(log), second.pid)
+    (api_proc,) = of(resumed, ProcessStarted, "api")
+    assert api_proc.adopted and api_proc.pid == adoptee
+    (web_proc,) = of(resumed, ProcessStarted, "web")
+    assert not web_proc.adopted and web_proc.pid != web_old
+    # The adopted process dies at once: still, no restart before the cooldown is over.
+    os.kill(adoptee, signal.SIGKILL)
+    second.until(lambda: service_is(log, "api", "healthy", restarts=2), "api restarted again")
+    assert http_get(web.url) == (200, f"ok pid={web_proc.pid}\n")
+    assert_clean_stop(second)
+
+    history = events(log)
+    after = since_last_start(history)
+    # Resumed in cooldown: the first thing decided for api ends that cooldown, not before.
+    cooling = of(before, Transition, "api")[-1]
+    assert cooling.dst == "cooldown" and cooling.until is not None
+    first_move = of(after, Transition, "api")[0]
+    assert first_move.src == "cooldown" and first_move.ts >= cooling.until
+    restart2 = of(after, RestartStarted, "api")[0]
+    assert restart2.ts - restart1.ts >= cooldown
+    assert restart_gaps(history, "api") == [pytest.approx(restart2.ts - restart1.ts)]
+    assert not of(history, RestartStarted, "web")
+    assert transitions(after, "web") == []  # web stayed healthy throughout
+    assert len(of(history, MonitorStarted)) == 2
+    assert len(list(log.parent.glob("heartbeat.*.jsonl.gz"))) >= 2
+
+    shown = replay(log)
+    assert shown.returncode == 0, shown.stderr
+    assert "incidents (1: 1 recovered, 0 ongoing)" in shown.stdout
+    checked = replay("--verify", log)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# --- SIGKILL hbsm in the middle of a restart ---------------------------------------------------
+
+
+def test_run_killed_during_a_restart_counts_it_done_and_cools_down(
+    tmp_path: Path, children: Callable[..., ChildService], hbsm_run: StartRun
+) -> None:
+    # The service ignores SIGTERM: a restart waits out its 3 s grace, time to kill hbsm in it.
+    api = children("api", ignore_term=True)
+    log = tmp_path / "events" / "heartbeat.jsonl"
+    svc = supervised(api)
+    svc["restart"] = {**svc["restart"], "grace": 3.0}
+    config = write_config(tmp_path / "hbsm.toml", [svc])
+    first = hbsm_run(config, log)
+    first.until(lambda: service_is(log, "api", "healthy"), "api healthy")
+    pid = fold(log).services["api"].pid
+    api.break_it()
+    first.until(lambda: of(events(log), RestartStarted, "api"), "a restart decided")
+    first.signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
+    assert fold(log).services["api"].fsm.in_flight == "restart"
+    assert pid is not None and alive(pid)  # SIGTERM ignored, SIGKILL never came
+
+    api.mend()
+    second = hbsm_run(config, log)
+    second.until(lambda: service_is(log, "api", "healthy"), "api healthy after the cooldown")
+    assert_clean_stop(second)
+
+    history = events(log)
+    after = since_last_start(history)
+    (adopted,) = of(after, ProcessStarted, "api")
+    assert adopted.adopted and adopted.pid == pid
+    (finished,) = of(history, RestartFinished, "api")
+    assert finished.interrupted and finished.ok and finished.pid is None
+    assert transitions(after, "api") == [
+        ("restarting", "cooldown", "restart_done"),
+        ("cooldown", "healthy", "probe_ok"),
+    ]
+    cooling, healthy = of(after, Transition, "api")
+    assert cooling.until is not None and cooling.until == pytest.approx(finished.ts + 2.0)
+    assert healthy.ts >= cooling.until
+    assert len(of(history, RestartStarted, "api")) == 1
+    checked = replay("--verify", log)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# --- refusals: a log held by another monitor, a bad config ------------------------------------
+
+
+def test_second_run_on_the_same_log_exits_3_naming_the_holder(
+    tmp_path: Path, target: SwitchableTarget, hbsm_run: StartRun
+) -> None:
+    log = tmp_path / "events" / "heartbeat.jsonl"
+    config = write_config(
+        tmp_path / "hbsm.toml", [{"name": "web", "url": target.svc_url("web")}], ladder=["diagnose"]
+    )
+    first = hbsm_run(config, log)
+    first.until(lambda: service_is(log, "web", "healthy"), "web healthy")
+    second = hbsm_run(config, log)
+    assert second.wait() == 3
+    err = second.err().strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("hbsm run: ") and f"locked by pid {first.pid}" in err
+    assert str(log) in err
+    assert first.proc.poll() is None  # the first one goes on, undisturbed
+    assert_clean_stop(first)
+    assert len(of(events(log), MonitorStarted)) == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("max_retries = 0", "max_retries"),
+        ("check_intervall = 1.0", "check_intervall"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_key(
+    tmp_path: Path, hbsm_run: StartRun, setting: str, key: str
+) -> None:
+    config = tmp_path / "hbsm.toml"
+    config.write_text(f'{setting}\n\n[[services]]\nname = "web"\nurl = "http://127.0.0.1:9/"\n')
+    log = tmp_path / "events" / "heartbeat.jsonl"
+    run = hbsm_run(config, log)
+    assert run.wait() == 2
+    err = run.err().strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"hbsm run: {config}: ") and key in err
+    assert not log.exists()
+
+
+# --- a service that will not start does not stop the monitoring of the others ----------------
+
+
+def test_a_service_that_will_not_start_fails_alone(
+    tmp_path: Path, target: SwitchableTarget, hbsm_run: StartRun
+) -> None:
+    log = tmp_path / "events" / "heartbeat.jsonl"
+    with closed_port() as port:
+        broken = {
+            "name": "broken",
+            "url": f"http://127.0.0.1:{port}/health",
+            "restart": {
+                "kind": "supervise",
+                "argv": [PY, "-c", "import sys; print('no settings file'); sys.exit(3)"],
+            },
+        }
+        config = write_config(
+            tmp_path / "hbsm.toml",
+            [{"name": "web", "url": target.svc_url("web"), "ladder": ["diagnose"]}, broken],
+        )
+        run = hbsm_run(config, log)
+        run.until(
+            lambda: service_is(log, "broken", "failed") and service_is(log, "web", "healthy"),
+            "broken given up on, web monitored",
+        )
+        assert run.proc.poll() is None
+        assert_clean_stop(run)
+    history = events(log)
+    assert not of(history, ProcessStarted, "broken")
+    (restart,) = of(history, RestartFinished, "broken")
+    assert not restart.ok and "exited at once (exit 3): no settings file" in restart.output
+    assert transitions(history, "broken")[-1] == ("restarting", "failed", "restart_failed")
+    assert "broken: pid" in run.err() and "exited at once (exit 3)" in run.err()
+    checked = replay("--verify", log)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# --- SIGKILL hbsm in the middle of a repair step ----------------------------------------------
+
+
+def test_run_killed_during_a_repair_step_records_it_interrupted_and_goes_on(
+    tmp_path: Path,
+    children: Callable[..., ChildService],
+    hbsm_run: StartRun,
+    strays: Callable[[list[str]], list[str]],
+) -> None:
+    api = children("api")
+    # The step's command outlives the SIGKILLed hbsm (its own process group): see the report.
+    hang = strays(["sleep", "63.5"])
+    log = tmp_path / "events" / "heartbeat.jsonl"
+    svc = supervised(
+        api,
+        ladder=["diagnose", "command", "restart"],
+        steps={"command": {"argv": hang, "timeout": 30.0}},
+    )
+    config = write_config(tmp_path / "hbsm.toml", [svc])
+    first = hbsm_run(config, log)
+    first.until(lambda: service_is(log, "api", "healthy"), "api healthy")
+    pid = fold(log).services["api"].pid
+    api.break_it()  # 500s: the process stays up (and is adopted), still broken
+    first.until(
+        lambda: fold(log).services["api"].fsm.in_flight == "repair:command",
+        "the command step running",
+    )
+    first.signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
+
+    second = hbsm_run(config, log)
+    second.until(lambda: of(events(log), RestartFinished, "api"), "api restarted")
+    api.mend()
+    second.until(lambda: service_is(log, "api", "healthy", restarts=1), "api healthy")
+    assert_clean_stop(second)
+
+    history = events(log)
+    after = started_by(history, second.pid)
+    (adopted,) = of(after, ProcessStarted, "api")
+    assert adopted.adopted and adopted.pid == pid
+    interrupted = of(after, RepairFinished, "api")[0]
+    assert (interrupted.step, interrupted.ok, interrupted.interrupted) == ("command", False, True)
+    # Resumed where it was: the step counted as failed, verified, then the ladder's next step.
+    assert transitions(after, "api") == [
+        ("repairing", "restarting", "step_failed"),
+        ("restarting", "cooldown", "restart_done"),
+        ("cooldown", "healthy", "probe_ok"),
+    ]
+    assert not of(after, RepairStarted, "api")
+    checked = replay("--verify", log)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

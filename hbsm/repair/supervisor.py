@@ -119,7 +119,8 @@ class Supervisor:
                 code = child.proc.returncode if child.proc is not None else None
                 before = f"pid {child.pid} had exited ({_status(code)})"
             pid = await self._start(name, config)
-            return pid, f"{before}; started pid {pid}: {_cmdline(config.argv)}"
+            # How it ended and what replaced it come last: timelines show the tail.
+            return pid, f"{_cmdline(config.argv)}: {before}; started pid {pid}"
 
     async def adopt(self, name: str, pid: int, config: RestartConfig | None = None) -> bool:
         """Take over a still-running process (after hbsm itself restarted). False if it is

@@ -102,7 +102,7 @@ async def test_restart_brings_back_a_child_killed_from_outside(supervisor):
 async def test_restart_of_a_service_never_started_starts_it(supervisor):
     pid, description = await supervisor.restart("api", config())
     assert alive(pid)
-    assert description.startswith("was not running")
+    assert description.endswith(f"was not running; started pid {pid}")
 
 
 async def test_stop_kills_what_the_service_left_in_its_group(supervisor, tmp_path):

@@ -18,7 +18,7 @@ import msgspec
 from hbsm.config.decode import decode_config, read_toml
 from hbsm.config.env import CONFIG_VAR, apply_env
 from hbsm.config.errors import ConfigError
-from hbsm.config.model import Config, ServiceConfig
+from hbsm.config.model import Config, ProbeConfig, ServiceConfig
 from hbsm.config.sources import Source, collect_sources
 from hbsm.config.validate import BUILTIN_STEPS, Blame, registered_steps, validate
 from hbsm.state import RESTART_STEP, Policy
@@ -131,6 +131,9 @@ def _original_services(
             url=f"{base}/health",
             description="the monitor's own API",
             critical=True,
+            # Its own /health answers 503 while a critical service is down: the API is up all
+            # the same, and counting that as a failure would keep it down for good.
+            probe=ProbeConfig(expect_status=[200, 503]),
             ladder=["diagnose"],
         ),
         ServiceConfig(

@@ -84,3 +84,10 @@ def test_file_without_services_still_gets_the_defaults_with_its_thresholds(write
 def test_configured_services_replace_the_defaults(write):
     path = write('[[services]]\nname = "api"\nurl = "http://127.0.0.1:8000/"\n')
     assert list(_services(load_config(path, env={}))) == ["api"]
+
+
+def test_main_service_counts_its_own_503_as_up():
+    # /health answers 503 while a critical service (main_service itself, by default) is not
+    # healthy: if that counted as a failed probe, one missed probe would keep it down for good.
+    main = _services(load_config(env={}))["main_service"]
+    assert set(main.probe.expect_status) == {200, 503}

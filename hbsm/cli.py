@@ -11,8 +11,9 @@ Exit codes:
     0    ok
     1    `hbsm replay --verify` found a decision that differs from the recorded one
     2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
-         bad configuration
+         bad configuration, `hbsm run` on a non-loopback address without an admin token
     3    `hbsm run`: the event log cannot be used (held by another writer, corrupt)
+    4    `hbsm run`: the API cannot listen (address in use, unknown host)
     130  interrupted (Ctrl-C)
     141  stdout closed early (e.g. piped into `head`)
 """
@@ -37,8 +38,9 @@ exit codes:
   0    ok
   1    replay --verify found a decision that differs from the recorded one
   2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
-       bad configuration
+       bad configuration, run on a non-loopback address without an admin token
   3    run: the event log cannot be used (held by another writer, corrupt)
+  4    run: the API cannot listen (address in use, unknown host)
   130  interrupted (Ctrl-C)
   141  stdout closed early (e.g. piped into head)"""
 

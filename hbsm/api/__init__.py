@@ -1,0 +1,36 @@
+"""The standalone HTTP API: a Starlette app over a projection of the event log.
+
+    from hbsm.api import MonitorSource, LogSource, create_app
+    app = create_app(MonitorSource(monitor))        # the live monitor (`hbsm run` does this)
+    app = create_app(LogSource(path).start())       # a log another process writes (read-only)
+
+Modules: `bodies` (the response Structs, shared with hbsm.flask), `source` (where answers come
+from), `views` (encoded answers cached per projection version), `security` (bearer token /
+loopback), `metrics` (/metrics), `sse` (/events), `openapi` (/openapi.json), `app` (routes and
+errors), `server` (uvicorn in the monitor's loop). `create_app` and `ApiServer` are imported on
+first use, so `hbsm.api.bodies` and `hbsm.api.source` do not load Starlette or uvicorn.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hbsm.api.source import ApiSource, LogSource, MonitorSource
+
+if TYPE_CHECKING:
+    from hbsm.api.app import create_app
+    from hbsm.api.server import ApiServer, ListenError
+
+__all__ = ["ApiServer", "ApiSource", "ListenError", "LogSource", "MonitorSource", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from hbsm.api.app import create_app
+
+        return create_app
+    if name in ("ApiServer", "ListenError"):
+        from hbsm.api import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'hbsm.api' has no attribute {name!r}")

@@ -1,7 +1,12 @@
-"""`hbsm run`: load the config, take the log, run the monitor until SIGTERM/SIGINT.
+"""`hbsm run`: load the config, take the log, run the monitor and its HTTP API until
+SIGTERM/SIGINT.
 
-Exit codes: 0 stopped cleanly, 2 bad configuration, 3 the event log cannot be used (held by
-another writer, corrupt), 1 anything unexpected. Errors are one line on stderr.
+The API (hbsm.api, on uvicorn) runs in the monitor's own asyncio loop. Listening on an address
+that is not loopback without an admin token is refused unless `--insecure` is given.
+
+Exit codes: 0 stopped cleanly, 2 bad configuration (or a non-loopback address without a token),
+3 the event log cannot be used (held by another writer, corrupt), 4 the API cannot listen
+(address in use, say), 1 anything unexpected. Errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 import time
@@ -27,6 +33,7 @@ __all__ = ["add_parser", "run", "serve"]
 
 EXIT_CONFIG = 2
 EXIT_LOG = 3
+EXIT_LISTEN = 4
 
 log = logging.getLogger("hbsm")
 
@@ -37,25 +44,62 @@ def add_parser(
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "run",
         help="run the monitor (probes, repairs, restarts) until stopped",
-        description="Run the monitor until SIGTERM or SIGINT. Exit codes: 0 stopped cleanly, "
-        "2 bad configuration, 3 the event log cannot be used, 1 unexpected error.",
+        description="Run the monitor and its HTTP API until SIGTERM or SIGINT. Exit codes: "
+        "0 stopped cleanly, 2 bad configuration (or a non-loopback --host without an admin "
+        "token), 3 the event log cannot be used, 4 the API cannot listen (address in use), "
+        "1 unexpected error.",
     )
     parser.add_argument("--config", metavar="FILE", help="hbsm.toml (default: $HEARTBEAT_CONFIG "
                         "or ./hbsm.toml if present, else the built-in defaults)")  # fmt: skip
     parser.add_argument("--log", metavar="PATH", help="event log (overrides the config)")
     parser.add_argument("--duration", type=float, metavar="SECONDS",
                         help="stop by itself after this long (for demos and tests)")  # fmt: skip
+    parser.add_argument("--host", metavar="ADDRESS",
+                        help="API address (overrides the config and HEARTBEAT_HOST)")  # fmt: skip
+    parser.add_argument("--port", type=_port, metavar="PORT",
+                        help="API port (overrides the config and HEARTBEAT_PORT)")  # fmt: skip
+    parser.add_argument("--insecure", action="store_true",
+                        help="listen on a non-loopback address even without an admin token "
+                        "(admin routes still answer loopback clients only)")  # fmt: skip
     parser.set_defaults(handler=run)
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def _port(text: str) -> int:
     try:
-        loaded = load_config(args.config)
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text!r}")
+    return port
+
+
+def run(args: argparse.Namespace) -> int:
+    # --host/--port act as HEARTBEAT_HOST/PORT would, so the built-in services (which probe
+    # the API's own /health) get the address actually served.
+    env = dict(os.environ)
+    if getattr(args, "host", None):
+        env["HEARTBEAT_HOST"] = args.host
+    if getattr(args, "port", None):
+        env["HEARTBEAT_PORT"] = str(args.port)
+    try:
+        loaded = load_config(args.config, env)
     except ConfigError as exc:
         print(f"hbsm run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     config = loaded.config
+    from hbsm.api.security import binds_loopback_only
+
+    insecure = getattr(args, "insecure", False)
+    if not config.admin_token and not insecure and not binds_loopback_only(config.host):
+        print(
+            f"hbsm run: refusing to serve the API on {config.host}, which is not loopback, "
+            "without an admin token: set HEARTBEAT_ADMIN_TOKEN (or admin_token), or pass "
+            "--insecure",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     if args.log:
         import msgspec
 
@@ -64,14 +108,26 @@ def run(args: argparse.Namespace) -> int:
         )
         loaded = LoadedConfig(config=config, sources=loaded.sources, path=loaded.path)
     _setup_logging(loaded)
+    from hbsm.api.server import ListenError
+
     try:
         return asyncio.run(serve(loaded, duration=args.duration))
     except LogError as exc:
         print(f"hbsm run: {exc}", file=sys.stderr)
         return EXIT_LOG
+    except ListenError as exc:
+        print(f"hbsm run: {exc}", file=sys.stderr)
+        return EXIT_LISTEN
 
 
-async def serve(loaded: LoadedConfig, *, duration: float | None = None) -> int:
+async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: bool = True) -> int:
+    """Run the monitor (and, with `api`, its HTTP API) until SIGTERM/SIGINT or `duration`.
+
+    The log is opened before the API's address is taken, so a second monitor on the same log
+    is refused for the log (exit 3) whatever the port."""
+    from hbsm.api import MonitorSource, create_app
+    from hbsm.api.server import ApiServer, bind
+
     config = loaded.config
     log_path = Path(config.log.path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +144,9 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None) -> int:
         keep_segments=config.log.keep_segments,
         snapshot=snapshot,
     )
+    sock = None
     try:
+        sock = bind(config.host, config.port) if api else None
         supervisor = Supervisor(output_dir=log_path.parent)
         monitor = Monitor(
             config,
@@ -110,14 +168,28 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)
         await monitor.start()
+        server = None
+        if sock is not None:
+            server = ApiServer(create_app(MonitorSource(monitor, str(log_path))), sock)
+            try:
+                await server.start()
+            except BaseException:
+                await monitor.stop("the API did not start")
+                raise
+            log.info("API on %s", server.url)
         log.info("monitoring %d services; event log %s", len(monitor.services), log_path)
         try:
             await asyncio.wait_for(stop.wait(), timeout=duration)
         except TimeoutError:
             reason["why"] = f"ran for {duration:g} s as asked"
         log.info("stopping: %s", reason["why"])
+        if server is not None:
+            # First: no admin action may reach a monitor that is stopping.
+            await server.stop()
         await monitor.stop(reason["why"])
     finally:
+        if sock is not None:
+            sock.close()
         store.close()
     return 0
 

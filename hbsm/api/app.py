@@ -1,0 +1,402 @@
+"""The standalone ASGI application (Starlette): DESIGN §6's routes and more.
+
+    GET  /health                          200, or 503 when a critical service is not healthy
+    GET  /health/detailed                 every service; targets for admin-authorized clients
+    GET  /health/service/{name}           one service; 404 for an unknown name
+    GET  /admin/heartbeat/status          running, config in force (redacted), counts, log
+    POST /admin/heartbeat/start|stop      idempotent
+    POST /admin/service/{name}/{action}   pause, resume, reset, probe-now, repair-now
+    GET  /metrics                         Prometheus text format
+    GET  /events?since=SEQ                server-sent events (admin-authorized: events carry
+                                          targets and the config)
+    GET  /openapi.json                    OpenAPI 3.1, schemas from the body Structs
+
+Every answer but /metrics, /events and HEAD is JSON; errors are `bodies.ErrorBody`, never a
+traceback. The health routes answer `application/health+json` when the Accept header asks for
+it. Admin routes: see hbsm.api.security. An admin action, allowed or not, is recorded as an
+`admin` event (who: "token" / "loopback" / "anonymous"; source: the client's host:port) before
+it is answered; a denied one gets 401/403 after being recorded. An unknown service is a 404
+before any of that (service names are public: /health lists them). Read routes (status,
+detailed targets, /events) are authorized the same way but not recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hbsm import __version__
+from hbsm.api import bodies
+from hbsm.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from hbsm.api.metrics import Metrics
+from hbsm.api.openapi import ADMIN_ACTIONS, document
+from hbsm.api.security import WWW_AUTHENTICATE, Decision, authorize, client_label
+from hbsm.api.source import ApiSource
+from hbsm.api.sse import event_stream, parse_seq
+from hbsm.api.views import Answer, Views, error, wants_health_json
+from hbsm.events import Event, Transition
+from hbsm.log import LogError
+
+__all__ = ["MAX_BODY", "ApiState", "create_app"]
+
+log = logging.getLogger("hbsm.api")
+
+MAX_BODY = 64 * 2**10
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def respond(answer: Answer, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        answer.body,
+        status_code=answer.status,
+        media_type=answer.media_type,
+        headers={**_HEADERS, **(headers or {})},
+    )
+
+
+def _denied(decision: Decision) -> Response:
+    headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if decision.status == 401 else None
+    return respond(error(decision.status, decision.message), headers)
+
+
+def _no_service(name: str) -> Response:
+    return respond(error(404, f"no service named {name[:128]!r}"))
+
+
+class ApiState:
+    """What the routes share: the source, the body cache, the metrics, and `closing` (set by
+    the server on shutdown so that open event streams end)."""
+
+    def __init__(
+        self, source: ApiSource, *, sse_heartbeat: float, sse_poll: float, cache_max_age: float
+    ) -> None:
+        self.source = source
+        self.views = Views(source, max_age=cache_max_age)
+        self.metrics = Metrics(source)
+        self.closing = threading.Event()
+        self.sse_heartbeat = sse_heartbeat
+        self.sse_poll = sse_poll
+        self.openapi = msgspec.json.encode(document(__version__))
+
+    def authorize(self, request: Request) -> Decision:
+        client = request.client
+        headers = request.headers
+        return authorize(
+            self.source.admin_token,
+            headers.get("authorization"),
+            client.host if client is not None else None,
+            host=headers.get("host"),
+            origin=headers.get("origin"),
+            fetch_site=headers.get("sec-fetch-site"),
+        )
+
+    # --- health -------------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        health_json = wants_health_json(request.headers.get("accept"))
+        return respond(self.views.health(health_json=health_json))
+
+    async def detailed(self, request: Request) -> Response:
+        health_json = wants_health_json(request.headers.get("accept"))
+        show = self.authorize(request).allowed
+        return respond(self.views.detailed(show_targets=show, health_json=health_json))
+
+    async def service(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if not _NAME.fullmatch(name):
+            return _no_service(name)
+        answer = self.views.service(
+            name,
+            show_target=self.authorize(request).allowed,
+            health_json=wants_health_json(request.headers.get("accept")),
+        )
+        return _no_service(name) if answer is None else respond(answer)
+
+    # --- admin --------------------------------------------------------------------------------
+
+    async def status(self, request: Request) -> Response:
+        decision = self.authorize(request)
+        if not decision.allowed:
+            return _denied(decision)
+        return respond(self.views.status())
+
+    async def start(self, request: Request) -> Response:
+        return await self._admin(request, "start", None)
+
+    async def stop(self, request: Request) -> Response:
+        return await self._admin(request, "stop", None)
+
+    async def service_action(self, request: Request) -> Response:
+        name, action = request.path_params["name"], request.path_params["action"]
+        if action not in ADMIN_ACTIONS:
+            choices = ", ".join(ADMIN_ACTIONS)
+            return respond(error(404, f"no admin action {action[:40]!r}; one of: {choices}"))
+        if not _NAME.fullmatch(name) or not self._known(name):
+            return _no_service(name)
+        return await self._admin(request, action, name)
+
+    def _known(self, name: str) -> bool:
+        control = self.source.control
+        if control is not None:
+            return name in control.services
+        with self.source.lock:
+            return name in self.source.projection.services
+
+    async def _admin(self, request: Request, action: str, service: str | None) -> Response:
+        decision = self.authorize(request)
+        control = self.source.control
+        if control is None:
+            if not decision.allowed:
+                return _denied(decision)
+            return respond(
+                error(
+                    409,
+                    f"this instance only reads the log of {self.source.log_path}: admin "
+                    "actions need the monitor that writes it (`hbsm run`)",
+                )
+            )
+        who, source = decision.who, client_label(request.client)
+        what = f"{action} {service}" if service else action
+        was_running = control.heartbeat_running
+        try:
+            events = await control.admin(
+                action.replace("-", "_"),
+                service,
+                who=who,
+                source=source,
+                allowed=decision.allowed,
+            )
+        except KeyError:
+            return _no_service(service or "")
+        except LogError as exc:
+            return respond(error(503, f"the monitor cannot record this action now: {exc}"))
+        if not decision.allowed:
+            log.warning("admin %s refused: %s from %s", what, who, source)
+            return _denied(decision)
+        log.info("admin %s by %s from %s", what, who, source)
+        if service is None:
+            result = self._heartbeat_result(action, was_running, control.heartbeat_running)
+        else:
+            result = self._service_result(action, service, events, control.heartbeat_running)
+        return respond(Answer(200, bodies.encode(result)))
+
+    @staticmethod
+    def _heartbeat_result(action: str, before: bool, after: bool) -> bodies.AdminResult:
+        changed = before != after
+        if action == "start":
+            message = "heartbeat started" if changed else "heartbeat already running"
+        else:
+            message = "heartbeat stopped" if changed else "heartbeat already stopped"
+        return bodies.AdminResult(
+            action=action, ok=True, changed=changed, running=after, message=message
+        )
+
+    def _service_result(
+        self, action: str, name: str, events: list[Event], running: bool
+    ) -> bodies.AdminResult:
+        moved = [e for e in events if isinstance(e, Transition) and e.src != e.dst]
+        view = self.source.projection.services.get(name)
+        state = view.fsm.state if view is not None else None
+        changed, ok = bool(moved), True
+        if action == "pause":
+            message = f"{name} paused" if changed else f"{name} is already paused"
+        elif action == "resume":
+            message = f"{name} resumed: {state}" if changed else f"{name} is not paused"
+        elif action == "reset":
+            message = f"{name} reset: probing afresh" if changed else f"{name} is already {state}"
+        elif action == "repair-now":
+            ok = changed
+            if changed:
+                message = f"{name}: repair started"
+            elif state == "failed":
+                message = f"cannot repair {name} now: it is failed; reset it first"
+            else:
+                message = f"cannot repair {name} now: it is {state}"
+        else:
+            message = f"{name}: probe requested"
+        return bodies.AdminResult(
+            action=action,
+            service=name,
+            ok=ok,
+            changed=changed,
+            running=running,
+            state=state,
+            message=message,
+        )
+
+    # --- beyond the seed ------------------------------------------------------------------------
+
+    async def scrape(self, request: Request) -> Response:
+        metrics = self.metrics
+        metrics.prime()  # reads the projection: on this thread
+        await asyncio.to_thread(metrics.update)  # reads the log
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE, headers=_HEADERS)
+
+    async def events(self, request: Request) -> Response:
+        decision = self.authorize(request)
+        if not decision.allowed:
+            return _denied(decision)
+        try:
+            since = parse_seq(request.query_params.get("since"))
+            resume = parse_seq(request.headers.get("last-event-id"))
+        except ValueError as exc:
+            return respond(error(400, str(exc)))
+        if resume is not None:
+            since = resume
+        if request.method == "HEAD":  # the headers only: no stream to run for nobody
+            return Response(b"", media_type="text/event-stream", headers=_HEADERS)
+        if since is None:
+            with self.source.lock:
+                since = self.source.projection.monitor.last_seq
+        stream = event_stream(
+            self.source,
+            since,
+            closing=self.closing,
+            heartbeat=self.sse_heartbeat,
+            poll=self.sse_poll,
+        )
+        return StreamingResponse(
+            stream,
+            media_type="text/event-stream",
+            headers={**_HEADERS, "X-Accel-Buffering": "no"},
+        )
+
+    async def openapi_json(self, request: Request) -> Response:
+        return Response(self.openapi, media_type="application/json", headers=_HEADERS)
+
+    # --- errors -------------------------------------------------------------------------------
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        status = exc.status_code
+        path = request.url.path[:200]
+        headers = dict(exc.headers or {})
+        if status == 404:
+            message = f"no route {path!r}; see /openapi.json"
+        elif status == 405:
+            allowed = headers.get("Allow", "")
+            message = f"{request.method[:20]} is not allowed on {path!r}; allowed: {allowed}"
+        else:
+            message = str(exc.detail)
+        return respond(error(status, message), headers)
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return respond(error(500, "internal error; the monitor's log has the details"))
+
+
+class BodyLimit:
+    """Request bodies over `max_bytes` get 413 (JSON) before the app sees them; a bad
+    Content-Length gets 400. No route reads a body: this bounds what a client can make the
+    server buffer, whatever the route.
+
+    Before answering 413 the rest of the body is read and dropped, up to `drain` bytes, so the
+    client (still sending) gets to read the answer; past that the connection is closed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, drain: int = 2**20) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.drain = max(drain, max_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length: str | None = None
+        chunked = False
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                length = value.decode("latin-1").strip()
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is not None and not length.isdigit():
+            await self._reject(scope, receive, send, 400, "bad Content-Length header", True)
+            return
+        if not chunked and (length is None or length == "0"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        total = 0
+        over = length is not None and int(length) > self.max_bytes
+        more = True
+        while more:
+            if over and (total > self.drain or int(length or 0) > self.drain):
+                break  # not worth reading: answer and close
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            part = message.get("body", b"")
+            total += len(part)
+            more = message.get("more_body", False)
+            if total > self.max_bytes:
+                over = True
+            elif not over:
+                chunks.append(part)
+        if over:
+            why = f"request body larger than {self.max_bytes} bytes"
+            await self._reject(scope, receive, send, 413, why, more)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _reject(
+        scope: Scope, receive: Receive, send: Send, status: int, why: str, close: bool
+    ) -> None:
+        headers = {"Connection": "close"} if close else None
+        await respond(error(status, why), headers)(scope, receive, send)
+
+
+def create_app(
+    source: ApiSource,
+    *,
+    sse_heartbeat: float = 15.0,
+    sse_poll: float = 0.2,
+    max_body: int = MAX_BODY,
+    cache_max_age: float = 1.0,
+) -> Starlette:
+    """The app for one source. `app.state.hbsm` is its ApiState (set `.closing` to end the
+    open event streams; hbsm.api.server does it on shutdown)."""
+    api = ApiState(
+        source, sse_heartbeat=sse_heartbeat, sse_poll=sse_poll, cache_max_age=cache_max_age
+    )
+    routes = [
+        Route("/health", api.health, methods=["GET"]),
+        Route("/health/detailed", api.detailed, methods=["GET"]),
+        Route("/health/service/{name}", api.service, methods=["GET"]),
+        Route("/admin/heartbeat/status", api.status, methods=["GET"]),
+        Route("/admin/heartbeat/start", api.start, methods=["POST"]),
+        Route("/admin/heartbeat/stop", api.stop, methods=["POST"]),
+        Route("/admin/service/{name}/{action}", api.service_action, methods=["POST"]),
+        Route("/metrics", api.scrape, methods=["GET"]),
+        Route("/events", api.events, methods=["GET"]),
+        Route("/openapi.json", api.openapi_json, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: api.http_error, Exception: api.server_error},
+    )
+    app.add_middleware(BodyLimit, max_bytes=max_body)
+    # "/health/" is a 404 (JSON), not a redirect without a body.
+    app.router.redirect_slashes = False
+    app.state.hbsm = api
+    return app

@@ -1,0 +1,112 @@
+"""Serving the app with uvicorn inside an asyncio loop that runs other things (the monitor).
+
+The listening socket is bound here, before uvicorn starts, so that "address in use" is a
+`ListenError` the caller turns into one line and an exit code (uvicorn itself would log and
+call sys.exit inside the loop), and so that port 0 gives a free port whose number is known.
+uvicorn's own signal handling is switched off: the caller owns SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+__all__ = ["ApiServer", "ListenError", "bind"]
+
+
+class ListenError(Exception):
+    """The API cannot listen on the address asked for (in use, not ours, no such host)."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free port). Raises ListenError."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (OSError, UnicodeError) as exc:
+        raise ListenError(f"cannot listen on {where}: {exc}") from None
+    last: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(2048)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        sock.setblocking(False)
+        return sock
+    reason = last.strerror if last is not None and last.strerror else str(last)
+    raise ListenError(f"cannot listen on {where}: {reason}")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The monitor's own handlers stop everything in order; uvicorn's would replace them.
+        yield
+
+
+class ApiServer:
+    """`await server.start()` serves `app` on `sock` in the running loop; `await stop()`."""
+
+    def __init__(
+        self, app: Any, sock: socket.socket, *, log_level: str = "warning", grace: float = 5.0
+    ) -> None:
+        self.app = app
+        self.sock = sock
+        config = uvicorn.Config(
+            app,
+            log_level=log_level,
+            log_config=None,  # the caller's logging setup stays as it is
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=max(1, round(grace)),
+        )
+        self.server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def host(self) -> str:
+        return str(self.sock.getsockname()[0])
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.server.serve(sockets=[self.sock]), name="hbsm-api")
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()  # raises what stopped it
+                raise ListenError("the API server stopped while starting")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        state = getattr(getattr(self.app, "state", None), "hbsm", None)
+        if state is not None:
+            state.closing.set()  # open event streams end at their next poll
+        self.server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(OSError):
+            self.sock.close()

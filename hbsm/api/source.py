@@ -1,0 +1,293 @@
+"""Where the API's answers come from: a monitor in this process, or a log another one writes.
+
+`ApiSource` is what the routes need: the projection (read under `lock`), the admin token, the
+config in force (redacted), the log's path, a clock, a way to follow new events (for `/events`
+and the latency histogram of `/metrics`), and, for a live monitor only, `control` to carry out
+admin actions.
+
+* `MonitorSource(monitor)`: the monitor's own projection, in the monitor's asyncio loop. No lock
+  is needed there (everything runs on one thread), so `lock` is a no-op.
+* `LogSource(path)`: a projection of a log written by another process, kept up to date by a
+  thread polling a LogFollower every `poll_interval` s. Usable from asyncio and from plain
+  threads (a WSGI server): decoding happens outside the lock, folding and reading inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+from hbsm.log import CorruptLineError, Follower, LogError, LogFollower
+from hbsm.log.follower import position_after
+from hbsm.projection import Projection
+
+if TYPE_CHECKING:
+    from hbsm.config import Config
+    from hbsm.monitor.runtime import Monitor
+
+__all__ = ["ApiSource", "LogSource", "MonitorSource", "redact"]
+
+log = logging.getLogger("hbsm.api")
+
+
+class ApiSource(Protocol):
+    @property
+    def projection(self) -> Projection: ...
+
+    @property
+    def lock(self) -> contextlib.AbstractContextManager[Any]:
+        """Held while a body is built from the projection (and while the projection changes)."""
+        ...
+
+    @property
+    def admin_token(self) -> str | None: ...
+
+    @property
+    def log_path(self) -> str: ...
+
+    @property
+    def control(self) -> Monitor | None:
+        """The monitor that carries out admin actions; None when only reading a log."""
+        ...
+
+    def now(self) -> float: ...
+
+    def running(self) -> bool:
+        """Whether monitoring (the probe scheduler) runs."""
+        ...
+
+    def config_view(self) -> dict[str, Any]:
+        """The config in force as `GET /admin/heartbeat/status` shows it: secrets redacted."""
+        ...
+
+    def follow(self, after_seq: int) -> Follower:
+        """A non-blocking follower of the events after `after_seq` (may do I/O: call it, and
+        its `poll`, off the event loop)."""
+        ...
+
+
+# --- redaction -------------------------------------------------------------------------------
+
+_SECRET_KEY = re.compile(r"token|password|passwd|secret|api_?key|authorization|cookie", re.I)
+MASK = "***"
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """A config (as builtins) with secrets masked: values of keys that name a secret, every
+    header value, and the path and query of webhook URLs (chat webhooks carry their key there)."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            name = str(k)
+            if _SECRET_KEY.search(name) and v not in (None, ""):
+                out[name] = MASK
+            elif name == "headers" and isinstance(v, dict):
+                out[name] = {h: MASK for h in v}
+            elif name == "webhooks" and isinstance(v, list):
+                out[name] = [_redact_webhook(w) for w in v]
+            else:
+                out[name] = redact(v, name)
+        return out
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    return value
+
+
+def _redact_webhook(hook: Any) -> Any:
+    hook = redact(hook, "webhook")
+    if isinstance(hook, dict) and isinstance(hook.get("url"), str):
+        parts = urlsplit(hook["url"])
+        if parts.path not in ("", "/") or parts.query:
+            hook["url"] = urlunsplit((parts.scheme, parts.netloc, "/" + MASK, "", ""))
+    return hook
+
+
+# --- a monitor in this process ----------------------------------------------------------------
+
+
+class MonitorSource:
+    """The live monitor: its projection, its control, its store's followers."""
+
+    def __init__(self, monitor: Monitor, log_path: str | None = None) -> None:
+        self.monitor = monitor
+        self._log_path = log_path if log_path is not None else str(monitor.config.log.path)
+        self._lock = contextlib.nullcontext()
+
+    @property
+    def projection(self) -> Projection:
+        return self.monitor.projection
+
+    @property
+    def lock(self) -> contextlib.AbstractContextManager[Any]:
+        return self._lock
+
+    @property
+    def admin_token(self) -> str | None:
+        return self.monitor.config.admin_token or None
+
+    @property
+    def log_path(self) -> str:
+        return self._log_path
+
+    @property
+    def control(self) -> Monitor | None:
+        return self.monitor
+
+    def now(self) -> float:
+        return time.time()
+
+    def running(self) -> bool:
+        return self.monitor.heartbeat_running
+
+    def config_view(self) -> dict[str, Any]:
+        config = msgspec.to_builtins(self.monitor.config)
+        return redact(config) if isinstance(config, dict) else {}
+
+    def follow(self, after_seq: int) -> Follower:
+        return self.monitor.store.follow(after_seq)
+
+
+# --- a log another process writes -------------------------------------------------------------
+
+
+class LogSource:
+    """A projection of the log at `path`, kept current by a polling thread (`start()`/`close()`,
+    or `with LogSource(path) as source:`). `refresh()` folds what is new, once, on the caller's
+    thread: tests and single-threaded callers can use it without the thread."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        config: Config | None = None,
+        admin_token: str | None = None,
+        poll_interval: float = 0.2,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.poll_interval = poll_interval
+        self._token = admin_token or (config.admin_token if config is not None else None) or None
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._projection = Projection()
+        # From the start of the active segment: its snapshot holds everything before it.
+        self._follower = LogFollower(self.path, from_start=True)
+        self._poll_lock = threading.Lock()  # one poller at a time (thread and refresh())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.bad_lines = 0
+
+    # ApiSource
+
+    @property
+    def projection(self) -> Projection:
+        return self._projection
+
+    @property
+    def lock(self) -> contextlib.AbstractContextManager[Any]:
+        return self._lock
+
+    @property
+    def admin_token(self) -> str | None:
+        return self._token
+
+    @property
+    def log_path(self) -> str:
+        return str(self.path)
+
+    @property
+    def control(self) -> Monitor | None:
+        return None
+
+    def now(self) -> float:
+        return self._clock()
+
+    def running(self) -> bool:
+        return self._projection.monitor.running
+
+    def config_view(self) -> dict[str, Any]:
+        with self._lock:
+            config = dict(self._projection.monitor.config)
+        return redact(config)
+
+    def follow(self, after_seq: int) -> Follower:
+        start = position_after(self.path, after_seq)
+        return LogFollower(self.path, start, after_seq=after_seq, skip_bad=True)
+
+    # Keeping up
+
+    def refresh(self) -> int:
+        """Fold every event written since the last call; how many there were."""
+        with self._poll_lock:
+            folded = 0
+            while True:
+                try:
+                    batch = self._follower.poll()
+                except CorruptLineError as exc:
+                    # Reported once; the follower then passes over the bad line.
+                    self.bad_lines += 1
+                    log.warning("%s", exc)
+                    continue
+                except LogError as exc:
+                    # Fell behind a pruned segment, say: start again from the active segment.
+                    log.warning("%s; reading the log again from its active segment", exc)
+                    self._restart()
+                    continue
+                if not batch:
+                    return folded
+                with self._lock:
+                    self._projection.apply_all(batch)
+                folded += len(batch)
+
+    def _restart(self) -> None:
+        self._follower.close()
+        self._follower = LogFollower(self.path, from_start=True)
+        with self._lock:
+            self._projection = Projection()
+
+    def start(self) -> Self:
+        """Fold what the log holds now, then keep folding in a daemon thread."""
+        if self._thread is None:
+            self.refresh()
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, name=f"hbsm-log-source:{self.path.name}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.refresh()
+            except Exception:  # keep following: one bad poll must not end the projection
+                log.exception("following %s", self.path)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        with self._poll_lock:
+            self._follower.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,158 @@
+"""The encoded answers of the read routes, framework-neutral, cached per projection version.
+
+DESIGN §8: `/health` and `/health/detailed` come from the in-memory projection, never from the
+log, and (issue 7) are encoded once per projection version rather than once per request. A
+cached body is also dropped after `max_age` seconds (1 s by default) even if no event arrived:
+its `timestamp`, uptime and "restarts in window" are functions of the clock, and a quiet monitor
+(long check intervals) would otherwise serve them stale. So a body is built at most once per
+version and per second, whatever the request rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import msgspec
+
+from hbsm.api import bodies
+from hbsm.api.source import ApiSource
+
+__all__ = ["HEALTH_JSON", "JSON", "Answer", "Views", "error", "wants_health_json"]
+
+JSON = "application/json"
+HEALTH_JSON = "application/health+json"
+
+
+class Answer(NamedTuple):
+    status: int
+    body: bytes
+    media_type: str = JSON
+
+
+def error(status: int, message: str, detail: dict[str, Any] | None = None) -> Answer:
+    return Answer(
+        status, bodies.encode(bodies.ErrorBody(error=message, status=status, detail=detail))
+    )
+
+
+def wants_health_json(accept: str | None) -> bool:
+    """Whether an Accept header asks for application/health+json (with a q above 0)."""
+    if not accept or "health+json" not in accept:
+        return False
+    for item in accept.split(","):
+        kind, *params = (part.strip() for part in item.split(";"))
+        if kind.lower() != HEALTH_JSON:
+            continue
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
+
+
+def _version() -> str:
+    from hbsm import __version__
+
+    return __version__
+
+
+class Views:
+    """The read routes' answers for one source."""
+
+    def __init__(self, source: ApiSource, *, max_age: float = 1.0) -> None:
+        self.source = source
+        self.max_age = max_age
+        # key -> (projection identity, version, built at, answer)
+        self._cache: dict[tuple[Any, ...], tuple[int, int, float, Answer]] = {}
+        self.builds = 0  # how many bodies were encoded (for tests and the benchmark)
+
+    def _cached(self, key: tuple[Any, ...], build: Callable[[float], Answer]) -> Answer:
+        source = self.source
+        now = source.now()
+        projection = source.projection
+        hit = self._cache.get(key)
+        if (
+            hit is not None
+            and hit[0] == id(projection)
+            and hit[1] == projection.version
+            and 0 <= now - hit[2] < self.max_age
+        ):
+            return hit[3]
+        with source.lock:
+            projection = source.projection
+            version = projection.version
+            answer = build(now)
+        self.builds += 1
+        self._cache[key] = (id(projection), version, now, answer)
+        return answer
+
+    def health(self, *, health_json: bool = False) -> Answer:
+        if health_json:
+            return self._cached(("health+json",), self._health_json)
+
+        def build(now: float) -> Answer:
+            body, status = bodies.health(self.source.projection, now=now)
+            return Answer(status, bodies.encode(body))
+
+        return self._cached(("health",), build)
+
+    def detailed(self, *, show_targets: bool, health_json: bool = False) -> Answer:
+        if health_json:
+            return self._cached(("health+json",), self._health_json)
+
+        def build(now: float) -> Answer:
+            body, status = bodies.detailed_health(
+                self.source.projection, now=now, show_targets=show_targets
+            )
+            return Answer(status, bodies.encode(body))
+
+        return self._cached(("detailed", show_targets), build)
+
+    def _health_json(self, now: float) -> Answer:
+        projection = self.source.projection
+        body, status = bodies.health_json(projection, now=now, version=self._release(projection))
+        return Answer(status, bodies.encode(body), HEALTH_JSON)
+
+    def service(self, name: str, *, show_target: bool, health_json: bool = False) -> Answer | None:
+        """One service's answer; None if there is no such service. Not cached: it is small."""
+        source = self.source
+        now = source.now()
+        with source.lock:
+            projection = source.projection
+            view = projection.services.get(name)
+            if view is None:
+                return None
+            if health_json:
+                body, _ = bodies.health_json(
+                    projection, now=now, version=self._release(projection), names=[name]
+                )
+                # The status of this one service, not of the whole monitor.
+                (check,) = body.checks[f"{name}:responseTime"]
+                body = msgspec.structs.replace(body, status=check.status)
+                return Answer(
+                    503 if check.status == "fail" else 200, bodies.encode(body), HEALTH_JSON
+                )
+            one = bodies.service_health(view, now=now, show_target=show_target)
+        return Answer(200, bodies.encode(one))
+
+    def status(self) -> Answer:
+        source = self.source
+        now = source.now()
+        config = source.config_view()
+        with source.lock:
+            body = bodies.heartbeat_status(
+                source.projection, now=now, log_path=source.log_path, config=config
+            )
+            if source.control is not None:
+                # The scheduler itself, not what the log last said about it.
+                body = msgspec.structs.replace(body, running=source.running())
+        return Answer(200, bodies.encode(body))
+
+    @staticmethod
+    def _release(projection: Any) -> str:
+        return str(projection.monitor.version or _version())

@@ -1,0 +1,134 @@
+"""Helpers of the API tests: a switchable HTTP target, configs, waiting with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+import msgspec
+
+from hbsm.config import BUILTIN_STEPS, Config, LogConfig, NotifyConfig, ServiceConfig
+from hbsm.config.validate import Blame, validate
+
+__all__ = [
+    "PY",
+    "SwitchableTarget",
+    "free_port",
+    "make_config",
+    "service",
+    "wait_for",
+    "wait_for_sync",
+]
+
+PY = sys.executable
+T = TypeVar("T")
+DEADLINE = 30.0
+
+
+def _load_probe_servers() -> ModuleType:
+    """tests/probes/servers.py, loaded by path (the test folders are not one package)."""
+    name = "_hbsm_api_test_probe_servers"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parents[1] / "probes" / "servers.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_servers = _load_probe_servers()
+
+
+class _SwitchingConnection(_servers._Connection):  # type: ignore[misc, name-defined]
+    """`/svc/<name>` answers as the route `target.modes[name]` says (default `/ok`)."""
+
+    def _answer(self, target: str) -> None:
+        parts = target.split("?")[0].strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "svc":
+            target = self.target.modes.get(parts[1], "/ok")
+        super()._answer(target)
+
+
+class SwitchableTarget(_servers.HttpTarget):  # type: ignore[misc, name-defined]
+    """`modes["web"] = "/status/500"` switches what `/svc/web` answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modes: dict[str, str] = {}
+
+    def svc_url(self, name: str) -> str:
+        return str(self.url(f"/svc/{name}"))
+
+    async def serve(self) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _SwitchingConnection(self), "127.0.0.1", self.port, backlog=128
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self._server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service(name: str, url: str, **fields: Any) -> ServiceConfig:
+    return msgspec.convert({"name": name, "url": url, **fields}, ServiceConfig)
+
+
+def make_config(log_path: Path, services: list[ServiceConfig], **overrides: Any) -> Config:
+    """Tight thresholds: probes every 0.2 s, repair after 2 failures, diagnose only."""
+    settings: dict[str, Any] = {
+        "check_interval": 0.2,
+        "max_retries": 2,
+        "restart_cooldown": 1.0,
+        "cooldown_max": 1.0,
+        "ladder": ["diagnose"],
+        "log": LogConfig(path=str(log_path)),
+        "notify": NotifyConfig(webhooks=[]),
+        "services": services,
+        **overrides,
+    }
+    config = Config(**settings)
+    validate(config, Blame(None, {}), BUILTIN_STEPS)
+    return config
+
+
+async def wait_for(
+    condition: Callable[[], Any], what: str, timeout: float = DEADLINE, every: float = 0.02
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(every)
+
+
+def wait_for_sync(
+    condition: Callable[[], T], what: str, timeout: float = DEADLINE, every: float = 0.05
+) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(every)

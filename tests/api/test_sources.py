@@ -1,0 +1,198 @@
+"""LogSource (a log another process writes, followed from a plain thread), the body cache per
+projection version (1,000 services: one encode per version, not per request), and redaction."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from hbsm.api import LogSource, create_app
+from hbsm.api.bodies import DetailedHealth, Health
+from hbsm.api.source import redact
+from hbsm.api.views import Views
+from hbsm.events import Event, MonitorStarted, Probe, ServiceRegistered, Transition
+from hbsm.log import FileEventLog
+
+from .support import wait_for_sync
+
+
+def write(path: Path, events: list[Event]) -> FileEventLog:
+    log = FileEventLog.open(path)
+    log.append(events)
+    log.flush()
+    return log
+
+
+def services(n: int, ts: float) -> list[Event]:
+    out: list[Event] = [MonitorStarted(ts=ts, pid=1, version="9.9", config={"port": 1})]
+    for i in range(n):
+        name = f"svc{i:04d}"
+        out.append(
+            ServiceRegistered(
+                ts=ts, service=name, target=f"http://10.0.0.{i % 250}/h", critical=i == 0
+            )
+        )
+        out.append(Probe(ts=ts + 0.1, service=name, ok=True, latency_ms=1.5, status=200))
+        out.append(
+            Transition(ts=ts + 0.1, service=name, src="unknown", dst="healthy", trigger="probe_ok")
+        )
+    return out
+
+
+def failing(name: str, n: int) -> list[Event]:
+    """n failed probes, and the transition to degraded the FSM decided on the first."""
+    out: list[Event] = []
+    for i in range(n):
+        out.append(Probe(service=name, ok=False, error="timeout"))
+        if i == 0:
+            out.append(
+                Transition(
+                    service=name, src="healthy", dst="degraded", trigger="probe_failed", failures=1
+                )
+            )
+    return out
+
+
+def asgi_get(app: object, path: str, client: tuple[str, int] = ("127.0.0.1", 1)) -> httpx.Response:
+    """One request through the app on a loop of this thread's own."""
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=client)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+            return await c.get(path)
+
+    return asyncio.run(get())
+
+
+def test_log_source_follows_a_log_from_a_plain_thread(tmp_path: Path) -> None:
+    path = tmp_path / "events" / "heartbeat.jsonl"
+    writer = write(path, services(3, time.time()))
+    try:
+        with LogSource(path, poll_interval=0.05) as source:
+            assert set(source.projection.services) == {"svc0000", "svc0001", "svc0002"}
+            assert source.running() and source.control is None
+            writer.append(failing("svc0000", 3))
+            writer.flush()
+            wait_for_sync(
+                lambda: source.projection.services["svc0000"].fsm.failures == 3,
+                "the follower thread folds the new probes",
+            )
+            assert source.projection.services["svc0000"].fsm.state == "degraded"
+            # Requests from other threads at the same time as the follower folds.
+            app = create_app(source)
+            errors: list[BaseException] = []
+
+            def hammer() -> None:
+                try:
+                    for _ in range(50):
+                        r = asgi_get(app, "/health/detailed")
+                        assert r.status_code == 503  # svc0000 is critical
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=hammer) for _ in range(3)]
+            for t in threads:
+                t.start()
+            for _ in range(50):
+                writer.append([Probe(service="svc0001", ok=True, latency_ms=2.0)])
+                writer.flush()
+            for t in threads:
+                t.join(30)
+            assert not errors, errors
+    finally:
+        writer.close()
+
+
+async def test_bodies_are_encoded_once_per_version(tmp_path: Path) -> None:
+    path = tmp_path / "heartbeat.jsonl"
+    writer = write(path, services(1000, time.time()))
+    try:
+        source = LogSource(path)
+        source.refresh()
+        app = create_app(source, cache_max_age=3600)
+        views: Views = app.state.hbsm.views
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            first = await client.get("/health/detailed")
+            assert first.status_code == 200
+            detailed = msgspec.json.decode(first.content, type=DetailedHealth)
+            assert len(detailed.services) == 1000
+            built = views.builds
+            started = time.perf_counter()
+            for _ in range(200):
+                assert (await client.get("/health/detailed")).content == first.content
+            per_request = (time.perf_counter() - started) / 200
+            assert views.builds == built  # no new encode: same projection version
+            await client.get("/health")
+            await client.get("/health")
+            assert views.builds == built + 1
+            # Targets shown or not: two bodies, each cached.
+            remote = httpx.ASGITransport(app=app, client=("10.9.9.9", 1))
+            async with httpx.AsyncClient(transport=remote, base_url="http://localhost") as other:
+                hidden = await other.get("/health/detailed")
+                await other.get("/health/detailed")
+            assert hidden.content != first.content and views.builds == built + 2
+
+            writer.append(failing("svc0005", 1))
+            writer.flush()
+            assert source.refresh() == 2
+            after = await client.get("/health/detailed")
+            assert views.builds == built + 3  # a new version: encoded again, once
+            changed = msgspec.json.decode(after.content, type=DetailedHealth)
+            assert changed.services["svc0005"].state == "degraded"
+            health = msgspec.json.decode((await client.get("/health")).content, type=Health)
+            assert health.status == "degraded"
+        assert per_request < 0.05, per_request
+    finally:
+        writer.close()
+
+
+def test_cached_bodies_expire_with_the_clock(tmp_path: Path) -> None:
+    path = tmp_path / "heartbeat.jsonl"
+    writer = write(path, services(2, 1000.0))
+    now = [2000.0]
+    try:
+        source = LogSource(path, clock=lambda: now[0])
+        source.refresh()
+        views = Views(source, max_age=1.0)
+        a = views.health()
+        assert views.health() is a
+        now[0] += 1.5  # same version, but the timestamp would be stale
+        b = views.health()
+        assert b is not a and b"2000.0" not in b.body and views.builds == 2
+    finally:
+        writer.close()
+
+
+def test_redact_masks_secrets() -> None:
+    config = {
+        "admin_token": "abc",
+        "host": "0.0.0.0",
+        "notify": {
+            "webhooks": [
+                {
+                    "url": "https://hooks.slack.com/services/T0/B0/XYZ",
+                    "headers": {"Authorization": "Bearer q"},
+                }
+            ],
+            "smtp": {"host": "mail", "password": "pw", "username": "me"},
+        },
+        "services": [{"name": "a", "probe": {"headers": {"X-Key": "k"}}, "url": "http://a/"}],
+        "login_url": None,
+    }
+    shown = redact(config)
+    assert shown["admin_token"] == "***" and shown["host"] == "0.0.0.0"
+    hook = shown["notify"]["webhooks"][0]
+    assert hook["url"] == "https://hooks.slack.com/***" and hook["headers"] == {
+        "Authorization": "***"
+    }
+    assert shown["notify"]["smtp"] == {"host": "mail", "password": "***", "username": "me"}
+    assert shown["services"][0]["probe"]["headers"] == {"X-Key": "***"}
+    assert shown["services"][0]["url"] == "http://a/"
+    assert shown["login_url"] is None
+    assert config["admin_token"] == "abc"  # the original is untouched

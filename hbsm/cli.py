@@ -9,10 +9,12 @@ Results go to stdout, errors and notices to stderr (one line each, prefixed with
 
 Exit codes:
     0    ok
-    1    `hbsm replay --verify` found a decision that differs from the recorded one
+    1    `hbsm replay --verify` found a decision that differs from the recorded one;
+         `hbsm check`: a check failed
     2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
          bad configuration, `hbsm run` on a non-loopback address without an admin token
-    3    `hbsm run`: the event log cannot be used (held by another writer, corrupt)
+    3    `hbsm run`: the event log cannot be used (held by another writer, corrupt);
+         `hbsm check`: the instance cannot be reached
     4    `hbsm run`: the API cannot listen (address in use, unknown host)
     130  interrupted (Ctrl-C)
     141  stdout closed early (e.g. piped into `head`)
@@ -31,15 +33,21 @@ from hbsm import __version__
 __all__ = ["COMMANDS", "EXIT_CODES", "build_parser", "main"]
 
 # Subcommand modules, in the order `hbsm --help` lists them.
-COMMANDS: tuple[str, ...] = ("hbsm.monitor.command", "hbsm.config.command", "hbsm.replay.command")
+COMMANDS: tuple[str, ...] = (
+    "hbsm.monitor.command",
+    "hbsm.check.command",
+    "hbsm.config.command",
+    "hbsm.replay.command",
+)
 
 EXIT_CODES = """\
 exit codes:
   0    ok
-  1    replay --verify found a decision that differs from the recorded one
+  1    replay --verify found a decision that differs from the recorded one; check: a check failed
   2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
        bad configuration, run on a non-loopback address without an admin token
-  3    run: the event log cannot be used (held by another writer, corrupt)
+  3    run: the event log cannot be used (held by another writer, corrupt);
+       check: the instance cannot be reached
   4    run: the API cannot listen (address in use, unknown host)
   130  interrupted (Ctrl-C)
   141  stdout closed early (e.g. piped into head)"""

@@ -285,7 +285,9 @@ class ApiState:
         if status == 404:
             message = f"no route {path!r}; see /openapi.json"
         elif status == 405:
-            allowed = headers.get("Allow", "")
+            # Starlette builds Allow from a set: sort it so answers do not vary between runs.
+            allowed = ", ".join(sorted(m.strip() for m in headers.get("Allow", "").split(",")))
+            headers["Allow"] = allowed
             message = f"{request.method[:20]} is not allowed on {path!r}; allowed: {allowed}"
         else:
             message = str(exc.detail)

@@ -111,7 +111,7 @@ def _original_services(
     applied: Mapping[str, tuple[str, str]],
 ) -> tuple[list[ServiceConfig], dict[str, dict[str, Source]]]:
     """What the original feature monitored: its own `/health` and the admin login page."""
-    base = _own_base_url(config.host, config.port)
+    base = own_base_url(config.host, config.port)
     login_source: Source = "default"
     if embedded_login_url:
         login_url = embedded_login_url
@@ -147,7 +147,7 @@ def _original_services(
     return services, {"login_page": {"url": login_source}}
 
 
-def _own_base_url(host: str, port: int) -> str:
+def own_base_url(host: str, port: int) -> str:
     """The URL at which this process's own API answers, for probing it from here."""
     # Bound to every address: probe it over loopback.
     if host in ("0.0.0.0", ""):

@@ -18,16 +18,11 @@ import logging.handlers
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from hbsm.config import ConfigError, LoadedConfig, load_config
-from hbsm.events import Snapshot
-from hbsm.log import FileEventLog, LogError
-from hbsm.monitor.runtime import Monitor
-from hbsm.notify import Notifier
-from hbsm.probes import Prober
-from hbsm.repair import RepairRunner, Supervisor
+from hbsm.log import LogError
+from hbsm.monitor.build import open_monitor
 
 __all__ = ["add_parser", "run", "serve"]
 
@@ -130,33 +125,10 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
 
     config = loaded.config
     log_path = Path(config.log.path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    holder: list[Monitor] = []
-
-    def snapshot(segment: int) -> Snapshot:
-        # Each new log segment opens with the views as of now, so readers can start there.
-        return holder[0].projection.snapshot(segment, time.time())
-
-    store = FileEventLog.open(
-        log_path,
-        fsync=config.log.fsync,
-        max_bytes=config.log.max_bytes,
-        keep_segments=config.log.keep_segments,
-        snapshot=snapshot,
-    )
+    store, monitor = open_monitor(config)
     sock = None
     try:
         sock = bind(config.host, config.port) if api else None
-        supervisor = Supervisor(output_dir=log_path.parent)
-        monitor = Monitor(
-            config,
-            store=store,
-            prober=Prober(concurrency=config.concurrency),
-            repairs=RepairRunner(supervisor=supervisor, log_dir=log_path.parent),
-            supervisor=supervisor,
-            notifier=Notifier(config.notify),
-        )
-        holder.append(monitor)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         reason = {"why": "stopped"}

@@ -1,0 +1,44 @@
+"""hbsm's heartbeat routes in an existing Flask application (`pip install 'hbsm[flask]'`).
+
+    from hbsm.flask import init_heartbeat, follow_log
+
+    handle = init_heartbeat(app)                  # run the monitor in this app (a thread)
+    handle = init_heartbeat(app, "hbsm.toml", log_path="events/heartbeat.jsonl")
+    handle = follow_log(app, "events/heartbeat.jsonl")   # or: project another `hbsm run`'s log
+    handle.stop()                                 # also done at interpreter exit
+
+Either way the app answers DESIGN §6's routes with the same bodies, byte for byte, as the
+standalone API of `hbsm run` (`hbsm.api.bodies`). `heartbeat_blueprint(source)` is the bare
+Blueprint, for a source set up by hand (`EmbeddedSource`, `FollowSource`).
+
+Threads: Flask answers on request threads; the embedded monitor runs on its own asyncio loop
+in a daemon thread, and bodies are built on that loop; a followed log is folded by a thread
+holding a lock that body building takes too. Bodies are cached per projection version.
+"""
+
+try:
+    import flask as _flask  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError("hbsm.flask needs Flask: pip install 'hbsm[flask]'") from exc
+
+from hbsm.flask.blueprint import heartbeat_blueprint
+from hbsm.flask.handle import HeartbeatHandle, follow_log, init_heartbeat
+from hbsm.flask.sources import (
+    EmbeddedSource,
+    FollowSource,
+    HeartbeatSource,
+    NotRunning,
+    ReadOnly,
+)
+
+__all__ = [
+    "EmbeddedSource",
+    "FollowSource",
+    "HeartbeatHandle",
+    "HeartbeatSource",
+    "NotRunning",
+    "ReadOnly",
+    "follow_log",
+    "heartbeat_blueprint",
+    "init_heartbeat",
+]

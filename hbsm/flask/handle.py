@@ -1,0 +1,210 @@
+"""`init_heartbeat` (embedded monitor) and `follow_log` (read-only), and the handle both return."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, Self, TypeVar
+
+from flask import Blueprint, Flask
+
+from hbsm.config import Config, LoadedConfig
+from hbsm.flask.blueprint import heartbeat_blueprint
+from hbsm.flask.embedded import MonitorThread, resolve_config
+from hbsm.flask.sources import EmbeddedSource, FollowSource, HeartbeatSource
+from hbsm.projection import Projection
+
+if TYPE_CHECKING:
+    from hbsm.monitor import Monitor
+
+__all__ = ["HeartbeatHandle", "follow_log", "init_heartbeat"]
+
+T = TypeVar("T")
+log = logging.getLogger("hbsm.flask")
+
+# The key of `app.extensions` under which the handle is kept.
+EXTENSION = "hbsm"
+
+
+class HeartbeatHandle:
+    """What `init_heartbeat`/`follow_log` set up in an app: its source, blueprint and thread.
+
+    `stop()` ends the thread (the embedded monitor records `monitor.stopped` and closes the log);
+    it is registered with atexit too, so an app that just exits stops cleanly. The handle is
+    also a context manager that stops it."""
+
+    def __init__(
+        self,
+        app: Flask,
+        source: HeartbeatSource,
+        blueprint: Blueprint,
+        *,
+        runner: MonitorThread | None = None,
+    ) -> None:
+        self.app = app
+        self.source = source
+        self.blueprint = blueprint
+        self._runner = runner
+        self._lock = threading.Lock()
+        self._stopped = False
+        atexit.register(self.stop)
+
+    @property
+    def mode(self) -> Literal["embedded", "follow"]:
+        return self.source.mode
+
+    @property
+    def config(self) -> Config | None:
+        """The configuration the embedded monitor runs with (None when following a log)."""
+        return self._runner.config if self._runner is not None else None
+
+    @property
+    def monitor(self) -> Monitor | None:
+        """The embedded Monitor. It lives on another thread's loop: read it with `read`, act on
+        it through the admin routes or `asyncio.run_coroutine_threadsafe(..., handle.loop)`."""
+        return self._runner.monitor if self._runner is not None else None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The embedded monitor's asyncio loop (None when following a log, or not running)."""
+        return self._runner.loop if self._runner is not None else None
+
+    @property
+    def running(self) -> bool:
+        if self._runner is not None:
+            return self._runner.state == "running"
+        assert isinstance(self.source, FollowSource)
+        return self.source.running
+
+    def read(self, fn: Callable[[Projection], T]) -> T:
+        """`fn(projection)` while nothing mutates the projection (on the monitor's loop, or
+        under the follower's lock); keep it short."""
+        return self.source.read(fn)
+
+    def start(self) -> None:
+        """Start the monitor (or follower) thread; idempotent. Raises what kept it from
+        starting (the log held by another writer, say)."""
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("this heartbeat handle has been stopped")
+        if self._runner is not None:
+            self._runner.start()
+        else:
+            assert isinstance(self.source, FollowSource)
+            self.source.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the thread and wait for it (at most `timeout` s); idempotent."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        atexit.unregister(self.stop)
+        if self._runner is not None:
+            self._runner.stop(timeout=timeout)
+        else:
+            assert isinstance(self.source, FollowSource)
+            self.source.stop(timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def init_heartbeat(
+    app: Flask,
+    config: Config | LoadedConfig | str | os.PathLike[str] | None = None,
+    *,
+    log_path: str | os.PathLike[str] | None = None,
+    url_prefix: str | None = None,
+    start: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> HeartbeatHandle:
+    """Run an hbsm monitor inside `app` (the original feature's embedded mode) and serve the
+    heartbeat routes from it.
+
+    `config`: a Config, a LoadedConfig, a path to hbsm.toml, or None for `load_config()` (with
+    no services configured: this app's `/health` and its login page — call this after the login
+    route is defined). `log_path` overrides the config's event log. The monitor starts now, on
+    a thread with its own asyncio loop; with `start=False` it starts at the app's first
+    request instead (for processes that import the app but never serve: a reloader's parent, a
+    pre-fork master). One monitor per log: a second process gets the log's lock error.
+    """
+    resolved = resolve_config(app, config, log_path=log_path, url_prefix=url_prefix)
+    runner = MonitorThread(resolved, clock=time.time)
+    source = EmbeddedSource(runner, clock=clock)
+    handle = _install(app, source, url_prefix, runner=runner)
+    if start:
+        try:
+            handle.start()
+        except BaseException:
+            handle.stop()
+            raise
+    else:
+
+        @app.before_request
+        def start_heartbeat() -> None:
+            if runner.state != "new":
+                return
+            try:
+                handle.start()
+            except Exception:
+                # The host app goes on serving; the heartbeat routes answer 503 with the reason.
+                log.exception("hbsm: the embedded monitor failed to start")
+
+    return handle
+
+
+def follow_log(
+    app: Flask,
+    path: str | os.PathLike[str],
+    *,
+    admin_token: str | None = None,
+    url_prefix: str | None = None,
+    poll_interval: float = 0.2,
+    clock: Callable[[], float] = time.time,
+) -> HeartbeatHandle:
+    """Serve the heartbeat routes from the log another `hbsm run` writes at `path`.
+
+    A thread follows the log (across rotations) and folds it into a projection; admin actions
+    answer 409, since only the writer can act. `admin_token` (default: $HEARTBEAT_ADMIN_TOKEN)
+    guards `GET /admin/heartbeat/status` and the targets in `/health/detailed` as in the
+    embedded mode. Returns once the log's history is folded.
+    """
+    if admin_token is None:
+        admin_token = os.environ.get("HEARTBEAT_ADMIN_TOKEN", "").strip() or None
+    source = FollowSource(Path(path), admin_token=admin_token, poll_interval=poll_interval,
+                          clock=clock)  # fmt: skip
+    handle = _install(app, source, url_prefix)
+    handle.start()
+    return handle
+
+
+def _install(
+    app: Flask,
+    source: HeartbeatSource,
+    url_prefix: str | None,
+    *,
+    runner: MonitorThread | None = None,
+) -> HeartbeatHandle:
+    if EXTENSION in app.extensions:
+        raise RuntimeError("hbsm is already set up in this app (app.extensions['hbsm'])")
+    blueprint = heartbeat_blueprint(source)
+    app.register_blueprint(blueprint, url_prefix=url_prefix)
+    handle = HeartbeatHandle(app, source, blueprint, runner=runner)
+    app.extensions[EXTENSION] = handle
+    return handle

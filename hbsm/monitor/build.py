@@ -1,0 +1,61 @@
+"""Wiring a Monitor to its real parts: the file log, probes, repairs, supervisor, notifier.
+
+`hbsm run` and the Flask blueprint's embedded mode both start a monitor this way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hbsm.config import Config
+from hbsm.events import Snapshot
+from hbsm.log import FileEventLog
+from hbsm.monitor.runtime import Monitor
+from hbsm.notify import Notifier
+from hbsm.probes import Prober
+from hbsm.repair import RepairRunner, Supervisor
+
+__all__ = ["open_monitor"]
+
+
+def open_monitor(
+    config: Config, *, clock: Callable[[], float] = time.time
+) -> tuple[FileEventLog, Monitor]:
+    """Open the event log (taking its writer lock) and build the Monitor that writes it.
+
+    Raises LogError when the log cannot be used (another writer holds it). The caller closes
+    the log after `monitor.stop()`.
+    """
+    log_path = Path(config.log.path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    holder: list[Monitor] = []
+
+    def snapshot(segment: int) -> Snapshot:
+        # Each new log segment opens with the views as of now, so readers can start there.
+        return holder[0].projection.snapshot(segment, clock())
+
+    store = FileEventLog.open(
+        log_path,
+        fsync=config.log.fsync,
+        max_bytes=config.log.max_bytes,
+        keep_segments=config.log.keep_segments,
+        snapshot=snapshot,
+    )
+    try:
+        supervisor = Supervisor(output_dir=log_path.parent)
+        monitor = Monitor(
+            config,
+            store=store,
+            prober=Prober(concurrency=config.concurrency),
+            repairs=RepairRunner(supervisor=supervisor, log_dir=log_path.parent),
+            supervisor=supervisor,
+            notifier=Notifier(config.notify),
+            clock=clock,
+        )
+    except BaseException:
+        store.close()
+        raise
+    holder.append(monitor)
+    return store, monitor

@@ -1,0 +1,225 @@
+"""Helpers of the Flask blueprint and `hbsm check` tests: local targets, a Flask app on a real
+port, test configs, waiting with a deadline. Loaded by path from tests/check too.
+
+tests/flask is deliberately not a package: as one, pytest would import it as `flask` and shadow
+the real Flask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+import msgspec
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from hbsm.config import BUILTIN_STEPS, Config, LogConfig, NotifyConfig, ServiceConfig
+from hbsm.config.validate import Blame, validate
+from hbsm.events import Event, OpaqueEvent
+from hbsm.log import read_history
+
+T = TypeVar("T")
+DEADLINE = 20.0
+
+
+def _load_probe_servers() -> ModuleType:
+    """tests/probes/servers.py (no hbsm imports), by path: the test folders are not one package."""
+    name = "_hbsm_test_probe_servers"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parents[1] / "probes" / "servers.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_servers = _load_probe_servers()
+closed_port = _servers.closed_port
+
+
+class _SwitchingConnection(_servers._Connection):  # type: ignore[misc, name-defined]
+    """`/svc/<name>` answers as `target.modes[name]` says (default `/ok`)."""
+
+    def _answer(self, target: str) -> None:
+        parts = target.split("?")[0].strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "svc":
+            target = self.target.modes.get(parts[1], "/ok")
+        super()._answer(target)
+
+
+class SwitchableTarget(_servers.HttpTarget):  # type: ignore[misc, name-defined]
+    """An HTTP target whose answer per service can be switched at run time:
+    `modes["api"] = "/status/500"`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modes: dict[str, str] = {}
+
+    def svc_url(self, name: str) -> str:
+        return self.url(f"/svc/{name}")
+
+    async def serve(self) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _SwitchingConnection(self), "127.0.0.1", self.port, backlog=128
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self._server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class ServedApp:
+    """A WSGI app on a real port of 127.0.0.1 (werkzeug's threaded server, in a thread).
+
+    The socket is bound at construction, so the port is known before the app's routes and
+    config are complete; `serve()` starts answering."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler
+        )
+        self.port = self.server.server_port
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def serve(self) -> ServedApp:
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.server.shutdown()
+            self._thread.join(5)
+            self._thread = None
+        self.server.server_close()
+
+
+def flask_app(name: str = "host") -> Flask:
+    """A host application with routes of its own, as a real one has."""
+    app = Flask(name)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    @app.get("/")
+    def index() -> str:
+        return "the host app"
+
+    @app.get("/login")
+    def login() -> str:
+        return "<form>login</form>"
+
+    return app
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service(name: str, url: str, **fields: Any) -> ServiceConfig:
+    return msgspec.convert({"name": name, "url": url, **fields}, ServiceConfig)
+
+
+def make_config(log_path: Path, services: list[ServiceConfig], **overrides: Any) -> Config:
+    """Tight thresholds: probes every 0.1 s; repairs only diagnose (nothing to restart)."""
+    settings: dict[str, Any] = {
+        "check_interval": 0.1,
+        "max_retries": 2,
+        "ladder": ["diagnose"],
+        "log": LogConfig(path=str(log_path)),
+        "notify": NotifyConfig(webhooks=[]),
+        "services": services,
+        **overrides,
+    }
+    config = Config(**settings)
+    validate(config, Blame(None, {}), BUILTIN_STEPS)
+    return config
+
+
+def events(path: Path) -> list[Event | OpaqueEvent]:
+    return list(read_history(path))
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float = DEADLINE) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(0.02)
+
+
+def without(doc: Any, *keys: str) -> Any:
+    """A decoded JSON document with the given keys removed at every depth."""
+    if isinstance(doc, dict):
+        return {k: without(v, *keys) for k, v in doc.items() if k not in keys}
+    if isinstance(doc, list):
+        return [without(v, *keys) for v in doc]
+    return doc
+
+
+@contextlib.contextmanager
+def stopping(*things: Any) -> Iterator[None]:
+    """Stop each thing (last first) on the way out, whatever happens."""
+    try:
+        yield
+    finally:
+        for thing in reversed(things):
+            with contextlib.suppress(Exception):
+                thing.stop()
+
+
+class AsgiServed:
+    """An ASGI app on real uvicorn (hbsm.api.server) on a port of 127.0.0.1, in `loop` (a
+    running loop of another thread: the monitor's own, say) or in a thread of its own."""
+
+    def __init__(self, app: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        from hbsm.api.server import ApiServer, bind
+
+        self._own = loop is None
+        self._thread: threading.Thread | None = None
+        if loop is None:
+            loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=loop.run_forever, name="asgi", daemon=True)
+            self._thread.start()
+        self.loop = loop
+        self.server = ApiServer(app, bind("127.0.0.1", 0))
+        self.base = self.server.url
+        asyncio.run_coroutine_threadsafe(self.server.start(), loop).result(10)
+
+    def stop(self) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        finally:
+            if self._own and self._thread is not None:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(5)
+                self.loop.close()

@@ -1,0 +1,125 @@
+"""What the embedded monitor runs with (`init_heartbeat`'s config argument), and its clean
+stop at interpreter exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import msgspec
+import pytest
+from flask import Blueprint, Flask
+from heartbeat_support import events, flask_app, free_port, make_config, service, wait_for
+
+from hbsm.config import load_config
+from hbsm.events import Admin, MonitorStarted, MonitorStopped
+from hbsm.flask.embedded import resolve_config
+
+
+def urls(config) -> dict[str, str]:
+    return {s.name: s.url for s in config.services}
+
+
+def test_defaults_monitor_the_apps_own_health_and_login_page(monkeypatch):
+    monkeypatch.setenv("HEARTBEAT_PORT", "5123")
+    app = flask_app()
+    assert urls(resolve_config(app, None)) == {
+        "main_service": "http://127.0.0.1:5123/health",
+        "login_page": "http://127.0.0.1:5123/login",
+    }
+    # A login page elsewhere, found by its endpoint's name.
+    other = Flask("other")
+    auth = Blueprint("auth", __name__)
+    auth.add_url_rule("/sign-in", "login", lambda: "sign in")
+    other.register_blueprint(auth, url_prefix="/auth")
+    assert urls(resolve_config(other, None))["login_page"] == "http://127.0.0.1:5123/auth/sign-in"
+    # No login page in the app: the configured one (or the default), as load_config has it.
+    monkeypatch.setenv("HEARTBEAT_LOGIN_URL", "https://sso.example/login")
+    assert urls(resolve_config(Flask("bare"), None))["login_page"] == "https://sso.example/login"
+    # ... which the operator's setting beats even when the app has a login page.
+    assert urls(resolve_config(app, None))["login_page"] == "https://sso.example/login"
+    # Served under a prefix, the app's own /health is there.
+    prefixed = resolve_config(app, None, url_prefix="/ops/")
+    assert urls(prefixed)["main_service"] == "http://127.0.0.1:5123/ops/health"
+
+
+def test_a_file_a_loaded_config_or_a_config(tmp_path, log_path):
+    toml = tmp_path / "hbsm.toml"
+    toml.write_text('check_interval = 7\n[[services]]\nname = "db"\nurl = "127.0.0.1:5432"\n'
+                    '[services.probe]\nkind = "tcp"\n')  # fmt: skip
+    app = flask_app()
+    from_file = resolve_config(app, str(toml), log_path=log_path)
+    assert urls(from_file) == {"db": "127.0.0.1:5432"}  # the app's pages are not added
+    assert from_file.check_interval == 7 and from_file.log.path == str(log_path)
+    loaded = load_config(toml)
+    assert resolve_config(app, loaded) is loaded.config
+    config = make_config(log_path, [service("x", "http://127.0.0.1:1/")])
+    assert resolve_config(app, config) is config
+
+
+def test_no_config_at_all_watches_the_app_itself(embedded, served, monkeypatch, tmp_path):
+    """`init_heartbeat(app)`: the original feature — this app's /health and /login."""
+    app = flask_app()
+    server = served(app)
+    monkeypatch.setenv("HEARTBEAT_PORT", str(server.port))
+    monkeypatch.setenv("HEARTBEAT_CHECK_INTERVAL", "0.1")
+    _, handle = embedded(app=app)
+    server.serve()
+    client = app.test_client()
+    wait_for(
+        lambda: (
+            client.get("/health").get_json()["services"]
+            == {"main_service": "healthy", "login_page": "healthy"}
+        ),
+        "the app's own pages healthy",
+    )
+    assert (tmp_path / "events" / "heartbeat.jsonl").exists()  # the default log, under cwd
+    assert handle.config is not None and handle.config.log.path == "events/heartbeat.jsonl"
+
+
+def test_a_failed_lazy_start_leaves_the_host_app_serving(embedded, log_path, target):
+    config = make_config(log_path, [service("api", target.svc_url("api"))])
+    _, first = embedded(config)
+    app, second = embedded(config, start=False)  # the same log: its lock is taken
+    client = app.test_client()
+    assert client.get("/").data == b"the host app"
+    answer = client.get("/health")
+    assert answer.status_code == 503
+    assert "failed to start" in answer.get_json()["error"]
+    assert client.get("/").status_code == 200  # no retry on every request
+    assert first.running and not second.running
+
+
+@pytest.mark.parametrize("how", ["atexit", "handle.stop()"])
+def test_the_monitor_stops_cleanly_when_the_process_ends(tmp_path, log_path, how):
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from flask import Flask
+        from hbsm.config import Config, LogConfig, ServiceConfig
+        from hbsm.flask import init_heartbeat
+
+        app = Flask("host")
+        config = Config(
+            check_interval=0.1,
+            log=LogConfig(path={str(log_path)!r}),
+            services=[ServiceConfig(name="api", url="http://127.0.0.1:{free_port()}/")],
+        )
+        handle = init_heartbeat(app, config)
+        app.test_client().post("/admin/heartbeat/stop")
+        if {how!r} == "handle.stop()":
+            handle.stop()
+        print("exiting", flush=True)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    history = events(log_path)
+    assert isinstance(history[0], MonitorStarted)
+    assert isinstance(history[-1], MonitorStopped), history[-1]
+    assert history[-1].reason == "the Flask app stopped"
+    assert [e.action for e in history if isinstance(e, Admin)] == ["stop"]
+    assert msgspec.json.decode(log_path.read_bytes().splitlines()[-1])["type"] == "monitor.stopped"

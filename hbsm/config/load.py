@@ -110,9 +110,15 @@ def _original_services(
     raw: Mapping[str, Any],
     applied: Mapping[str, tuple[str, str]],
 ) -> tuple[list[ServiceConfig], dict[str, dict[str, Source]]]:
-    """What the original feature monitored: its own `/health` and the admin login page."""
+    """What the original feature monitored: its own `/health` and the admin login page.
+
+    The login page is the host Flask app's `/login` when embedded, or `login_url`
+    (HEARTBEAT_LOGIN_URL) when set; a standalone `hbsm run` has no login page of its own, so
+    without either there is none to watch.
+    """
     base = own_base_url(config.host, config.port)
     login_source: Source = "default"
+    login_url: str | None = None
     if embedded_login_url:
         login_url = embedded_login_url
     elif config.login_url:
@@ -120,8 +126,6 @@ def _original_services(
         login_source = (
             "env" if "login_url" in applied else "file" if "login_url" in raw else "default"
         )
-    else:
-        login_url = f"{base}/login"
     # hbsm cannot restart itself: `main_service` is the process doing the restarting, and when
     # embedded, both it and the login page live in the host's Flask app, which hbsm does not
     # own. So the ladder only diagnoses: the failure is classified, recorded and notified.
@@ -136,14 +140,18 @@ def _original_services(
             probe=ProbeConfig(expect_status=[200, 503]),
             ladder=["diagnose"],
         ),
+    ]
+    if login_url is None:
+        return services, {}
+    services.append(
         ServiceConfig(
             name="login_page",
             url=login_url,
             description="admin login page",
             critical=False,
             ladder=["diagnose"],
-        ),
-    ]
+        )
+    )
     return services, {"login_page": {"url": login_source}}
 
 

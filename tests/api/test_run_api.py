@@ -99,7 +99,8 @@ def test_the_original_curl_commands(hbsm_run: StartRun) -> None:
     r = httpx.get(base + "/health")
     health = msgspec.json.decode(r.content, type=Health)
     assert r.status_code == 200 and health.services["main_service"] == "healthy"
-    assert "login_page" in health.services  # /login is not served here: degraded, not critical
+    # Standalone there is no /login page to watch (HEARTBEAT_LOGIN_URL would name one).
+    assert list(health.services) == ["main_service"]
     # curl http://localhost:5000/health/detailed
     r = httpx.get(base + "/health/detailed")
     detailed = msgspec.json.decode(r.content, type=DetailedHealth)
@@ -110,7 +111,7 @@ def test_the_original_curl_commands(hbsm_run: StartRun) -> None:
     # curl http://localhost:5000/admin/heartbeat/status
     r = httpx.get(base + "/admin/heartbeat/status")
     status = msgspec.json.decode(r.content, type=HeartbeatStatus)
-    assert status.running and status.config["port"] == port and status.services == 2
+    assert status.running and status.config["port"] == port and status.services == 1
     # curl -X POST http://localhost:5000/admin/heartbeat/stop (and start)
     r = httpx.post(base + "/admin/heartbeat/stop")
     stopped = msgspec.json.decode(r.content, type=AdminResult)
@@ -118,13 +119,20 @@ def test_the_original_curl_commands(hbsm_run: StartRun) -> None:
     r = httpx.post(base + "/admin/heartbeat/start")
     started = msgspec.json.decode(r.content, type=AdminResult)
     assert r.status_code == 200 and started.changed and started.running
+    # hbsm check http://localhost:5000 exercises all of it (its stop and start are recorded too).
+    check = subprocess.run(
+        [PY, "-m", "hbsm", "check", base], capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "FAIL" not in check.stdout
 
     run.proc.send_signal(signal.SIGTERM)
     assert run.proc.wait(20) == 0, run.err()
     assert "Traceback" not in run.err()
     history = list(read_history(run.log))
     admin = [(e.action, e.allowed, e.who) for e in history if isinstance(e, Admin)]
-    assert admin == [("stop", True, "loopback"), ("start", True, "loopback")]
+    assert admin[:2] == [("stop", True, "loopback"), ("start", True, "loopback")]
+    assert admin[2:] == [("stop", True, "loopback"), ("start", True, "loopback")]  # the check
     assert isinstance(history[-1], MonitorStopped) and history[-1].reason == "SIGTERM"
     with pytest.raises(httpx.TransportError):
         httpx.get(base + "/health", timeout=1)

@@ -72,9 +72,10 @@ def test_without_a_file_prints_the_original_services(capsys):
     assert command.run(_parse(), env={}) == 0
     out = capsys.readouterr().out
     assert "no file" in out.splitlines()[0]
-    assert out.count("[[services]]") == 2
+    # Standalone, with no HEARTBEAT_LOGIN_URL, there is no login page to watch.
+    assert out.count("[[services]]") == 1
     assert 'url = "http://127.0.0.1:5000/health"  # default' in out
-    assert 'url = "http://127.0.0.1:5000/login"  # default' in out
+    assert "/login" not in out
     assert "admin_token = (unset)  # default" in out
 
 
@@ -105,7 +106,7 @@ def test_check_good_file(write, capsys):
 def test_check_file_without_services_counts_the_default_ones(write, capsys):
     path = write("port = 5001\n")
     assert command.run(_parse("--check", str(path)), env={}) == 0
-    assert capsys.readouterr().out == f"{path}: ok (2 services)\n"
+    assert capsys.readouterr().out == f"{path}: ok (1 service)\n"
 
 
 def test_check_bad_file_exits_2_with_one_line_on_stderr(write, capsys):

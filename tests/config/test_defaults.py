@@ -11,33 +11,40 @@ def _services(loaded):
     return {s.name: s for s in loaded.config.services}
 
 
-def test_no_file_monitors_its_own_health_and_the_login_page():
+def test_no_file_monitors_its_own_health_and_no_login_page_of_its_own():
     loaded = load_config(env={})
     services = _services(loaded)
-    assert list(services) == ["main_service", "login_page"]
-    main, login = services["main_service"], services["login_page"]
+    # A standalone hbsm has no /login: the login page is watched only when there is one.
+    assert list(services) == ["main_service"]
+    main = services["main_service"]
     assert (main.url, main.critical, main.description) == (
         "http://127.0.0.1:5000/health",
         True,
         "the monitor's own API",
     )
-    assert (login.url, login.critical, login.description) == (
-        "http://127.0.0.1:5000/login",
-        False,
-        "admin login page",
-    )
-    for name in services:
-        # hbsm cannot restart itself or its host app: diagnose only.
-        assert loaded.policies[name].ladder == ("diagnose",)
-        assert services[name].restart.kind == "none"
-        assert loaded.sources[f"services.{name}.url"] == "default"
+    # hbsm cannot restart itself: diagnose only.
+    assert loaded.policies["main_service"].ladder == ("diagnose",)
+    assert main.restart.kind == "none"
+    assert loaded.sources["services.main_service.url"] == "default"
+
+
+def test_the_login_page_is_watched_when_embedded_or_configured():
+    for loaded, url in (
+        (load_config(env={}, embedded_login_url="http://127.0.0.1:8000/login"),
+         "http://127.0.0.1:8000/login"),
+        (load_config(env={"HEARTBEAT_LOGIN_URL": "https://example.test/login"}),
+         "https://example.test/login"),
+    ):  # fmt: skip
+        login = _services(loaded)["login_page"]
+        assert (login.url, login.critical, login.description) == (url, False, "admin login page")
+        assert loaded.policies["login_page"].ladder == ("diagnose",)
 
 
 def test_urls_follow_host_and_port_from_the_environment():
     loaded = load_config(env={"HEARTBEAT_HOST": "10.1.2.3", "HEARTBEAT_PORT": "8080"})
     services = _services(loaded)
     assert services["main_service"].url == "http://10.1.2.3:8080/health"
-    assert services["login_page"].url == "http://10.1.2.3:8080/login"
+    assert "login_page" not in services
 
 
 @pytest.mark.parametrize(

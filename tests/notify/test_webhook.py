@@ -106,12 +106,13 @@ async def test_a_receiver_that_is_down_is_an_event_not_an_exception(sleeps):
 
 
 async def test_a_slow_receiver_times_out(receiver, sleeps):
-    receiver.delay = 1.0
+    receiver.delay = 5.0
     notifier = make(WebhookConfig(url=receiver.url(), timeout=0.2, retries=0), sleep=sleeps)
     started = time.monotonic()
     [event] = await notifier.send(NOTICE)
     await notifier.aclose()
-    assert time.monotonic() - started < 0.9
+    # Gave up at its timeout rather than waiting for the answer (a wide margin: no speed test).
+    assert time.monotonic() - started < 4.0
     assert not event.delivered and event.error.startswith("timeout after 0.2 s")
     assert len(receiver.requests) == 1
 

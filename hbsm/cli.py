@@ -36,6 +36,7 @@ __all__ = ["COMMANDS", "EXIT_CODES", "build_parser", "main"]
 COMMANDS: tuple[str, ...] = (
     "hbsm.monitor.command",
     "hbsm.check.command",
+    "tui.command",
     "hbsm.config.command",
     "hbsm.replay.command",
 )

@@ -1,0 +1,90 @@
+"""API mode against a real monitor with its API on uvicorn (the fixtures of tests/api)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hbsm.events import Admin
+from tui.app import DashboardApp
+from tui.screens.confirm import ConfirmScreen
+from tui.sources import ApiStream
+from tui.widgets.services import ServicesTable
+
+SIZE = (140, 40)
+
+
+def _state(app: DashboardApp, name: str) -> str | None:
+    table = app.main.query_one(ServicesTable)
+    if name not in table.rows:
+        return None
+    return str(table.get_row(name)[1]).strip()
+
+
+def _notes(app: DashboardApp) -> list[tuple[str, str]]:
+    return [(n.severity, n.message) for n in app._notifications]
+
+
+async def _wait(pilot: Any, condition: Any, what: str, timeout: float = 10.0) -> None:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await pilot.pause(0.05)
+
+
+async def test_admin_action_with_confirmation_reaches_the_monitor(start_api: Any) -> None:
+    live = await start_api(token="s3cret")
+    await live.wait_state("web", "healthy")
+    app = DashboardApp(source=ApiStream(live.base, "s3cret"))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await _wait(pilot, lambda: _state(app, "web") == "healthy", "web row healthy")
+        table = app.main.query_one(ServicesTable)
+        table.move_cursor(row=table.get_row_index("web"))
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")  # cancelled: nothing sent
+        await pilot.pause()
+        assert not [e for e in live.admin_events() if e.action == "pause"]
+        await pilot.press("p")
+        await pilot.pause()
+        await pilot.press("y")
+        await _wait(
+            pilot,
+            lambda: any(isinstance(e, Admin) and e.action == "pause" for e in live.admin_events()),
+            "an admin pause event in the monitor's log",
+        )
+        await _wait(pilot, lambda: _state(app, "web") == "paused", "web paused in the table")
+        await _wait(
+            pilot,
+            lambda: any("web paused" in m for s, m in _notes(app)),
+            "the API's answer shown",
+        )
+        # p again resumes (the table knows it is paused).
+        await pilot.press("p")
+        await pilot.pause()
+        await pilot.press("y")
+        await _wait(pilot, lambda: _state(app, "web") != "paused", "web resumed")
+
+
+async def test_api_errors_are_notifications_not_crashes(start_api: Any) -> None:
+    live = await start_api(token="s3cret")
+    app = DashboardApp(source=ApiStream(live.base, "wrong"))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await _wait(
+            pilot,
+            lambda: any(s == "error" and "403" in m for s, m in _notes(app)),
+            "the refused stream reported",
+        )
+        await pilot.press("t")  # start/stop the heartbeat, refused too
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await _wait(
+            pilot,
+            lambda: sum(1 for s, m in _notes(app) if s == "error" and "403" in m) >= 2,
+            "the refused admin action reported",
+        )
+        assert app.is_running
+    assert any(not e.allowed for e in live.admin_events())

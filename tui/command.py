@@ -1,0 +1,82 @@
+"""`hbsm dashboard`: the Textual dashboard, live from a log or an API, or over a recorded history.
+
+Textual is imported inside `run`, so `hbsm --help` and the other commands stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+DEFAULT_LOG = "events/heartbeat.jsonl"
+
+_EPILOG = """\
+sources (one at a time; default: --log events/heartbeat.jsonl):
+  --log PATH           follow the local event log (across rotations)
+  --api URL            follow a running instance's /events stream; admin actions enabled
+  --replay FILE...     step through recorded histories (o: next file)
+
+keys: q quit · / filter · s sort · f feed kind · enter details · escape back
+replay: space play/pause · ←/→ one event · n/N next/previous transition · g/G start/end ·
+        [ ] speed (1x-1000x)
+admin (--api): p pause/resume · r reset · x probe now · R repair now · t start/stop heartbeat
+
+examples:
+  hbsm dashboard
+  hbsm dashboard --replay events/samples/crash_restart_cooldown.jsonl
+  hbsm dashboard --api http://127.0.0.1:5000 --token "$HEARTBEAT_ADMIN_TOKEN"
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "dashboard",
+        help="the Textual dashboard (live log, remote API, or replay)",
+        description="Watch services live from the event log or an instance's API, or step "
+        "through a recorded history.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--log", metavar="PATH", help=f"event log to follow ({DEFAULT_LOG})")
+    group.add_argument("--api", metavar="URL", help="base URL of a running `hbsm run`")
+    group.add_argument("--replay", metavar="FILE", nargs="+", help="recorded histories")
+    parser.add_argument(
+        "--token",
+        metavar="T",
+        help="bearer token for --api (default: $HEARTBEAT_ADMIN_TOKEN)",
+    )
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from tui.app import DashboardApp
+    from tui.board import ReplayBoard
+    from tui.sources import ApiStream, LogTail, Source
+
+    if args.replay:
+        missing = [path for path in args.replay if not os.path.exists(path)]
+        if missing:
+            print(f"hbsm dashboard: no such file: {missing[0]}", file=sys.stderr)
+            return 2
+        try:
+            first = ReplayBoard.load(args.replay[0])
+        except (OSError, ValueError) as exc:
+            print(f"hbsm dashboard: {args.replay[0]}: {exc}", file=sys.stderr)
+            return 2
+        app = DashboardApp(replay=list(args.replay), replay_boards=[first])
+    else:
+        source: Source
+        if args.api:
+            token = args.token or os.environ.get("HEARTBEAT_ADMIN_TOKEN", "").strip() or None
+            source = ApiStream(args.api, token)
+        else:
+            source = LogTail(args.log or DEFAULT_LOG)
+        app = DashboardApp(source=source)
+    app.run()
+    return int(app.return_code or 0)

@@ -1,0 +1,294 @@
+"""Where a live dashboard's events come from, off the UI thread, delivered coalesced.
+
+A source runs its own thread and hands the app *batches*: every event since the last batch, at
+most one batch per `interval` and never while the app still holds an unacknowledged one, so a log
+growing by thousands of events per second costs the UI a few folds and repaints per second, not
+one per event (the toolong pattern: a tailing thread posting coalescing messages). The app calls
+`ack()` when it has applied a batch.
+
+`LogTail` follows a file log by (segment, offset) across rotations with `hbsm.log.LogFollower`.
+`ApiStream` follows a remote instance's `GET /events` (SSE), resuming with Last-Event-ID after a
+reconnect, and sends admin actions. No Textual here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from hbsm.events import Event, EventDecodeError, OpaqueEvent, decode
+from hbsm.log import CorruptLineError, LogError, LogFollower
+
+__all__ = ["AdminAnswer", "ApiStream", "Batch", "LogTail", "Source"]
+
+Batch = list[Event | OpaqueEvent]
+Deliver = Callable[[Batch], object]
+# (severity, message): "information", "warning" or "error".
+Report = Callable[[str, str], object]
+
+# At most this many batches a second reach the app (each a fold and one repaint).
+BATCHES_PER_SECOND: Final = 5.0
+POLL: Final = 0.1
+
+
+class AdminAnswer:
+    """What the API said to an admin action: `ok` and a message to show."""
+
+    def __init__(self, ok: bool, message: str) -> None:
+        self.ok = ok
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"AdminAnswer(ok={self.ok}, message={self.message!r})"
+
+
+class Source:
+    """A live source. `start` spawns its thread; `deliver` and `report` are called from it."""
+
+    label: str = ""
+    admin_enabled: bool = False
+
+    def __init__(self, interval: float = 1.0 / BATCHES_PER_SECOND) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._acked = threading.Event()
+        self._acked.set()
+        self._lock = threading.Lock()
+        self._pending: Batch = []
+        self._last_post = 0.0
+        self._deliver: Deliver = lambda batch: None
+        self._report: Report = lambda severity, message: None
+        self._thread: threading.Thread | None = None
+        # Counters for the curious (and the benchmark): batches handed over, events in them.
+        self.batches = 0
+        self.events = 0
+
+    def start(self, deliver: Deliver, report: Report) -> None:
+        self._deliver, self._report = deliver, report
+        self._thread = threading.Thread(target=self._run, name=f"hbsm-{self.label}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._interrupt()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def ack(self) -> None:
+        """The app applied the last batch: the next one may go."""
+        self._acked.set()
+
+    def admin(self, action: str, service: str | None = None) -> AdminAnswer:
+        return AdminAnswer(False, "admin actions need a live monitor's API (--api URL)")
+
+    # --- for subclasses ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _interrupt(self) -> None:
+        """Wake the thread from a blocking read (stop was asked)."""
+
+    def _add(self, events: Batch) -> None:
+        if events:
+            with self._lock:
+                self._pending.extend(events)
+
+    def _flush(self, force: bool = False) -> None:
+        """Hand over what piled up, if the interval has passed and the app is ready."""
+        now = time.monotonic()
+        if not force and now - self._last_post < self.interval:
+            return
+        if not self._acked.is_set():
+            return
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        self._acked.clear()
+        self._last_post = now
+        self.batches += 1
+        self.events += len(batch)
+        self._deliver(batch)
+
+
+class LogTail(Source):
+    """Follows the file log at `path` from the start of its active segment (its snapshot)."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, poll: float = POLL, interval: float | None = None
+    ) -> None:
+        super().__init__() if interval is None else super().__init__(interval)
+        self.path = Path(path)
+        self.poll = poll
+        self.label = f"log {self.path}"
+
+    def _run(self) -> None:
+        follower: LogFollower | None = None
+        warned = ""
+        while not self._stop.is_set():
+            got = 0
+            try:
+                if follower is None:
+                    follower = LogFollower(self.path, from_start=True)
+                batch = follower.poll()
+                got = len(batch)
+                self._add(batch)
+                warned = ""
+            except CorruptLineError as exc:
+                self._report("warning", f"skipped a bad line: {exc}")
+            except (LogError, OSError) as exc:
+                if str(exc) != warned:
+                    warned = str(exc)
+                    self._report("error", f"cannot follow {self.path}: {exc}")
+                if follower is not None:
+                    follower.close()
+                    follower = None
+                self._stop.wait(1.0)
+            self._flush()
+            if not got:
+                self._stop.wait(self.poll)
+        if follower is not None:
+            follower.close()
+
+
+class ApiStream(Source):
+    """Follows `GET {url}/events` (from seq 0: the whole history the instance serves, then what
+    comes), reconnecting with Last-Event-ID; admin actions POST with the same bearer token."""
+
+    admin_enabled = True
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        interval: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__() if interval is None else super().__init__(interval)
+        self.url = url.rstrip("/")
+        self.label = f"api {self.url}"
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = headers
+        self._transport = transport
+        self._client: httpx.Client | None = None
+        self.last_seq = 0
+        self.connected = False
+
+    def _new_client(self, read_timeout: float) -> httpx.Client:
+        options: dict[str, Any] = {
+            "base_url": self.url,
+            "headers": self._headers,
+            "timeout": httpx.Timeout(10.0, read=read_timeout),
+        }
+        if self._transport is not None:
+            options["transport"] = self._transport
+        return httpx.Client(**options)
+
+    def _interrupt(self) -> None:
+        client = self._client
+        if client is not None:
+            # Closing under a reader: whatever it raises, the thread ends.
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def _run(self) -> None:
+        flusher = threading.Thread(target=self._flush_loop, name="hbsm-api-flush", daemon=True)
+        flusher.start()
+        warned = ""
+        while not self._stop.is_set():
+            try:
+                self._follow()
+                warned = ""
+            except (httpx.HTTPError, OSError, RuntimeError) as exc:
+                if self._stop.is_set():
+                    break
+                message = f"{self.url}: {type(exc).__name__}: {exc}"
+                if message != warned:
+                    warned = message
+                    self._report("error", f"event stream lost ({message}); reconnecting")
+            except _Refused as exc:
+                if str(exc) != warned:
+                    warned = str(exc)
+                    self._report("error", str(exc))
+            self.connected = False
+            self._stop.wait(2.0)
+        flusher.join(1.0)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(POLL):
+            self._flush()
+
+    def _follow(self) -> None:
+        # The server sends a comment every 15 s of silence: a read twice that long means dead.
+        self._client = client = self._new_client(read_timeout=40.0)
+        try:
+            headers = {"Last-Event-ID": str(self.last_seq)} if self.last_seq else {}
+            with client.stream(
+                "GET", "/events", params={"since": str(self.last_seq)}, headers=headers
+            ) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise _Refused(f"{self.url}/events: {_explain(response)}")
+                self.connected = True
+                self._report("information", f"following {self.url}/events")
+                for line in response.iter_lines():
+                    if self._stop.is_set():
+                        return
+                    if not line.startswith("data:"):
+                        continue
+                    try:
+                        event = decode(line[5:].strip())
+                    except EventDecodeError:
+                        continue  # an `event: error` message or a line of a newer schema
+                    if event.seq <= self.last_seq:
+                        continue  # seen before the reconnect
+                    self.last_seq = event.seq
+                    self._add([event])
+        finally:
+            self._client = None
+            client.close()
+
+    def admin(self, action: str, service: str | None = None) -> AdminAnswer:
+        """POST the action; never raises: an error becomes a failed answer to show."""
+        if service is None:
+            path = f"/admin/heartbeat/{action}"
+        else:
+            path = f"/admin/service/{service}/{action}"
+        try:
+            with self._new_client(read_timeout=10.0) as client:
+                response = client.post(path)
+        except httpx.HTTPError as exc:
+            return AdminAnswer(False, f"{action}: {type(exc).__name__}: {exc}")
+        if response.status_code != 200:
+            return AdminAnswer(False, f"{action}: {_explain(response)}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        message = body.get("message") if isinstance(body, dict) else None
+        ok = bool(body.get("ok", True)) if isinstance(body, dict) else True
+        return AdminAnswer(ok, str(message or f"{action}: done"))
+
+
+class _Refused(Exception):
+    """The server answered, but not with a stream (401, 403, 404, 5xx)."""
+
+
+def _explain(response: httpx.Response) -> str:
+    detail = ""
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            detail = str(body.get("error") or body.get("message") or "")
+    except ValueError:
+        detail = response.text[:200]
+    return f"HTTP {response.status_code}" + (f": {detail}" if detail else "")

@@ -1,0 +1,37 @@
+"""The event feed: the latest events, newest first, filtered by kind and service name."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+from textual.widgets import Static
+
+from tui.board import FEED_FILTERS, Board, service_of
+from tui.format import clock, describe
+
+__all__ = ["EventFeed"]
+
+LINES = 60
+
+
+class EventFeed(Static):
+    kind = 0
+
+    def show(self, board: Board, name_filter: str = "") -> None:
+        label = FEED_FILTERS[self.kind % len(FEED_FILTERS)][0]
+        where = f", service ~ {name_filter!r}" if name_filter else ""
+        target = self.parent if isinstance(self.parent, Widget) else self
+        target.border_title = f"events ({label}{where}; f: kind)"
+        text = Text(no_wrap=True, overflow="ellipsis")
+        events = board.feed(self.kind, name_filter, LINES)
+        for i, e in enumerate(events):
+            if i:
+                text.append("\n")
+            text.append(clock(e.ts), style="dim")
+            text.append(f" #{e.seq:<6} ", style="dim")
+            text.append(f"{service_of(e) or '-':<12} ", style="bold")
+            line = describe(e)
+            text.append(line, style="red" if "FAIL" in line else "")
+        if not events:
+            text.append("no events", style="dim")
+        self.update(text)

@@ -1,0 +1,28 @@
+"""Replay mode: the file, the cursor's time and event, playing or not and how fast."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.board import ReplayBoard, service_of
+from tui.format import describe, stamp
+
+__all__ = ["ReplayBar"]
+
+
+class ReplayBar(Static):
+    def show(self, board: ReplayBoard, playing: bool, speed: int) -> None:
+        e = board.event
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(" REPLAY ", style="bold black on magenta")
+        text.append(f" {board.label}", style="bold")
+        text.append(f"   {stamp(e.ts)}", style="bold cyan")
+        text.append(f"   event {board.cursor + 1}/{len(board.events)} (seq {e.seq})")
+        text.append("   ▶ playing" if playing else "   ❚❚ paused", style="bold")
+        text.append(f" {speed}x")
+        text.append("\n ")
+        name = service_of(e)
+        text.append(f"{name}: " if name else "", style="bold")
+        text.append(describe(e), style="italic")
+        self.update(text)

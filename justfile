@@ -28,10 +28,10 @@ lint:
 bench *ARGS:
     {{py}} -m tests.bench.run {{ARGS}}
 
+# The demo: flaky local services, monitored and repaired, faults injected, dashboard on.
+demo *ARGS:
+    {{py}} -m hbsm demo --chaos {{ARGS}}
+
 # Regenerate the sample logs in events/samples/ (reproducible).
 samples:
     {{py}} events/samples/make_samples.py
-
-# Replay a sample incident (the first look at hbsm until the demo lands).
-replay-sample:
-    {{py}} -m hbsm replay events/samples/crash_restart_cooldown.jsonl

@@ -10,7 +10,7 @@ Results go to stdout, errors and notices to stderr (one line each, prefixed with
 Exit codes:
     0    ok
     1    `hbsm replay --verify` found a decision that differs from the recorded one;
-         `hbsm check`: a check failed
+         `hbsm check`: a check failed; `hbsm demo`: an injected fault was not repaired
     2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
          bad configuration, `hbsm run` on a non-loopback address without an admin token
     3    `hbsm run`: the event log cannot be used (held by another writer, corrupt);
@@ -34,6 +34,7 @@ __all__ = ["COMMANDS", "EXIT_CODES", "build_parser", "main"]
 
 # Subcommand modules, in the order `hbsm --help` lists them.
 COMMANDS: tuple[str, ...] = (
+    "hbsm.demo.command",
     "hbsm.monitor.command",
     "hbsm.check.command",
     "tui.command",
@@ -44,7 +45,8 @@ COMMANDS: tuple[str, ...] = (
 EXIT_CODES = """\
 exit codes:
   0    ok
-  1    replay --verify found a decision that differs from the recorded one; check: a check failed
+  1    replay --verify found a decision that differs from the recorded one; check: a check failed;
+       demo: an injected fault was not repaired
   2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
        bad configuration, run on a non-loopback address without an admin token
   3    run: the event log cannot be used (held by another writer, corrupt);

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import logging.handlers
 import os
+import signal
 import socket
 import sys
 import threading
@@ -313,6 +314,9 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(demo.main())
     else:
         demo.progress = False
+        # The dashboard owns the main thread: a SIGTERM must unwind it like Ctrl-C does, so
+        # the `finally` below stops the monitor and every supervised child.
+        signal.signal(signal.SIGTERM, _interrupt)
         thread = threading.Thread(target=lambda: asyncio.run(demo.main(signals=False)))
         thread.start()
         demo.ready.wait()
@@ -337,6 +341,10 @@ def run(args: argparse.Namespace) -> int:
     if demo.interrupted:
         return EXIT_INTERRUPTED
     return 0 if report.ok else EXIT_NOT_REPAIRED
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _dashboard_runner() -> Callable[[str], Any] | None:

@@ -15,9 +15,28 @@ def _modules_after_import(*modules: str) -> set[str]:
 
 
 def test_hbsm_never_imports_the_dashboard():
-    loaded = _modules_after_import("hbsm", "hbsm.cli", "hbsm.log", "hbsm.projection", "hbsm.fsm")
+    loaded = _modules_after_import(
+        "hbsm", "hbsm.cli", "hbsm.log", "hbsm.projection", "hbsm.fsm", "hbsm.monitor",
+        "hbsm.api", "hbsm.demo.command", "hbsm.replay.command",
+    )  # fmt: skip
     assert "hbsm.cli" in loaded  # the probe really imported the command line
-    assert not {"textual", "tui"} & loaded
+    assert "textual" not in loaded
+
+
+def test_only_the_command_line_names_the_dashboard():
+    # DESIGN §2: hbsm.cli may reach everything (it lists `hbsm dashboard`); no other module
+    # of the core imports the dashboard, not even lazily.
+    import re
+    from pathlib import Path
+
+    core = Path(__file__).resolve().parents[1] / "hbsm"
+    pattern = re.compile(r"^\s*(from|import)\s+(textual|tui)\b", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(core.parent))
+        for path in core.rglob("*.py")
+        if pattern.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
 
 
 @pytest.mark.parametrize("module", ["hbsm.events", "hbsm.state", "hbsm.fsm", "hbsm.projection"])

@@ -22,11 +22,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import logging.handlers
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -348,17 +350,17 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _dashboard_runner() -> Callable[[str], Any] | None:
-    """A function running the dashboard on an API URL, or None when tui is not installed."""
-    try:
-        import tui.command as tui_command
-    except ImportError:
+    """A function running the dashboard on an API URL, or None when it is not installed.
+
+    The dashboard runs as its own process (`hbsm dashboard --api URL`) on this terminal: the
+    core never imports the UI, and the demo's monitor keeps its own loop and signals.
+    """
+    if importlib.util.find_spec("tui") is None:
         return None
 
-    def show(url: str) -> Any:
-        parser = argparse.ArgumentParser(prog="hbsm")
-        sub = parser.add_subparsers()
-        dash = tui_command.add_parser(sub)
-        return tui_command.run(dash.parse_args(["--api", url]))
+    def show(url: str) -> int:
+        argv = [sys.executable, "-m", "hbsm", "dashboard", "--api", url]
+        return subprocess.run(argv, check=False).returncode
 
     return show
 

@@ -219,7 +219,16 @@ def _decide(source: HeartbeatSource) -> Decision:
         # A WSGI server does not rewrite the client from proxy headers (uvicorn does): a
         # request relayed by a local proxy would otherwise pass for a loopback client.
         host = None
-    return authorize(source.admin_token, request.headers.get("Authorization"), host)
+    # The same browser checks as the standalone app: without them any web page could drive a
+    # loopback-only instance (a no-cors POST needs no preflight; DNS rebinding can read).
+    return authorize(
+        source.admin_token,
+        request.headers.get("Authorization"),
+        host,
+        host=request.headers.get("Host"),
+        origin=request.headers.get("Origin"),
+        fetch_site=request.headers.get("Sec-Fetch-Site"),
+    )
 
 
 def _authorized(source: HeartbeatSource) -> bool:

@@ -219,12 +219,23 @@ def test_without_token_only_loopback_clients(embedded, target, log_path):
     assert proxied.status_code == 403
     for loopback in ("127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"):
         assert client.get(STATUS, environ_base={"REMOTE_ADDR": loopback}).status_code == 200
+    # A web page open in the operator's browser is on loopback too: the browser checks refuse
+    # a cross-site request and a foreign Host (DNS rebinding), as the standalone app does.
+    local = {"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50124"}
+    cross = client.post(STOP, environ_base=local, headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403
+    foreign = client.post(STOP, environ_base=local, headers={"Origin": "http://evil.example"})
+    assert foreign.status_code == 403
+    rebound = client.get(STATUS, environ_base=local, headers={"Host": "evil.example"})
+    assert rebound.status_code == 403
 
     handle.stop()
     admin = [e for e in events(log_path) if isinstance(e, Admin)]
     assert [(e.action, e.allowed, e.who, e.source) for e in admin] == [
         ("stop", False, "anonymous", "10.1.2.3:50123"),
         ("start", False, "anonymous", "10.1.2.3:50123"),
+        ("stop", False, "loopback", "127.0.0.1:50124"),
+        ("stop", False, "loopback", "127.0.0.1:50124"),
     ]
 
 

@@ -89,6 +89,8 @@ class Monitor:
         self._scheduler_task: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._effects: set[asyncio.Task[Any]] = set()
+        # Repair and restart decisions appended but not yet on disk: started by _flush.
+        self._pending: list[RepairStarted | RestartStarted] = []
         self._dirty = False
         self.started_at: float | None = None
         # When the log last named each supervised service's pid: a process that started later
@@ -131,6 +133,9 @@ class Monitor:
         )
         self.machine.add(self.states.values())
         await self._start_supervised()
+        # The pids must be on disk before anything else can go wrong: unknown to the next
+        # start, a child would be started a second time.
+        self.store.flush()
         self._take_up_interrupted()
         self.store.flush()
         self._flusher = asyncio.create_task(self._flush_periodically(), name="hbsm-flusher")
@@ -290,13 +295,12 @@ class Monitor:
         if service is not None and service not in self.services:
             raise KeyError(service)
         detail = ""
-        if allowed and service is None and action == "start":
-            detail = "already running" if self.heartbeat_running else ""
-            if not self.heartbeat_running:
-                self._start_scheduler()
-        elif allowed and service is None and action == "stop":
-            detail = "" if self.heartbeat_running else "already stopped"
-            await self._stop_scheduler()
+        starting = allowed and service is None and action == "start"
+        stopping = allowed and service is None and action == "stop"
+        if starting and self.heartbeat_running:
+            detail = "already running"
+        elif stopping and not self.heartbeat_running:
+            detail = "already stopped"
         fact = Admin(
             ts=self.clock(),
             action=action,
@@ -306,7 +310,12 @@ class Monitor:
             allowed=allowed,
             detail=detail,
         )
+        # Recorded before it acts: an action the log cannot take is not carried out.
         events = self._append([fact]) if service is None else self.record(fact)
+        if starting and not self.heartbeat_running:
+            self._start_scheduler()
+        elif stopping:
+            await self._stop_scheduler()
         if allowed and service is not None and action == "probe_now":
             if self.heartbeat_running:
                 self.scheduler.probe_now(service)
@@ -319,19 +328,38 @@ class Monitor:
     def record(self, fact: Event) -> list[Event]:
         """Decide on a fact, append it with its decisions, then start what they ask for."""
         name: str = fact.service  # type: ignore[attr-defined]
-        state = self.states[name]
+        # Decide on a copy: if the log refuses the events (a full disk), the state stays what
+        # the log says it is. decide() needs no registered model, only the shared machine.
+        state = msgspec.structs.replace(self.states[name])
         decisions = decide(state, fact, self.policies[name], self.machine)
         events = self._append([fact, *decisions])
+        self.states[name] = state
         effects = [e for e in events if isinstance(e, RepairStarted | RestartStarted)]
         if effects:
-            self.store.flush()  # no record, no side effect
-            self._dirty = False
-            for effect in effects:
-                if isinstance(effect, RepairStarted):
-                    self._spawn(self._repair(effect))
-                else:
-                    self._spawn(self._restart(effect))
+            self._pending.extend(effects)
+            self._flush()  # no record, no side effect: they start once it is on disk
         return events
+
+    def _flush(self) -> bool:
+        """Write what is buffered; then start the effects whose decisions are now on disk.
+
+        A failed write (a full disk) keeps them pending: the periodic flusher tries again and
+        starts them once their record is durable, never before.
+        """
+        try:
+            self.store.flush()
+        except OSError:
+            self._dirty = True
+            log.exception("cannot write the event log; side effects wait for it")
+            return False
+        self._dirty = False
+        pending, self._pending = self._pending, []
+        for effect in pending:
+            if isinstance(effect, RepairStarted):
+                self._spawn(self._repair(effect))
+            else:
+                self._spawn(self._restart(effect))
+        return True
 
     def _append(self, events: Iterable[Event]) -> list[Event]:
         stamped = self.store.append(list(events))
@@ -368,7 +396,7 @@ class Monitor:
         self.record(finished)
         # The new pid must be on disk at once: lost to a crash, the next start would not know
         # the child it must adopt, and would start a second one.
-        self.store.flush()
+        self._flush()
 
     async def _notify(self, notice: Any) -> None:
         notifications = await self.notifier.send(notice)
@@ -388,9 +416,8 @@ class Monitor:
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_EVERY)
-            if self._dirty:
-                self._dirty = False
-                self.store.flush()
+            if self._dirty or self._pending:
+                self._flush()
 
 
 def _same_process(pid: int, recorded_at: float | None) -> bool:

@@ -638,3 +638,37 @@ async def test_a_reused_pid_is_not_adopted_or_signalled(
     assert took.pid in api.started_pids()
     assert not of(history, RestartStarted, "api")
     assert_consistent(h, history)
+
+
+async def test_no_repair_runs_while_its_decision_cannot_be_written(
+    tmp_path: Path, target: SwitchableTarget, start_monitor: StartMonitor
+) -> None:
+    # DESIGN §1, no record, no side effect: with writes failing (a full disk, here the store's
+    # flush raising ENOSPC), the repair decided meanwhile waits; once writes succeed again it
+    # runs, after its decision is on disk.
+    h = await start_monitor(
+        make_config(
+            log_path(tmp_path), [service("web", target.svc_url("web"), ladder=["diagnose"])]
+        )
+    )
+    await h.wait_state("web", "healthy")
+
+    def disk_full() -> None:
+        raise OSError(28, "No space left on device")
+
+    h.store.flush = disk_full  # type: ignore[method-assign]
+    target.modes["web"] = "/status/500"
+    await h.wait_state("web", "repairing")
+    view = h.monitor.projection.services["web"]
+    await asyncio.sleep(1.0)  # five flush periods: the repair must still not have run
+    assert view.fsm.in_flight == "repair:diagnose"
+    assert h.monitor.projection.monitor.counts.get("repair.finished", 0) == 0
+
+    target.modes.clear()
+    restored = time.time()
+    del h.store.flush  # writes succeed again: the class's own flush
+    await h.wait_state("web", "healthy")
+    history = await h.stop()
+    (started,) = of(history, RepairStarted, "web")
+    (finished,) = of(history, RepairFinished, "web")
+    assert started.seq < finished.seq and finished.ts >= restored

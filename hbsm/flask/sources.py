@@ -283,10 +283,13 @@ class FollowSource(HeartbeatSource):
                     # The follower passes over the bad line on the next poll.
                     self._report(exc)
                     continue
-                except (LogError, OSError) as exc:
-                    # Lost our place (a segment pruned before we read it, say), or the log is
-                    # not readable: start over from the active segment, which opens with a
-                    # snapshot of everything before it.
+                except Exception as exc:
+                    # Lost our place (a segment pruned before we read it, say), the log is not
+                    # readable, or a bug of ours: start over from the active segment, which
+                    # opens with a snapshot of everything before it. The thread must not die
+                    # silently and leave the routes serving a frozen projection.
+                    if not isinstance(exc, LogError | OSError):
+                        log.exception("following %s failed", self.path)
                     self._report(exc)
                     if follower is not None:
                         follower.close()

@@ -84,6 +84,7 @@ class ApiState:
         self.source = source
         self.views = Views(source, max_age=cache_max_age)
         self.metrics = Metrics(source)
+        self._scrape_lock = asyncio.Lock()
         self.closing = threading.Event()
         self.sse_heartbeat = sse_heartbeat
         self.sse_poll = sse_poll
@@ -239,9 +240,13 @@ class ApiState:
 
     async def scrape(self, request: Request) -> Response:
         metrics = self.metrics
-        metrics.prime()  # reads the projection: on this thread
-        await asyncio.to_thread(metrics.update)  # reads the log
-        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE, headers=_HEADERS)
+        # One scrape at a time: a second one's prime() would otherwise wait on the histogram's
+        # lock, held by the first one's log reading in a thread, and block the whole loop.
+        async with self._scrape_lock:
+            metrics.prime()  # reads the projection: on this thread
+            await asyncio.to_thread(metrics.update)  # reads the log
+            body = metrics.render()
+        return Response(body, media_type=METRICS_CONTENT_TYPE, headers=_HEADERS)
 
     async def events(self, request: Request) -> Response:
         decision = self.authorize(request)

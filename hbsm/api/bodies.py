@@ -31,6 +31,7 @@ __all__ = [
     "health",
     "health_json",
     "heartbeat_status",
+    "hide_internals",
     "iso",
     "overall_status",
     "service_health",
@@ -186,7 +187,26 @@ def _probe(p: Probe | None) -> LastProbe | None:
     )  # fmt: skip
 
 
+def hide_internals(service: ServiceHealth) -> ServiceHealth:
+    """A service as a client without admin rights sees it (DESIGN §6): no target, and no probe
+    detail or repair output, which name internal URLs, hosts and commands too."""
+    replace = msgspec.structs.replace
+    probe, failure = service.last_probe, service.last_failure
+    return replace(
+        service,
+        target=None,
+        last_probe=replace(probe, detail="") if probe is not None else None,
+        last_failure=replace(failure, detail="") if failure is not None else None,
+        last_problem="",
+    )
+
+
 def service_health(view: ServiceView, *, now: float, show_target: bool) -> ServiceHealth:
+    full = _service_health(view, now=now)
+    return full if show_target else hide_internals(full)
+
+
+def _service_health(view: ServiceView, *, now: float) -> ServiceHealth:
     s = view.fsm
     action, when = next_action(view)
     horizon = now - view.policy.restart_window
@@ -197,7 +217,7 @@ def service_health(view: ServiceView, *, now: float, show_target: bool) -> Servi
         since=iso(s.since) if s.since else None,
         critical=view.critical,
         description=view.description,
-        target=view.target if show_target else None,
+        target=view.target,
         failures=s.failures,
         threshold=view.policy.max_retries,
         last_probe=_probe(last),

@@ -185,8 +185,8 @@ def release_id(monitor: MonitorView) -> str:
 
 
 def _shown(service: ServiceHealth, show_target: bool) -> ServiceHealth:
-    # The builders' own rule: the target only for admin-authorized clients.
-    return service if show_target else msgspec.structs.replace(service, target=None)
+    # The builders' own rule: internals only for admin-authorized clients.
+    return service if show_target else bodies.hide_internals(service)
 
 
 def _encode_services(body: DetailedHealth, show_targets: bool) -> bytes:

@@ -77,6 +77,19 @@ async def test_no_token_remote_clients_see_no_internal_urls(live: Live) -> None:
     assert all(s.target for s in detailed.services.values())
 
 
+async def test_no_token_remote_clients_see_no_probe_details(live: Live, target) -> None:
+    # A failed probe's detail names the URL it tried: the same rule as the target.
+    target.modes["aux"] = "/status/500"
+    await live.wait_state("aux", "degraded")
+    r = await live.asgi(NON_LOOPBACK).get("/health/service/aux")
+    remote = msgspec.json.decode(r.content, type=ServiceHealth)
+    assert remote.last_failure is not None and remote.last_failure.error == "http_5xx"
+    assert remote.last_failure.detail == "" and remote.last_problem == ""
+    r = await live.client.get("/health/service/aux")
+    local = msgspec.json.decode(r.content, type=ServiceHealth)
+    assert local.last_failure is not None and "/svc/aux" in local.last_failure.detail
+
+
 async def test_no_token_loopback_refuses_what_a_browser_could_forge(live: Live) -> None:
     """CSRF from any web page, and DNS rebinding: loopback, but not to be trusted."""
     client = live.client  # real TCP from 127.0.0.1

@@ -381,6 +381,30 @@ _TRANSITIONS: Final[list[dict[str, Any]]] = [
 ]  # fmt: skip
 
 
+class _Models(list[Any]):
+    """The machine's model list, with membership by identity in a set.
+
+    `Machine.add_model` checks `model not in machine.models` once per model: a list scan, so
+    adding 10,000 services cost a quadratic half second. transitions only appends to, removes
+    from, iterates and indexes this list, which a list subclass keeps working.
+    """
+
+    def __init__(self, models: Iterable[Any] = ()) -> None:
+        super().__init__(models)
+        self._ids = {id(m) for m in self}
+
+    def __contains__(self, model: object) -> bool:
+        return id(model) in self._ids
+
+    def append(self, model: Any) -> None:
+        super().append(model)
+        self._ids.add(id(model))
+
+    def remove(self, model: Any) -> None:
+        super().remove(model)
+        self._ids.discard(id(model))
+
+
 class ServiceMachine:
     """The one shared `transitions.Machine`; every service's state is a model of it."""
 
@@ -396,6 +420,7 @@ class ServiceMachine:
             ignore_invalid_triggers=True,
             before_state_change=[_record_transition],
         )
+        self.machine.models = _Models(self.machine.models)
         self._events = self.machine.events
 
     def add(self, states: Iterable[ServiceState]) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Literal, Union
 import msgspec
 
 from hbsm.config.errors import ConfigError
-from hbsm.config.model import Config
+from hbsm.config.model import Config, fields_of
 
 __all__ = ["decode_config", "read_toml"]
 
@@ -175,7 +175,7 @@ def _field_type(tp: Any, field: str) -> Any:
 def _field_names(tp: Any) -> list[str]:
     tp = _unwrap(tp)
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        return [f.encode_name for f in msgspec.structs.fields(tp)]
+        return [f.encode_name for f in fields_of(tp)]
     return []
 
 

@@ -9,6 +9,7 @@ service sets its own. `example.toml` beside this module shows every key.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import msgspec
@@ -25,6 +26,7 @@ __all__ = [
     "SmtpConfig",
     "StepConfig",
     "WebhookConfig",
+    "fields_of",
 ]
 
 ProbeKind = Literal["http", "tcp", "command"]
@@ -206,3 +208,10 @@ class Config(_Strict):
             ladders={cls: tuple(steps) for cls, steps in ladders.items()},
             on_restart_failure=pick("on_restart_failure"),
         )
+
+
+@functools.cache
+def fields_of(cls: type[msgspec.Struct]) -> tuple[msgspec.structs.FieldInfo, ...]:
+    """msgspec.structs.fields, once per class: it resolves the annotations on every call, which
+    made loading a config of 10,000 services take seconds."""
+    return msgspec.structs.fields(cls)

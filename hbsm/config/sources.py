@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from hbsm.config.model import Config, ServiceConfig
+from hbsm.config.model import Config, ServiceConfig, fields_of
 from hbsm.state import Policy
 
 __all__ = ["POLICY_FIELDS", "Source", "collect_sources", "settings"]
@@ -31,7 +31,7 @@ def settings(
     Sections (`log`, `probe`, a step's settings) are walked into; `services` is left to the
     caller, which names each service.
     """
-    for f in msgspec.structs.fields(struct):
+    for f in fields_of(type(struct)):
         name = f.encode_name
         value = getattr(struct, f.name)
         if name == "services" and isinstance(struct, Config):

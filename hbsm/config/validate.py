@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from hbsm.config.errors import ConfigError
-from hbsm.config.model import Config, ServiceConfig
+from hbsm.config.model import Config, ServiceConfig, fields_of
 from hbsm.state import ERROR_CLASSES, RESTART_STEP, Policy
 
 __all__ = [
@@ -83,7 +83,7 @@ def validate(config: Config, blame: Blame, steps: frozenset[str]) -> dict[str, P
 def _bad_numbers(value: Any, key: str | None) -> Iterator[tuple[str, str]]:
     """nan/inf (TOML has both) and integers no event log line could carry."""
     if isinstance(value, msgspec.Struct):
-        for f in msgspec.structs.fields(value):
+        for f in fields_of(type(value)):
             yield from _bad_numbers(getattr(value, f.name), _join(key, f.encode_name))
     elif isinstance(value, dict):
         for k, v in value.items():

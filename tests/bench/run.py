@@ -20,7 +20,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: python tests/bench/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench import bench_append, bench_probes, bench_replay
+from tests.bench import (
+    bench_api,
+    bench_append,
+    bench_dashboard,
+    bench_memory,
+    bench_probes,
+    bench_replay,
+)
 from tests.bench.context import Context
 from tests.bench.results import Record, Results
 
@@ -31,6 +38,9 @@ BENCHES: dict[str, Callable[[Context], None]] = {
     "cli": bench_replay.run_cli,
     "append": bench_append.run,
     "probes": bench_probes.run,
+    "api": bench_api.run,
+    "memory": bench_memory.run,
+    "dashboard": bench_dashboard.run,
 }
 # Benchmarks that read the generated log: it is made (or taken from the cache) first.
 USES_LOG = {"replay", "cli", "append"}

@@ -1,0 +1,277 @@
+"""Dashboard (DESIGN §8): the Textual app following a log that grows by 2,000 events/s.
+
+This process is the writer: a FileEventLog of 1,000 services (monitor.started and their
+registrations first), then probes round-robin over them, ~4% failing, appended in batches of
+RATE/20 every 50 ms with one flush each, for SECONDS. The dashboard runs in a process of its own
+(tests.bench.dashboard_app: DashboardApp over LogTail, headless under `App.run_test`, 200x50 —
+Textual still lays out and renders every frame, the output is dropped) and reports every 0.1 s
+the newest seq its board has folded.
+
+Lag at a sample (t, seen): 0 if the app has folded everything written by t, else t minus the
+time the oldest event it has not folded was written. Figures: the p50 and max lag over the run,
+and the dashboard process's CPU (user + sys from /proc, all its threads) over the run as a share
+of one core. Baseline for the CPU: the same app following a log that does not grow, for the same
+time (its 1 s clock tick and idle polling). Goals: max lag < 1 s; CPU < 50% of one core.
+
+    python -m tests.bench.bench_dashboard [--seconds S] [--rate N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hbsm.events import MonitorStarted, Probe, ServiceRegistered
+from hbsm.log import FileEventLog
+from tests.bench.context import Context
+from tests.bench.results import Record, Results
+
+__all__ = ["main", "run"]
+
+SERVICES = 1_000
+RATE = 2_000
+SECONDS = 10.0
+IDLE_SECONDS = 4.0
+TICK = 0.05
+LAG_GOAL = 1.0
+CPU_GOAL = 0.5
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _say(message: str) -> None:
+    print(f"  dashboard: {message}", file=sys.stderr, flush=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Dashboard:
+    log: Path
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def __enter__(self) -> Dashboard:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.dashboard_app", str(self.log)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the dashboard did not start")
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            sample = json.loads(line)
+            self.samples.append((sample["t"], sample["seq"]))
+
+    def seen(self) -> int:
+        return self.samples[-1][1] if self.samples else 0
+
+    def wait_for(self, seq: int, timeout: float) -> float | None:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.seen() >= seq:
+                return time.monotonic() - start
+            time.sleep(0.02)
+        return None
+
+    def cpu_seconds(self) -> float:
+        return _cpu_seconds(self.process.pid)
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Outcome:
+    lags: list[float]
+    cpu_share: float
+    idle_cpu_share: float
+    written: int
+    seconds: float
+    catch_up_s: float | None
+    final_seen: int
+    final_written: int
+
+
+def _lags(writes: list[tuple[float, int]], samples: list[tuple[float, int]]) -> list[float]:
+    """Per sample: 0 when caught up, else how long ago the oldest unfolded event was written."""
+    times = [t for t, _ in writes]
+    seqs = [s for _, s in writes]  # last seq of each write, ascending
+    lags = []
+    for t, seen in samples:
+        written_by_t = bisect.bisect_right(times, t)
+        if written_by_t == 0 or seen >= seqs[written_by_t - 1]:
+            lags.append(0.0)
+            continue
+        first_unseen = bisect.bisect_right(seqs, seen)  # the write holding seq seen + 1
+        lags.append(t - times[first_unseen])
+    return lags
+
+
+def measure(workdir: Path, seconds: float = SECONDS, rate: int = RATE) -> Outcome:
+    path = workdir / "dashboard" / "heartbeat.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = [f"svc-{i:04d}" for i in range(SERVICES)]
+    rng = random.Random(3)
+    store = FileEventLog.open(path, fsync="batch")
+    try:
+        store.append([MonitorStarted(ts=time.time(), pid=os.getpid(), version="bench")])
+        store.append(
+            [ServiceRegistered(ts=time.time(), service=n, target="http://x/") for n in names]
+        )
+        store.flush()
+        with Dashboard(path) as dashboard:
+            if dashboard.wait_for(store.last_seq, 30) is None:
+                raise RuntimeError("the dashboard did not fold the registrations")
+            # Idle: the same time with a log that does not grow.
+            cpu = dashboard.cpu_seconds()
+            time.sleep(IDLE_SECONDS)
+            idle = (dashboard.cpu_seconds() - cpu) / IDLE_SECONDS
+            per_tick = max(1, round(rate * TICK))
+            writes: list[tuple[float, int]] = []
+            first_sample = len(dashboard.samples)
+            cpu, start = dashboard.cpu_seconds(), time.monotonic()
+            i = 0
+            tick = start
+            while (now := time.monotonic()) - start < seconds:
+                batch = []
+                ts = time.time()
+                for _ in range(per_tick):
+                    name = names[i % SERVICES]
+                    i += 1
+                    if rng.random() < 0.04:
+                        batch.append(
+                            Probe(
+                                ts=ts,
+                                service=name,
+                                ok=False,
+                                error="timeout",
+                                detail="no response within 5.0 s",
+                            )
+                        )
+                    else:
+                        latency = round(rng.lognormvariate(3.0, 0.4), 1)
+                        batch.append(
+                            Probe(ts=ts, service=name, ok=True, latency_ms=latency, status=200)
+                        )
+                store.append(batch)
+                store.flush()
+                writes.append((time.monotonic(), store.last_seq))
+                tick += TICK
+                time.sleep(max(0.0, tick - time.monotonic()))
+            elapsed = now - start
+            cpu_share = (dashboard.cpu_seconds() - cpu) / elapsed
+            catch_up = dashboard.wait_for(store.last_seq, 10)
+            samples = dashboard.samples[first_sample:]
+            final_seen = dashboard.seen()
+    finally:
+        store.close()
+    in_run = [(t, s) for t, s in samples if t <= start + elapsed]
+    return Outcome(
+        _lags(writes, in_run), cpu_share, idle, i, elapsed, catch_up, final_seen, store.last_seq
+    )
+
+
+def report(got: Outcome, rate: int, results: Results) -> None:
+    lags = got.lags or [float("nan")]
+    worst = max(lags)
+    achieved = got.written / got.seconds
+    behind = ""
+    if got.catch_up_s is None:
+        left = got.final_written - got.final_seen
+        behind = f"; still {left:,} events behind 10 s after the writer stopped"
+    caught = (
+        f"caught up {got.catch_up_s:.2f} s after the writer stopped"
+        if got.catch_up_s is not None
+        else "never caught up"
+    )
+    results.add(
+        Record(
+            f"dashboard lag, log growing {rate:,} events/s over {SERVICES:,} services, max",
+            worst,
+            "s",
+            goal=f"< {LAG_GOAL:g} s",
+            met=worst < LAG_GOAL,
+            bench="dashboard",
+            note=(
+                f"{got.written:,} probes written in {got.seconds:.1f} s ({achieved:,.0f}/s), "
+                f"{len(got.lags)} samples every 0.1 s; {caught}{behind}"
+            ),
+        )
+    )
+    results.add(
+        Record(
+            "dashboard lag, p50",
+            statistics.median(lags),
+            "s",
+            bench="dashboard",
+        )
+    )
+    results.add(
+        Record(
+            f"dashboard CPU, following {rate:,} events/s",
+            got.cpu_share * 100,
+            "% core",
+            baseline=got.idle_cpu_share * 100,
+            ratio=got.cpu_share / got.idle_cpu_share if got.idle_cpu_share else None,
+            goal=f"< {CPU_GOAL:.0%}",
+            met=got.cpu_share < CPU_GOAL,
+            bench="dashboard",
+            note=(
+                "user + sys of the dashboard process (all threads) / wall time; baseline: the "
+                f"same app over a log that does not grow, {IDLE_SECONDS:g} s"
+            ),
+        )
+    )
+
+
+def run(ctx: Context) -> None:
+    _say("following ...")
+    report(measure(ctx.workdir), RATE, ctx.results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_dashboard")
+    parser.add_argument("--seconds", type=float, default=SECONDS)
+    parser.add_argument("--rate", type=int, default=RATE, help="events/s appended")
+    args = parser.parse_args(argv)
+    results = Results()
+    with tempfile.TemporaryDirectory(prefix="hbsm-bench-dashboard-") as tmp:
+        report(measure(Path(tmp), args.seconds, args.rate), args.rate, results)
+    print()
+    print(results.table())
+    notes = [f"  {r.figure}: {r.note}" for r in results.records if r.note]
+    print("\nnotes:\n" + "\n".join(notes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import logging.handlers
 import os
@@ -140,6 +141,11 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)
         await monitor.start()
+        # Everything built so far (config, states, views, the machine) lives as long as the
+        # process: out of the collector's sight, its pauses no longer land in probe latencies
+        # (measured: p99 latency error 12.7 ms -> 3.7 ms at 1,000 probes/s, docs/performance.md).
+        gc.collect()
+        gc.freeze()
         server = None
         if sock is not None:
             server = ApiServer(create_app(MonitorSource(monitor, str(log_path))), sock)

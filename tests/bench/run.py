@@ -25,6 +25,7 @@ from tests.bench import (
     bench_append,
     bench_dashboard,
     bench_memory,
+    bench_monitor,
     bench_probes,
     bench_replay,
 )
@@ -41,6 +42,7 @@ BENCHES: dict[str, Callable[[Context], None]] = {
     "api": bench_api.run,
     "memory": bench_memory.run,
     "dashboard": bench_dashboard.run,
+    "monitor": bench_monitor.run,
 }
 # Benchmarks that read the generated log: it is made (or taken from the cache) first.
 USES_LOG = {"replay", "cli", "append"}

@@ -378,7 +378,7 @@ def report(m: dict[str, Any], results: Results, profiled: bool = False) -> None:
             goal="~0 (no drift)",
             met=abs(drift_h) < 3.6,  # under 0.1% of the interval
             bench="monitor",
-            note=f"mean per-service slope {m['slope']:.5f} s per probe; a 30 s run, not 10 min",
+            note=f"mean per-service slope {m['slope']:.5f} s per probe, {m['seconds']:.0f} s run",
         )
     )
     overlaps = m["overlaps"] + sched["skipped_overlap"]

@@ -431,9 +431,6 @@ class ServiceMachine:
         for s, name in zip(batch, current, strict=True):
             s.state = name
 
-    def remove(self, state: ServiceState) -> None:
-        self.machine.remove_model(state)
-
     def fire(self, trigger: str, ctx: _Context) -> bool:
         return bool(self._events[trigger].trigger(ctx.state, ctx=ctx))
 

@@ -328,12 +328,16 @@ class Monitor:
     def record(self, fact: Event) -> list[Event]:
         """Decide on a fact, append it with its decisions, then start what they ask for."""
         name: str = fact.service  # type: ignore[attr-defined]
-        # Decide on a copy: if the log refuses the events (a full disk), the state stays what
-        # the log says it is. decide() needs no registered model, only the shared machine.
-        state = msgspec.structs.replace(self.states[name])
+        state = self.states[name]  # the model registered with the shared machine
+        before = msgspec.structs.replace(state)
         decisions = decide(state, fact, self.policies[name], self.machine)
-        events = self._append([fact, *decisions])
-        self.states[name] = state
+        try:
+            events = self._append([fact, *decisions])
+        except BaseException:
+            # The log refused the events (a full disk): the state stays what the log says.
+            for f in msgspec.structs.fields(ServiceState):
+                setattr(state, f.name, getattr(before, f.name))
+            raise
         effects = [e for e in events if isinstance(e, RepairStarted | RestartStarted)]
         if effects:
             self._pending.extend(effects)

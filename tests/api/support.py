@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -49,39 +48,8 @@ def _load_probe_servers() -> ModuleType:
 _servers = _load_probe_servers()
 
 
-class _SwitchingConnection(_servers._Connection):  # type: ignore[misc, name-defined]
-    """`/svc/<name>` answers as the route `target.modes[name]` says (default `/ok`)."""
-
-    def _answer(self, target: str) -> None:
-        parts = target.split("?")[0].strip("/").split("/")
-        if len(parts) == 2 and parts[0] == "svc":
-            target = self.target.modes.get(parts[1], "/ok")
-        super()._answer(target)
-
-
-class SwitchableTarget(_servers.HttpTarget):  # type: ignore[misc, name-defined]
-    """`modes["web"] = "/status/500"` switches what `/svc/web` answers."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.modes: dict[str, str] = {}
-
-    def svc_url(self, name: str) -> str:
-        return str(self.url(f"/svc/{name}"))
-
-    async def serve(self) -> asyncio.Server:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _SwitchingConnection(self), "127.0.0.1", self.port, backlog=128
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self._server
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+SwitchableTarget = _servers.SwitchableTarget
+free_port = _servers.free_port
 
 
 def service(name: str, url: str, **fields: Any) -> ServiceConfig:

@@ -11,14 +11,6 @@ from pathlib import Path
 from types import ModuleType
 
 PY = sys.executable
-# `hbsm check` through the real command line, whether or not hbsm.cli lists it yet.
-CLI = (
-    "import sys\n"
-    "from hbsm import cli\n"
-    "if 'hbsm.check.command' not in cli.COMMANDS:\n"
-    "    cli.COMMANDS = (*cli.COMMANDS, 'hbsm.check.command')\n"
-    "sys.exit(cli.main(sys.argv[1:]))\n"
-)
 
 
 def _support() -> ModuleType:
@@ -40,7 +32,7 @@ support = _support()
 def hbsm_check(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """`hbsm check ARGS...` in a fresh interpreter, as an operator runs it."""
     return subprocess.run(
-        [PY, "-c", CLI, "check", *args],
+        [PY, "-m", "hbsm", "check", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
-import socket
 import sys
 import threading
 import time
@@ -51,34 +50,8 @@ _servers = _load_probe_servers()
 closed_port = _servers.closed_port
 
 
-class _SwitchingConnection(_servers._Connection):  # type: ignore[misc, name-defined]
-    """`/svc/<name>` answers as `target.modes[name]` says (default `/ok`)."""
-
-    def _answer(self, target: str) -> None:
-        parts = target.split("?")[0].strip("/").split("/")
-        if len(parts) == 2 and parts[0] == "svc":
-            target = self.target.modes.get(parts[1], "/ok")
-        super()._answer(target)
-
-
-class SwitchableTarget(_servers.HttpTarget):  # type: ignore[misc, name-defined]
-    """An HTTP target whose answer per service can be switched at run time:
-    `modes["api"] = "/status/500"`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.modes: dict[str, str] = {}
-
-    def svc_url(self, name: str) -> str:
-        return self.url(f"/svc/{name}")
-
-    async def serve(self) -> asyncio.Server:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _SwitchingConnection(self), "127.0.0.1", self.port, backlog=128
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self._server
+SwitchableTarget = _servers.SwitchableTarget
+free_port = _servers.free_port
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -133,13 +106,6 @@ def flask_app(name: str = "host") -> Flask:
         return "<form>login</form>"
 
     return app
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def service(name: str, url: str, **fields: Any) -> ServiceConfig:

@@ -9,7 +9,6 @@ import importlib.util
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -71,43 +70,8 @@ _servers: Any = _load_probe_servers()
 closed_port = _servers.closed_port
 
 
-class _SwitchingConnection(_servers._Connection):
-    """`/svc/<name>` answers as the route `target.modes[name]` says (default `/ok`)."""
-
-    def _answer(self, target: str) -> None:
-        parts = target.split("?")[0].strip("/").split("/")
-        if len(parts) == 2 and parts[0] == "svc":
-            target = self.target.modes.get(parts[1], "/ok")
-        super()._answer(target)
-
-
-class SwitchableTarget(_servers.HttpTarget):
-    """The probe tests' HTTP target, whose behaviour per service can be switched at run time:
-    `modes["a"] = "/status/500"` (or "/hang", "/slow/600", "/ok", ...)."""
-
-    port: int
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.modes: dict[str, str] = {}
-
-    def svc_url(self, name: str) -> str:
-        return self.url(f"/svc/{name}")
-
-    async def serve(self) -> asyncio.Server:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _SwitchingConnection(self), "127.0.0.1", self.port, backlog=128
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self._server
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now (the child binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+SwitchableTarget = _servers.SwitchableTarget
+free_port = _servers.free_port
 
 
 # A supervised service: an HTTP server on 127.0.0.1:PORT answering 200 "ok pid=N", or 500 while

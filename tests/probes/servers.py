@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["GarbageTarget", "HttpTarget", "closed_port"]
+__all__ = ["GarbageTarget", "HttpTarget", "SwitchableTarget", "closed_port", "free_port"]
 
 
 def _reason(code: int) -> str:
@@ -173,6 +173,9 @@ class _Connection(asyncio.Protocol):
 
 
 class HttpTarget:
+    # The protocol serving each connection: subclasses answer differently.
+    connection: type[_Connection] = _Connection
+
     def __init__(self, port: int = 0) -> None:
         self.port = port
         self.requests = 0
@@ -193,7 +196,7 @@ class HttpTarget:
     async def serve(self) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), "127.0.0.1", self.port, backlog=1024
+            lambda: self.connection(self), "127.0.0.1", self.port, backlog=1024
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self._server
@@ -222,6 +225,30 @@ class HttpTarget:
                 self._loop.call_soon_threadsafe(self._server.close)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
+
+
+class _SwitchingConnection(_Connection):
+    """`/svc/<name>` answers as the route `target.modes[name]` says (default `/ok`)."""
+
+    def _answer(self, target: str) -> None:
+        parts = target.split("?")[0].strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "svc":
+            target = self.target.modes.get(parts[1], "/ok")
+        super()._answer(target)
+
+
+class SwitchableTarget(HttpTarget):
+    """A target whose answer per service can be switched at run time:
+    `modes["web"] = "/status/500"` (or "/hang", "/slow/600", "/ok", ...) changes `/svc/web`."""
+
+    connection = _SwitchingConnection
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modes: dict[str, str] = {}
+
+    def svc_url(self, name: str) -> str:
+        return self.url(f"/svc/{name}")
 
 
 class GarbageTarget:
@@ -261,6 +288,13 @@ def closed_port() -> Iterator[int]:
         yield sock.getsockname()[1]
     finally:
         sock.close()
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now (whoever binds it does so a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def main() -> None:

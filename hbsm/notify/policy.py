@@ -29,7 +29,9 @@ Rate limit: at most `rate_per_hour` notices per service in any rolling hour, mea
 events' own `ts` (so planning stays deterministic); `rate_per_hour <= 0` means no limit. A
 suppressed notice uses up its dedupe key (it is never sent later); the next notice that goes
 out for the service says how many were suppressed, in its message and in
-``details["suppressed"]`` / ``details["suppressed_kinds"]``.
+``details["suppressed"]`` / ``details["suppressed_kinds"]``. A ``failed`` notice is never
+suppressed (it counts toward the limit all the same): it is the one that says a human is needed,
+and there is at most one per incident, since only a reset leaves `failed`.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ HOUR: Final = 3600.0
 # States that mean something is wrong: entering one opens an incident.
 _PROBLEM: Final = frozenset({"degraded", "repairing", "restarting", "cooldown", "failed"})
 _RECOVERED_FROM: Final = frozenset({"degraded", "repairing", "restarting", "cooldown"})
+# Kinds the rate limit never holds back. Fix (tests/reliability): a service flapping for an
+# hour spent the rate on restart notices, and the notice that it had given up and needed a human
+# was suppressed; nothing followed it to report the suppression, so giving up went unannounced
+# (DESIGN §3: "past that the service is failed, loudly").
+_NEVER_SUPPRESSED: Final = frozenset({"failed"})
 # How much of a repair step's output a notice carries.
 _OUTPUT_TAIL: Final = 500
 
@@ -257,11 +264,11 @@ class NoticePlanner:
         t.keys.clear()
 
     def _rate_limit(self, t: _Track, notice: Notice) -> Notice | None:
-        if self.rate_per_hour > 0:
-            _forget_before(t.sent, notice.ts - HOUR)
-            if len(t.sent) >= self.rate_per_hour:
-                t.suppressed[notice.kind] += 1
-                return None
+        _forget_before(t.sent, notice.ts - HOUR)
+        limited = self.rate_per_hour > 0 and notice.kind not in _NEVER_SUPPRESSED
+        if limited and len(t.sent) >= self.rate_per_hour:
+            t.suppressed[notice.kind] += 1
+            return None
         t.sent.append(notice.ts)
         if not t.suppressed:
             return notice

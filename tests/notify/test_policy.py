@@ -210,6 +210,28 @@ def test_rate_limit_suppresses_and_the_next_notice_counts_them():
     assert kinds(fine) == ["restart"] and "suppressed" not in fine[0].details
 
 
+def test_rate_limit_never_holds_back_failed_but_counts_it():
+    # Found by tests/reliability/test_flapping.py: the restarts of a flapping service spent the
+    # rate, and the notice that it gave up (a human is needed) was suppressed with nothing after
+    # it to tell.
+    log = Log()
+    n = notifier(rate_per_hour=2)
+    n.plan(log.move("web", "healthy", "degraded", T0))
+    out = []
+    for i in range(3):
+        out += n.plan(log.restart("web", T0 + 60 * (i + 1), attempt=i + 1))
+    assert kinds(out) == ["restart", "restart"]
+    gave_up = n.plan(log.move("web", "repairing", "failed", T0 + 300, trigger="step_failed"))
+    assert kinds(gave_up) == ["failed"]
+    assert gave_up[0].details["suppressed_kinds"] == {"restart": 1}
+    # It counted: after a reset, the next incident's notices wait for the hour to roll.
+    n.plan(log.move("web", "failed", "unknown", T0 + 400, trigger="reset"))
+    n.plan(log.move("web", "unknown", "degraded", T0 + 410))
+    assert n.plan(log.restart("web", T0 + 420)) == []
+    assert n.plan(log.restart("web", T0 + 61 + HOUR)) == []  # 2 in the last hour, failed too
+    assert kinds(n.plan(log.restart("web", T0 + 121 + HOUR))) == ["restart"]
+
+
 def test_rate_limit_window_rolls():
     log = Log()
     n = notifier(rate_per_hour=2)

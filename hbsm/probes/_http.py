@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from typing import Any
 
 import httpx
@@ -39,16 +40,65 @@ def json_lookup(document: Any, path: str) -> Any:
     return current
 
 
-async def _read_bounded(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """Up to `limit` bytes of the body, and whether reading stopped before its end."""
+class _Inflate:
+    """A gzip or deflate body decoded with a cap on what each call may produce.
+
+    Fix (tests/reliability): httpx decodes a chunk whole, and a hostile target that ignores our
+    `accept-encoding: identity` and answers a gzip bomb turned each 64 KiB chunk into ~64 MiB
+    (a 200 MiB bomb cost one probe 45 to 140 MB); `max_length` keeps it to what is read.
+    """
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        # 32 + 15: a zlib or gzip header, detected. Raw deflate (no header) is tried on failure.
+        self._inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)
+        self._started = False
+
+    def decode(self, data: bytes, max_length: int) -> bytes:
+        try:
+            out = self._inflate.decompress(data, max_length)
+        except zlib.error as exc:
+            if self._started or self.encoding != "deflate":
+                raise _BadEncoding(f"{self.encoding} body does not decode: {exc}") from None
+            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            self._started = True
+            return self.decode(data, max_length)
+        self._started = True
+        return out
+
+
+class _BadEncoding(Exception):
+    pass
+
+
+_INFLATED = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+
+
+def _decoder(response: httpx.Response) -> _Inflate | str | None:
+    """How to decode the body: an _Inflate, None (as is), or the encoding we do not decode."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in _INFLATED:
+        return _Inflate(_INFLATED[encoding])
+    # Anything else (br, zstd, stacked encodings) stays as sent: hbsm asked for identity.
+    return encoding
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> tuple[bytes, bool, str | None]:
+    """Up to `limit` bytes of the (decoded) body, whether reading stopped before its end, and
+    the content encoding left undecoded (None when the body is plain)."""
+    decoder = _decoder(response)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    # Raw bytes, decoded here: httpx's own decoding has no bound (see _Inflate).
+    async for raw in response.aiter_raw():
+        chunk = decoder.decode(raw, limit - size) if isinstance(decoder, _Inflate) else raw
         chunks.append(chunk)
         size += len(chunk)
         if size >= limit:
-            return b"".join(chunks)[:limit], True
-    return b"".join(chunks), False
+            return b"".join(chunks)[:limit], True, None
+    return b"".join(chunks), False, decoder if isinstance(decoder, str) else None
 
 
 def _status_failure(status: int, expected: list[int]) -> tuple[str, str] | None:
@@ -64,7 +114,13 @@ def _status_failure(status: int, expected: list[int]) -> tuple[str, str] | None:
     return error, f"HTTP {status}{wanted}"
 
 
-def _body_failure(config: ProbeConfig, body: bytes, truncated: bool) -> str | None:
+def _body_failure(
+    config: ProbeConfig, body: bytes, truncated: bool, undecoded: str | None
+) -> str | None:
+    if config.body_contains is None and config.json_field is None:
+        return None
+    if undecoded is not None:
+        return f"body has Content-Encoding {undecoded!r}, which hbsm does not decode"
     where = f" (first {BODY_LIMIT // 1024} KiB)" if truncated else ""
     if config.body_contains is not None and config.body_contains.encode() not in body:
         return f"body{where} does not contain {config.body_contains!r}"
@@ -104,7 +160,7 @@ async def probe_http(client: httpx.AsyncClient, service: ServiceConfig) -> Outco
             answered = time.perf_counter()
             # Read (a bounded part of) the body even when no check needs it: a connection
             # whose response was read to the end can be reused.
-            body, truncated = await _read_bounded(response, BODY_LIMIT)
+            body, truncated, undecoded = await _read_bounded(response, BODY_LIMIT)
             if needs_body:
                 answered = time.perf_counter()
     except Exception as exc:
@@ -116,7 +172,7 @@ async def probe_http(client: httpx.AsyncClient, service: ServiceConfig) -> Outco
         error, reason = failure
         detail = short(f"{_what(config, service.url)}: {reason}")
         return Outcome(False, latency_ms, status, error, detail)
-    mismatch = _body_failure(config, body, truncated)
+    mismatch = _body_failure(config, body, truncated, undecoded)
     if mismatch is not None:
         detail = short(f"{_what(config, service.url)}: {mismatch}")
         return Outcome(False, latency_ms, status, "body_mismatch", detail)

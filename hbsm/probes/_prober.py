@@ -29,7 +29,8 @@ Transport = Literal["aiohttp", "httpx"]
 
 _HEADERS = {
     "user-agent": "hbsm-probe",
-    # An uncompressed body: the bounded read bounds what is held in memory, not what inflates.
+    # An uncompressed body, please: one compressed anyway is inflated only as far as the
+    # bounded read (hbsm.probes._http._Inflate), and only from gzip or deflate.
     "accept-encoding": "identity",
 }
 

@@ -1,0 +1,214 @@
+"""Fault 3 of issue 8: hostile HTTP targets. A target that hangs after accepting, answers one
+byte at a time, answers with 10 MB (or a gzip bomb), closes mid-answer or answers with something
+that is not HTTP: each probe ends by its timeout (plus a generous slack: a deadline for a hang,
+not a speed test), fails with the class an operator expects, and holds a bounded amount of
+memory. Real servers on 127.0.0.1, the real `Prober`, both of its HTTP transports."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from hbsm.config.model import ProbeConfig, ServiceConfig
+from hbsm.events import Probe
+from hbsm.probes import BODY_LIMIT, Prober
+from hbsm.state import ERROR_CLASSES
+
+from .hostile_servers import BOMB_TEXT, HostileTarget, load_probe_servers
+
+TRANSPORTS = ["aiohttp", "httpx"]
+TIMEOUT = 0.5
+# A probe must be over by its timeout plus this: only a hang misses it, however loaded the box.
+SLACK = 5.0
+# What one probe may allocate while reading a hostile answer (the body read stops at 64 KiB).
+MEMORY_BOUND = 4 * 2**20
+TEN_MB = 10 * 2**20
+
+_servers: Any = load_probe_servers()
+
+
+def service(url: str, **probe: Any) -> ServiceConfig:
+    return ServiceConfig(name="hostile", url=url, probe=ProbeConfig(**probe))
+
+
+@pytest.fixture(scope="module")
+def plain() -> Iterator[Any]:
+    """tests/probes/servers.py's HttpTarget: /hang, /close-mid, /invalid, /huge/<n>."""
+    server = _servers.HttpTarget().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[HostileTarget]:
+    server = HostileTarget().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def prober(request: pytest.FixtureRequest) -> AsyncIterator[Prober]:
+    async with Prober(transport=request.param) as p:
+        yield p
+
+
+async def timed_probe(prober: Prober, svc: ServiceConfig) -> tuple[Probe, float]:
+    started = time.monotonic()
+    result = await asyncio.wait_for(prober.probe(svc), svc.probe.timeout + SLACK)
+    return result, time.monotonic() - started
+
+
+def assert_failed(result: Probe, error: str) -> None:
+    assert error in ERROR_CLASSES
+    assert (result.ok, result.error) == (False, error), result
+    assert result.latency_ms is None  # no answer was ever complete
+    assert result.detail and len(result.detail) <= 200
+
+
+async def wait_until(condition: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(0.01)
+
+
+# --- each hostile answer: over by the deadline, the right class -------------------------------
+
+
+async def test_a_target_that_accepts_and_never_answers_times_out(
+    prober: Prober, plain: Any
+) -> None:
+    result, elapsed = await timed_probe(prober, service(plain.url("/hang"), timeout=TIMEOUT))
+    assert_failed(result, "timeout")
+    assert TIMEOUT - 0.05 <= elapsed < TIMEOUT + SLACK
+
+
+async def test_an_answer_trickled_byte_by_byte_times_out_as_a_whole(
+    prober: Prober, hostile: HostileTarget
+) -> None:
+    # One byte every 100 ms: no single read waits long enough to trip a per-read timeout, and
+    # the whole answer (4 KiB of body) would take 7 minutes. The probe's timeout is for all of it.
+    path = f"/trickle/100?transport={prober.transport}"
+    result, elapsed = await timed_probe(prober, service(hostile.url(path), timeout=TIMEOUT))
+    assert_failed(result, "timeout")
+    assert TIMEOUT - 0.05 <= elapsed < TIMEOUT + SLACK
+    # The probe hung up, rather than leaving the connection open to trickle on.
+    await wait_until(lambda: path in hostile.finished, "the trickling connection closed")
+    assert hostile.sent[path] < 100
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/close-mid", "other"),  # headers promising 1000 bytes, 10 bytes, then closed
+        ("/invalid", "other"),  # "THIS IS NOT HTTP"
+    ],
+    ids=["closed-mid-answer", "invalid-http"],
+)
+async def test_a_broken_answer_fails_at_once_as_other(
+    prober: Prober, plain: Any, path: str, expected: str
+) -> None:
+    result, elapsed = await timed_probe(prober, service(plain.url(path), timeout=TIMEOUT))
+    assert_failed(result, expected)
+    assert elapsed < TIMEOUT + SLACK
+    assert path in result.detail  # the detail names what was probed
+
+
+@pytest.mark.parametrize("path", ["/endless-header", "/many-headers"])
+async def test_endless_headers_are_refused_not_buffered(
+    prober: Prober, hostile: HostileTarget, path: str
+) -> None:
+    # A header line that never ends, or header lines forever: the HTTP parser's own limits
+    # refuse them (invalid HTTP: `other`) long before the timeout, and memory stays bounded.
+    url = hostile.url(f"{path}?transport={prober.transport}")
+    tracemalloc.start()
+    try:
+        result, elapsed = await timed_probe(prober, service(url, timeout=TIMEOUT))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert_failed(result, "other")
+    assert elapsed < TIMEOUT + SLACK
+    assert peak < MEMORY_BOUND
+
+
+# --- big answers: a bounded prefix is read ----------------------------------------------------
+
+
+async def test_a_10_mb_body_is_not_read_whole(prober: Prober, plain: Any) -> None:
+    size = TEN_MB + TRANSPORTS.index(prober.transport)  # tells the two requests apart
+    tracemalloc.start()
+    try:
+        result, elapsed = await timed_probe(
+            prober, service(plain.url(f"/huge/{size}"), timeout=TIMEOUT, body_contains="x")
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 10 MB is an answer, not a fault: the check sees the first 64 KiB and passes.
+    assert result.ok, result
+    assert elapsed < TIMEOUT + SLACK
+    assert peak < MEMORY_BOUND
+    await wait_until(lambda: size in dict(plain.huge_sent), "the server noticed the hang-up")
+    # The server stopped once the probe hung up: a few kernel buffers, not the 10 MB.
+    assert dict(plain.huge_sent)[size] < 2 * 2**20
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
+async def test_a_compression_bomb_is_inflated_only_as_far_as_the_bounded_read(
+    prober: Prober, hostile: HostileTarget, encoding: str
+) -> None:
+    # 128 MiB of zeros in ~130 KB of gzip, sent although the probe asked for identity. httpx
+    # inflated each chunk whole: one probe of a 200 MiB bomb held 45 to 140 MB (fixed in
+    # hbsm/probes/_http.py: _Inflate). The check still sees the decoded text at the start.
+    path = f"/bomb/{encoding}/128?transport={prober.transport}"
+    svc = service(hostile.url(path), timeout=30, body_contains=BOMB_TEXT.decode().strip())
+    tracemalloc.start()
+    try:
+        result, _ = await timed_probe(prober, svc)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.ok, result
+    # Beside the 64 KiB read, the server thread's 130 KB bomb is traced too.
+    assert peak < MEMORY_BOUND
+    missing = await prober.probe(service(hostile.url(path), timeout=30, body_contains="down"))
+    assert (missing.ok, missing.error) == (False, "body_mismatch")
+    assert f"first {BODY_LIMIT // 1024} KiB" in missing.detail
+
+
+@pytest.mark.parametrize("encoding", ["br", "gzip, gzip"])
+async def test_an_encoding_hbsm_does_not_decode_fails_a_body_check_saying_so(
+    prober: Prober, hostile: HostileTarget, encoding: str
+) -> None:
+    # Only a single gzip or deflate is inflated (bounded); a body in any other encoding is
+    # not checked as if it were text.
+    url = hostile.url(f"/encoded/{encoding}")
+    checked = await prober.probe(service(url, timeout=10, body_contains="status: up"))
+    assert (checked.ok, checked.error) == (False, "body_mismatch")
+    assert f"Content-Encoding {encoding!r}, which hbsm does not decode" in checked.detail
+    assert (await prober.probe(service(url, timeout=10))).ok  # no body check: a 200 is up
+
+
+# --- many at once -----------------------------------------------------------------------------
+
+
+async def test_fifty_trickling_targets_at_once_all_time_out_by_their_deadline(
+    prober: Prober, hostile: HostileTarget
+) -> None:
+    paths = [f"/trickle/100?transport={prober.transport}&n={i}" for i in range(50)]
+    started = time.monotonic()
+    results = await asyncio.wait_for(
+        asyncio.gather(*(prober.probe(service(hostile.url(p), timeout=TIMEOUT)) for p in paths)),
+        TIMEOUT + SLACK,
+    )
+    assert time.monotonic() - started < TIMEOUT + SLACK
+    for result in results:
+        assert_failed(result, "timeout")
+    await wait_until(lambda: all(p in hostile.finished for p in paths), "all 50 connections closed")

@@ -8,7 +8,9 @@ translation walks the raw TOML data and the model's type hints along msgspec's p
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 import tomllib
 import types
 import typing
@@ -21,7 +23,7 @@ import msgspec
 from hbsm.config.errors import ConfigError
 from hbsm.config.model import Config, fields_of
 
-__all__ = ["decode_config", "read_toml"]
+__all__ = ["MAX_FILE_BYTES", "decode_config", "read_toml"]
 
 _DICT_KEY = object()  # msgspec writes `[...]` for "some key of this table"
 _PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[\.\.\.\]")
@@ -40,23 +42,24 @@ _TYPE_WORDS = {
 def read_toml(path: Path) -> dict[str, Any]:
     """The parsed TOML document at `path`; a missing, unreadable or malformed file is an error."""
     where = str(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError.in_file(where, None, "no such file") from None
-    except IsADirectoryError:
-        raise ConfigError.in_file(where, None, "is a directory, not a TOML file") from None
-    except OSError as exc:
-        raise ConfigError.in_file(where, None, f"cannot read: {exc.strerror or exc}") from None
+    data = _read_bytes(path, where)
     try:
         # utf-8-sig: a byte-order mark written by some editors is not a syntax error.
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError.in_file(
-            where, None, f"not UTF-8 text (bad byte at offset {exc.start})"
-        ) from None
+        # Fix (tests/reliability): the bad byte's line and column, as for a syntax error, so
+        # an editor can jump to it (an offset into the file was all it said).
+        line, col = _line_col(data, exc.start)
+        reason = f"not UTF-8 text (byte 0x{data[exc.start]:02x}; save the file as UTF-8)"
+        raise ConfigError(f"{where}:{line}:{col}: {reason}", source=where, reason=reason) from None
+    if not text.strip():
+        # Fix (tests/reliability): an empty file named on purpose is a mistake (a truncated
+        # copy, a failed deploy); taken for "all defaults" it monitored none of the services
+        # meant to be. A file of comments only still means "all defaults", deliberately.
+        reason = "the file is empty: name no file to run on the built-in defaults"
+        raise ConfigError.in_file(where, None, reason)
     try:
-        return tomllib.loads(text)
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = _TOML_POSITION.match(msg)
@@ -66,6 +69,74 @@ def read_toml(path: Path) -> dict[str, Any]:
         reason = f"invalid TOML: {_lower_first(m['msg'])}"
         message = f"{where}:{m['line']}:{m['col']}: {reason}"
         raise ConfigError(message, source=where, key=None, reason=reason) from None
+    except RecursionError:
+        # Fix (tests/reliability): tomllib recurses into nested arrays and inline tables, so
+        # `x = [[[[...` a few hundred deep was a RecursionError traceback, not an error.
+        raise ConfigError.in_file(where, None, _TOO_DEEP) from None
+    if _depth(doc) > _MAX_DEPTH:
+        # What follows (decoding, checks, printing) walks values recursively too.
+        raise ConfigError.in_file(where, None, _TOO_DEEP)
+    return doc
+
+
+# Far more than any real setting needs (a `json_equals` or a step's `options`, at most).
+_MAX_DEPTH = 32
+_TOO_DEEP = f"invalid TOML: arrays or tables nested more than {_MAX_DEPTH} levels deep"
+# Far beyond any real configuration (10,000 services take about 1.5 MB): a file this big is
+# the wrong file, and reading it whole would only use up memory.
+MAX_FILE_BYTES = 32 * 2**20
+
+
+def _read_bytes(path: Path, where: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            # Fix (tests/reliability): `--config /dev/zero` (or /dev/urandom, a tty) read
+            # until memory ran out. A regular file or a pipe (`--check /dev/stdin`) only.
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
+                raise ConfigError.in_file(where, None, "is not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise ConfigError.in_file(where, None, _too_big(info.st_size))
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError.in_file(where, None, "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError.in_file(where, None, "is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError.in_file(where, None, f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError.in_file(where, None, _too_big(None))
+    return data
+
+
+def _too_big(size: int | None) -> str:
+    limit = MAX_FILE_BYTES // 2**20
+    told = f"{size} bytes, " if size is not None else ""
+    return f"too large for a configuration ({told}at most {limit} MiB): is it the right file?"
+
+
+def _line_col(data: bytes, offset: int) -> tuple[int, int]:
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    return data.count(b"\n", 0, offset) + 1, offset - line_start + 1
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and tables nest in a parsed document (iterative: no recursion)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > _MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def decode_config(raw: Mapping[str, Any], source: str | None) -> Config:

@@ -54,10 +54,11 @@ def resolve_path(path: str | os.PathLike[str] | None, env: Mapping[str, str]) ->
     named = env.get(CONFIG_VAR, "").strip()
     if named:
         candidate = Path(named)
-        if not candidate.is_file():
-            why = "is a directory, not a TOML file" if candidate.is_dir() else "no such file"
-            raise ConfigError.in_env(CONFIG_VAR, named, None, why)
-        return candidate
+        if candidate.is_dir():
+            raise ConfigError.in_env(CONFIG_VAR, named, None, "is a directory, not a TOML file")
+        if not candidate.exists():
+            raise ConfigError.in_env(CONFIG_VAR, named, None, "no such file")
+        return candidate  # read_toml reports a file it cannot use (a device, say), naming it
     local = Path(DEFAULT_FILE)
     return local if local.is_file() else None
 

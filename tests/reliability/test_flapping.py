@@ -14,6 +14,7 @@ within the rate limit, each suppressed one accounted for.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections import Counter
@@ -112,7 +113,7 @@ class FlappingRun:
         for event in decisions:
             if isinstance(event, RepairStarted):
                 done = event.ts + STEP_SECONDS[event.step]
-                self._at(done, lambda ts, e=event: self._step_finished(ts, e))
+                self._at(done, functools.partial(self._step_finished, started=event))
             elif isinstance(event, RestartStarted):
                 self._at(event.ts + RESTART_SECONDS, self._restart_finished)
         return stamped
@@ -130,7 +131,7 @@ class FlappingRun:
         if self.state.state not in EFFECT_STATES:
             self._probe(ts)
 
-    def _step_finished(self, ts: float, started: RepairStarted) -> None:
+    def _step_finished(self, ts: float, *, started: RepairStarted) -> None:
         # diagnose succeeds (it classifies the failure); no other step fixes a flapping target.
         ok = started.step == "diagnose"
         self.record(
@@ -168,11 +169,8 @@ def _error(ok: bool) -> str | None:
 def healthy_spells(log: Sequence[Event], end: float) -> list[tuple[float, float]]:
     """(entered, left) of every stretch the service spent healthy."""
     moves = [e for e in log if isinstance(e, Transition)]
-    spells = []
-    for move, after in itertools.pairwise([*moves, None]):
-        if move.dst == "healthy":
-            spells.append((move.ts, after.ts if after is not None else end))
-    return spells
+    leaving = [m.ts for m in moves[1:]] + [end]
+    return [(m.ts, left) for m, left in zip(moves, leaving, strict=True) if m.dst == "healthy"]
 
 
 def assert_restarts_within_the_policy(run: FlappingRun) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "AnyEvent",
     "Event",
     "EventDecodeError",
+    "LogOutage",
     "LogRecovered",
     "MonitorStarted",
     "MonitorStopped",
@@ -240,6 +241,18 @@ class LogRecovered(Event, tag="log.recovered", frozen=True, kw_only=True):
     detail: str = ""
 
 
+class LogOutage(Event, tag="log.outage", frozen=True, kw_only=True):
+    """The log could not be written from `since` until this event's `ts` (a full disk, say).
+
+    Recorded once writing works again. Meanwhile the monitor probed nothing and started no
+    repair or restart (no record, no side effect); `skipped` counts the probes it did not run.
+    """
+
+    since: float = 0.0
+    error: str = ""
+    skipped: int = 0
+
+
 AnyEvent = (
     MonitorStarted
     | MonitorStopped
@@ -255,6 +268,7 @@ AnyEvent = (
     | Admin
     | Snapshot
     | LogRecovered
+    | LogOutage
 )
 
 EVENT_TYPES: Final[dict[str, type[Event]]] = {

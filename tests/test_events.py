@@ -11,7 +11,7 @@ def test_every_kind_of_the_design_is_in_the_union():
     wanted = {
         "monitor.started", "monitor.stopped", "service.registered", "probe", "transition",
         "repair.started", "repair.finished", "restart.started", "restart.finished",
-        "process.started", "notification", "admin", "snapshot", "log.recovered",
+        "process.started", "notification", "admin", "snapshot", "log.recovered", "log.outage",
     }  # fmt: skip
     assert set(ev.EVENT_TYPES) == wanted
 

@@ -8,17 +8,21 @@ come from these same Structs. Times are ISO-8601 UTC strings; durations are seco
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from hbsm.events import MonitorView, Probe, ServiceView
 from hbsm.projection import Projection, next_action
 
+if TYPE_CHECKING:
+    from hbsm.monitor.runtime import Outage
+
 __all__ = [
     "AdminResult",
     "DetailedHealth",
     "ErrorBody",
+    "EventLogHealth",
     "Health",
     "HealthCheck",
     "HealthJson",
@@ -90,13 +94,25 @@ class ServiceHealth(_Body, kw_only=True):
     last_problem: str = ""
 
 
+class EventLogHealth(_Body, kw_only=True):
+    """Whether the monitor can write its event log. While it cannot (a full disk), it probes
+    nothing and starts no repair or restart: hbsm is unhealthy until the log takes writes."""
+
+    writable: bool = True
+    error: str = ""
+    since: str | None = None
+    probes_not_run: int = 0
+
+
 class Health(_Body, kw_only=True):
-    """`GET /health`: 200 unless a critical service is not healthy (then 503)."""
+    """`GET /health`: 200 unless a critical service is not healthy or the event log cannot be
+    written (then 503)."""
 
     status: Overall
     timestamp: str | None
     monitoring: bool
     services: dict[str, str]
+    event_log: EventLogHealth = msgspec.field(default_factory=EventLogHealth)
 
 
 class MonitoringInfo(_Body, kw_only=True):
@@ -112,6 +128,7 @@ class DetailedHealth(_Body, kw_only=True):
     timestamp: str | None
     monitoring: MonitoringInfo
     services: dict[str, ServiceHealth]
+    event_log: EventLogHealth = msgspec.field(default_factory=EventLogHealth)
 
 
 class LogPosition(_Body, kw_only=True):
@@ -119,6 +136,8 @@ class LogPosition(_Body, kw_only=True):
     last_seq: int
     segment: int
     events: int
+    writable: bool = True
+    error: str = ""
 
 
 class HeartbeatStatus(_Body, kw_only=True):
@@ -233,11 +252,22 @@ def _service_health(view: ServiceView, *, now: float) -> ServiceHealth:
     )
 
 
-def overall_status(projection: Projection) -> Overall:
-    """unhealthy: a critical service is not healthy; degraded: another one is not; else healthy.
+def event_log_health(outage: Outage | None) -> EventLogHealth:
+    if outage is None:
+        return EventLogHealth()
+    return EventLogHealth(
+        writable=False, error=outage.error, since=iso(outage.since), probes_not_run=outage.skipped
+    )
+
+
+def overall_status(projection: Projection, outage: Outage | None = None) -> Overall:
+    """unhealthy: a critical service is not healthy, or the event log cannot be written (the
+    monitor can then do nothing); degraded: another service is not healthy; else healthy.
 
     A service not probed yet (`unknown`) does not make hbsm unhealthy: it has no verdict yet.
     """
+    if outage is not None:
+        return "unhealthy"
     worst: Overall = "healthy"
     for view in projection.services.values():
         state = view.fsm.state
@@ -249,13 +279,16 @@ def overall_status(projection: Projection) -> Overall:
     return worst
 
 
-def health(projection: Projection, *, now: float) -> tuple[Health, int]:
-    status = overall_status(projection)
+def health(
+    projection: Projection, *, now: float, outage: Outage | None = None
+) -> tuple[Health, int]:
+    status = overall_status(projection, outage)
     body = Health(
         status=status,
         timestamp=iso(now),
         monitoring=projection.monitor.running,
         services={name: v.fsm.state for name, v in projection.services.items()},
+        event_log=event_log_health(outage),
     )
     return body, 503 if status == "unhealthy" else 200
 
@@ -268,9 +301,9 @@ def _monitoring(m: MonitorView, now: float) -> MonitoringInfo:
 
 
 def detailed_health(
-    projection: Projection, *, now: float, show_targets: bool
+    projection: Projection, *, now: float, show_targets: bool, outage: Outage | None = None
 ) -> tuple[DetailedHealth, int]:
-    status = overall_status(projection)
+    status = overall_status(projection, outage)
     body = DetailedHealth(
         status=status,
         timestamp=iso(now),
@@ -279,12 +312,18 @@ def detailed_health(
             name: service_health(v, now=now, show_target=show_targets)
             for name, v in projection.services.items()
         },
+        event_log=event_log_health(outage),
     )
     return body, 503 if status == "unhealthy" else 200
 
 
 def heartbeat_status(
-    projection: Projection, *, now: float, log_path: str, config: dict[str, Any]
+    projection: Projection,
+    *,
+    now: float,
+    log_path: str,
+    config: dict[str, Any],
+    outage: Outage | None = None,
 ) -> HeartbeatStatus:
     m = projection.monitor
     info = _monitoring(m, now)
@@ -299,7 +338,12 @@ def heartbeat_status(
         by_state=projection.by_state(),
         events_by_type=dict(m.counts),
         log=LogPosition(
-            path=log_path, last_seq=m.last_seq, segment=m.segment, events=m.events_total
+            path=log_path,
+            last_seq=m.last_seq,
+            segment=m.segment,
+            events=m.events_total,
+            writable=outage is None,
+            error=outage.error if outage is not None else "",
         ),
     )
 
@@ -308,11 +352,28 @@ _CHECK_STATUS = {"healthy": "pass", "unknown": "warn", "paused": "warn", "cooldo
 
 
 def health_json(
-    projection: Projection, *, now: float, version: str, names: list[str] | None = None
+    projection: Projection,
+    *,
+    now: float,
+    version: str,
+    names: list[str] | None = None,
+    outage: Outage | None = None,
 ) -> tuple[HealthJson, int]:
-    """The IETF health-check format: `checks` keyed "<service>:responseTime"."""
-    overall = overall_status(projection)
+    """The IETF health-check format: `checks` keyed "<service>:responseTime", and
+    "event-log:writable" while the log cannot be written."""
+    overall = overall_status(projection, outage)
     checks: dict[str, list[HealthCheck]] = {}
+    if outage is not None and names is None:
+        checks["event-log:writable"] = [
+            HealthCheck(
+                componentId="event-log",
+                componentType="datastore",
+                status="fail",
+                time=iso(outage.since),
+                observedUnit="",
+                output=f"cannot write the event log: {outage.error}",
+            )
+        ]
     for name, view in projection.services.items():
         if names is not None and name not in names:
             continue

@@ -33,7 +33,7 @@ from hbsm.projection import Projection
 
 if TYPE_CHECKING:
     from hbsm.config import Config
-    from hbsm.monitor.runtime import Monitor
+    from hbsm.monitor.runtime import Monitor, Outage
 
 __all__ = ["ApiSource", "LogSource", "MonitorSource", "redact"]
 
@@ -61,6 +61,11 @@ class ApiSource(Protocol):
         ...
 
     def now(self) -> float: ...
+
+    @property
+    def outage(self) -> Outage | None:
+        """Set while the monitor cannot write its log; None when it can or when unknown."""
+        ...
 
     def running(self) -> bool:
         """Whether monitoring (the probe scheduler) runs."""
@@ -146,6 +151,10 @@ class MonitorSource:
     def now(self) -> float:
         return time.time()
 
+    @property
+    def outage(self) -> Outage | None:
+        return self.monitor.outage
+
     def running(self) -> bool:
         return self.monitor.heartbeat_running
 
@@ -211,6 +220,10 @@ class LogSource:
 
     def now(self) -> float:
         return self._clock()
+
+    @property
+    def outage(self) -> Outage | None:
+        return None  # known only to the writer; a reader sees the log stop growing
 
     def running(self) -> bool:
         return self._projection.monitor.running

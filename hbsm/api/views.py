@@ -78,6 +78,7 @@ class Views:
         hit = self._cache.get(key)
         if (
             hit is not None
+            and source.outage is None
             and hit[0] == id(projection)
             and hit[1] == projection.version
             and 0 <= now - hit[2] < self.max_age
@@ -96,7 +97,7 @@ class Views:
             return self._cached(("health+json",), self._health_json)
 
         def build(now: float) -> Answer:
-            body, status = bodies.health(self.source.projection, now=now)
+            body, status = bodies.health(self.source.projection, now=now, outage=self.source.outage)
             return Answer(status, bodies.encode(body))
 
         return self._cached(("health",), build)
@@ -107,7 +108,10 @@ class Views:
 
         def build(now: float) -> Answer:
             body, status = bodies.detailed_health(
-                self.source.projection, now=now, show_targets=show_targets
+                self.source.projection,
+                now=now,
+                show_targets=show_targets,
+                outage=self.source.outage,
             )
             return Answer(status, bodies.encode(body))
 
@@ -115,7 +119,9 @@ class Views:
 
     def _health_json(self, now: float) -> Answer:
         projection = self.source.projection
-        body, status = bodies.health_json(projection, now=now, version=self._release(projection))
+        body, status = bodies.health_json(
+            projection, now=now, version=self._release(projection), outage=self.source.outage
+        )
         return Answer(status, bodies.encode(body), HEALTH_JSON)
 
     def service(self, name: str, *, show_target: bool, health_json: bool = False) -> Answer | None:
@@ -146,7 +152,11 @@ class Views:
         config = source.config_view()
         with source.lock:
             body = bodies.heartbeat_status(
-                source.projection, now=now, log_path=source.log_path, config=config
+                source.projection,
+                now=now,
+                log_path=source.log_path,
+                config=config,
+                outage=source.outage,
             )
             if source.control is not None:
                 # The scheduler itself, not what the log last said about it.

@@ -3,6 +3,7 @@ and size-based rotation into numbered, compressed segments."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -155,6 +156,11 @@ class FileEventLog(EventStore):
         return log
 
     @property
+    def unwritten_bytes(self) -> int:
+        """Bytes of appended events not yet written to the file (kept through a full disk)."""
+        return len(self._buffer)
+
+    @property
     def fsyncs(self) -> int:
         """fsyncs of the active file so far (one per flush under "batch")."""
         return self._syncer.fsyncs
@@ -166,14 +172,24 @@ class FileEventLog(EventStore):
         if not events:
             return []
         if self._rotate_due:
-            self._rotate()
+            try:
+                self._rotate()
+            except OSError:
+                # Fix (tests/reliability): a full disk refused the new segment. Its file was
+                # removed and nothing was renamed, so the events go on in this segment and
+                # rotation is tried again at the next append after a successful flush.
+                self._rotate_due = False
         stamped = stamp(events, self.last_seq, self._clock)
         self._buffer += self._encoder.encode_lines(stamped)
         self.last_seq = stamped[-1].seq
         if self._syncer.policy == "always":
             self.flush()
         elif len(self._buffer) >= _WRITE_THRESHOLD:
-            self._write_buffer()
+            # Fix (tests/reliability): once buffered, the events are the log's; a write that
+            # fails here (a full disk) must not make the caller think they were refused. The
+            # bytes stay buffered and the next flush reports the error.
+            with contextlib.suppress(OSError):
+                self._write_buffer()
         return stamped
 
     def flush(self) -> None:

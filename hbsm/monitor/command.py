@@ -168,7 +168,11 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
     finally:
         if sock is not None:
             sock.close()
-        store.close()
+        try:
+            store.close()
+        except OSError as exc:
+            # The disk is still full: monitor.stop has said what was not written.
+            log.error("closing the event log %s: %s", log_path, exc)
     return 0
 
 

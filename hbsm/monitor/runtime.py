@@ -24,6 +24,7 @@ from hbsm.config import Config, ServiceConfig
 from hbsm.events import (
     Admin,
     Event,
+    LogOutage,
     MonitorStarted,
     MonitorStopped,
     Notification,
@@ -37,14 +38,14 @@ from hbsm.events import (
     Transition,
 )
 from hbsm.fsm import ServiceMachine, decide
-from hbsm.log import EventStore
+from hbsm.log import EventStore, LogError
 from hbsm.notify import Notifier
 from hbsm.probes import Prober, Scheduler
 from hbsm.projection import Projection
 from hbsm.repair import RepairRunner, Supervisor, SupervisorError
 from hbsm.state import Policy, ServiceState
 
-__all__ = ["Monitor"]
+__all__ = ["LogUnwritableError", "Monitor", "Outage"]
 
 log = logging.getLogger("hbsm.monitor")
 
@@ -58,6 +59,18 @@ _REMEMBERED = (Transition, Notification, RestartStarted, RepairFinished, Snapsho
 # /proc/stat's btime is in whole seconds: how much later than recorded a process may seem to
 # have started and still be the one recorded.
 _START_SLACK = 1.0
+
+
+class LogUnwritableError(LogError):
+    """An admin action asked for while the event log cannot be written: not carried out."""
+
+
+class Outage(msgspec.Struct, kw_only=True):
+    """The event log cannot be written (a full disk, say): since when, why, what was skipped."""
+
+    since: float
+    error: str
+    skipped: int = 0
 
 
 class Monitor:
@@ -92,6 +105,9 @@ class Monitor:
         # Repair and restart decisions appended but not yet on disk: started by _flush.
         self._pending: list[RepairStarted | RestartStarted] = []
         self._dirty = False
+        # Set while the log refuses writes: nothing is probed, decided or started until it
+        # takes them again (DESIGN §1, no record, no side effect). Read by the API's /health.
+        self.outage: Outage | None = None
         self.started_at: float | None = None
         # When the log last named each supervised service's pid: a process that started later
         # is not that one (see _same_process).
@@ -163,10 +179,34 @@ class Monitor:
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
+        # Through an outage: what is buffered (and the outage itself) first, then the stop.
+        await self._last_flush(loop.time() + grace)
         self._append([MonitorStopped(ts=self.clock(), pid=os.getpid(), reason=reason)])
-        self.store.flush()
+        await self._last_flush(loop.time() + grace)
         await self.notifier.aclose()
         await self.prober.aclose()
+
+    async def _last_flush(self, deadline: float) -> None:
+        """Write what is buffered before stopping; through an outage, keep trying until the
+        grace period ends, then say how much could not be written."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                self.store.flush()
+                if self.outage is None:
+                    return
+                self._record_outage_end()  # and write that too
+                continue
+            except OSError as exc:
+                if loop.time() >= deadline:
+                    unwritten = getattr(self.store, "unwritten_bytes", None)
+                    raise LogError(
+                        f"{getattr(self.store, 'path', 'the event log')}: stopping with "
+                        f"{unwritten if unwritten is not None else 'some'} bytes of events "
+                        f"not written ({exc})"
+                    ) from exc
+                self._log_failed(exc)
+                await asyncio.sleep(FLUSH_EVERY)
 
     def _resume(self) -> None:
         """Fold the log into the projection and rebuild every configured service's state."""
@@ -294,6 +334,13 @@ class Monitor:
         """An operator's action, recorded whether allowed or not; idempotent where it can be."""
         if service is not None and service not in self.services:
             raise KeyError(service)
+        if self.outage is not None:
+            if not allowed:
+                return []  # refused anyway; there is nowhere to record it
+            raise LogUnwritableError(
+                f"the event log cannot be written ({self.outage.error}): "
+                f"{action} was not carried out, since it could not be recorded"
+            )
         detail = ""
         starting = allowed and service is None and action == "start"
         stopping = allowed and service is None and action == "stop"
@@ -347,16 +394,19 @@ class Monitor:
     def _flush(self) -> bool:
         """Write what is buffered; then start the effects whose decisions are now on disk.
 
-        A failed write (a full disk) keeps them pending: the periodic flusher tries again and
-        starts them once their record is durable, never before.
+        A failed write (a full disk) begins an outage: effects stay pending and probing stops
+        until the periodic flusher finds the log writable again; they start once their record
+        is durable, never before.
         """
         try:
             self.store.flush()
-        except OSError:
+        except OSError as exc:
             self._dirty = True
-            log.exception("cannot write the event log; side effects wait for it")
+            self._log_failed(exc)
             return False
         self._dirty = False
+        if self.outage is not None:
+            self._log_writable_again()
         pending, self._pending = self._pending, []
         for effect in pending:
             if isinstance(effect, RepairStarted):
@@ -364,6 +414,39 @@ class Monitor:
             else:
                 self._spawn(self._restart(effect))
         return True
+
+    def _log_failed(self, exc: OSError) -> None:
+        if self.outage is not None:
+            return  # said once, when it began; the flusher retries quietly
+        self.outage = Outage(since=self.clock(), error=str(exc))
+        log.error(
+            "cannot write the event log %s (%s): no probe, repair or restart until it can; "
+            "retrying every %.1f s",
+            getattr(self.store, "path", ""),
+            exc,
+            FLUSH_EVERY,
+        )
+
+    def _record_outage_end(self) -> None:
+        outage, self.outage = self.outage, None
+        assert outage is not None
+        now = self.clock()
+        self._append([LogOutage(ts=now, since=outage.since, error=outage.error,
+                                skipped=outage.skipped)])  # fmt: skip
+        log.warning(
+            "the event log is writable again after %.1f s; %d probes were not run meanwhile",
+            now - outage.since,
+            outage.skipped,
+        )
+
+    def _log_writable_again(self) -> None:
+        """Record the outage that just ended, and take up what it left waiting."""
+        self._record_outage_end()
+        # A verification probe that fell in the outage was not run: the scheduler leaves
+        # repairing services to their own probe, so run it now or the service stays stuck.
+        for name, state in self.states.items():
+            if state.state == "repairing" and state.step_done:
+                self._spawn(self._probe_once(name))
 
     def _append(self, events: Iterable[Event]) -> list[Event]:
         stamped = self.store.append(list(events))
@@ -379,7 +462,14 @@ class Monitor:
         await self._probe_once(name)
 
     async def _probe_once(self, name: str) -> None:
+        if self.outage is not None:
+            # Its result could not be recorded, so nothing could be decided or done on it.
+            self.outage.skipped += 1
+            return
         fact = await self.prober.probe(self.services[name])
+        if self.outage is not None:
+            self.outage.skipped += 1  # the log failed while this probe was in flight
+            return
         self.record(fact)
 
     async def _repair(self, started: RepairStarted) -> None:

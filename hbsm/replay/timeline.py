@@ -15,6 +15,7 @@ import msgspec
 from hbsm.events import (
     Admin,
     Event,
+    LogOutage,
     LogRecovered,
     MonitorStarted,
     MonitorStopped,
@@ -120,6 +121,13 @@ def _log_recovered(e: LogRecovered) -> str:
     return text + (f" ({e.detail})" if e.detail else "")
 
 
+def _log_outage(e: LogOutage) -> str:
+    text = f"log unwritable for {e.ts - e.since:.1f} s"
+    if e.error:
+        text += f" ({e.error})"
+    return text + f": {e.skipped} probes not run, no repair or restart started"
+
+
 def _notification(e: Notification) -> str:
     text = f"notification [{e.level}]"
     if e.channel:
@@ -141,6 +149,7 @@ _DESCRIBERS: Final[dict[type, Callable[[Any], str]]] = {
     MonitorStarted: _monitor_started,
     MonitorStopped: _monitor_stopped,
     LogRecovered: _log_recovered,
+    LogOutage: _log_outage,
     Notification: _notification,
 }
 

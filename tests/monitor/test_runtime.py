@@ -20,6 +20,7 @@ from hbsm.config import Config, NotifyConfig, ServiceConfig
 from hbsm.events import (
     Admin,
     Event,
+    LogOutage,
     MonitorStopped,
     Notification,
     OpaqueEvent,
@@ -643,32 +644,53 @@ async def test_a_reused_pid_is_not_adopted_or_signalled(
 async def test_no_repair_runs_while_its_decision_cannot_be_written(
     tmp_path: Path, target: SwitchableTarget, start_monitor: StartMonitor
 ) -> None:
-    # DESIGN §1, no record, no side effect: with writes failing (a full disk, here the store's
-    # flush raising ENOSPC), the repair decided meanwhile waits; once writes succeed again it
-    # runs, after its decision is on disk.
+    # DESIGN §1, no record, no side effect: with writes failing from the moment a repair is
+    # decided (a full disk, here the store's flush raising ENOSPC), the repair waits and probing
+    # stops; once writes succeed again the outage is recorded and the repair runs, after its
+    # decision is on disk. (tests/reliability/test_disk_full.py does it with a real full disk.)
+    web = service("web", target.svc_url("web"), ladder=["diagnose"])
     h = await start_monitor(
         make_config(
-            log_path(tmp_path), [service("web", target.svc_url("web"), ladder=["diagnose"])]
+            log_path(tmp_path), [web, service("api", target.svc_url("api"), ladder=["diagnose"])]
         )
     )
     await h.wait_state("web", "healthy")
+    full = False
+    append, flush = h.store.append, h.store.flush
 
-    def disk_full() -> None:
-        raise OSError(28, "No space left on device")
+    def append_then_fill(events: list[Event]) -> list[Event]:
+        nonlocal full
+        stamped = append(events)
+        full = full or any(isinstance(e, RepairStarted) for e in stamped)
+        return stamped
 
-    h.store.flush = disk_full  # type: ignore[method-assign]
+    def flush_unless_full() -> None:
+        if full:
+            raise OSError(28, "No space left on device")
+        flush()
+
+    h.store.append = append_then_fill  # type: ignore[method-assign]
+    h.store.flush = flush_unless_full  # type: ignore[method-assign]
     target.modes["web"] = "/status/500"
     await h.wait_state("web", "repairing")
     view = h.monitor.projection.services["web"]
     await asyncio.sleep(1.0)  # five flush periods: the repair must still not have run
     assert view.fsm.in_flight == "repair:diagnose"
     assert h.monitor.projection.monitor.counts.get("repair.finished", 0) == 0
+    outage = h.monitor.outage
+    assert outage is not None and "No space left" in outage.error
+    assert outage.skipped > 0  # api's scheduled probes were not run
 
     target.modes.clear()
     restored = time.time()
-    del h.store.flush  # writes succeed again: the class's own flush
+    full = False  # writes succeed again
     await h.wait_state("web", "healthy")
+    assert h.monitor.outage is None
     history = await h.stop()
+    (recorded,) = [e for e in history if isinstance(e, LogOutage)]
+    assert recorded.since == outage.since and recorded.ts >= restored
+    assert recorded.skipped >= outage.skipped
     (started,) = of(history, RepairStarted, "web")
     (finished,) = of(history, RepairFinished, "web")
+    assert started.seq < recorded.seq < finished.seq
     assert started.seq < finished.seq and finished.ts >= restored

@@ -329,6 +329,8 @@ def _opaque_or_error(line: bytes | str) -> OpaqueEvent:
         raw = _raw_decoder.decode(line)
     except msgspec.DecodeError as exc:
         raise EventDecodeError(f"not JSON: {exc}") from None
+    except UnicodeError as exc:
+        raise EventDecodeError(_not_utf8(exc)) from None
     if not isinstance(raw, dict):
         raise EventDecodeError(f"not an event: a JSON {type(raw).__name__}, not an object")
     kind, seq, ts = raw.get("type"), raw.get("seq"), raw.get("ts")
@@ -345,11 +347,23 @@ def _opaque_or_error(line: bytes | str) -> OpaqueEvent:
     return OpaqueEvent(type=kind, seq=seq, ts=float(ts), body=raw)
 
 
+def _not_utf8(exc: UnicodeError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        bad = exc.object[exc.start : exc.start + 1]
+        return f"not UTF-8: byte {bad.hex()} in a string ({exc.reason})"
+    return f"not UTF-8: {exc}"
+
+
+# Fix (tests/reliability): msgspec raises UnicodeDecodeError (not DecodeError) for invalid
+# UTF-8 inside a JSON string; it escaped every reader as a traceback.
+_UNDECODABLE = (msgspec.ValidationError, msgspec.DecodeError, UnicodeError)
+
+
 def decode(line: bytes | str) -> Event | OpaqueEvent:
     """One line (without or with its newline) to an event; raises EventDecodeError."""
     try:
         return _decoder.decode(line)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except _UNDECODABLE:
         return _opaque_or_error(line)
 
 
@@ -362,7 +376,7 @@ def decode_lines(data: bytes, *, first_line: int = 1) -> list[Event | OpaqueEven
     """
     try:
         return _decoder.decode_lines(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except _UNDECODABLE:
         pass
     out: list[Event | OpaqueEvent] = []
     for number, line in enumerate(data.split(b"\n"), start=first_line):

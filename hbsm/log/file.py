@@ -117,7 +117,7 @@ class FileEventLog(EventStore):
         try:
             plains = finish_rotation(log_path)
             fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-            torn = cut_torn_tail(fd)
+            torn = cut_torn_tail(fd, log_path, skip_bad=skip_bad)
             end = os.fstat(fd).st_size
             last_seq = last_seq_before(log_path, fd, end, skip_bad=skip_bad)
             log = cls(

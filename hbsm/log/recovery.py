@@ -53,15 +53,47 @@ def finish_rotation(path: Path) -> list[Path]:
     return plains
 
 
-def cut_torn_tail(fd: int) -> Torn | None:
+def cut_torn_tail(fd: int, path: Path | None = None, *, skip_bad: bool = False) -> Torn | None:
+    """Cut a torn last line (bytes after the last newline) and return what was cut.
+
+    Only what a torn write of this log can leave is cut: the start of an event line, or the
+    zeros a crash leaves where data was not written yet; and, unless `skip_bad`, only after
+    an event as the last complete line. Anything else raises CorruptLineError and the file
+    is left as it was.
+    """
     size = os.fstat(fd).st_size
     end = complete_end(fd, size)
     if end == size:
         return None
     preview = os.pread(fd, min(size - end, _PREVIEW_BYTES), end)
+    # Fix (tests/reliability): `--log notes.txt` (a file not ending in a newline) had its last
+    # line cut as "torn", or, all on one line, the whole file replaced by an event log. A
+    # reader error comes first now, and the file is not touched.
+    where = Path("?") if path is None else path
+    if not _torn_write(preview):
+        raise CorruptLineError(
+            where,
+            count_lines_at(fd, end) + 1,
+            f"the last line has no newline and is not the start of an event (it begins "
+            f"{preview[:30]!r}): not cut, since this may not be an hbsm event log",
+        )
+    if end > 0 and not skip_bad:
+        last_seq_before(where, fd, end, skip_bad=False)  # a bad last complete line: raises
     os.ftruncate(fd, end)
     os.fsync(fd)
     return Torn(end, size - end, preview)
+
+
+# How every line this log writes begins (msgspec puts the tag field first).
+_EVENT_START = b'{"type":"'
+
+
+def _torn_write(head: bytes) -> bool:
+    """Whether `head` (the start of a last line without its newline) can be a torn append."""
+    if not head.strip(b"\0 \t\r"):
+        return True  # zeros (a crash before the data reached the disk) or blanks
+    n = min(len(head), len(_EVENT_START))
+    return head[:n] == _EVENT_START[:n]
 
 
 def last_seq_before(path: Path, fd: int, end: int, *, skip_bad: bool) -> int:

@@ -45,8 +45,8 @@ _head_decoder = msgspec.json.Decoder(Head)
 def decode_head(line: bytes) -> Head | None:
     try:
         return _head_decoder.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeError):
+        return None  # msgspec reports bad UTF-8 in a string as UnicodeDecodeError
 
 
 def open_segment(path: Path) -> BinaryIO:

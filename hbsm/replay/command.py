@@ -133,9 +133,13 @@ def _sniff(path: Path, skip_bad: bool) -> None:
         raise _BadInput(f"{path}: not an hbsm event log (it does not start with a JSON object)")
 
 
+# How the reader words a .gz segment it cannot decompress: the file is a log, but damaged.
+_DAMAGED = "damaged compressed segment"
+
+
 def _read_error(path: Path, exc: BaseException) -> _BadInput:
     if isinstance(exc, CorruptLineError):
-        if exc.line == 1:
+        if exc.line == 1 and not exc.reason.startswith(_DAMAGED):
             return _BadInput(f"{exc.path}:1: not an hbsm event log ({exc.reason})")
         return _BadInput(f"{exc.path}:{exc.line}: {exc.reason}")
     if isinstance(exc, OSError):
@@ -188,6 +192,12 @@ class _Reading:
         return sum(s.segments for s in self.stats)
 
     def notices(self) -> None:
+        for stats in self.stats:
+            for path, line, reason in stats.damaged:
+                _err(
+                    f"notice: {path}:{line}: {reason}: skipped from this line to its end "
+                    "(--skip-bad; counted as one bad line)"
+                )
         for t in self.torn:
             _err(
                 f"notice: {t.path}: ignored a torn last line ({t.cut_bytes} bytes at offset "

@@ -105,6 +105,13 @@ def _apply(policy: Policy, changes: Iterable[Override]) -> Policy:
 
 
 def parse_override(text: str) -> Override:
+    try:
+        text.encode("utf-8")
+    except UnicodeError:
+        # Fix (tests/reliability): an argument that is not UTF-8 (`--set max_retries=$'\xff'`)
+        # reached msgspec as lone surrogates and raised UnicodeEncodeError, a traceback.
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise OverrideError(f"--set {shown}: not UTF-8 text") from None
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:

@@ -4,6 +4,7 @@ one, and the check that an error is one clear line (never a traceback)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ __all__ = [
     "Done",
     "clean_env",
     "finish",
+    "free_port",
     "hbsm_inline",
     "one_error_line",
     "run_hbsm",
@@ -101,3 +103,10 @@ def one_error_line(done: Done, code: int = 2) -> str:
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     return lines[0]
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

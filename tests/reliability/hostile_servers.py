@@ -11,7 +11,8 @@
                        <mb> MiB of zeros, compressed to about a thousandth of that
     /encoded/<enc>     200 "status: up" labelled "Content-Encoding: <enc>" (not really encoded)
 
-Every answer records in `sent[path]` how many bytes were written before the client went away
+Each connection serves one answer and closes (saying so: "Connection: close"). Every answer
+records in `sent[path]` how many bytes were written before the client went away
 (or the answer ended), so a test can see that the client stopped reading.
 
 `load_probe_servers()` loads tests/probes/servers.py by path (as tests/monitor/support.py does):
@@ -33,7 +34,7 @@ __all__ = ["BOMB_TEXT", "HostileTarget", "load_probe_servers"]
 
 _TRICKLE_BODY = b"y" * 4096
 _TRICKLE_ANSWER = (
-    f"HTTP/1.1 200 OK\r\nContent-Length: {len(_TRICKLE_BODY)}\r\n"
+    f"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {len(_TRICKLE_BODY)}\r\n"
     "Content-Type: text/plain\r\n\r\n".encode()
     + _TRICKLE_BODY
 )
@@ -155,16 +156,20 @@ class HostileTarget:
             if bomb is None:
                 bomb = self._bombs[encoding, mib] = _bomb(encoding, mib)
             head = (
-                f"HTTP/1.1 200 OK\r\nContent-Length: {len(bomb)}\r\n"
+                f"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {len(bomb)}\r\n"
                 f"Content-Encoding: {encoding.removeprefix('raw-')}\r\n"
                 "Content-Type: text/plain\r\n\r\n"
             ).encode()
             await self._write(path, writer, head + bomb)
         elif route == "encoded":
             head = (
-                f"HTTP/1.1 200 OK\r\nContent-Length: {len(BOMB_TEXT)}\r\n"
+                f"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {len(BOMB_TEXT)}\r\n"
                 f"Content-Encoding: {arg}\r\nContent-Type: text/plain\r\n\r\n"
             ).encode()
             await self._write(path, writer, head + BOMB_TEXT)
         else:
-            await self._write(path, writer, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            await self._write(
+                path,
+                writer,
+                b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            )

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from hbsm.repair._base import OutputTail
@@ -29,6 +31,49 @@ _DRAIN = 0.5
 # After a SIGKILL to a group, how long to wait for its last member to be gone (and reaped).
 _GONE_WAIT = 2.0
 _POLL = 0.01
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl, loaded once here (not in a forked child); None off Linux or without it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+_prctl = _load_prctl()
+
+
+def _dies_with_hbsm() -> Callable[[], None] | None:
+    """A preexec_fn that makes the command die with hbsm (Linux), or None where it cannot.
+
+    Fix (tests/reliability): a repair or restart command still running when hbsm was SIGKILLed
+    ran on forever, an orphan nobody would time out or kill (a restarted hbsm does not know it).
+    PR_SET_PDEATHSIG has the kernel SIGKILL the command when hbsm goes. Limits: it reaches the
+    command itself, not what the command started (a grandchild survives, in the dead command's
+    process group); and "hbsm goes" means the thread that started the command ends, which is
+    the event loop's thread, so also when a loop run in a thread of its own finishes. Never for
+    supervised services: they outlive hbsm on purpose, to be adopted when it comes back.
+    """
+    prctl = _prctl
+    if prctl is None:
+        return None
+    hbsm = os.getpid()
+
+    def preexec() -> None:  # in the child, between fork and exec: two system calls, no locks
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != hbsm:  # hbsm died before the line above: too late to be told
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
 
 
 def alive(pid: int) -> bool:
@@ -70,6 +115,7 @@ async def run_command(
     Cancelled (a timeout around it, or shutdown), it kills the command's whole process group
     with SIGKILL, waits for the group to be gone and re-raises. A command that exits by itself
     leaves alone what it started in the background (`systemctl`-less scripts start daemons so).
+    If hbsm itself is killed, the command is killed too (Linux; see _dies_with_hbsm).
     """
     if not argv:
         raise ValueError("empty argv: nothing to run")
@@ -85,6 +131,7 @@ async def run_command(
                 cwd=cwd,
                 env=None if env is None else dict(env),
                 start_new_session=True,
+                preexec_fn=_dies_with_hbsm(),
             )
         finally:
             os.close(write_fd)
@@ -108,7 +155,13 @@ async def run_command(
 
 
 async def group_gone(pgid: int, within: float = 2.0) -> bool:
-    """Wait until no process of the group is left (True), at most `within` seconds."""
+    """Wait until no live process of the group is left (True), at most `within` seconds.
+
+    Zombies do not count. Fix (tests/reliability): a killed command's grandchildren are
+    reparented to init and stay zombies until init collects them; an init that does so slowly
+    (a VM's or container's, about once a second here) made every timed-out command, and every
+    stop of a supervised service, wait out the whole `within` for processes already dead.
+    """
     deadline = time.monotonic() + within
     while True:
         try:
@@ -117,9 +170,33 @@ async def group_gone(pgid: int, within: float = 2.0) -> bool:
             return True
         except PermissionError:
             pass  # a member changed its user id: still there
+        else:
+            if not _live_member(pgid):
+                return True
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(_POLL)
+
+
+def _live_member(pgid: int) -> bool:
+    """Whether a process of the group is alive, not a zombie (True when /proc cannot tell)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) S ppid pgrp ...": comm may hold anything; the fields follow the last ")".
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _read_into(loop: asyncio.AbstractEventLoop, fd: int, tail: OutputTail) -> asyncio.Future[None]:

@@ -40,6 +40,7 @@ from hbsm.api import LogSource
 from hbsm.api.views import Views
 from tests.bench.context import Context
 from tests.bench.logfile import generate
+from tests.bench.procstat import cpu_seconds
 from tests.bench.results import Record, Results
 
 __all__ = ["main", "run"]
@@ -134,8 +135,7 @@ class Server:
             self.process.wait()
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from pathlib import Path
 from hbsm.events import MonitorStarted, Probe, ServiceRegistered
 from hbsm.log import FileEventLog
 from tests.bench.context import Context
+from tests.bench.procstat import cpu_seconds
 from tests.bench.results import Record, Results
 
 __all__ = ["main", "run"]
@@ -53,25 +54,27 @@ def _say(message: str) -> None:
     print(f"  dashboard: {message}", file=sys.stderr, flush=True)
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Dashboard:
     log: Path
     samples: list[tuple[float, int]] = field(default_factory=list)
+    # Where the dashboard's stderr goes (its tracebacks, if any); None: discarded.
+    stderr: Path | None = None
 
     def __enter__(self) -> Dashboard:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.bench.dashboard_app", str(self.log)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-        )
+        errors = self.stderr.open("wb") if self.stderr is not None else subprocess.DEVNULL
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.bench.dashboard_app", str(self.log)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+                cwd=ROOT,
+            )
+        finally:
+            if not isinstance(errors, int):
+                errors.close()  # the child has its own copy
         assert self.process.stdout is not None
         if self.process.stdout.readline().strip() != "ready":
             raise RuntimeError("the dashboard did not start")
@@ -97,7 +100,7 @@ class Dashboard:
         return None
 
     def cpu_seconds(self) -> float:
-        return _cpu_seconds(self.process.pid)
+        return cpu_seconds(self.process.pid)
 
     def __exit__(self, *exc: object) -> None:
         assert self.process.stdin is not None

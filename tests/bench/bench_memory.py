@@ -36,6 +36,7 @@ from pathlib import Path
 
 from tests.bench.bench_probes import Target
 from tests.bench.context import Context
+from tests.bench.procstat import memory
 from tests.bench.results import Record, Results
 
 __all__ = ["main", "run"]
@@ -82,16 +83,6 @@ def write_config(directory: Path, services: int, target_port: int, *, auto_start
     return path
 
 
-def _rss(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) in bytes."""
-    got = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            got[key] = int(value.split()[0]) * 1024
-    return got["VmRSS"], got["VmHWM"]
-
-
 @dataclass
 class Started:
     services: int
@@ -134,7 +125,7 @@ def start_and_measure(directory: Path, services: int, target_port: int) -> Start
         rss = hwm = 0
         if startup is not None:
             time.sleep(SETTLE)
-            rss, hwm = _rss(process.pid)
+            rss, hwm = memory(process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -44,6 +44,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,7 @@ from tests.bench.bench_probes import Target
 from tests.bench.context import Context
 from tests.bench.results import Record, Results
 
-__all__ = ["main", "run"]
+__all__ = ["Schedule", "main", "percentile", "run", "schedule_of", "slope"]
 
 SERVICES = 1_000
 INTERVAL = 1.0
@@ -68,16 +70,44 @@ ROOT = Path(__file__).resolve().parents[2]
 # --- the child: runs the monitor, prints one JSON line of measurements ------------------------
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (1..99) of values; nan for none."""
     if len(values) < 2:
         return values[0] if values else float("nan")
     return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
 
 
-def _slope(xs: list[float], ys: list[float]) -> float:
+def slope(xs: list[float], ys: list[float]) -> float:
+    """The least-squares slope of ys against xs."""
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+
+
+@dataclass
+class Schedule:
+    """How the probes of each service were spaced in a window of time (from the log)."""
+
+    intervals: list[float]  # between consecutive probes of one service, every service
+    slopes: list[float]  # per service with >= 3 probes: ts against probe index, s per probe
+    overlaps: int  # probes that started before the previous one of their service had finished
+
+
+def schedule_of(
+    per_service: Iterable[Sequence[tuple[float, float]]], t0: float, t1: float, interval: float
+) -> Schedule:
+    """The Schedule of probes given per service as (ts, latency_ms) in order, where ts is when
+    a probe finished: those with t0 - interval <= ts < t1 (one interval before the window, so
+    its first interval is counted)."""
+    intervals, slopes, overlaps = [], [], 0
+    for probes in per_service:
+        window = [(ts, lat) for ts, lat in probes if t0 - interval <= ts < t1]
+        for (ts0, _), (ts1, lat1) in itertools.pairwise(window):
+            intervals.append(ts1 - ts0)
+            overlaps += ts1 - lat1 / 1000 < ts0
+        if len(window) >= 3:
+            slopes.append(slope([float(i) for i in range(len(window))], [t for t, _ in window]))
+    return Schedule(intervals, slopes, overlaps)
 
 
 async def _child(port: int, logdir: Path, seconds: float, warmup: float) -> dict[str, Any]:
@@ -175,14 +205,8 @@ async def _child(port: int, logdir: Path, seconds: float, warmup: float) -> dict
                     errors.append(event.latency_ms - DELAY_MS)
                 else:
                     failed += 1
-    intervals, slopes, overlaps = [], [], 0
-    for probes in per_service.values():
-        window = [(ts, lat) for ts, lat in probes if t0 - INTERVAL <= ts < t1]
-        for (ts0, _), (ts1, lat1) in itertools.pairwise(window):
-            intervals.append(ts1 - ts0)
-            overlaps += ts1 - lat1 / 1000 < ts0
-        if len(window) >= 3:
-            slopes.append(_slope([float(i) for i in range(len(window))], [t for t, _ in window]))
+    schedule = schedule_of(per_service.values(), t0, t1, INTERVAL)
+    intervals = schedule.intervals
     return {
         "seconds": elapsed,
         "cpu_s": cpu,
@@ -190,16 +214,16 @@ async def _child(port: int, logdir: Path, seconds: float, warmup: float) -> dict
         "failed": failed,
         "scheduled": scheduled,
         "log": delta,
-        "p50": _percentile(errors, 50),
-        "p99": _percentile(errors, 99),
+        "p50": percentile(errors, 50),
+        "p99": percentile(errors, 99),
         "max_err": max(errors, default=float("nan")),
         "interval_mean": statistics.fmean(intervals),
-        "interval_p1": _percentile(intervals, 1),
-        "interval_p99": _percentile(intervals, 99),
-        "slope": statistics.fmean(slopes),
-        "overlaps": overlaps,
+        "interval_p1": percentile(intervals, 1),
+        "interval_p99": percentile(intervals, 99),
+        "slope": statistics.fmean(schedule.slopes),
+        "overlaps": schedule.overlaps,
         "sched": sched,
-        "lag_p99_ms": _percentile(lags, 99) * 1e3,
+        "lag_p99_ms": percentile(lags, 99) * 1e3,
         "lag_max_ms": max(lags, default=float("nan")) * 1e3,
         "gc_pauses": len(pauses),
         "gc_max_ms": max(pauses, default=0.0) * 1e3,

@@ -28,6 +28,7 @@ from pathlib import Path
 from hbsm.config.model import ProbeConfig, ServiceConfig
 from hbsm.probes import Prober, Transport
 from tests.bench.context import Context
+from tests.bench.procstat import cpu_seconds
 from tests.bench.results import Record, Results
 
 __all__ = ["main", "run"]
@@ -62,8 +63,7 @@ class Target:
             self.process.wait()
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     def service(self, path: str) -> ServiceConfig:
         return ServiceConfig(

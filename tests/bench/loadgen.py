@@ -5,6 +5,9 @@ below wrk: its figure is a floor on the server's rate). Prints one JSON line:
 {"requests", "errors", "seconds", "p50_ms", "p99_ms"}.
 
     python -m tests.bench.loadgen HOST PORT PATH CONNECTIONS SECONDS
+
+`request_for` and `get` are the one-request parts, shared with the soak's paced load
+(tests/soak/api_load.py).
 """
 
 from __future__ import annotations
@@ -14,23 +17,38 @@ import json
 import sys
 import time
 
+__all__ = ["get", "request_for"]
+
+
+def request_for(host: str, port: int, path: str) -> bytes:
+    """A keep-alive HTTP/1.1 GET of path, encoded once and sent as often as wanted."""
+    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+
+
+async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """Send one request on an open connection and read its answer whole (by Content-Length):
+    the status code (0 if the answer is not HTTP). A broken connection raises OSError,
+    IncompleteReadError or LimitOverrunError."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    status = head[9:12]  # b"HTTP/1.1 200 OK": the three digits after the version
+    return int(status) if status.isdigit() else 0  # 0: not an HTTP status line
+
 
 async def _connection(
     host: str, port: int, path: str, deadline: float, latencies: list[float], errors: list[int]
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    request = request_for(host, port, path)
     try:
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
-            if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.1 503", b"HTTP/1.0 200")):
+            if await get(reader, writer, request) not in (200, 503):
                 errors.append(1)
             latencies.append(time.perf_counter() - start)
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):

@@ -28,6 +28,15 @@ lint:
 bench *ARGS:
     {{py}} -m tests.bench.run {{ARGS}}
 
+# Not in CI; run it on a quiet machine. `hbsm run` probing 1,000 services each second for 10
+# minutes, 5% failing at random, its API under constant load and the dashboard following; fails
+# on drift, memory growth after warm-up, an error line, an API error or a failed `hbsm replay
+# --verify`; writes soak-results.json. Then the fuzz tests in their soak profile.
+# The load soak (--minutes, --services, --fail-rate, --help ...), then the fuzz tests' soak.
+soak *ARGS:
+    {{py}} -m tests.soak.run {{ARGS}}
+    HBSM_FUZZ=soak {{py}} -m pytest -q tests/reliability/test_fuzz.py
+
 # The demo: flaky local services, monitored and repaired, faults injected, dashboard on.
 demo *ARGS:
     {{py}} -m hbsm demo --chaos {{ARGS}}

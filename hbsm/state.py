@@ -39,6 +39,7 @@ ERROR_CLASSES: Final[tuple[str, ...]] = (
     "timeout",
     "dns",
     "tls",
+    "protocol",
     "http_5xx",
     "http_4xx",
     "body_mismatch",

@@ -7,8 +7,9 @@
   the interval by a hash of its name, never two probes of one service at once, probe-now on ask.
 
 Failure classes (`Probe.error`, see hbsm.state.ERROR_CLASSES): refused, dns, tls, timeout,
-http_5xx, http_4xx, body_mismatch, slow (a success slower than `slow_ms`), command (non-zero
-exit), other (invalid HTTP, connection closed mid-response, unexpected status, ...).
+protocol (not valid HTTP, connection closed before or during the answer), http_5xx, http_4xx,
+body_mismatch, slow (a success slower than `slow_ms`), command (non-zero exit), other (an
+unexpected status, an encoding hbsm cannot decode, ...).
 """
 
 from ._classify import classify

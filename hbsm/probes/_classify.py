@@ -26,6 +26,15 @@ DETAIL_MAX = 200
 _TLS_ERRORS = (ssl.SSLError, ssl.CertificateError, aiohttp.ClientSSLError)
 _DNS_ERRORS = (socket.gaierror, aiohttp.ClientConnectorDNSError)
 _TIMEOUTS = (TimeoutError, httpx.TimeoutException, httpcore.TimeoutException)
+# The target broke HTTP: closed the connection before or during its answer, or sent something
+# that does not parse (not HTTP, a header line or header block beyond the parser's limits).
+_PROTOCOL_ERRORS = (
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientPayloadError,
+    aiohttp.http_exceptions.HttpProcessingError,
+    httpx.RemoteProtocolError,
+    httpcore.RemoteProtocolError,
+)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -85,6 +94,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return "refused", "connection refused"
     if _is_timeout(chain):
         return "timeout", "timed out"
+    if any(isinstance(e, _PROTOCOL_ERRORS) for e in chain):
+        return "protocol", f"invalid or incomplete HTTP answer ({_reason(chain)})"
     return "other", _reason(chain)
 
 

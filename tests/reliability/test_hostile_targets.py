@@ -106,12 +106,12 @@ async def test_an_answer_trickled_byte_by_byte_times_out_as_a_whole(
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("/close-mid", "other"),  # headers promising 1000 bytes, 10 bytes, then closed
-        ("/invalid", "other"),  # "THIS IS NOT HTTP"
+        ("/close-mid", "protocol"),  # headers promising 1000 bytes, 10 bytes, then closed
+        ("/invalid", "protocol"),  # "THIS IS NOT HTTP"
     ],
     ids=["closed-mid-answer", "invalid-http"],
 )
-async def test_a_broken_answer_fails_at_once_as_other(
+async def test_a_broken_answer_fails_at_once_as_a_protocol_failure(
     prober: Prober, plain: Any, path: str, expected: str
 ) -> None:
     result, elapsed = await timed_probe(prober, service(plain.url(path), timeout=TIMEOUT))
@@ -125,7 +125,7 @@ async def test_endless_headers_are_refused_not_buffered(
     prober: Prober, hostile: HostileTarget, path: str
 ) -> None:
     # A header line that never ends, or header lines forever: the HTTP parser's own limits
-    # refuse them (invalid HTTP: `other`) long before the timeout, and memory stays bounded.
+    # refuse them (invalid HTTP: `protocol`) long before the timeout, and memory stays bounded.
     url = hostile.url(f"{path}?transport={prober.transport}")
     tracemalloc.start()
     try:
@@ -133,7 +133,7 @@ async def test_endless_headers_are_refused_not_buffered(
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert_failed(result, "other")
+    assert_failed(result, "protocol")
     assert elapsed < TIMEOUT + SLACK
     assert peak < MEMORY_BOUND
 

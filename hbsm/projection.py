@@ -126,6 +126,15 @@ class Projection:
             handler = handlers.get(cls)
             if handler is not None:
                 handler(event)
+                if cls is Snapshot:
+                    # Fix (tests/reliability): a snapshot in the middle of a batch starts the
+                    # fold over. Its counts already include every event before it, this batch's
+                    # too: they were counted twice at the end. And it replaces the services
+                    # dict: the probes after it went to the views it had replaced. Either way
+                    # the result depended on where a reader's batches happened to begin.
+                    services = self.services
+                    by_class.clear()
+                    probes = n = 0
             elif cls is OpaqueEvent:
                 kind = event.type  # type: ignore[union-attr]
                 self._counts[kind] = self._counts.get(kind, 0) + 1

@@ -25,6 +25,7 @@ import httpx
 
 from hbsm.events import Event, EventDecodeError, OpaqueEvent, decode
 from hbsm.log import CorruptLineError, LogError, LogFollower
+from hbsm.log.follower import SegmentPrunedError
 
 __all__ = ["AdminAnswer", "ApiStream", "Batch", "LogTail", "Source"]
 
@@ -120,7 +121,12 @@ class Source:
 
 
 class LogTail(Source):
-    """Follows the file log at `path` from the start of its active segment (its snapshot)."""
+    """Follows the file log at `path` from the start of its active segment (its snapshot).
+
+    Every event is delivered once, in order. If the dashboard falls so far behind that
+    retention deletes a segment before it is read, the events lost are reported (an error
+    naming their seqs) and it goes on from the oldest segment kept, whose opening snapshot puts
+    the board right again: a gap is said, never silently skipped."""
 
     def __init__(
         self, path: str | os.PathLike[str], *, poll: float = POLL, interval: float | None = None
@@ -129,6 +135,9 @@ class LogTail(Source):
         self.path = Path(path)
         self.poll = poll
         self.label = f"log {self.path}"
+        self.last_seq = 0  # of the last event read (0: none yet)
+        # Why the events after last_seq may be missing (reported with the next batch).
+        self._loss: str | None = None
 
     def _run(self) -> None:
         follower: LogFollower | None = None
@@ -137,13 +146,24 @@ class LogTail(Source):
             got = 0
             try:
                 if follower is None:
-                    follower = LogFollower(self.path, from_start=True)
+                    # Fix (tests/reliability): after an error, not from the active segment's
+                    # start all over again (its events were delivered a second time): what was
+                    # read is dropped by seq, and what could not be read is reported below.
+                    follower = LogFollower(self.path, from_start=True, after_seq=self.last_seq)
                 batch = follower.poll()
                 got = len(batch)
-                self._add(batch)
+                self._take(batch)
                 warned = ""
             except CorruptLineError as exc:
                 self._report("warning", f"skipped a bad line: {exc}")
+            except SegmentPrunedError as exc:
+                # Fix (tests/reliability): fell behind the retention. Say which events are
+                # lost (with the next batch, which shows where they end) and go on at the
+                # oldest segment kept, rather than at the active one after a second's wait.
+                self._loss = f"segment {exc.segment} was pruned (retention) before it was read"
+                assert follower is not None
+                follower.skip_pruned()
+                continue
             except (LogError, OSError) as exc:
                 if str(exc) != warned:
                     warned = str(exc)
@@ -151,12 +171,28 @@ class LogTail(Source):
                 if follower is not None:
                     follower.close()
                     follower = None
+                    self._loss = f"reading was interrupted ({exc})"
                 self._stop.wait(1.0)
             self._flush()
             if not got:
                 self._stop.wait(self.poll)
         if follower is not None:
             follower.close()
+
+    def _take(self, batch: Batch) -> None:
+        if not batch:
+            return
+        first = batch[0].seq
+        if self.last_seq and first > self.last_seq + 1:
+            why = self._loss or "they are not in the log"
+            self._report(
+                "error",
+                f"{self.path}: events {self.last_seq + 1}..{first - 1} were lost to the "
+                f"dashboard: {why}; going on from seq {first}",
+            )
+        self._loss = None
+        self.last_seq = batch[-1].seq
+        self._add(batch)
 
 
 class ApiStream(Source):

@@ -23,6 +23,7 @@ import msgspec
 from hbsm.api.bodies import AdminResult
 from hbsm.api.source import redact
 from hbsm.log import CorruptLineError, LogError, LogFollower
+from hbsm.log.follower import SegmentPrunedError
 from hbsm.projection import Projection
 
 if TYPE_CHECKING:
@@ -208,7 +209,11 @@ class FollowSource(HeartbeatSource):
     """The log another `hbsm run` writes, followed by a thread that folds it into a projection.
 
     The lock is held while folding and while a body is built; reading and decoding the file
-    happen outside it. Admin actions raise ReadOnly: only the writer can act."""
+    happen outside it. Admin actions raise ReadOnly: only the writer can act.
+
+    Every event is folded once, in order. Fallen so far behind that retention deleted a segment
+    before it was read, it logs (and keeps in `error` and `lost`) which events are lost and
+    goes on from the oldest segment kept, whose opening snapshot puts the projection right."""
 
     mode: Literal["embedded", "follow"] = "follow"
     read_only = True
@@ -233,6 +238,11 @@ class FollowSource(HeartbeatSource):
         self._caught_up = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: str | None = None
+        # The seq of the last event folded (0: none yet), and the (first, last) seqs of every
+        # run of events lost to this app (pruned by retention before it read them).
+        self.last_seq = 0
+        self.lost: list[tuple[int, int]] = []
+        self._loss: str | None = None
 
     @property
     def admin_token(self) -> str | None:
@@ -283,11 +293,20 @@ class FollowSource(HeartbeatSource):
                     # The follower passes over the bad line on the next poll.
                     self._report(exc)
                     continue
+                except SegmentPrunedError as exc:
+                    # Fix (tests/reliability): fell behind the retention. The projection is
+                    # kept and the follower goes on at the oldest segment still there: its
+                    # snapshot puts the projection right, and the next batch's first seq says
+                    # which events were lost (reported by _poll), instead of a restart from an
+                    # empty projection that served "no services" meanwhile.
+                    self._loss = f"segment {exc.segment} was pruned (retention) before it was read"
+                    assert follower is not None
+                    follower.skip_pruned()
+                    continue
                 except Exception as exc:
-                    # Lost our place (a segment pruned before we read it, say), the log is not
-                    # readable, or a bug of ours: start over from the active segment, which
-                    # opens with a snapshot of everything before it. The thread must not die
-                    # silently and leave the routes serving a frozen projection.
+                    # The log is not readable, or a bug of ours: start over from the active
+                    # segment, which opens with a snapshot of everything before it. The thread
+                    # must not die silently and leave the routes serving a frozen projection.
                     if not isinstance(exc, LogError | OSError):
                         log.exception("following %s failed", self.path)
                     self._report(exc)
@@ -297,6 +316,7 @@ class FollowSource(HeartbeatSource):
                     with self._lock:
                         self._projection = Projection()
                         self._generation += 1
+                        self.last_seq = 0
                     caught_up = True
                 if caught_up:
                     self._caught_up.set()
@@ -307,7 +327,7 @@ class FollowSource(HeartbeatSource):
                 follower.close()
             self._caught_up.set()
 
-    def _report(self, exc: Exception) -> None:
+    def _report(self, exc: Exception | str) -> None:
         message = str(exc)
         if message != self.error:  # once per distinct trouble, not once per poll
             log.warning("following %s: %s", self.path, message)
@@ -320,6 +340,15 @@ class FollowSource(HeartbeatSource):
         events = follower.poll()
         if not events:
             return True
+        first = events[0].seq
+        if self.last_seq and first > self.last_seq + 1:
+            lost = (self.last_seq + 1, first - 1)
+            self.lost.append(lost)
+            why = self._loss or "they are not in the log"
+            self._report(f"events {lost[0]}..{lost[1]} were lost to this app: {why}; "
+                         f"going on from seq {first}")  # fmt: skip
+        self._loss = None
         with self._lock:
             self._projection.apply_all(events)
+            self.last_seq = events[-1].seq
         return False

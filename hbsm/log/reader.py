@@ -129,8 +129,16 @@ def _open_history(path: Path) -> list[tuple[Path, BinaryIO]]:
     try:
         for segment in closed:
             found = _open_closed(path, segment)
-            if found is not None:
-                opened.append(found)
+            if found is None:
+                # Fix (tests/reliability): pruned between the listing and its open, while an
+                # older one was already open: reading that one and then this one's successor
+                # was a history with a hole in it. The history starts after the hole instead,
+                # at the next segment's snapshot, as if the listing had come a moment later.
+                for _, stream in opened:
+                    stream.close()
+                opened.clear()
+                continue
+            opened.append(found)
         if active is not None:
             opened.append((path, active))
     except BaseException:
@@ -151,7 +159,10 @@ def _open_active(path: Path) -> tuple[BinaryIO | None, list[ClosedSegment]]:
             active = open_segment(path)
             break
         except FileNotFoundError:
-            rotating = next_path(path).exists()
+            # Fix (tests/reliability): the rotation may have finished between the failed open
+            # and this check (no `.next` any more, the active file back): that read as "no
+            # active file", and the history silently ended before the newest events.
+            rotating = next_path(path).exists() or path.exists()
             if not rotating or time.monotonic() > deadline:
                 if not closed:
                     raise LogError(f"{path}: no such event log") from None

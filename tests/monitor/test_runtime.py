@@ -230,9 +230,12 @@ async def test_no_restart_during_cooldown_even_when_asked(
         "pytest",
         True,
     )
-    # The probes said why: HTTP 500 from the restarted (still broken) process too.
-    classes = {p.error for p in of(history, Probe, "api") if not p.ok and p.seq > first.seq}
-    assert classes == {"http_5xx"}
+    # The probes said why: HTTP 500 from the restarted (still broken) process too. A probe right
+    # after a restart may find the new process not listening yet (refused): it is started, not
+    # ready, when the restart is done.
+    failed = [p for p in of(history, Probe, "api") if not p.ok and p.seq > first.seq]
+    classes = {p.error for p in failed}
+    assert "http_5xx" in classes and classes <= {"http_5xx", "refused"}
     assert_consistent(h, history)
 
 

@@ -156,6 +156,7 @@ class LogTail(Source):
                 warned = ""
             except CorruptLineError as exc:
                 self._report("warning", f"skipped a bad line: {exc}")
+                self._loss = f"skipped as bad ({exc})"
             except SegmentPrunedError as exc:
                 # Fix (tests/reliability): fell behind the retention. Say which events are
                 # lost (with the next batch, which shows where they end) and go on at the
@@ -164,10 +165,13 @@ class LogTail(Source):
                 assert follower is not None
                 follower.skip_pruned()
                 continue
-            except (LogError, OSError) as exc:
+            except Exception as exc:
+                # Fix (tests/reliability): anything else (a bug of ours, say) ended the thread
+                # and froze the board without a word: report it and start reading again.
                 if str(exc) != warned:
                     warned = str(exc)
-                    self._report("error", f"cannot follow {self.path}: {exc}")
+                    what = str(exc) if isinstance(exc, LogError | OSError) else repr(exc)
+                    self._report("error", f"cannot follow {self.path}: {what}")
                 if follower is not None:
                     follower.close()
                     follower = None

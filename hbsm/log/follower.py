@@ -15,7 +15,9 @@ goes on at the oldest segment still kept, whose snapshot holds the state the los
 from __future__ import annotations
 
 import bisect
+import gzip
 import os
+import zlib
 from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO
@@ -43,6 +45,18 @@ __all__ = ["DEFAULT_POLL_BYTES", "LogFollower", "SegmentPrunedError", "position_
 DEFAULT_POLL_BYTES = 16 * 2**20
 
 _seq_of = attrgetter("seq")
+
+# What reading a damaged gzip file raises (as hbsm.log.reader): a truncated stream, corrupt
+# deflate data, a bad header or checksum.
+_DAMAGED = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def _damage(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        why = "it ends before its end-of-stream marker: truncated"
+    else:
+        why = " ".join(str(exc).split()) or type(exc).__name__
+    return f"damaged compressed segment ({why}); the rest of it is skipped"
 
 
 class SegmentPrunedError(LogError):
@@ -121,10 +135,15 @@ class _Closed:
         self.stream = stream
         self.carry = b""
         self.skipped_lines = 0
+        self.damage: str | None = None  # why the rest of a damaged .gz could not be read
         # Compressed streams cannot seek by byte: decompress and drop up to the offset.
         remaining = offset
         while remaining > 0:
-            data = stream.read(min(remaining, 8 * 2**20))
+            try:
+                data = stream.read(min(remaining, 8 * 2**20))
+            except _DAMAGED as exc:
+                self.damage = _damage(exc)  # before the offset: nothing more can be read
+                break
             if not data:
                 raise LogError(f"{path}: segment is shorter than the follower's offset {offset}")
             self.skipped_lines += data.count(b"\n")
@@ -133,14 +152,23 @@ class _Closed:
     def read_lines(self, offset: int, budget: int) -> bytes:
         if b"\n" in self.carry:
             return self._take_lines(self.carry)
-        while True:
-            chunk = self.stream.read(budget)
+        while self.damage is None:
+            try:
+                chunk = self.stream.read(budget)
+            except _DAMAGED as exc:
+                # Fix (tests/reliability): a truncated or corrupt .gz escaped as EOFError or
+                # zlib.error, which killed the dashboard's reading thread. The segment ends
+                # here (a line cut by the damage is lost with it); the follower says so.
+                self.damage = _damage(exc)
+                self.carry = b""
+                return b""
             if not chunk:
                 return b""
             data = self.carry + chunk if self.carry else chunk
             if b"\n" in chunk:
                 return self._take_lines(data)
             self.carry = data
+        return b""
 
     def _take_lines(self, data: bytes) -> bytes:
         cut = data.rfind(b"\n") + 1
@@ -244,6 +272,15 @@ class LogFollower(Follower):
                     break  # live and caught up
                 handle.draining = True
                 continue  # read what was written before the rename
+            damage = handle.damage if isinstance(handle, _Closed) else None
+            if damage is not None:
+                line = self._line_number(handle) + 1
+                self._finish_segment(handle)  # the next poll goes on at the next segment
+                error = CorruptLineError(handle.path, line, damage)
+                if not out:
+                    raise error
+                self._pending = error
+                return
             self._finish_segment(handle)
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ opens with a snapshot, so its state is right again) — never a silent skip.
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import os
@@ -364,6 +365,30 @@ def assert_agrees_with_the_log(path: Path, dashboard: Dashboard, blueprint: Blue
     assert dashboard.source.events == len(dashboard.seqs)  # what it delivered, once each
 
 
+def stall_both(writer: WriterProcess, dashboard: Dashboard, blueprint: Blueprint) -> int:
+    """Let both readers read a first burst, then stall them with what they read of the next
+    events in hand and their follower open on the active segment, k; returns k."""
+    before, _ = writer.command("burst 300")
+    wait_until(lambda: dashboard.last_seq == before, "the dashboard reads the first burst")
+    wait_until(lambda: blueprint.last_seq() == before, "the blueprint reads the first burst")
+    dashboard.stall()
+    RecordingProjection.gate = threading.Event()
+    _, k = writer.command("burst 1")
+    assert dashboard.stalled.wait(DEADLINE) and RecordingProjection.stalled.wait(DEADLINE)
+    return k
+
+
+def resume_both(writer: WriterProcess, dashboard: Dashboard, blueprint: Blueprint) -> int:
+    """Let them go on, stop the writer, wait for both to read to its last seq; returns it."""
+    dashboard.resume()
+    assert RecordingProjection.gate is not None
+    RecordingProjection.gate.set()
+    last, _ = writer.quit()
+    wait_until(lambda: dashboard.last_seq >= last, "the dashboard catches up")
+    wait_until(lambda: blueprint.last_seq() >= last, "the blueprint catches up")
+    return last
+
+
 # --- the tests --------------------------------------------------------------------------------
 
 
@@ -435,15 +460,7 @@ def test_readers_stalled_behind_several_rotations(
     writer = cleanup(WriterProcess(log_path, keep_segments=150))
     dashboard = cleanup(Dashboard(log_path).start())
     blueprint = cleanup(Blueprint(log_path))
-    before, _ = writer.command("burst 300")
-    wait_until(lambda: dashboard.last_seq == before, "the dashboard reads the first burst")
-    wait_until(lambda: blueprint.last_seq() == before, "the blueprint reads the first burst")
-
-    # Both stall with what they read of segment k in hand, their follower open on it.
-    dashboard.stall()
-    RecordingProjection.gate = threading.Event()
-    _, k = writer.command("burst 1")
-    assert dashboard.stalled.wait(DEADLINE) and RecordingProjection.stalled.wait(DEADLINE)
+    k = stall_both(writer, dashboard, blueprint)
     writer.command(f"reopen {keep}")
     writer.command(f"until {k + 1}")
     head = json.loads(log_path.read_bytes().partition(b"\n")[0])
@@ -451,11 +468,7 @@ def test_readers_stalled_behind_several_rotations(
     end_of_k = head["seq"] - 1
     writer.command(f"until {k + 8}")  # seven more rotations behind them
     writer.command(f"reopen {keep}")  # settles: every closed segment compressed, or pruned
-    dashboard.resume()
-    RecordingProjection.gate.set()
-    last, _ = writer.quit()
-    wait_until(lambda: dashboard.last_seq >= last, "the dashboard catches up")
-    wait_until(lambda: blueprint.last_seq() >= last, "the blueprint catches up")
+    last = resume_both(writer, dashboard, blueprint)
 
     if keep > 8:
         # Segments k+1..k+7 were there only as .gz: both read them, and lost nothing.
@@ -482,6 +495,44 @@ def test_readers_stalled_behind_several_rotations(
         assert blueprint.source.lost == [lost]
         assert blueprint.source.error is not None and "pruned" in blueprint.source.error
     assert_agrees_with_the_log(log_path, dashboard, blueprint)
+
+
+def test_stalled_readers_meet_a_damaged_compressed_segment(
+    log_path: Path, recording: None, cleanup: Callable[[Any], Any]
+) -> None:
+    writer = cleanup(WriterProcess(log_path, keep_segments=150))
+    dashboard = cleanup(Dashboard(log_path).start())
+    blueprint = cleanup(Blueprint(log_path))
+    k = stall_both(writer, dashboard, blueprint)
+    writer.command(f"until {k + 8}")
+    writer.command("reopen 150")  # settles: every closed segment compressed
+    # A segment they still need is cut to half its size (a disk that filled up while it was
+    # copied, say); the next one opens with a snapshot, as always.
+    damaged = log_path.with_name(f"heartbeat.{k + 3:08d}.jsonl.gz")
+    with gzip.open(damaged) as f:
+        damaged_from = json.loads(f.readline())["seq"]
+    with gzip.open(log_path.with_name(f"heartbeat.{k + 4:08d}.jsonl.gz")) as f:
+        after_damage = json.loads(f.readline())["seq"]
+    whole = damaged.read_bytes()
+    damaged.write_bytes(whole[: len(whole) // 2])
+    last = resume_both(writer, dashboard, blueprint)
+
+    # Each read on (the thread of neither died), said that the segment is damaged and which
+    # events it could not read, and went on at the next segment's snapshot.
+    warnings = [text for severity, text in dashboard.reports if severity == "warning"]
+    errors = [text for severity, text in dashboard.reports if severity == "error"]
+    assert len(warnings) == 1 and str(damaged) in warnings[0]
+    assert "damaged compressed segment" in warnings[0]
+    ((first, end),) = losses(errors)
+    assert damaged_from <= first and end == after_damage - 1
+    assert_losses_reported(dashboard.delivered, [(first, end)], last, "the dashboard")
+    assert_losses_reported(blueprint.delivered, [(first, end)], last, "the blueprint")
+    assert blueprint.source.lost == [(first, end)]
+    # Their state is the log's, read with --skip-bad (which skips the same damage).
+    expected = Projection()
+    expected.apply_all(read_history(log_path, skip_bad=True))
+    assert state_of(dashboard.board.projection) == state_of(expected)
+    assert blueprint.state() == state_of(expected)
 
 
 def test_readers_outrun_by_retention_under_load_report_every_loss(

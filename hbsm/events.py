@@ -175,6 +175,10 @@ class Admin(Event, tag="admin", frozen=True, kw_only=True):
     source: str = ""
     allowed: bool = True
     detail: str = ""
+    # Refused attempts from the same client host before this one that were only counted, not
+    # recorded one by one (a rate limit, see hbsm.api.refusals): this event stands for
+    # 1 + suppressed refused attempts.
+    suppressed: int = 0
 
 
 # --- what a snapshot carries: the views of hbsm.projection ---------------------------------

@@ -15,9 +15,11 @@ Every answer but /metrics, /events and HEAD is JSON; errors are `bodies.ErrorBod
 traceback. The health routes answer `application/health+json` when the Accept header asks for
 it. Admin routes: see hbsm.api.security. An admin action, allowed or not, is recorded as an
 `admin` event (who: "token" / "loopback" / "anonymous"; source: the client's host:port) before
-it is answered; a denied one gets 401/403 after being recorded. An unknown service is a 404
-before any of that (service names are public: /health lists them). Read routes (status,
-detailed targets, /events) are authorized the same way but not recorded.
+it is answered; a denied one gets 401/403 after being recorded, at most 10 a minute per client
+host (the others are counted and the count recorded later: hbsm.api.refusals). An unknown
+service is a 404 before any of that (service names are public: /health lists them), and so is a
+body that is not JSON a 400 (admin routes take none, or a JSON one they ignore). Read routes
+(status, detailed targets, /events) are authorized the same way but not recorded.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from hbsm.api import bodies
 from hbsm.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hbsm.api.metrics import Metrics
 from hbsm.api.openapi import ADMIN_ACTIONS, document
+from hbsm.api.refusals import Attempt, RefusalLimiter
 from hbsm.api.security import WWW_AUTHENTICATE, Decision, authorize, client_label
 from hbsm.api.source import ApiSource
 from hbsm.api.sse import event_stream, parse_seq
@@ -79,9 +82,16 @@ class ApiState:
     the server on shutdown so that open event streams end)."""
 
     def __init__(
-        self, source: ApiSource, *, sse_heartbeat: float, sse_poll: float, cache_max_age: float
+        self,
+        source: ApiSource,
+        *,
+        sse_heartbeat: float,
+        sse_poll: float,
+        cache_max_age: float,
+        refusals: RefusalLimiter | None = None,
     ) -> None:
         self.source = source
+        self.refusals = refusals if refusals is not None else RefusalLimiter()
         self.views = Views(source, max_age=cache_max_age)
         self.metrics = Metrics(source)
         self._scrape_lock = asyncio.Lock()
@@ -155,6 +165,9 @@ class ApiState:
             return name in self.source.projection.services
 
     async def _admin(self, request: Request, action: str, service: str | None) -> Response:
+        problem = await body_problem(request)
+        if problem is not None:
+            return respond(error(400, problem))
         decision = self.authorize(request)
         control = self.source.control
         if control is None:
@@ -168,29 +181,62 @@ class ApiState:
                 )
             )
         who, source = decision.who, client_label(request.client)
+        await self.record_refusals(self.refusals.due())
+        if not decision.allowed:
+            host = request.client.host if request.client is not None else "unknown"
+            attempt = Attempt(host, action.replace("-", "_"), service, who, source)
+            await self._refused(attempt)
+            return _denied(decision)
         what = f"{action} {service}" if service else action
         was_running = control.heartbeat_running
         try:
             events = await control.admin(
-                action.replace("-", "_"),
-                service,
-                who=who,
-                source=source,
-                allowed=decision.allowed,
+                action.replace("-", "_"), service, who=who, source=source, allowed=True
             )
         except KeyError:
             return _no_service(service or "")
         except LogError as exc:
             return respond(error(503, f"the monitor cannot record this action now: {exc}"))
-        if not decision.allowed:
-            log.warning("admin %s refused: %s from %s", what, who, source)
-            return _denied(decision)
         log.info("admin %s by %s from %s", what, who, source)
         if service is None:
             result = self._heartbeat_result(action, was_running, control.heartbeat_running)
         else:
             result = self._service_result(action, service, events, control.heartbeat_running)
         return respond(Answer(200, bodies.encode(result)))
+
+    async def _refused(self, attempt: Attempt) -> None:
+        """Record a refused attempt, or only count it (hbsm.api.refusals): a client hammering
+        an admin route must not grow the log, nor the monitor's own diagnostics, at will."""
+        suppressed = self.refusals.admit(attempt)
+        if suppressed is None:
+            return
+        await self._record_refused(attempt, suppressed)
+
+    async def record_refusals(self, summaries: list[tuple[Attempt, int]]) -> None:
+        """Record the summaries of `RefusalLimiter.due()`/`drain()`."""
+        for attempt, suppressed in summaries:
+            await self._record_refused(attempt, suppressed)
+
+    async def _record_refused(self, attempt: Attempt, suppressed: int) -> None:
+        what = f"{attempt.action} {attempt.service}" if attempt.service else attempt.action
+        more = f" (and {suppressed} more refused, not recorded one by one)" if suppressed else ""
+        log.warning("admin %s refused: %s from %s%s", what, attempt.who, attempt.source, more)
+        control = self.source.control
+        recorded: list[Event] = []
+        if control is not None:
+            try:
+                recorded = await control.admin(
+                    attempt.action,
+                    attempt.service,
+                    who=attempt.who,
+                    source=attempt.source,
+                    allowed=False,
+                    suppressed=suppressed,
+                )
+            except (KeyError, LogError) as exc:
+                log.warning("admin %s refused, and could not be recorded: %s", what, exc)
+        if not recorded:  # a full disk, say: counted again, recorded with a later one
+            self.refusals.unrecorded(attempt, suppressed)
 
     @staticmethod
     def _heartbeat_result(action: str, before: bool, after: bool) -> bodies.AdminResult:
@@ -303,6 +349,21 @@ class ApiState:
         return respond(error(500, "internal error; the monitor's log has the details"))
 
 
+async def body_problem(request: Request) -> str | None:
+    """Why the body of an admin request is refused, or None. The routes take no body: an
+    empty one, or any JSON (ignored), is fine; anything else says the client is confused, and
+    it gets a 400 rather than an action it may not have meant."""
+    body = await request.body()  # bounded by BodyLimit
+    if not body.strip():
+        return None
+    try:
+        msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        why = " ".join(str(exc).split())[:120]
+        return f"request body is not JSON ({why}); admin routes take no body, or a JSON one"
+    return None
+
+
 class BodyLimit:
     """Request bodies over `max_bytes` get 413 (JSON) before the app sees them; a bad
     Content-Length gets 400. No route reads a body: this bounds what a client can make the
@@ -380,11 +441,18 @@ def create_app(
     sse_poll: float = 0.2,
     max_body: int = MAX_BODY,
     cache_max_age: float = 1.0,
+    refusals: RefusalLimiter | None = None,
 ) -> Starlette:
     """The app for one source. `app.state.hbsm` is its ApiState (set `.closing` to end the
-    open event streams; hbsm.api.server does it on shutdown)."""
+    open event streams; hbsm.api.server does it on shutdown, and records the refused admin
+    attempts only counted so far). `refusals`: how refused admin attempts are rate-limited
+    (default: 10 recorded a minute per client host)."""
     api = ApiState(
-        source, sse_heartbeat=sse_heartbeat, sse_poll=sse_poll, cache_max_age=cache_max_age
+        source,
+        sse_heartbeat=sse_heartbeat,
+        sse_poll=sse_poll,
+        cache_max_age=cache_max_age,
+        refusals=refusals,
     )
     routes = [
         Route("/health", api.health, methods=["GET"]),

@@ -4,12 +4,16 @@ The listening socket is bound here, before uvicorn starts, so that "address in u
 `ListenError` the caller turns into one line and an exit code (uvicorn itself would log and
 call sys.exit inside the loop), and so that port 0 gives a free port whose number is known.
 uvicorn's own signal handling is switched off: the caller owns SIGTERM/SIGINT.
+
+While serving, once a second, the refused admin attempts that were only counted (see
+hbsm.api.refusals) are recorded once their window has ended; on stop, all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +21,11 @@ from typing import Any
 import uvicorn
 
 __all__ = ["ApiServer", "ListenError", "bind"]
+
+log = logging.getLogger("hbsm.api")
+
+# How often ended windows of counted refusals are looked for (hbsm.api.refusals).
+_SWEEP_EVERY = 1.0
 
 
 class ListenError(Exception):
@@ -75,6 +84,7 @@ class ApiServer:
         )
         self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def host(self) -> str:
@@ -98,11 +108,29 @@ class ApiServer:
                 self._task.result()  # raises what stopped it
                 raise ListenError("the API server stopped while starting")
             await asyncio.sleep(0.01)
+        if self._state() is not None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="hbsm-api-refusals")
+
+    def _state(self) -> Any:
+        return getattr(getattr(self.app, "state", None), "hbsm", None)
+
+    async def _sweep(self) -> None:
+        state = self._state()
+        while True:
+            await asyncio.sleep(_SWEEP_EVERY)
+            try:
+                await state.record_refusals(state.refusals.due())
+            except Exception:  # never the end of the sweeping, nor of the server
+                log.exception("recording refused admin attempts")
 
     async def stop(self) -> None:
-        state = getattr(getattr(self.app, "state", None), "hbsm", None)
+        state = self._state()
         if state is not None:
             state.closing.set()  # open event streams end at their next poll
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         self.server.should_exit = True
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -110,3 +138,10 @@ class ApiServer:
             self._task = None
         with contextlib.suppress(OSError):
             self.sock.close()
+        if state is not None:
+            # No request can come any more: what was only counted is recorded now, while the
+            # monitor (stopped after the API) still writes the log.
+            try:
+                await state.record_refusals(state.refusals.drain())
+            except Exception:
+                log.exception("recording refused admin attempts")

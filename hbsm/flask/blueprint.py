@@ -10,22 +10,28 @@ Routes (relative to an optional url_prefix):
     POST /admin/heartbeat/stop    AdminResult, idempotent                 (admin)
 
 With `Accept: application/health+json` the health routes answer HealthJson. Every error is an
-ErrorBody: 401/403 (admin), 404 (unknown route or service under these paths), 405 (wrong
-method), 409 (admin action on a read-only source), 503 (no monitor to answer).
+ErrorBody: 400 (an admin request whose body is not JSON), 401/403 (admin), 404 (unknown route
+or service under these paths), 405 (wrong method), 409 (admin action on a read-only source),
+413 (an admin request body over 64 KiB, refused unread), 503 (no monitor to answer).
+
+Refused admin attempts are recorded as the standalone app records them, rate-limited per client
+host the same way (hbsm.api.refusals); the summaries of ended windows are recorded at the next
+request to any of these routes (the embedded monitor probes this app's /health by default).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from flask import Blueprint, Response, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from hbsm.api.bodies import ErrorBody, encode
+from hbsm.api.refusals import Attempt, RefusalLimiter
 from hbsm.api.security import WWW_AUTHENTICATE, Decision, authorize, client_label
 from hbsm.api.views import wants_health_json
 from hbsm.flask.sources import READ_ONLY_MESSAGE as _READ_ONLY
@@ -47,17 +53,26 @@ _PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 # The order Allow lists methods in (Starlette's: the route's own, then HEAD).
 _METHOD_ORDER = ("GET", "POST", "HEAD")
+# As the standalone app (hbsm.api.app.MAX_BODY): no route needs more.
+MAX_BODY = 64 * 2**10
 
 
 def heartbeat_blueprint(
-    source: HeartbeatSource, *, url_prefix: str | None = None, name: str = "hbsm_heartbeat"
+    source: HeartbeatSource,
+    *,
+    url_prefix: str | None = None,
+    name: str = "hbsm_heartbeat",
+    refusals: RefusalLimiter | None = None,
 ) -> Blueprint:
     """A Blueprint serving `source` at DESIGN §6's routes (under `url_prefix`, if given).
 
     Registering it also makes routing errors under its paths (`/health…`, `/admin/heartbeat…`,
     or anything under a url_prefix) JSON, without touching the host app's other error pages.
+    `refusals`: how refused admin attempts are rate-limited (default: 10 recorded a minute per
+    client host).
     """
     views = Views(source)
+    limiter = refusals if refusals is not None else RefusalLimiter()
     bp = Blueprint(name, __name__, url_prefix=url_prefix)
     prefixes: list[str] = []
 
@@ -89,8 +104,27 @@ def heartbeat_blueprint(
             return _denial(decision)
         return _respond(views.status())
 
+    def record_refused(attempt: Attempt, suppressed: int) -> None:
+        what = attempt.action
+        more = f" (and {suppressed} more refused, not recorded one by one)" if suppressed else ""
+        log.warning("admin %s refused: %s from %s%s", what, attempt.who, attempt.source, more)
+        try:
+            source.admin(attempt.action, who=attempt.who, source=attempt.source, allowed=False,
+                         suppressed=suppressed)  # fmt: skip
+        except (NotRunning, ReadOnly):
+            limiter.unrecorded(attempt, suppressed)  # recorded with a later one
+
+    @bp.before_request
+    def record_due_refusals() -> None:
+        if not source.read_only:
+            for attempt, suppressed in limiter.due():
+                record_refused(attempt, suppressed)
+
     def admin(action: str) -> Callable[[], Response]:
         def act() -> Response:
+            problem = _body_problem()
+            if problem is not None:
+                return _error(*problem)
             decision = _decide(source)
             if source.read_only:
                 # Nothing is recorded: only the writer of the log can record.
@@ -98,9 +132,13 @@ def heartbeat_blueprint(
             client = _client()
             try:
                 if not decision.allowed:
-                    # Recorded too (who tried, from where); the answer is the denial whatever.
-                    with contextlib.suppress(NotRunning):
-                        source.admin(action, who=decision.who, source=client, allowed=False)
+                    # Recorded too (who tried, from where), within the rate limit of
+                    # hbsm.api.refusals; the answer is the denial whatever.
+                    host = request.remote_addr or "unknown"
+                    attempt = Attempt(host, action, None, decision.who, client)
+                    suppressed = limiter.admit(attempt)
+                    if suppressed is not None:
+                        record_refused(attempt, suppressed)
                     return _denial(decision)
                 result = source.admin(action, who=decision.who, source=client, allowed=True)
             except ReadOnly as exc:
@@ -161,6 +199,25 @@ def _found(answer: Answer | None) -> Answer:
 
 def _error(status: int, message: str, detail: dict[str, Any] | None = None) -> Response:
     return _respond((status, encode(ErrorBody(error=message, status=status, detail=detail))))
+
+
+def _body_problem() -> tuple[int, str] | None:
+    """(status, why) for an admin request body the routes refuse, as the standalone app does:
+    over MAX_BODY (413, refused unread) or not JSON (400). None: no body, or any JSON."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        return 413, f"request body larger than {MAX_BODY} bytes"
+    body = request.stream.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:  # sent without a length (chunked)
+        return 413, f"request body larger than {MAX_BODY} bytes"
+    if not body.strip():
+        return None
+    try:
+        msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        why = " ".join(str(exc).split())[:120]
+        return 400, f"request body is not JSON ({why}); admin routes take no body, or a JSON one"
+    return None
 
 
 def _unknown_service(name: str) -> Response:

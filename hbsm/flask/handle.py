@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal, Self, TypeVar
 
 from flask import Blueprint, Flask
 
+from hbsm.api.refusals import RefusalLimiter
 from hbsm.config import Config, LoadedConfig
 from hbsm.flask.blueprint import heartbeat_blueprint
 from hbsm.flask.embedded import MonitorThread, resolve_config
@@ -133,6 +134,7 @@ def init_heartbeat(
     url_prefix: str | None = None,
     start: bool = True,
     clock: Callable[[], float] = time.time,
+    refusals: RefusalLimiter | None = None,
 ) -> HeartbeatHandle:
     """Run an hbsm monitor inside `app` (the original feature's embedded mode) and serve the
     heartbeat routes from it.
@@ -143,11 +145,12 @@ def init_heartbeat(
     a thread with its own asyncio loop; with `start=False` it starts at the app's first
     request instead (for processes that import the app but never serve: a reloader's parent, a
     pre-fork master). One monitor per log: a second process gets the log's lock error.
+    `refusals`: how refused admin attempts are rate-limited (hbsm.api.refusals).
     """
     resolved = resolve_config(app, config, log_path=log_path, url_prefix=url_prefix)
     runner = MonitorThread(resolved, clock=time.time)
     source = EmbeddedSource(runner, clock=clock)
-    handle = _install(app, source, url_prefix, runner=runner)
+    handle = _install(app, source, url_prefix, runner=runner, refusals=refusals)
     if start:
         try:
             handle.start()
@@ -200,10 +203,11 @@ def _install(
     url_prefix: str | None,
     *,
     runner: MonitorThread | None = None,
+    refusals: RefusalLimiter | None = None,
 ) -> HeartbeatHandle:
     if EXTENSION in app.extensions:
         raise RuntimeError("hbsm is already set up in this app (app.extensions['hbsm'])")
-    blueprint = heartbeat_blueprint(source)
+    blueprint = heartbeat_blueprint(source, refusals=refusals)
     app.register_blueprint(blueprint, url_prefix=url_prefix)
     handle = HeartbeatHandle(app, source, blueprint, runner=runner)
     app.extensions[EXTENSION] = handle

@@ -96,8 +96,11 @@ class HeartbeatSource(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def admin(self, action: str, *, who: str, source: str, allowed: bool) -> AdminResult:
-        """Carry out (or, not allowed, just record) a monitor-wide admin action.
+    def admin(
+        self, action: str, *, who: str, source: str, allowed: bool, suppressed: int = 0
+    ) -> AdminResult:
+        """Carry out (or, not allowed, just record) a monitor-wide admin action. `suppressed`:
+        refused attempts the record stands for besides this one (hbsm.api.refusals).
 
         Raises ReadOnly when this source cannot act, NotRunning when the monitor is not there."""
 
@@ -145,12 +148,16 @@ class EmbeddedSource(HeartbeatSource):
 
         return self._in_loop(call, fn, READ_TIMEOUT)
 
-    def admin(self, action: str, *, who: str, source: str, allowed: bool) -> AdminResult:
+    def admin(
+        self, action: str, *, who: str, source: str, allowed: bool, suppressed: int = 0
+    ) -> AdminResult:
         async def act() -> AdminResult:
             monitor = self.runner.monitor
             assert monitor is not None
             before = monitor.heartbeat_running
-            await monitor.admin(action, who=who, source=source, allowed=allowed)
+            await monitor.admin(
+                action, who=who, source=source, allowed=allowed, suppressed=suppressed
+            )
             after = monitor.heartbeat_running
             return admin_result(action, before=before, after=after)
 
@@ -263,7 +270,9 @@ class FollowSource(HeartbeatSource):
         with self._lock:
             return fn(self._projection)
 
-    def admin(self, action: str, *, who: str, source: str, allowed: bool) -> AdminResult:
+    def admin(
+        self, action: str, *, who: str, source: str, allowed: bool, suppressed: int = 0
+    ) -> AdminResult:
         raise ReadOnly(READ_ONLY_MESSAGE)
 
     # --- the follower thread --------------------------------------------------------------
@@ -292,7 +301,6 @@ class FollowSource(HeartbeatSource):
                 except CorruptLineError as exc:
                     # The follower passes over the bad line on the next poll.
                     self._report(exc)
-                    self._loss = f"skipped as bad ({exc})"
                     continue
                 except SegmentPrunedError as exc:
                     # Fix (tests/reliability): fell behind the retention. The projection is

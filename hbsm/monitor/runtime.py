@@ -343,8 +343,12 @@ class Monitor:
         who: str = "",
         source: str = "",
         allowed: bool = True,
+        suppressed: int = 0,
     ) -> list[Event]:
-        """An operator's action, recorded whether allowed or not; idempotent where it can be."""
+        """An operator's action, recorded whether allowed or not; idempotent where it can be.
+
+        `suppressed`: refused attempts this one's record stands for besides itself (the API
+        rate-limits the recording of refusals: hbsm.api.refusals)."""
         if service is not None and service not in self.services:
             raise KeyError(service)
         if self.outage is not None:
@@ -369,6 +373,7 @@ class Monitor:
             source=source,
             allowed=allowed,
             detail=detail,
+            suppressed=suppressed,
         )
         # Recorded before it acts: an action the log cannot take is not carried out.
         events = self._append([fact]) if service is None else self.record(fact)

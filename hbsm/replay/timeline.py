@@ -95,6 +95,8 @@ def _admin(e: Admin) -> str:
         text += f" from {e.source}"
     if not e.allowed:
         text += " (DENIED)"
+    if e.suppressed:
+        text += f" (+{e.suppressed} more refused, not recorded one by one)"
     if e.detail:
         text += f": {tail(e.detail)}"
     return text

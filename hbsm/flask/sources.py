@@ -301,6 +301,7 @@ class FollowSource(HeartbeatSource):
                 except CorruptLineError as exc:
                     # The follower passes over the bad line on the next poll.
                     self._report(exc)
+                    self._loss = f"skipped as bad ({exc})"
                     continue
                 except SegmentPrunedError as exc:
                     # Fix (tests/reliability): fell behind the retention. The projection is

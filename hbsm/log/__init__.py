@@ -6,12 +6,13 @@ disk, `MemoryEventLog` the in-memory reference, `read_history` and `LogFollower`
 readers the replay, the API and the dashboard use.
 
 Exceptions: LogError ⊃ LogLockedError (another writer holds the lock), CorruptLineError (a bad
-line, with file and line number). A bad argument (an unknown fsync policy, say) is a ValueError.
+line, with file and line number), SegmentPrunedError (a follower fell behind retention: the
+segment it needed next was deleted; `LogFollower.skip_pruned()` goes on past the loss). A bad argument (an unknown fsync policy, say) is a ValueError.
 """
 
 from hbsm.log.errors import CorruptLineError, LogError, LogLockedError
 from hbsm.log.file import FileEventLog
-from hbsm.log.follower import LogFollower
+from hbsm.log.follower import LogFollower, SegmentPrunedError
 from hbsm.log.memory import MemoryEventLog
 from hbsm.log.reader import ReadStats, read_blocks, read_history
 from hbsm.log.segments import segment_paths
@@ -28,6 +29,7 @@ __all__ = [
     "MemoryEventLog",
     "Position",
     "ReadStats",
+    "SegmentPrunedError",
     "read_blocks",
     "read_history",
     "segment_paths",

@@ -57,10 +57,13 @@ KILL_AFTER = (0.0, 1.5)
 TORN_SHARE = 0.3
 COOLDOWN = 1.0
 COOLDOWN_MAX = 2.0
-# The repair command's argv; distinctive, so what is left of it can be found and killed.
-STEP_MARKER = "hbsm-kill-loop-step"
 
 History = list[Event | OpaqueEvent]
+
+
+def step_marker(tmp_path: Path) -> str:
+    """In the repair command's argv: what is left of it can be found and killed."""
+    return f"hbsm-kill-loop-step:{tmp_path}"
 
 
 @pytest.fixture
@@ -75,8 +78,8 @@ def runs(tmp_path: Path) -> Iterator[Processes]:
     processes = Processes(tmp_path)
     yield processes
     processes.close()
-    text = f"{STEP_MARKER}"
-    monitor_support.kill_pids(monitor_support.processes_mentioning(text), must_mention=text)
+    marker = step_marker(tmp_path)
+    monitor_support.kill_pids(monitor_support.processes_mentioning(marker), must_mention=marker)
 
 
 @pytest.fixture
@@ -93,7 +96,7 @@ def hook() -> Iterator[Any]:
     server.stop()
 
 
-def service_config(api: Any, hook: Any) -> dict[str, Any]:
+def service_config(api: Any, hook: Any, marker: str) -> dict[str, Any]:
     step = "import sys, time; time.sleep(0.3); sys.exit(1)"
     return {
         "name": "api",
@@ -102,7 +105,7 @@ def service_config(api: Any, hook: Any) -> dict[str, Any]:
         "restart": {"kind": "supervise", "argv": api.argv, "grace": 1.0},
         "ladder": ["diagnose", "command", "http", "restart"],
         "steps": {
-            "command": {"argv": [PY, "-c", step, STEP_MARKER], "timeout": 5.0},
+            "command": {"argv": [PY, "-c", step, marker], "timeout": 5.0},
             # The hook answers after 200 ms, and repairs nothing.
             "http": {"url": hook.url("/slow/200"), "timeout": 5.0},
         },
@@ -139,7 +142,7 @@ def test_sigkill_at_random_points_of_the_ladder_twenty_times_loses_nothing_flush
     log = tmp_path / "events" / "heartbeat.jsonl"
     config = write_config(
         tmp_path / "hbsm.toml",
-        [service_config(api, hook)],
+        [service_config(api, hook, step_marker(tmp_path))],
         check_interval=0.1,
         max_retries=1,
         restart_cooldown=COOLDOWN,

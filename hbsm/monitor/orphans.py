@@ -17,49 +17,55 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["orphans_of", "started_at"]
+__all__ = ["Orphans"]
 
 # /proc/stat's btime is in whole seconds: how much earlier than its true start a process may
 # seem to have started.
 _SLACK = 1.0
 
 
-def started_at(pid: int) -> float | None:
-    """When process `pid` started (seconds since the epoch), None if unknown."""
+class Orphans:
+    """The session leaders started since `since`, by command line. /proc is read once, when
+    first asked: a monitor with many supervised services does not scan it for each."""
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self._by_cmdline: dict[bytes, list[tuple[float, int]]] | None = None
+
+    def of(self, argv: Sequence[str]) -> list[int]:
+        """Live processes running exactly `argv`: newest first. Never this process."""
+        if not argv:
+            return []
+        if self._by_cmdline is None:
+            self._by_cmdline = _session_leaders(self.since - _SLACK)
+        wanted = b"\0".join(os.fsencode(a) for a in argv) + b"\0"
+        found = self._by_cmdline.get(wanted, [])
+        return [pid for _, pid in sorted(found, reverse=True)]
+
+
+def _session_leaders(since: float) -> dict[bytes, list[tuple[float, int]]]:
+    found: dict[bytes, list[tuple[float, int]]] = {}
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
         boot = Path("/proc/stat").read_text()
         btime = next(int(line.split()[1]) for line in boot.splitlines() if line.startswith("btime"))
-        # Fields after "(comm)" begin at field 3; starttime is field 22, in clock ticks.
-        ticks = int(stat[stat.rfind(")") + 2 :].split()[19])
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-    return btime + ticks / os.sysconf("SC_CLK_TCK")
-
-
-def orphans_of(argv: Sequence[str], since: float) -> list[int]:
-    """Live processes running exactly `argv`, each leading its own session, started no earlier
-    than `since`: newest first. Never this process."""
-    if not argv:
-        return []
-    wanted = b"\0".join(os.fsencode(a) for a in argv) + b"\0"
-    found: list[tuple[float, int]] = []
-    try:
         entries = list(Path("/proc").iterdir())
-    except OSError:
-        return []
+    except (OSError, StopIteration, ValueError, IndexError):
+        return found
+    tick = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
     for entry in entries:
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == me:
             continue
         pid = int(entry.name)
-        if pid == os.getpid():
-            continue
         try:
-            if (entry / "cmdline").read_bytes() != wanted or os.getsid(pid) != pid:
+            if os.getsid(pid) != pid:
                 continue
-        except (OSError, ProcessLookupError):
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+            # Fields after "(comm)" begin at field 3; starttime is field 22, in clock ticks.
+            started = btime + int(stat[stat.rfind(")") + 2 :].split()[19]) / tick
+        except (OSError, ValueError, IndexError):
             continue
-        start = started_at(pid)
-        if start is not None and start >= since - _SLACK:
-            found.append((start, pid))
-    return [pid for _, pid in sorted(found, reverse=True)]
+        if cmdline and started >= since:
+            found.setdefault(cmdline, []).append((started, pid))
+    return found

@@ -39,7 +39,7 @@ from hbsm.events import (
 )
 from hbsm.fsm import ServiceMachine, decide
 from hbsm.log import EventStore, LogError
-from hbsm.monitor.orphans import orphans_of
+from hbsm.monitor.orphans import Orphans
 from hbsm.notify import Notifier
 from hbsm.probes import Prober, Scheduler
 from hbsm.projection import Projection
@@ -231,7 +231,7 @@ class Monitor:
                 self.projection.apply_all(batch)
                 batch.clear()
         self.projection.apply_all(batch)
-        # When the previous monitor started: a child it started is no older (see orphans_of).
+        # When the previous monitor started: a child it started is no older (see Orphans).
         self._previous_start: float | None = self.projection.monitor.started_at
         for name in self.services:
             view = self.projection.services.get(name)
@@ -250,6 +250,8 @@ class Monitor:
 
     async def _start_supervised(self) -> None:
         """Start the processes hbsm supervises, or adopt those still running from before."""
+        previous = self._previous_start
+        orphans = Orphans(since=previous) if previous is not None else None
         for name, svc in self.services.items():
             if svc.restart.kind != "supervise":
                 continue
@@ -261,12 +263,12 @@ class Monitor:
                 log.warning("%s: pid %d is not the process the log recorded", name, known)
                 known = None
             adopted = known is not None and await self.supervisor.adopt(name, known)
-            if not adopted and self._previous_start is not None:
+            if not adopted and orphans is not None:
                 # Fix (tests/reliability): killed between starting a child (in a restart, or
                 # here) and recording its pid, the last monitor left it running unrecorded;
                 # started again, the service found its port taken and died, the orphan served
                 # on unsupervised and every later restart failed the same way (then `failed`).
-                for orphan in orphans_of(svc.restart.argv, since=self._previous_start):
+                for orphan in orphans.of(svc.restart.argv):
                     if await self.supervisor.adopt(name, orphan, svc.restart):
                         log.warning("%s: adopting pid %d, started but never recorded", name, orphan)
                         known, adopted = orphan, True

@@ -20,14 +20,14 @@ from typing import Any, Literal, Union
 
 import msgspec
 
-from hbsm.config.errors import ConfigError
+from hbsm.config.errors import ConfigError, key_part
 from hbsm.config.model import Config, fields_of
 
 __all__ = ["MAX_FILE_BYTES", "decode_config", "read_toml"]
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _DICT_KEY = object()  # msgspec writes `[...]` for "some key of this table"
 _PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[\.\.\.\]")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_POSITION = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
 _TYPE_WORDS = {
     "int": "an integer",
@@ -164,10 +164,10 @@ def explain(message: str, raw: Any) -> tuple[str | None, str]:
             reason += f" (did you mean {close[0]!r}?)"
         elif known:
             reason += f" (known keys: {', '.join(known)})"
-        return _join(key, _key_part(field)), reason
+        return _join(key, key_part(field)), reason
     m = re.fullmatch(r"Object missing required field `(.+)`", text)
     if m:
-        return _join(key, _key_part(m[1])), "is required"
+        return _join(key, key_part(m[1])), "is required"
     if text.startswith("Invalid enum value"):
         choices = _literal_values(tp)
         if choices:
@@ -203,7 +203,9 @@ def _follow(path: str, raw: Any) -> tuple[str | None, Any, Any]:
             i = int(index)
             item = value[i] if isinstance(value, list) and i < len(value) else None
             name = item.get("name") if isinstance(item, Mapping) else None
-            label = name if key == "services" and isinstance(name, str) and name else str(i)
+            # A service by its name, when it is one a key can carry as is (else its index).
+            named = key == "services" and isinstance(name, str) and _SAFE_NAME.fullmatch(name)
+            label = name if named else str(i)
             key = f"{key or ''}[{label}]"
             value = item
             tp = _item_type(tp)
@@ -213,7 +215,7 @@ def _follow(path: str, raw: Any) -> tuple[str | None, Any, Any]:
             if bad is None:
                 key, value = _join(key, "*"), None
             else:
-                key, value = _join(key, _key_part(bad)), value[bad]
+                key, value = _join(key, key_part(bad)), value[bad]
     return key, value, tp
 
 
@@ -273,11 +275,6 @@ def _literal_values(tp: Any) -> tuple[Any, ...]:
 
 def _join(prefix: str | None, part: str) -> str:
     return f"{prefix}.{part}" if prefix else part
-
-
-def _key_part(name: str) -> str:
-    """A table key as TOML would write it in a dotted key."""
-    return name if _BARE_KEY.fullmatch(name) else f'"{name}"'
 
 
 def _show(value: Any) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError"]
+import re
+
+__all__ = ["ConfigError", "key_part"]
 
 # Environment variables whose value must never be echoed back in an error message.
 _SECRET_VARS = frozenset({"HEARTBEAT_ADMIN_TOKEN"})
@@ -49,6 +51,29 @@ class ConfigError(Exception):
         return cls(
             f"{var}={_show_env_value(var, value)}: {reason}", source=var, key=key, reason=reason
         )
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def key_part(name: str) -> str:
+    """A table key as TOML writes it in a dotted key: bare, or quoted with its escapes.
+
+    Fix (tests/reliability): a key read from the file with a control character in it (a
+    newline, say) was put in the message as is, and the one-line message then named another
+    key; quoted with TOML's escapes (`\\u000d` for a CR), it reads as the key the file has.
+    """
+    if _BARE_KEY.fullmatch(name):
+        return name
+    out = []
+    for c in name:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c.isprintable():
+            out.append(c)
+        else:  # control characters, and line breaks such as U+0085 and U+2028
+            out.append(f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
+    return '"' + "".join(out) + '"'
 
 
 def _rebuild(message: str, source: str | None, key: str | None, reason: str) -> ConfigError:

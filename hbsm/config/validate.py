@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from hbsm.config.errors import ConfigError
+from hbsm.config.errors import ConfigError, key_part
 from hbsm.config.model import Config, ServiceConfig, fields_of
 from hbsm.state import ERROR_CLASSES, RESTART_STEP, Policy
 
@@ -87,7 +87,7 @@ def _bad_numbers(value: Any, key: str | None) -> Iterator[tuple[str, str]]:
             yield from _bad_numbers(getattr(value, f.name), _join(key, f.encode_name))
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from _bad_numbers(v, _join(key, str(k)))
+            yield from _bad_numbers(v, _join(key, key_part(str(k))))
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
             label = v.name if isinstance(v, ServiceConfig) and v.name else str(i)
@@ -246,7 +246,7 @@ def _check_restart(k: str, service: ServiceConfig, blame: Blame) -> None:
 
 def _check_steps(k: str, service: ServiceConfig, blame: Blame, steps: frozenset[str]) -> None:
     for name, settings in service.steps.items():
-        sk = f"{k}.steps.{name}"
+        sk = f"{k}.steps.{key_part(name)}"
         if name == RESTART_STEP:
             raise blame(sk, "restart settings go under [services.restart], not steps.restart")
         if name not in steps:
@@ -276,7 +276,8 @@ def _check_ladders(
             close = difflib.get_close_matches(cls, ERROR_CLASSES, n=1)
             if close:
                 reason += f" (did you mean {close[0]!r}?)"
-            raise blame(f"{prefix}ladders.{cls}", f"{reason}; one of {', '.join(ERROR_CLASSES)}")
+            where = f"{prefix}ladders.{key_part(cls)}"
+            raise blame(where, f"{reason}; one of {', '.join(ERROR_CLASSES)}")
     for key, lad in _ladders(ladder, ladders):
         for step in lad:
             if step not in steps:

@@ -92,6 +92,7 @@ def _op(
 def _paths() -> dict[str, Any]:
     admin_result = _json(bodies.AdminResult, "the action's outcome")
     read_only = _error("this instance only reads a log: no monitor to act on")
+    not_json = _error("a request body that is not JSON (none is needed; any JSON is ignored)")
     return {
         "/health": {
             "get": _op(
@@ -138,7 +139,7 @@ def _paths() -> dict[str, Any]:
         "/admin/heartbeat/start": {
             "post": _op(
                 "Start monitoring (idempotent; recorded as an admin event)",
-                {"200": admin_result, "409": read_only},
+                {"200": admin_result, "400": not_json, "409": read_only},
                 admin=True,
                 operationId="heartbeatStart",
             )
@@ -146,7 +147,7 @@ def _paths() -> dict[str, Any]:
         "/admin/heartbeat/stop": {
             "post": _op(
                 "Stop monitoring (idempotent; recorded as an admin event)",
-                {"200": admin_result, "409": read_only},
+                {"200": admin_result, "400": not_json, "409": read_only},
                 admin=True,
                 operationId="heartbeatStop",
             )
@@ -156,6 +157,7 @@ def _paths() -> dict[str, Any]:
                 "A per-service action (recorded as an admin event)",
                 {
                     "200": admin_result,
+                    "400": not_json,
                     "404": _error("no such service or action"),
                     "409": read_only,
                 },

@@ -233,7 +233,9 @@ class ApiState:
                     allowed=False,
                     suppressed=suppressed,
                 )
-            except (KeyError, LogError) as exc:
+            except KeyError:
+                return  # no such service (any more): nothing to record it against
+            except LogError as exc:
                 log.warning("admin %s refused, and could not be recorded: %s", what, exc)
         if not recorded:  # a full disk, say: counted again, recorded with a later one
             self.refusals.unrecorded(attempt, suppressed)

@@ -37,6 +37,7 @@ from hbsm.api.views import wants_health_json
 from hbsm.flask.sources import READ_ONLY_MESSAGE as _READ_ONLY
 from hbsm.flask.sources import HeartbeatSource, NotRunning, ReadOnly
 from hbsm.flask.views import Answer, Views
+from hbsm.log import LogError
 
 __all__ = ["ADMIN_ROUTES", "HEALTH_ROUTES", "heartbeat_blueprint"]
 
@@ -232,6 +233,9 @@ def _guarded(view: Callable[..., Response]) -> Callable[..., Response]:
             return view(**kwargs)
         except NotRunning as exc:
             return _error(503, str(exc))
+        except LogError as exc:
+            # The event log cannot be written (a full disk): the action was not carried out.
+            return _error(503, f"the monitor cannot record this action now: {exc}")
         except Exception:
             # JSON like every other answer of these routes; the traceback goes to the log.
             log.exception("%s %s failed", request.method, request.path)

@@ -28,6 +28,7 @@ from hbsm.projection import Projection
 
 if TYPE_CHECKING:
     from hbsm.flask.embedded import MonitorThread
+    from hbsm.monitor.runtime import Outage
 
 __all__ = [
     "READ_ONLY_MESSAGE",
@@ -95,6 +96,11 @@ class HeartbeatSource(abc.ABC):
         (called under the guard); None: the projection's word."""
         return None
 
+    def outage(self) -> Outage | None:
+        """Set while the monitor cannot write its log; None when it can, or when only the
+        writer could know (a follower sees the log stop growing, not why)."""
+        return None
+
     @abc.abstractmethod
     def admin(
         self, action: str, *, who: str, source: str, allowed: bool, suppressed: int = 0
@@ -135,11 +141,19 @@ class EmbeddedSource(HeartbeatSource):
         monitor = self.runner.monitor
         return monitor.heartbeat_running if monitor is not None else None
 
+    def outage(self) -> Outage | None:
+        monitor = self.runner.monitor
+        return monitor.outage if monitor is not None else None
+
     def version(self) -> Hashable:
         monitor = self.runner.monitor
         if monitor is None:
             raise NotRunning(self.runner.why_not_running())
-        return monitor.projection.version
+        outage = monitor.outage
+        # An outage changes no projection version (nothing is appended): it is part of the key.
+        if outage is None:
+            return monitor.projection.version
+        return (monitor.projection.version, outage.since, outage.skipped)
 
     def read(self, fn: Callable[[Projection], T]) -> T:
         async def call() -> T:

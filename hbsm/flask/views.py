@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -23,6 +23,9 @@ from hbsm.api.bodies import DetailedHealth, HealthJson, HeartbeatStatus, Service
 from hbsm.events import MonitorView
 from hbsm.flask.sources import HeartbeatSource
 from hbsm.projection import Projection
+
+if TYPE_CHECKING:
+    from hbsm.monitor.runtime import Outage
 
 __all__ = ["Views"]
 
@@ -55,12 +58,14 @@ class Views:
 
     def health(self) -> Answer:
         now = self.source.clock()
-        body, code = self._part("health", lambda p: bodies.health(p, now=now))
+        outage = self.source.outage()
+        body, code = self._part("health", lambda p: bodies.health(p, now=now, outage=outage))
         return code, bodies.encode(msgspec.structs.replace(body, timestamp=bodies.iso(now)))
 
     def detailed(self, *, show_targets: bool) -> Answer:
         now = self.source.clock()
-        version, part = self._versioned("detailed", lambda p: _detailed(p, now))
+        outage = self.source.outage()
+        version, part = self._versioned("detailed", lambda p: _detailed(p, now, outage))
         body = part.body
         services = self._derived(version, ("detailed", show_targets),
                                  lambda: _encode_services(body, show_targets))  # fmt: skip
@@ -80,7 +85,8 @@ class Views:
     def service(self, name: str, *, show_target: bool) -> Answer | None:
         """None: no such service."""
         now = self.source.clock()
-        version, part = self._versioned("detailed", lambda p: _detailed(p, now))
+        outage = self.source.outage()
+        version, part = self._versioned("detailed", lambda p: _detailed(p, now, outage))
         one = part.body.services.get(name)
         if one is None:
             return None
@@ -90,7 +96,10 @@ class Views:
     def health_json(self, name: str | None = None) -> Answer | None:
         """`application/health+json` of every service, or of one (None: no such service)."""
         now = self.source.clock()
-        version, (body, code) = self._versioned("health+json", lambda p: _health_json(p, now))
+        outage = self.source.outage()
+        version, (body, code) = self._versioned(
+            "health+json", lambda p: _health_json(p, now, outage)
+        )
         if name is None:
             return code, self._derived(version, ("health+json", None), lambda: bodies.encode(body))
         key = f"{name}:responseTime"
@@ -159,19 +168,25 @@ class _Status(msgspec.Struct):
     started_at: float | None
 
 
-def _detailed(projection: Projection, now: float) -> _Detailed:
-    body, code = bodies.detailed_health(projection, now=now, show_targets=True)
+def _detailed(projection: Projection, now: float, outage: Outage | None) -> _Detailed:
+    body, code = bodies.detailed_health(projection, now=now, show_targets=True, outage=outage)
     return _Detailed(body=body, code=code, started_at=projection.monitor.started_at)
 
 
-def _health_json(projection: Projection, now: float) -> tuple[HealthJson, int]:
-    return bodies.health_json(projection, now=now, version=release_id(projection.monitor))
+def _health_json(
+    projection: Projection, now: float, outage: Outage | None
+) -> tuple[HealthJson, int]:
+    return bodies.health_json(
+        projection, now=now, version=release_id(projection.monitor), outage=outage
+    )
 
 
 def _status(source: HeartbeatSource, projection: Projection, now: float) -> _Status:
     m = projection.monitor
     config = source.config_view(projection)
-    body = bodies.heartbeat_status(projection, now=now, log_path=source.log_path, config=config)
+    body = bodies.heartbeat_status(
+        projection, now=now, log_path=source.log_path, config=config, outage=source.outage()
+    )
     running = source.scheduler_running()
     if running is not None:
         # The scheduler itself, not what the log last said about it.

@@ -11,7 +11,7 @@ import pytest
 from heartbeat_support import events, flask_app, make_config, service, wait_for
 
 from hbsm.api import bodies
-from hbsm.events import Admin, MonitorStopped
+from hbsm.events import Admin, LogOutage, MonitorStopped
 from hbsm.flask import init_heartbeat
 from hbsm.log import LogLockedError
 
@@ -374,3 +374,34 @@ def test_concurrent_requests_while_probing(embedded, target, log_path):
             t.join(30)
     assert not problems, problems[:3]
     assert served[0] > 100
+
+
+def test_an_unwritable_log_is_503_on_health_and_refuses_admin(embedded, target, log_path):
+    # The blueprint relays the monitor's outage as the standalone app does (a real full disk:
+    # tests/reliability/test_disk_full.py); here the store's writes fail (ENOSPC).
+    app, handle = embedded(two_services(target, log_path))
+    client = app.test_client()
+    wait_probed(client, "api", "login_page")
+    monitor = handle.monitor
+    assert monitor is not None
+
+    def disk_full() -> None:
+        raise OSError(28, "No space left on device")
+
+    monitor.store.flush = disk_full  # type: ignore[method-assign]
+    wait_for(lambda: client.get("/health").status_code == 503, "/health 503")
+    body = decode(client.get("/health"), bodies.Health)
+    assert body.status == "unhealthy" and not body.event_log.writable
+    assert "No space left on device" in body.event_log.error
+    detailed = decode(client.get("/health/detailed"), bodies.DetailedHealth)
+    assert detailed.event_log.writable is False
+    assert decode(client.get(STATUS), bodies.HeartbeatStatus).log.writable is False
+    refused = client.post(STOP)
+    assert refused.status_code == 503 and b"cannot be written" in refused.data
+    assert decode(client.get(STATUS), bodies.HeartbeatStatus).running is True
+
+    del monitor.store.flush  # writable again: the class's own flush
+    wait_for(lambda: client.get("/health").status_code == 200, "/health 200 again")
+    assert decode(client.get("/health"), bodies.Health).event_log.writable
+    handle.stop()
+    assert any(isinstance(e, LogOutage) for e in events(log_path))

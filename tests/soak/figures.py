@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.bench.bench_monitor import percentile, schedule_of
+from tests.bench.bench_monitor import percentile, schedule_of, slope
 from tests.bench.results import Record, Results
 from tests.soak.tally import LogTally, ServiceProbes
 
@@ -178,8 +178,8 @@ def _schedule(run: SoakRun, results: Results) -> None:
             ),
         )
     )
-    slope = statistics.fmean(schedule.slopes) if schedule.slopes else float("nan")
-    drift = (slope - run.interval) / run.interval * 3600
+    mean_slope = statistics.fmean(schedule.slopes) if schedule.slopes else float("nan")
+    drift = (mean_slope - run.interval) / run.interval * 3600
     add(
         Record(
             "drift (mean slope of ts vs probe index), s per hour",
@@ -189,7 +189,8 @@ def _schedule(run: SoakRun, results: Results) -> None:
             met=abs(drift) < DRIFT_LIMIT_S_PER_H,
             bench="schedule",
             note=(
-                f"mean per-service slope {slope:.5f} s per probe, {len(schedule.slopes):,} services"
+                f"mean per-service slope {mean_slope:.5f} s per probe, "
+                f"{len(schedule.slopes):,} services"
             ),
         )
     )
@@ -244,16 +245,13 @@ def _memory(run: SoakRun, results: Results) -> None:
                    bench="memory", note="no sample after the warm-up"))  # fmt: skip
         return
     warm, end = after[0], run.samples[-1]
+    minute = next((s for s in run.samples if s.elapsed >= 60), None)
+    one_minute = "" if minute is None else f", at 1 min {minute.rss / 2**20:.1f} MB"
     growth = (end.rss - warm.rss) / warm.rss
     trend = ""
     if len(after) >= 3:
-        xs = [s.elapsed / 60 for s in after]
-        ys = [s.rss / 1024 for s in after]
-        mx, my = statistics.fmean(xs), statistics.fmean(ys)
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
-            (x - mx) ** 2 for x in xs
-        )
-        trend = f"; trend after warm-up {slope:+.0f} KB/min"
+        per_minute = slope([s.elapsed / 60 for s in after], [s.rss / 1024 for s in after])
+        trend = f"; trend after warm-up {per_minute:+.0f} KB/min"
     add(
         Record(
             f"hbsm run RSS growth, {warm.elapsed:.0f} s -> {end.elapsed:.0f} s",
@@ -264,8 +262,8 @@ def _memory(run: SoakRun, results: Results) -> None:
             bench="memory",
             note=(
                 f"RSS {warm.rss / 2**20:.1f} MB -> {end.rss / 2**20:.1f} MB, peak (VmHWM) "
-                f"{end.hwm / 2**20:.1f} MB; first sample {run.samples[0].rss / 2**20:.1f} MB"
-                f"{trend}"
+                f"{end.hwm / 2**20:.1f} MB; at {run.samples[0].elapsed:.0f} s "
+                f"{run.samples[0].rss / 2**20:.1f} MB{one_minute}{trend}"
             ),
         )
     )

@@ -191,8 +191,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> tuple[SoakRun, dict[str, An
             if not monitor.alive():
                 raise RuntimeError(f"hbsm run exited ({monitor.process.returncode}) mid-run")
             now = time.monotonic()
+            read_until = time.time()  # before the poll: it reads everything written by then
             tally.poll()
-            read_until = time.time()
             new_lags = lag.update(read_until)
             cpu = monitor.cpu_seconds()
             rss, hwm = monitor.memory()
@@ -222,8 +222,9 @@ def soak(args: argparse.Namespace, workdir: Path) -> tuple[SoakRun, dict[str, An
         api_final = api.finish()
         api = None
         monitor_exit = monitor.terminate()
+        read_until = time.time()
         tally.poll()
-        lag.update(time.time())
+        lag.update(read_until)
         caught_up = dashboard.wait_for(tally.last_seq, 30)
         dashboard_alive = dashboard.process.poll() is None
         dashboard.__exit__(None, None, None)

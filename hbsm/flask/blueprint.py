@@ -112,8 +112,10 @@ def heartbeat_blueprint(
         try:
             source.admin(attempt.action, who=attempt.who, source=attempt.source, allowed=False,
                          suppressed=suppressed)  # fmt: skip
-        except (NotRunning, ReadOnly):
-            limiter.unrecorded(attempt, suppressed)  # recorded with a later one
+        except (NotRunning, ReadOnly, LogError):
+            # Not recorded now (no monitor, a full disk): counted again, recorded with a later
+            # one; the refused client gets its denial all the same.
+            limiter.unrecorded(attempt, suppressed)
 
     @bp.before_request
     def record_due_refusals() -> None:

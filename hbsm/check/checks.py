@@ -337,7 +337,8 @@ def _decode(
         raise _Failed(f"Content-Type {got or 'missing'}, expected {media_type}", code)
     try:
         return msgspec.json.decode(response.content, type=kind)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string.
         raise _Failed(f"not a valid {kind.__name__} body: {exc}", code) from None
 
 
@@ -345,7 +346,7 @@ def _error_text(response: httpx.Response) -> str:
     """': <message>' of an ErrorBody answer, if it is one."""
     try:
         body = msgspec.json.decode(response.content, type=ErrorBody)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return ""
     return f": {body.error}"
 

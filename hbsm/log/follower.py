@@ -330,7 +330,9 @@ class LogFollower(Follower):
         return True
 
     def _fresh(self, events: list[Event | OpaqueEvent]) -> list[Event | OpaqueEvent]:
-        if events and events[0].seq <= self._drop_upto:
+        # As hbsm.log.reader._after: nothing to drop "after seq 0", so an event without its seq
+        # (seq 0) is delivered, not silently lost.
+        if self._drop_upto > 0 and events and events[0].seq <= self._drop_upto:
             events = events[bisect.bisect_right(events, self._drop_upto, key=_seq_of) :]
         self.stats.events += len(events)
         return events

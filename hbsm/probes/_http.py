@@ -128,7 +128,8 @@ def _body_failure(
         return None
     try:
         document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string.
         return f"body{where} is not JSON"
     value = json_lookup(document, config.json_field)
     if value is _MISSING:

@@ -38,6 +38,14 @@ def poll_until(follower: LogFollower, last_seq: int, timeout: float = 20.0) -> l
     return seen
 
 
+def test_an_event_without_its_seq_is_delivered_not_dropped(tmp_path: Path) -> None:
+    # A line without `seq` decodes as seq 0; "from the start" drops nothing, as read_history.
+    path = tmp_path / "heartbeat.jsonl"
+    path.write_bytes(b'{"type":"probe","ts":1.0,"service":"a","ok":true}\n' + line(1))
+    with LogFollower(path) as follower:
+        assert seqs(follower.poll()) == [0, 1]
+
+
 def test_a_partial_line_waits_for_its_newline(tmp_path: Path) -> None:
     path = tmp_path / "heartbeat.jsonl"
     path.write_bytes(line(1))

@@ -23,6 +23,7 @@ def test_the_public_api_is_exactly_the_agreed_one() -> None:
             "MemoryEventLog",
             "Position",
             "ReadStats",
+            "SegmentPrunedError",
             "read_blocks",
             "read_history",
             "segment_paths",

@@ -135,8 +135,10 @@ class _Connection(asyncio.Protocol):
             self.busy = True
             self.writer = loop.create_task(self._huge(int(arg)))
         elif route == "body":
-            query = parse_qs(url.query)
-            body = query.get("text", [""])[0].encode()
+            # Latin-1 maps each percent-decoded byte to one character and back: the body is
+            # exactly the bytes asked for, invalid UTF-8 included.
+            query = parse_qs(url.query, encoding="latin-1")
+            body = query.get("text", [""])[0].encode("latin-1")
             content_type = query.get("type", ["text/plain"])[0]
             self._write(_response(int(query.get("status", ["200"])[0]), body, content_type))
         elif route == "redirect":

@@ -19,7 +19,7 @@ from .servers import GarbageTarget, HttpTarget, closed_port
 HEALTH = {"status": "up", "checks": {"db": "ok", "queue": 3}, "nodes": [{"name": "a"}]}
 
 
-def body_url(target: HttpTarget, text: str, content_type: str = "application/json") -> str:
+def body_url(target: HttpTarget, text: str | bytes, content_type: str = "application/json") -> str:
     return target.url(f"/body?text={quote(text)}&type={quote(content_type)}")
 
 
@@ -127,6 +127,16 @@ async def test_slow_success_is_a_failure(prober: Prober, target: HttpTarget) -> 
     assert "slow_ms 50" in result.detail
     fast_enough = await prober.probe(service(target.url("/ok"), slow_ms=60_000))
     assert fast_enough.ok
+
+
+async def test_invalid_utf8_in_a_json_string_is_a_body_mismatch(
+    prober: Prober, target: HttpTarget
+) -> None:
+    # msgspec raises UnicodeDecodeError, not DecodeError, for it: once a probe crash ("other").
+    url = body_url(target, b'{"status": "up\xff"}')
+    result = await prober.probe(service(url, json_field="status", json_equals="up"))
+    assert_failed(result, "body_mismatch")
+    assert "not JSON" in result.detail
 
 
 async def test_body_contains(prober: Prober, target: HttpTarget) -> None:

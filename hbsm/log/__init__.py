@@ -7,7 +7,8 @@ readers the replay, the API and the dashboard use.
 
 Exceptions: LogError ⊃ LogLockedError (another writer holds the lock), CorruptLineError (a bad
 line, with file and line number), SegmentPrunedError (a follower fell behind retention: the
-segment it needed next was deleted; `LogFollower.skip_pruned()` goes on past the loss). A bad argument (an unknown fsync policy, say) is a ValueError.
+segment it needed next was deleted; `LogFollower.skip_pruned()` goes on past the loss). A bad
+argument (an unknown fsync policy, say) is a ValueError.
 """
 
 from hbsm.log.errors import CorruptLineError, LogError, LogLockedError

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from hbsm.config import ConfigError, LoadedConfig, load_config
 from hbsm.log import LogError
-from hbsm.monitor.build import open_monitor
 
 __all__ = ["add_parser", "run", "serve"]
 
@@ -123,6 +122,7 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
     is refused for the log (exit 3) whatever the port."""
     from hbsm.api import MonitorSource, create_app
     from hbsm.api.server import ApiServer, bind
+    from hbsm.monitor.build import open_monitor  # heavy: only `hbsm run` needs it
 
     config = loaded.config
     log_path = Path(config.log.path)

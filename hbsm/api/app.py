@@ -43,7 +43,13 @@ from hbsm.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hbsm.api.metrics import Metrics
 from hbsm.api.openapi import ADMIN_ACTIONS, document
 from hbsm.api.refusals import Attempt, RefusalLimiter
-from hbsm.api.security import WWW_AUTHENTICATE, Decision, authorize, client_label
+from hbsm.api.security import (
+    WWW_AUTHENTICATE,
+    Decision,
+    admin_body_problem,
+    authorize,
+    client_label,
+)
 from hbsm.api.source import ApiSource
 from hbsm.api.sse import event_stream, parse_seq
 from hbsm.api.views import Answer, Views, error, wants_health_json
@@ -352,18 +358,8 @@ class ApiState:
 
 
 async def body_problem(request: Request) -> str | None:
-    """Why the body of an admin request is refused, or None. The routes take no body: an
-    empty one, or any JSON (ignored), is fine; anything else says the client is confused, and
-    it gets a 400 rather than an action it may not have meant."""
-    body = await request.body()  # bounded by BodyLimit
-    if not body.strip():
-        return None
-    try:
-        msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeError) as exc:
-        why = " ".join(str(exc).split())[:120]
-        return f"request body is not JSON ({why}); admin routes take no body, or a JSON one"
-    return None
+    """Why the body of an admin request is refused (see admin_body_problem), or None."""
+    return admin_body_problem(await request.body())  # bounded by BodyLimit
 
 
 class BodyLimit:

@@ -27,9 +27,12 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import msgspec
+
 __all__ = [
     "WWW_AUTHENTICATE",
     "Decision",
+    "admin_body_problem",
     "authorize",
     "bearer_token",
     "binds_loopback_only",
@@ -186,3 +189,17 @@ def binds_loopback_only(host: str) -> bool:
     except (OSError, UnicodeError):
         return False
     return bool(infos) and all(is_loopback(str(info[4][0])) for info in infos)
+
+
+def admin_body_problem(body: bytes) -> str | None:
+    """Why the body of an admin request is refused (a 400), or None. The admin routes take no
+    body: an empty one, or any JSON (ignored), is fine; anything else says the client is
+    confused, and it gets a 400 rather than an action it may not have meant."""
+    if not body.strip():
+        return None
+    try:
+        msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        why = " ".join(str(exc).split())[:120]
+        return f"request body is not JSON ({why}); admin routes take no body, or a JSON one"
+    return None

@@ -25,14 +25,19 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 from flask import Blueprint, Response, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from hbsm.api.bodies import ErrorBody, encode
 from hbsm.api.refusals import Attempt, RefusalLimiter
-from hbsm.api.security import WWW_AUTHENTICATE, Decision, authorize, client_label
+from hbsm.api.security import (
+    WWW_AUTHENTICATE,
+    Decision,
+    admin_body_problem,
+    authorize,
+    client_label,
+)
 from hbsm.api.views import wants_health_json
 from hbsm.flask.sources import READ_ONLY_MESSAGE as _READ_ONLY
 from hbsm.flask.sources import HeartbeatSource, NotRunning, ReadOnly
@@ -213,14 +218,8 @@ def _body_problem() -> tuple[int, str] | None:
     body = request.stream.read(MAX_BODY + 1)
     if len(body) > MAX_BODY:  # sent without a length (chunked)
         return 413, f"request body larger than {MAX_BODY} bytes"
-    if not body.strip():
-        return None
-    try:
-        msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeError) as exc:
-        why = " ".join(str(exc).split())[:120]
-        return 400, f"request body is not JSON ({why}); admin routes take no body, or a JSON one"
-    return None
+    problem = admin_body_problem(body)
+    return (400, problem) if problem is not None else None
 
 
 def _unknown_service(name: str) -> Response:

@@ -13,23 +13,22 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from monitor.conftest import Harness, make_config, start_monitor
 
-from hbsm.config import Config, LogConfig, NotifyConfig, ServiceConfig
+from hbsm.config import Config, ServiceConfig
 from hbsm.config.model import RestartConfig, StepConfig
 from hbsm.events import Probe, RepairStarted, RestartFinished, RestartStarted, Transition
-from hbsm.log import FileEventLog
-from hbsm.monitor import Monitor
-from hbsm.notify import Notifier
-from hbsm.probes import Prober
 from hbsm.repair import RepairRunner, Supervisor
 from hbsm.repair._base import DEFAULT_OUTPUT_LIMIT
 from hbsm.repair._process import alive, group_gone
+
+__all__ = ["start_monitor"]  # tests/monitor's fixture, used here
 
 
 def _load_monitor_support() -> Any:
@@ -293,74 +292,9 @@ async def test_a_supervised_service_outlives_a_sigkilled_hbsm_to_be_adopted(
 # --- end to end through the Monitor ------------------------------------------------------------
 
 
-class Run:
-    def __init__(self, monitor: Monitor, store: FileEventLog, path: Path) -> None:
-        self.monitor, self.store, self.path = monitor, store, path
-        self.stopped = False
-
-    def history(self) -> list[Any]:
-        return support.events(self.path)
-
-    async def stop(self) -> list[Any]:
-        """Stop the monitor, close the log; the whole history as the log holds it."""
-        if not self.stopped:
-            self.stopped = True
-            try:
-                await self.monitor.stop("test over", grace=5.0)
-            finally:
-                self.store.close()
-        return self.history()
-
-    def state(self, name: str) -> str:
-        return self.monitor.states[name].state
-
-
-@pytest.fixture
-async def start_monitor(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Run]]]:
-    """`start_monitor(services, **settings)`: a Monitor wired to real parts, as in
-    tests/monitor/conftest.py; stopped at the end whatever the outcome."""
-    runs: list[Run] = []
-
-    async def start(services: list[ServiceConfig], **settings: Any) -> Run:
-        path = tmp_path / "events.log"
-        config = support.check_config(
-            Config(
-                **{
-                    "check_interval": 0.2,
-                    "max_retries": 2,
-                    "restart_cooldown": 1.0,
-                    "cooldown_max": 1.0,
-                    "log": LogConfig(path=str(path)),
-                    "notify": NotifyConfig(webhooks=[]),
-                    "services": services,
-                    **settings,
-                }
-            )
-        )
-        store = FileEventLog.open(path, fsync=config.log.fsync)
-        supervisor = Supervisor(output_dir=tmp_path / "out")
-        monitor = Monitor(
-            config,
-            store=store,
-            prober=Prober(concurrency=config.concurrency),
-            repairs=RepairRunner(supervisor=supervisor, log_dir=tmp_path / "out"),
-            supervisor=supervisor,
-            notifier=Notifier(config.notify),
-        )
-        run = Run(monitor, store, path)
-        runs.append(run)
-        try:
-            await monitor.start()
-        except BaseException:
-            run.stopped = True
-            store.close()
-            raise
-        return run
-
-    yield start
-    for run in runs:
-        with contextlib.suppress(Exception):
-            await run.stop()
+def monitor_config(tmp_path: Path, services: list[ServiceConfig]) -> Config:
+    # tests/monitor's thresholds, with a 1 s cooldown so a retried restart comes soon.
+    return make_config(tmp_path / "events.log", services, restart_cooldown=1.0, cooldown_max=1.0)
 
 
 def down_service(port: int, argv: list[str], timeout: float, on_failure: str) -> ServiceConfig:
@@ -378,12 +312,12 @@ def down_service(port: int, argv: list[str], timeout: float, on_failure: str) ->
 
 
 async def test_a_hanging_restart_command_leaves_the_service_failed(
-    tmp_path: Path, start_monitor: Callable[..., Awaitable[Run]]
+    tmp_path: Path, start_monitor: Callable[[Config], Awaitable[Harness]]
 ) -> None:
     script = f'sleep 304.5 & echo $! > "{tmp_path}/grandchild.pid"; echo "$1"; wait'
     with support.closed_port() as port:
         svc = down_service(port, shell(script, "restarting api"), TIMEOUT, "failed")
-        run = await start_monitor([svc])
+        run = await start_monitor(monitor_config(tmp_path, [svc]))
         await support.wait_for(lambda: run.state("api") == "failed", "api failed", 30.0)
         history = await run.stop()
     grandchild = read_pid(tmp_path / "grandchild.pid")
@@ -406,11 +340,13 @@ async def test_a_hanging_restart_command_leaves_the_service_failed(
 
 
 async def test_a_failing_restart_command_printing_100_mb_is_retried_when_configured(
-    tmp_path: Path, start_monitor: Callable[..., Awaitable[Run]]
+    tmp_path: Path, start_monitor: Callable[[Config], Awaitable[Harness]]
 ) -> None:
     script = f'yes "hbsm flood" | head -c {HUNDRED_MB}; echo "cannot restart"; exit 5'
     with support.closed_port() as port, memory_watch() as memory:
-        run = await start_monitor([down_service(port, shell(script), 60, "degraded")])
+        run = await start_monitor(
+            monitor_config(tmp_path, [down_service(port, shell(script), 60, "degraded")])
+        )
         await support.wait_for(
             lambda: len(support.of(run.history(), RestartFinished, "api")) >= 2,
             "a second restart after the first failed",

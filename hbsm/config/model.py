@@ -139,9 +139,19 @@ class SmtpConfig(_Frozen, frozen=True):
 
 
 class NotifyConfig(_Frozen, frozen=True):
-    # Which happenings notify: restart, failed, recovered, repair_failed.
-    on: list[Literal["restart", "failed", "recovered", "repair_failed"]] = msgspec.field(
-        default_factory=lambda: ["restart", "failed", "recovered", "repair_failed"]
+    # Which happenings notify: restart, failed, recovered, repair_failed, and the monitor's
+    # own log_unwritable / log_writable (its event log cannot be written, e.g. a full disk).
+    on: list[
+        Literal["restart", "failed", "recovered", "repair_failed", "log_unwritable", "log_writable"]
+    ] = msgspec.field(
+        default_factory=lambda: [
+            "restart",
+            "failed",
+            "recovered",
+            "repair_failed",
+            "log_unwritable",
+            "log_writable",
+        ]
     )
     webhooks: list[WebhookConfig] = []
     smtp: SmtpConfig | None = None

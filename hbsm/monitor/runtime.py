@@ -40,7 +40,8 @@ from hbsm.events import (
 from hbsm.fsm import ServiceMachine, decide
 from hbsm.log import EventStore, LogError
 from hbsm.monitor.orphans import Orphans
-from hbsm.notify import Notifier
+from hbsm.notify import Notice, Notifier
+from hbsm.notify.notice import LEVELS, iso_utc
 from hbsm.probes import Prober, Scheduler
 from hbsm.projection import Projection
 from hbsm.repair import RepairRunner, Supervisor, SupervisorError
@@ -57,6 +58,9 @@ FLUSH_EVERY = 0.2
 _EFFECT_STATES = frozenset({"repairing", "restarting"})
 # The events of the history the notifier learns from on start (see Notifier.remember).
 _REMEMBERED = (Transition, Notification, RestartStarted, RepairFinished, Snapshot)
+# At most one log_unwritable notice (and its log_writable) this often: a disk at the edge of
+# full may refuse and take writes by turns.
+OUTAGE_NOTICE_EVERY = 300.0
 # /proc/stat's btime is in whole seconds: how much later than recorded a process may seem to
 # have started and still be the one recorded.
 _START_SLACK = 1.0
@@ -72,6 +76,7 @@ class Outage(msgspec.Struct, kw_only=True):
     since: float
     error: str
     skipped: int = 0
+    noticed: bool = False  # a log_unwritable notice went out for it
 
 
 class Monitor:
@@ -109,6 +114,7 @@ class Monitor:
         # Set while the log refuses writes: nothing is probed, decided or started until it
         # takes them again (DESIGN §1, no record, no side effect). Read by the API's /health.
         self.outage: Outage | None = None
+        self._outage_noticed_at: float | None = None
         self.started_at: float | None = None
         # When the log last named each supervised service's pid: a process that started later
         # is not that one (see _same_process).
@@ -196,7 +202,8 @@ class Monitor:
                 self.store.flush()
                 if self.outage is None:
                     return
-                self._record_outage_end()  # and write that too
+                # Written too; not notified: the notifier is closing (the stderr says it).
+                self._record_outage_end(notify=False)
                 continue
             except OSError as exc:
                 if loop.time() >= deadline:
@@ -438,26 +445,55 @@ class Monitor:
     def _log_failed(self, exc: OSError) -> None:
         if self.outage is not None:
             return  # said once, when it began; the flusher retries quietly
-        self.outage = Outage(since=self.clock(), error=str(exc))
+        path = getattr(self.store, "path", "")
+        self.outage = outage = Outage(since=self.clock(), error=str(exc))
         log.error(
             "cannot write the event log %s (%s): no probe, repair or restart until it can; "
             "retrying every %.1f s",
-            getattr(self.store, "path", ""),
+            path,
             exc,
             FLUSH_EVERY,
         )
+        last = self._outage_noticed_at
+        if last is None or outage.since - last >= OUTAGE_NOTICE_EVERY:
+            # The one side effect that does not wait for its record: it says that nothing can
+            # be recorded. Its Notification events are written once the log takes writes.
+            outage.noticed = True
+            self._outage_noticed_at = outage.since
+            self._notify_outage(
+                "log_unwritable",
+                outage,
+                f"hbsm cannot write its event log {path} ({exc}): it probes nothing and starts "
+                "no repair or restart until it can",
+            )
 
-    def _record_outage_end(self) -> None:
+    def _record_outage_end(self, *, notify: bool = True) -> None:
         outage, self.outage = self.outage, None
         assert outage is not None
         now = self.clock()
         self._append([LogOutage(ts=now, since=outage.since, error=outage.error,
                                 skipped=outage.skipped)])  # fmt: skip
-        log.warning(
-            "the event log is writable again after %.1f s; %d probes were not run meanwhile",
-            now - outage.since,
-            outage.skipped,
+        text = (
+            f"the event log is writable again after {now - outage.since:.1f} s; "
+            f"{outage.skipped} probes were not run meanwhile"
         )
+        log.warning("%s", text)
+        if notify and outage.noticed:
+            self._notify_outage("log_writable", outage, f"hbsm: {text}")
+
+    def _notify_outage(self, kind: Any, outage: Outage, message: str) -> None:
+        if kind not in self.config.notify.on:
+            return
+        notice = Notice(
+            service="",
+            kind=kind,
+            incident=f"event-log@{iso_utc(outage.since)}",
+            level=LEVELS[kind],
+            message=message,
+            ts=self.clock(),
+            details={"error": outage.error, "probes_not_run": outage.skipped},
+        )
+        self._spawn(self._notify(notice))
 
     def _log_writable_again(self) -> None:
         """Record the outage that just ended, and take up what it left waiting."""

@@ -8,13 +8,25 @@ from typing import Any, Final, Literal
 
 __all__ = ["KINDS", "LEVELS", "Notice", "NoticeKind", "iso_utc", "webhook_body"]
 
-NoticeKind = Literal["restart", "failed", "recovered", "repair_failed"]
-KINDS: Final[tuple[NoticeKind, ...]] = ("restart", "failed", "recovered", "repair_failed")
+NoticeKind = Literal[
+    "restart", "failed", "recovered", "repair_failed", "log_unwritable", "log_writable"
+]
+KINDS: Final[tuple[NoticeKind, ...]] = (
+    "restart",
+    "failed",
+    "recovered",
+    "repair_failed",
+    "log_unwritable",
+    "log_writable",
+)
 LEVELS: Final[dict[str, str]] = {
     "restart": "warning",
     "failed": "critical",
     "recovered": "info",
     "repair_failed": "warning",
+    # The monitor's own: its event log cannot be written (it can repair nothing), or can again.
+    "log_unwritable": "critical",
+    "log_writable": "info",
 }
 
 
@@ -24,6 +36,8 @@ class Notice:
 
     `incident` names the incident ("<service>@<ISO time it began>"); `ts` is the time of the
     event that called for the notice (seconds since the epoch, UTC); `details` is plain JSON.
+    The monitor's own notices (log_unwritable, log_writable) have `service` "" and an incident
+    "event-log@<ISO time the outage began>".
     """
 
     service: str

@@ -102,7 +102,7 @@ async def _guarded(
     except Exception as exc:
         return Notification(
             ts=ts,
-            service=notice.service,
+            service=notice.service or None,  # "": the monitor's own notice
             channel=channel,
             level=notice.level,
             message=notice.message,

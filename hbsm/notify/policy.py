@@ -10,6 +10,8 @@ Kinds (only those listed in `NotifyConfig.on` go out):
 * ``recovered``: a transition to `healthy` from degraded, repairing, restarting or cooldown
   that closes a known incident which went past degraded (a repair or more). One per incident;
   never from `unknown` (the first probe), never after a blip (degraded and back).
+* ``log_unwritable`` / ``log_writable``: not planned here but by the monitor itself, which
+  alone knows that its log refuses writes (at most one pair every 5 minutes).
 * ``repair_failed``: a `repair.finished` with ok=false during an incident. One per incident:
   the first failed step says the ladder is climbing; the next ones would only repeat it. A step
   cut short by the monitor's own shutdown (`interrupted`) is not a repair failure.

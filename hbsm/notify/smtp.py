@@ -24,6 +24,8 @@ _SUBJECTS = {
     "failed": "FAILED",
     "recovered": "recovered",
     "repair_failed": "repair failed",
+    "log_unwritable": "CANNOT WRITE ITS EVENT LOG",
+    "log_writable": "event log writable again",
 }
 
 
@@ -33,7 +35,9 @@ def smtp_channel(config: SmtpConfig) -> str:
 
 def build_message(notice: Notice, config: SmtpConfig) -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = f"[hbsm] {notice.service} {_SUBJECTS.get(notice.kind, notice.kind)}"
+    subject = _SUBJECTS.get(notice.kind, notice.kind)
+    # The monitor's own notices concern no service: "[hbsm] CANNOT WRITE ITS EVENT LOG".
+    msg["Subject"] = " ".join(part for part in ("[hbsm]", notice.service, subject) if part)
     msg["From"] = config.sender
     msg["To"] = ", ".join(config.to)
     msg["Date"] = formatdate(notice.ts, usegmt=True)
@@ -78,7 +82,7 @@ async def deliver_mail(config: SmtpConfig, notice: Notice, *, ts: float) -> Noti
                 error = "refused: " + ", ".join(sorted(refused))
     return Notification(
         ts=ts,
-        service=notice.service,
+        service=notice.service or None,  # "": the monitor's own notice
         channel=smtp_channel(config),
         level=notice.level,
         message=notice.message,

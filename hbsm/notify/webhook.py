@@ -92,7 +92,7 @@ def _notification(
 ) -> Notification:
     return Notification(
         ts=ts,
-        service=notice.service,
+        service=notice.service or None,  # "": the monitor's own notice
         channel=channel,
         level=notice.level,
         message=notice.message,

@@ -30,10 +30,12 @@ import pytest
 from monitor.conftest import HbsmRun, children, hbsm_run
 from monitor.support import PY, ChildService
 from monitor.test_run_command import service_is, supervised, write_config
+from notify.servers import WebhookReceiver
 
 from hbsm.events import (
     LogOutage,
     MonitorStopped,
+    Notification,
     ProcessStarted,
     RestartFinished,
     RestartStarted,
@@ -61,6 +63,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
 
 
 def fill(disk: Path) -> Path:
@@ -102,6 +111,7 @@ def test_a_full_disk_stops_every_side_effect_and_the_monitor_resumes_when_space_
     small_disk: Path,
     children: Callable[..., ChildService],
     hbsm_run: Callable[[Path, Path], HbsmRun],
+    hook: WebhookReceiver,
 ) -> None:
     web = children("web")
     log = small_disk / "heartbeat.jsonl"
@@ -111,6 +121,10 @@ def test_a_full_disk_stops_every_side_effect_and_the_monitor_resumes_when_space_
         max_retries=1,
         restart_cooldown=0.5,
         cooldown_max=0.5,
+        notify={
+            "webhooks": [{"url": hook.url(), "retries": 0}],
+            "on": ["log_unwritable", "log_writable"],
+        },
     )
     port = next(line for line in config.read_text().splitlines() if line.startswith("port "))
     base = f"http://127.0.0.1:{port.split('=')[1].strip()}"
@@ -140,6 +154,11 @@ def test_a_full_disk_stops_every_side_effect_and_the_monitor_resumes_when_space_
     assert refused == 503 and "cannot be written" in answer["error"], answer
     assert log.read_bytes() == on_disk
     assert run.err().count("cannot write the event log") == 1, run.err()
+    # Someone is told, though it cannot be recorded yet: nothing will be repaired meanwhile.
+    run.until(lambda: len(hook.requests) == 1, "the log_unwritable notice")
+    told = hook.requests[0].json()
+    assert (told["kind"], told["level"], told["service"]) == ("log_unwritable", "critical", "")
+    assert "No space left on device" in told["message"]
 
     filler.unlink()
     run.until(lambda: get(f"{base}/health")[1]["event_log"]["writable"], "log writable again")
@@ -147,6 +166,9 @@ def test_a_full_disk_stops_every_side_effect_and_the_monitor_resumes_when_space_
     run.until(lambda: service_is(log, "web", "healthy"), "web healthy again")
     assert get(f"{base}/admin/heartbeat/status")[1]["running"] is True  # the stop was refused
     assert "the event log is writable again" in run.err()
+    run.until(lambda: len(hook.requests) == 2, "the log_writable notice")
+    assert hook.requests[1].json()["kind"] == "log_writable"
+    assert hook.requests[1].json()["incident"] == told["incident"]
 
     run.signal(signal.SIGTERM)
     assert run.wait() == 0, run.err()
@@ -154,6 +176,12 @@ def test_a_full_disk_stops_every_side_effect_and_the_monitor_resumes_when_space_
     history = list(read_history(log))
     # Nothing already recorded was lost: the log before the outage is a prefix of the log now.
     assert log.read_bytes().startswith(on_disk)
+    # Both notices are on record: the first one written once the log took writes again.
+    notices = [e for e in history if isinstance(e, Notification)]
+    assert [(n.level, n.delivered, n.service) for n in notices] == [
+        ("critical", True, None),
+        ("info", True, None),
+    ]
     (outage,) = [e for e in history if isinstance(e, LogOutage)]
     assert "No space left on device" in outage.error and outage.skipped > 0
     (restart,) = [e for e in history if isinstance(e, RestartStarted)]

@@ -115,6 +115,7 @@ class Monitor:
         # takes them again (DESIGN §1, no record, no side effect). Read by the API's /health.
         self.outage: Outage | None = None
         self._outage_noticed_at: float | None = None
+        self._stopping = False  # no new notice once stop() writes its last: the notifier closes
         self.started_at: float | None = None
         # When the log last named each supervised service's pid: a process that started later
         # is not that one (see _same_process).
@@ -187,6 +188,7 @@ class Monitor:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
         # Through an outage: what is buffered (and the outage itself) first, then the stop.
+        self._stopping = True
         await self._last_flush(loop.time() + grace)
         self._append([MonitorStopped(ts=self.clock(), pid=os.getpid(), reason=reason)])
         await self._last_flush(loop.time() + grace)
@@ -455,6 +457,8 @@ class Monitor:
             FLUSH_EVERY,
         )
         last = self._outage_noticed_at
+        if self._stopping:
+            return
         if last is None or outage.since - last >= OUTAGE_NOTICE_EVERY:
             # The one side effect that does not wait for its record: it says that nothing can
             # be recorded. Its Notification events are written once the log takes writes.

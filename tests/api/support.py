@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import msgspec
+from probes.servers import SwitchableTarget, free_port
 
 from hbsm.config import BUILTIN_STEPS, Config, LogConfig, NotifyConfig, ServiceConfig
 from hbsm.config.validate import Blame, validate
@@ -29,27 +28,6 @@ __all__ = [
 PY = sys.executable
 T = TypeVar("T")
 DEADLINE = 30.0
-
-
-def _load_probe_servers() -> ModuleType:
-    """tests/probes/servers.py, loaded by path (the test folders are not one package)."""
-    name = "_hbsm_api_test_probe_servers"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "probes" / "servers.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_servers = _load_probe_servers()
-
-
-SwitchableTarget = _servers.SwitchableTarget
-free_port = _servers.free_port
 
 
 def service(name: str, url: str, **fields: Any) -> ServiceConfig:

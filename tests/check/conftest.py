@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from check_support import support
+from probes.servers import SwitchableTarget
 
 
 @pytest.fixture(autouse=True)
@@ -38,4 +38,4 @@ def stop_later() -> Iterator[Callable[[Any], Any]]:
 
 @pytest.fixture
 def target(stop_later: Callable[[Any], Any]) -> Any:
-    return stop_later(support.SwitchableTarget().start())
+    return stop_later(SwitchableTarget().start())

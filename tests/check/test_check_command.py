@@ -9,8 +9,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import heartbeat_support as support
 import pytest
-from check_support import PY, hbsm_check, support
+from check_support import PY, hbsm_check
+from probes.servers import closed_port, free_port
 
 from hbsm.flask import init_heartbeat
 
@@ -143,7 +145,7 @@ def test_stopped_monitoring_is_reported_and_left_stopped(stop_later, tmp_path):
 
 
 def test_against_the_standalone_api_of_hbsm_run(stop_later, tmp_path, target):
-    port = support.free_port()
+    port = free_port()
     config = tmp_path / "hbsm.toml"
     config.write_text(
         f"""
@@ -172,7 +174,7 @@ url = "{target.svc_url("api")}"
 
 
 def test_nothing_listening_is_exit_3_in_one_line():
-    with support.closed_port() as port:
+    with closed_port() as port:
         result = hbsm_check(f"http://127.0.0.1:{port}", "--timeout", "2")
     assert result.returncode == 3
     assert result.stdout == ""

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from heartbeat_support import ServedApp, SwitchableTarget, flask_app
+from heartbeat_support import ServedApp, flask_app
+from probes.servers import SwitchableTarget
 
 from hbsm.flask import HeartbeatHandle, follow_log, init_heartbeat
 

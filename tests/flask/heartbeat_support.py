@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import msgspec
@@ -30,28 +27,6 @@ from hbsm.log import read_history
 
 T = TypeVar("T")
 DEADLINE = 20.0
-
-
-def _load_probe_servers() -> ModuleType:
-    """tests/probes/servers.py (no hbsm imports), by path: the test folders are not one package."""
-    name = "_hbsm_test_probe_servers"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "probes" / "servers.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_servers = _load_probe_servers()
-closed_port = _servers.closed_port
-
-
-SwitchableTarget = _servers.SwitchableTarget
-free_port = _servers.free_port
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -10,7 +10,8 @@ import textwrap
 import msgspec
 import pytest
 from flask import Blueprint, Flask
-from heartbeat_support import events, flask_app, free_port, make_config, service, wait_for
+from heartbeat_support import events, flask_app, make_config, service, wait_for
+from probes.servers import free_port
 
 from hbsm.config import load_config
 from hbsm.events import Admin, MonitorStarted, MonitorStopped

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import msgspec
-from heartbeat_support import free_port, make_config, service, wait_for
+from heartbeat_support import make_config, service, wait_for
+from probes.servers import free_port
 
 from hbsm.api import bodies
 from hbsm.flask.embedded import MonitorThread

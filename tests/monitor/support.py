@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import itertools
 import os
 import signal
@@ -16,10 +15,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import msgspec
+from probes.servers import SwitchableTarget, closed_port, free_port
 
 from hbsm.config import BUILTIN_STEPS, Config, ServiceConfig
 from hbsm.config.validate import Blame, validate
@@ -52,26 +51,6 @@ T = TypeVar("T")
 
 # Generous: a loaded 2-core machine may be slow, and a deadline is only for a hang.
 DEADLINE = 30.0
-
-
-def _load_probe_servers() -> ModuleType:
-    """tests/probes/servers.py (no hbsm imports), loaded by path: the test folders are not one
-    package, so a plain import would depend on how pytest was started."""
-    path = Path(__file__).resolve().parents[1] / "probes" / "servers.py"
-    spec = importlib.util.spec_from_file_location("_hbsm_test_probe_servers", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_servers: Any = _load_probe_servers()
-closed_port = _servers.closed_port
-
-
-SwitchableTarget = _servers.SwitchableTarget
-free_port = _servers.free_port
 
 
 # A supervised service: an HTTP server on 127.0.0.1:PORT answering 200 "ok pid=N", or 500 while

@@ -7,7 +7,6 @@ loaded by path from tests/monitor/support.py: the test folders are separate pack
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -15,8 +14,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any, NamedTuple
+
+from monitor import support as monitor_support
 
 from hbsm.events import Event, OpaqueEvent, decode
 
@@ -31,19 +31,6 @@ __all__ = [
 ]
 
 PY = sys.executable
-
-
-def _load_monitor_support() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "monitor" / "support.py"
-    spec = importlib.util.spec_from_file_location("_hbsm_test_monitor_support", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-monitor_support: Any = _load_monitor_support()
 
 
 # --- the config ------------------------------------------------------------------------------

@@ -14,23 +14,16 @@
 Each connection serves one answer and closes (saying so: "Connection: close"). Every answer
 records in `sent[path]` how many bytes were written before the client went away
 (or the answer ended), so a test can see that the client stopped reading.
-
-`load_probe_servers()` loads tests/probes/servers.py by path (as tests/monitor/support.py does):
-the test folders are separate packages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import threading
 import zlib
-from pathlib import Path
-from types import ModuleType
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["BOMB_TEXT", "HostileTarget", "load_probe_servers"]
+__all__ = ["BOMB_TEXT", "HostileTarget"]
 
 _TRICKLE_BODY = b"y" * 4096
 _TRICKLE_ANSWER = (
@@ -38,19 +31,6 @@ _TRICKLE_ANSWER = (
     "Content-Type: text/plain\r\n\r\n".encode()
     + _TRICKLE_BODY
 )
-
-
-def load_probe_servers() -> ModuleType:
-    name = "_hbsm_test_probe_servers"  # the name tests/monitor/support.py gives it: loaded once
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "probes" / "servers.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 BOMB_TEXT = b"status: up\n"

@@ -16,20 +16,19 @@ tests/api (test_auth, test_routes, test_fuzz) and tests/flask cover the routes' 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import heartbeat_support as flask_support
 import httpx
 import msgspec
 import pytest
 from api.conftest import Live, StartApi, start_api, target  # noqa: F401 - fixtures
 from api.support import service as api_service
+from probes.servers import SwitchableTarget
 
 import hbsm.api.security
 from hbsm.api.bodies import ErrorBody
@@ -47,24 +46,6 @@ WRONG = {"Authorization": "Bearer not-the-token"}
 BURST = 5  # refusals recorded one by one per client host and window, in these tests
 WINDOW = 60.0
 MB = 2**20
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-# tests/flask is not a package (it would shadow Flask): its helpers are loaded by path.
-flask_support = _load(
-    "_hbsm_reliability_flask_support",
-    Path(__file__).resolve().parents[1] / "flask" / "heartbeat_support.py",
-)
 
 
 class ManualClock:
@@ -127,7 +108,7 @@ async def asgi(start_api: StartApi, target: Any) -> Server:  # noqa: F811 - fixt
 
 @pytest.fixture
 def flask(tmp_path: Path) -> Iterator[Server]:
-    target_server = flask_support.SwitchableTarget().start()
+    target_server = SwitchableTarget().start()
     log = tmp_path / "flask-events" / "heartbeat.jsonl"
     config = flask_support.make_config(
         log, [flask_support.service("web", target_server.svc_url("web"))], admin_token=TOKEN

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import subprocess
 import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
+from monitor import support
 from monitor.conftest import Harness, make_config, start_monitor
 
 from hbsm.config import Config, ServiceConfig
@@ -30,20 +29,6 @@ from hbsm.repair._process import alive, group_gone
 
 __all__ = ["start_monitor"]  # tests/monitor's fixture, used here
 
-
-def _load_monitor_support() -> Any:
-    """tests/monitor/support.py (wait_for, events, of, transitions, kill_pids, ...), loaded by
-    path: the test folders are separate packages."""
-    path = Path(__file__).resolve().parents[1] / "monitor" / "support.py"
-    spec = importlib.util.spec_from_file_location("_hbsm_test_monitor_support", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-support = sys.modules.get("_hbsm_test_monitor_support") or _load_monitor_support()
 
 PY = sys.executable
 TIMEOUT = 0.5

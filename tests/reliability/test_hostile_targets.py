@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from probes.servers import HttpTarget
 
 from hbsm.config.model import ProbeConfig, ServiceConfig
 from hbsm.events import Probe
 from hbsm.probes import BODY_LIMIT, Prober
 from hbsm.state import ERROR_CLASSES
 
-from .hostile_servers import BOMB_TEXT, HostileTarget, load_probe_servers
+from .hostile_servers import BOMB_TEXT, HostileTarget
 
 TRANSPORTS = ["aiohttp", "httpx"]
 TIMEOUT = 0.5
@@ -29,8 +30,6 @@ SLACK = 5.0
 MEMORY_BOUND = 4 * 2**20
 TEN_MB = 10 * 2**20
 
-_servers: Any = load_probe_servers()
-
 
 def service(url: str, **probe: Any) -> ServiceConfig:
     return ServiceConfig(name="hostile", url=url, probe=ProbeConfig(**probe))
@@ -39,7 +38,7 @@ def service(url: str, **probe: Any) -> ServiceConfig:
 @pytest.fixture(scope="module")
 def plain() -> Iterator[Any]:
     """tests/probes/servers.py's HttpTarget: /hang, /close-mid, /invalid, /huge/<n>."""
-    server = _servers.HttpTarget().start()
+    server = HttpTarget().start()
     yield server
     server.stop()
 

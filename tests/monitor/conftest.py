@@ -4,9 +4,10 @@ stopped by a finalizer here, whatever the test's outcome."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -171,20 +172,32 @@ async def start_monitor(tmp_path: Path) -> AsyncIterator[Callable[[Config], Awai
 
 
 class HbsmRun:
-    """One `hbsm run --config FILE --log PATH` process; stdout/stderr go to files."""
+    """One `hbsm run --config FILE [--log PATH]` (with `env` over this process's environment);
+    stdout/stderr go to files in `workdir`."""
 
-    def __init__(self, config: Path, log: Path, workdir: Path, number: int) -> None:
+    def __init__(
+        self,
+        config: Path,
+        log: Path | None,
+        workdir: Path,
+        number: int,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.log = log
         self.stdout = workdir / f"hbsm-{number}.out"
         self.stderr = workdir / f"hbsm-{number}.err"
+        argv = [PY, "-m", "hbsm", "run", "--config", str(config)]
+        if log is not None:
+            argv += ["--log", str(log)]
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.proc = subprocess.Popen(
-                [PY, "-m", "hbsm", "run", "--config", str(config), "--log", str(log)],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 cwd=workdir,
+                env={**os.environ, **(env or {})},
             )
 
     @property
@@ -210,22 +223,36 @@ class HbsmRun:
 
         wait_for_sync(check, what, timeout)
 
-    def kill(self) -> None:
+    def kill(self) -> int:
+        """SIGKILL (a stopped process dies too) and reap it; its exit status."""
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(10)
+        return self.proc.wait(30)
+
+
+class HbsmRuns:
+    """Every `hbsm run` a test starts; `close` SIGKILLs those still running."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.runs: list[HbsmRun] = []
+
+    def start(
+        self, config: Path, log: Path | None, env: Mapping[str, str] | None = None
+    ) -> HbsmRun:
+        run = HbsmRun(config, log, self.workdir, len(self.runs) + 1, env)
+        self.runs.append(run)
+        return run
+
+    def close(self) -> None:
+        for run in self.runs:
+            run.kill()
 
 
 @pytest.fixture
-def hbsm_run(tmp_path: Path) -> Iterator[Callable[[Path, Path], HbsmRun]]:
-    """`hbsm_run(config, log)` starts `hbsm run`; every one still running is killed at the end."""
-    runs: list[HbsmRun] = []
-
-    def start(config: Path, log: Path) -> HbsmRun:
-        run = HbsmRun(config, log, tmp_path, len(runs) + 1)
-        runs.append(run)
-        return run
-
-    yield start
-    for run in runs:
-        run.kill()
+def hbsm_run(tmp_path: Path) -> Iterator[Callable[..., HbsmRun]]:
+    """`hbsm_run(config, log, env=None)` starts `hbsm run`; each still running is killed at the
+    end."""
+    runs = HbsmRuns(tmp_path)
+    yield runs.start
+    runs.close()

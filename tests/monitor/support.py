@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -44,6 +45,7 @@ __all__ = [
     "verify_log",
     "wait_for",
     "wait_for_sync",
+    "write_toml_config",
 ]
 
 PY = sys.executable
@@ -252,3 +254,30 @@ def wait_for_sync(
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:g} s: {what}")
         time.sleep(every)
+
+
+def toml_value(value: Any) -> str:
+    # JSON's strings, numbers, booleans and arrays are TOML too; tables become inline tables.
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def write_toml_config(
+    path: Path, services: list[dict[str, Any]], log: dict[str, Any] | None = None, **top: Any
+) -> Path:
+    """An hbsm.toml: the API on a free loopback port (not the default 5000), the top-level
+    settings `top`, [log] (level INFO unless given), then the services."""
+    settings: dict[str, Any] = {"host": "127.0.0.1", "port": free_port(), **top}
+    lines = [f"{key} = {toml_value(value)}" for key, value in settings.items()]
+    lines += ["", "[log]"]
+    lines += [
+        f"{key} = {toml_value(value)}" for key, value in {"level": "INFO", **(log or {})}.items()
+    ]
+    for svc in services:
+        lines += ["", "[[services]]"]
+        lines += [f"{key} = {toml_value(value)}" for key, value in svc.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -4,7 +4,6 @@ read back with `hbsm replay`."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -36,51 +35,30 @@ from .support import (
     alive,
     closed_port,
     events,
-    free_port,
     http_get,
     of,
     restart_gaps,
     transitions,
     wait_for_sync,
+    write_toml_config,
 )
 
 History = list[Event | OpaqueEvent]
 StartRun = Callable[[Path, Path], HbsmRun]
 
 
-def toml_value(value: Any) -> str:
-    # JSON's strings, numbers, booleans and arrays are TOML too; tables become inline tables.
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(value)
-
-
 def write_config(
     path: Path, services: list[dict[str, Any]], log: dict[str, Any] | None = None, **top: Any
 ) -> Path:
-    settings: dict[str, Any] = {
-        # `hbsm run` serves its HTTP API too: on a free loopback port, not the default 5000.
-        "host": "127.0.0.1",
-        "port": free_port(),
+    """An hbsm.toml with these tests' tight thresholds (probes every 0.2 s, 2 s cooldown)."""
+    tight: dict[str, Any] = {
         "check_interval": 0.2,
         "max_retries": 2,
         "restart_cooldown": 2.0,
         "cooldown_max": 2.0,
         "ladder": ["diagnose", "restart"],
-        **top,
     }
-    lines = [f"{key} = {toml_value(value)}" for key, value in settings.items()]
-    lines += ["", "[log]"]
-    lines += [
-        f"{key} = {toml_value(value)}" for key, value in {"level": "INFO", **(log or {})}.items()
-    ]
-    for svc in services:
-        lines += ["", "[[services]]"]
-        lines += [f"{key} = {toml_value(value)}" for key, value in svc.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_toml_config(path, services, log, **{**tight, **top})
 
 
 def supervised(child: ChildService, **fields: Any) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from monitor import support as monitor_support
+from monitor.conftest import HbsmRuns
 
 from hbsm.events import (
     Event,
@@ -48,7 +50,7 @@ from hbsm.events import (
 )
 from hbsm.projection import Projection
 
-from .crash_support import PY, DiskLines, Processes, disk_lines, monitor_support, write_config
+from .crash_support import DiskLines, disk_lines
 
 ROUNDS = 20
 # Random delays after a monitor has logged its start; start-up takes ~0.5 s more before that.
@@ -74,8 +76,8 @@ def seed() -> int:
 
 
 @pytest.fixture
-def runs(tmp_path: Path) -> Iterator[Processes]:
-    processes = Processes(tmp_path)
+def runs(tmp_path: Path) -> Iterator[HbsmRuns]:
+    processes = HbsmRuns(tmp_path)
     yield processes
     processes.close()
     marker = step_marker(tmp_path)
@@ -105,7 +107,7 @@ def service_config(api: Any, hook: Any, marker: str) -> dict[str, Any]:
         "restart": {"kind": "supervise", "argv": api.argv, "grace": 1.0},
         "ladder": ["diagnose", "command", "http", "restart"],
         "steps": {
-            "command": {"argv": [PY, "-c", step, marker], "timeout": 5.0},
+            "command": {"argv": [monitor_support.PY, "-c", step, marker], "timeout": 5.0},
             # The hook answers after 200 ms, and repairs nothing.
             "http": {"url": hook.url("/slow/200"), "timeout": 5.0},
         },
@@ -136,11 +138,11 @@ def healthy(log: Path) -> bool:
 
 
 def test_sigkill_at_random_points_of_the_ladder_twenty_times_loses_nothing_flushed(
-    tmp_path: Path, seed: int, runs: Processes, api: Any, hook: Any
+    tmp_path: Path, seed: int, runs: HbsmRuns, api: Any, hook: Any
 ) -> None:
     rng = random.Random(seed)
     log = tmp_path / "events" / "heartbeat.jsonl"
-    config = write_config(
+    config = monitor_support.write_toml_config(
         tmp_path / "hbsm.toml",
         [service_config(api, hook, step_marker(tmp_path))],
         check_interval=0.1,
@@ -307,7 +309,7 @@ server.serve_forever(poll_interval=0.05)
 
 
 def test_killed_after_starting_a_child_before_recording_it_the_next_monitor_adopts_it(
-    tmp_path: Path, runs: Processes, api: Any
+    tmp_path: Path, runs: HbsmRuns, api: Any
 ) -> None:
     api.script.write_text(EAGER_CHILD)
     log = tmp_path / "events" / "heartbeat.jsonl"
@@ -318,7 +320,7 @@ def test_killed_after_starting_a_child_before_recording_it_the_next_monitor_adop
         "restart": {"kind": "supervise", "argv": api.argv, "grace": 1.0},
         "ladder": ["diagnose", "restart"],
     }
-    config = write_config(
+    config = monitor_support.write_toml_config(
         tmp_path / "hbsm.toml",
         [svc],
         check_interval=0.1,

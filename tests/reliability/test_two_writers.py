@@ -17,17 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from monitor import support as monitor_support
+from monitor.conftest import HbsmRun, HbsmRuns
 
 from hbsm.events import MonitorStarted, MonitorStopped, ProcessStarted
 
-from .crash_support import HbsmProcess, Processes, disk_lines, monitor_support, write_config
+from .crash_support import disk_lines
 
 ChildService = monitor_support.ChildService
 
 
 @pytest.fixture
-def runs(tmp_path: Path) -> Iterator[Processes]:
-    processes = Processes(tmp_path)
+def runs(tmp_path: Path) -> Iterator[HbsmRuns]:
+    processes = HbsmRuns(tmp_path)
     yield processes
     processes.close()
 
@@ -64,7 +66,7 @@ def started_pids(log: Path) -> list[int]:
     return [e.pid for e in disk_lines(log).events if isinstance(e, MonitorStarted)]
 
 
-def assert_refused(second: HbsmProcess, holder: int) -> None:
+def assert_refused(second: HbsmRun, holder: int) -> None:
     assert second.wait() == 3, second.err()
     err = second.err().strip()
     assert len(err.splitlines()) == 1, err
@@ -72,14 +74,16 @@ def assert_refused(second: HbsmProcess, holder: int) -> None:
 
 
 def test_a_second_writer_is_refused_however_it_names_the_log_and_touches_nothing(
-    tmp_path: Path, runs: Processes, children: list[Any]
+    tmp_path: Path, runs: HbsmRuns, children: list[Any]
 ) -> None:
     api = ChildService(tmp_path / "children", "api")
     intruder = ChildService(tmp_path / "children", "intruder")
     children += [api, intruder]
     events = tmp_path / "events"
     log = events / "heartbeat.jsonl"
-    config = write_config(tmp_path / "hbsm.toml", [supervised(api)], check_interval=0.1)
+    config = monitor_support.write_toml_config(
+        tmp_path / "hbsm.toml", [supervised(api)], check_interval=0.1
+    )
     first = runs.start(config, log)
     # Running and writing: a probe every 0.1 s, flushed every 0.2 s.
     first.until(lambda: started_pids(log) == [first.pid], "the first monitor started")
@@ -87,11 +91,11 @@ def test_a_second_writer_is_refused_however_it_names_the_log_and_touches_nothing
     first.until(lambda: max(disk_lines(log).lines) > mark + 5, "the first monitor writing")
 
     # Another config (another service, a supervised one: it must never be started) ...
-    other = write_config(
+    other = monitor_support.write_toml_config(
         tmp_path / "other.toml", [supervised(intruder)], check_interval=0.05, max_retries=1
     )
     # ... one that names another log, overridden by the environment ...
-    elsewhere = write_config(
+    elsewhere = monitor_support.write_toml_config(
         tmp_path / "elsewhere.toml",
         [supervised(intruder)],
         log={"path": str(tmp_path / "elsewhere" / "heartbeat.jsonl")},
@@ -136,12 +140,14 @@ def test_a_second_writer_is_refused_however_it_names_the_log_and_touches_nothing
 
 
 def test_the_lock_of_a_sigkilled_writer_is_no_obstacle(
-    tmp_path: Path, runs: Processes, children: list[Any]
+    tmp_path: Path, runs: HbsmRuns, children: list[Any]
 ) -> None:
     api = ChildService(tmp_path / "children", "api")
     children.append(api)
     log = tmp_path / "events" / "heartbeat.jsonl"
-    config = write_config(tmp_path / "hbsm.toml", [supervised(api)], check_interval=0.1)
+    config = monitor_support.write_toml_config(
+        tmp_path / "hbsm.toml", [supervised(api)], check_interval=0.1
+    )
     first = runs.start(config, log)
     first.until(
         lambda: any(isinstance(e, ProcessStarted) for e in disk_lines(log).events),

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
+from monitor.support import wait_for, wait_for_sync
 from probes.servers import SwitchableTarget, free_port
 
 from hbsm.config import BUILTIN_STEPS, Config, LogConfig, NotifyConfig, ServiceConfig
@@ -26,8 +24,6 @@ __all__ = [
 ]
 
 PY = sys.executable
-T = TypeVar("T")
-DEADLINE = 30.0
 
 
 def service(name: str, url: str, **fields: Any) -> ServiceConfig:
@@ -50,31 +46,3 @@ def make_config(log_path: Path, services: list[ServiceConfig], **overrides: Any)
     config = Config(**settings)
     validate(config, Blame(None, {}), BUILTIN_STEPS)
     return config
-
-
-async def wait_for(
-    condition: Callable[[], Any], what: str, timeout: float = DEADLINE, every: float = 0.02
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        await asyncio.sleep(every)
-
-
-def wait_for_sync(
-    condition: Callable[[], T], what: str, timeout: float = DEADLINE, every: float = 0.05
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(every)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import json
 import os
@@ -230,12 +231,15 @@ def verify_log(path: Path) -> subprocess.CompletedProcess[str]:
 
 
 async def wait_for(
-    condition: Callable[[], T | None], what: str, timeout: float = DEADLINE, every: float = 0.02
-) -> T:
-    """Poll `condition` until it returns something truthy; that value is returned."""
+    condition: Callable[[], Any], what: str, timeout: float = DEADLINE, every: float = 0.02
+) -> Any:
+    """Poll `condition` (a function, or one returning an awaitable) until it gives something
+    truthy; that value is returned."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

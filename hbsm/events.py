@@ -12,7 +12,7 @@ Forward compatibility: new fields get defaults, unknown fields are ignored, and 
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 
@@ -34,7 +34,9 @@ __all__ = [
     "Notification",
     "OpaqueEvent",
     "Probe",
+    "ProcessLost",
     "ProcessStarted",
+    "ProcessStopped",
     "RepairFinished",
     "RepairStarted",
     "RestartFinished",
@@ -61,6 +63,9 @@ class MonitorStarted(Event, tag="monitor.started", frozen=True, kw_only=True):
     version: str = ""
     host: str = ""
     config: dict[str, Any] = {}
+    # The version of the decision rules in force from here on (hbsm.state.RULES); absent in
+    # logs written under the first rules, hence the default.
+    rules: int = 1
 
 
 class MonitorStopped(Event, tag="monitor.stopped", frozen=True, kw_only=True):
@@ -98,8 +103,12 @@ class Transition(Event, tag="transition", frozen=True, kw_only=True):
     trigger: str
     reason: str = ""
     failures: int = 0
-    # When dst is cooldown: the time it ends.
+    # When dst is cooldown: when it ends, i.e. the earliest next restart. When dst is degraded
+    # after a repair run that did not fix it: the earliest next run (its backoff).
     until: float | None = None
+    # When dst is cooldown: whether probes before `until` are held, uncounted. The first rules
+    # held them (their logs lack this field, hence the default); hbsm now writes false.
+    hold: bool = True
 
 
 class RepairStarted(Event, tag="repair.started", frozen=True, kw_only=True):
@@ -157,6 +166,25 @@ class ProcessStarted(Event, tag="process.started", frozen=True, kw_only=True):
     adopted: bool = False
 
 
+class ProcessLost(Event, tag="process.lost", frozen=True, kw_only=True):
+    """A fact: the process hbsm supervised for this service (`pid`, as recorded) is not running
+    (found so when hbsm starts). The state machine restarts it, under the cooldown and the
+    restart budget: a start after a crash is a restart."""
+
+    service: str
+    pid: int | None = None
+    detail: str = ""
+
+
+class ProcessStopped(Event, tag="process.stopped", frozen=True, kw_only=True):
+    """hbsm stopped a process it supervises on purpose (its own shutdown, with
+    `restart.stop_on_exit`): the next start is a first start, not a restart after a crash."""
+
+    service: str
+    pid: int | None = None
+    reason: str = ""
+
+
 class Notification(Event, tag="notification", frozen=True, kw_only=True):
     service: str | None = None
     channel: str = ""
@@ -184,7 +212,8 @@ class Admin(Event, tag="admin", frozen=True, kw_only=True):
 # --- what a snapshot carries: the views of hbsm.projection ---------------------------------
 
 # Probes kept per service for sparklines and charts: memory stays bounded however long the log
-# (two floats a probe: about 4 KB a service at most, within the 10 KB a service of DESIGN §8).
+# (two floats a probe: about 4 KB a service at most, within the 10 KB a service the monitor
+# may spend: docs/performance.md).
 LATENCY_HISTORY = 60
 
 
@@ -226,6 +255,8 @@ class MonitorView(msgspec.Struct, kw_only=True):
     last_seq: int = 0
     last_ts: float | None = None
     segment: int = 0
+    # The decision rules of the monitor that wrote the log (see MonitorStarted.rules).
+    rules: int = 1
 
 
 class Snapshot(Event, tag="snapshot", frozen=True, kw_only=True):
@@ -268,6 +299,8 @@ AnyEvent = (
     | RestartStarted
     | RestartFinished
     | ProcessStarted
+    | ProcessLost
+    | ProcessStopped
     | Notification
     | Admin
     | Snapshot
@@ -379,7 +412,8 @@ def decode_lines(data: bytes, *, first_line: int = 1) -> list[Event | OpaqueEven
     (EventDecodeError.line, counted from `first_line`).
     """
     try:
-        return _decoder.decode_lines(data)
+        # A list of AnyEvent, which mypy will not take for a list of Event (lists are invariant).
+        return cast(list[Event | OpaqueEvent], _decoder.decode_lines(data))
     except _UNDECODABLE:
         pass
     out: list[Event | OpaqueEvent] = []

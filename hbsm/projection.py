@@ -1,6 +1,6 @@
 """Projections: fold events into the views the API and the dashboard show.
 
-A plain fold over recorded events: the FSM state of each service comes from `hbsm.fsm.evolve`
+A plain fold over recorded events: the FSM state of each service comes from `hbsm.evolve`
 (the same code the live state machine applies its decisions with), never from firing
 `transitions` per event, so a replay runs at millions of events per second. The fold does no
 I/O; callers feed it events from a log reader, a follower or an API stream.
@@ -23,7 +23,9 @@ from hbsm.events import (
     MonitorView,
     OpaqueEvent,
     Probe,
+    ProcessLost,
     ProcessStarted,
+    ProcessStopped,
     RepairFinished,
     RepairStarted,
     RestartFinished,
@@ -33,7 +35,7 @@ from hbsm.events import (
     Snapshot,
     Transition,
 )
-from hbsm.fsm import evolve, evolve_probe
+from hbsm.evolve import evolve, evolve_probe
 from hbsm.state import ServiceState
 
 __all__ = ["Projection", "next_action"]
@@ -53,8 +55,12 @@ def next_action(view: ServiceView) -> tuple[str, float | None]:
         if s.in_flight:
             return f"repair step {s.in_flight.partition(':')[2]}", None
         return "verify repair", None
-    if state == "cooldown":
-        return "cooldown ends", s.cooldown_until
+    if state == "cooldown" and (s.cooldown_holds or s.restart_pending):
+        # Waiting for the deadline: to restart (a restart step came too soon), or, under the
+        # first rules, to count probes again.
+        return ("restart if still failing" if s.restart_pending else "cooldown ends"), (
+            s.cooldown_until
+        )
     last = view.last_probe
     return "probe", (last.ts + view.policy.check_interval) if last is not None else None
 
@@ -78,6 +84,8 @@ class Projection:
             RestartStarted: self._on_restart_started,
             RestartFinished: self._on_restart_finished,
             ProcessStarted: self._on_process_started,
+            ProcessLost: self._on_process_gone,
+            ProcessStopped: self._on_process_gone,
             ServiceRegistered: self._on_registered,
             MonitorStarted: self._on_monitor_started,
             MonitorStopped: self._on_monitor_stopped,
@@ -166,23 +174,23 @@ class Projection:
 
     def _on_transition(self, e: Transition) -> None:
         view = self._view(e.service)
-        evolve(view.fsm, e)
+        evolve(view.fsm, e, view.policy)
         view.last_reason = e.reason
 
     def _on_repair_started(self, e: RepairStarted) -> None:
         view = self._view(e.service)
-        evolve(view.fsm, e)
+        evolve(view.fsm, e, view.policy)
         if e.index == 0:
             view.repairs_total += 1
 
     def _on_restart_started(self, e: RestartStarted) -> None:
         view = self._view(e.service)
-        evolve(view.fsm, e)
+        evolve(view.fsm, e, view.policy)
         view.restarts_total += 1
 
     def _on_service_event(self, e: RepairFinished | RestartFinished) -> None:
         view = self._view(e.service)
-        evolve(view.fsm, e)
+        evolve(view.fsm, e, view.policy)
         if not e.ok:
             what = e.step if isinstance(e, RepairFinished) else "restart"
             view.last_problem = f"{what} failed: {e.output[-200:]}"
@@ -194,7 +202,12 @@ class Projection:
             self.services[e.service].pid = e.pid
 
     def _on_process_started(self, e: ProcessStarted) -> None:
-        self._view(e.service).pid = e.pid
+        view = self._view(e.service)
+        evolve(view.fsm, e, view.policy)
+        view.pid = e.pid
+
+    def _on_process_gone(self, e: ProcessLost | ProcessStopped) -> None:
+        self._view(e.service).pid = None
 
     def _on_registered(self, e: ServiceRegistered) -> None:
         view = self._view(e.service)
@@ -213,6 +226,7 @@ class Projection:
         m.started_at = e.ts
         m.stopped_at = None
         m.config = e.config
+        m.rules = e.rules
 
     def _on_monitor_stopped(self, e: MonitorStopped) -> None:
         self.monitor.running = False

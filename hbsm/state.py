@@ -13,6 +13,7 @@ import msgspec
 __all__ = [
     "ERROR_CLASSES",
     "RESTART_STEP",
+    "RULES",
     "STATES",
     "Policy",
     "ServiceState",
@@ -48,15 +49,31 @@ ERROR_CLASSES: Final[tuple[str, ...]] = (
     "other",
 )
 
+# The version of the decision rules `hbsm.fsm.decide` applies, recorded in every
+# `monitor.started` so a log is always re-decided by the rules it was written under:
+#   1  a restart's cooldown held the service in `cooldown` until its deadline whatever its
+#      probes said (a critical service that came back at once kept /health at 503 for the whole
+#      cooldown, and failures during it went uncounted); repair runs that could not restart
+#      were retried without end. Logs without `rules` in `monitor.started` were written so.
+#   2  the cooldown gates the next restart only: probes count from the first one after a
+#      restart, `success_threshold` good ones make the service healthy, and a restart step
+#      reached before the deadline waits in `cooldown` for it; failed repair runs back off and
+#      count against `repair_budget`; failures inside `start_grace` after hbsm (re)started a
+#      process do not count; a supervised process found gone at start-up is restarted under
+#      the cooldown and the budget (`process.lost`).
+RULES: Final = 2
+
 # The ladder step that restarts the service: reaching it is a restart decision, guarded by the
 # cooldown and the restart budget, not a plain repair step.
 RESTART_STEP: Final = "restart"
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Every threshold the state machine applies to one service (DESIGN §3, §5).
+    """Every threshold the state machine applies to one service.
 
-    Durations are seconds. The defaults are the original feature's.
+    Durations are seconds. The defaults are the original feature's; a field added later
+    defaults to what a policy recorded before it meant (`start_grace`: none), since recorded
+    policies are decoded with these defaults (the config's own defaults may differ).
     """
 
     check_interval: float = 30.0
@@ -74,6 +91,16 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # by what `diagnose` finds; `ladder` is the fallback.
     ladders: dict[str, tuple[str, ...]] = {}
     on_restart_failure: Literal["failed", "degraded"] = "failed"
+    # After hbsm (re)started the process: failed probes until this many seconds later are
+    # recorded but do not count (the service is still binding its port); a passing probe ends
+    # the grace early.
+    start_grace: float = 0.0
+    # A repair run that ends without fixing the service and without reaching a restart: the next
+    # run waits repair_backoff, doubling with each such run in a row, up to repair_backoff_max.
+    repair_backoff: float = 60.0
+    repair_backoff_max: float = 3600.0
+    # That many such runs in a row and the service is `failed` (0: never give up).
+    repair_budget: int = 5
 
     def __post_init__(self) -> None:
         problems = []
@@ -93,6 +120,14 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             problems.append(("restart_budget", "must be >= 0"))
         if self.restart_window <= 0:
             problems.append(("restart_window", "must be > 0"))
+        if self.start_grace < 0:
+            problems.append(("start_grace", "must be >= 0"))
+        if self.repair_backoff < 0:
+            problems.append(("repair_backoff", "must be >= 0"))
+        if self.repair_backoff_max < self.repair_backoff:
+            problems.append(("repair_backoff_max", "must be >= repair_backoff"))
+        if self.repair_budget < 0:
+            problems.append(("repair_budget", "must be >= 0 (0: no limit)"))
         for cls in self.ladders:
             if cls not in ERROR_CLASSES:
                 known = ", ".join(ERROR_CLASSES)
@@ -119,6 +154,10 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         """The cooldown after a restart taken at backoff level `backoff` (0 = first)."""
         return min(self.restart_cooldown * (2 ** min(backoff, 32)), self.cooldown_max)
 
+    def repair_delay(self, failed_runs: int) -> float:
+        """How long the next repair run waits after `failed_runs` (>= 1) runs in a row failed."""
+        return min(self.repair_backoff * (2 ** min(failed_runs - 1, 32)), self.repair_backoff_max)
+
 
 def _ladder_problem(ladder: tuple[str, ...]) -> str | None:
     if not ladder:
@@ -144,6 +183,9 @@ class ServiceState(msgspec.Struct, kw_only=True, eq=False):
     failures: int = 0
     successes: int = 0
     last_error: str | None = None
+    # Failed probes before this time do not count: the start grace after hbsm (re)started the
+    # process (0: none). A passing probe ends it.
+    grace_until: float = 0.0
     # The repair run in progress: its number, its ladder, the step reached and whether that
     # step has finished (a probe then verifies it).
     run: int = 0
@@ -158,6 +200,16 @@ class ServiceState(msgspec.Struct, kw_only=True, eq=False):
     backoff: int = 0
     cooldown_s: float = 0.0
     cooldown_until: float = 0.0
+    # In `cooldown`: whether probes before cooldown_until are held (not counted), as under the
+    # first rules; a cooldown decided now gates restarts only. Set on entering cooldown.
+    cooldown_holds: bool = True
+    # In `cooldown`: a repair run reached its restart step before the deadline (or the
+    # supervised process was found gone); the first failed probe from the deadline on restarts.
+    restart_pending: bool = False
+    # Repair runs in a row that ended without fixing the service (and without a restart), and
+    # the time before which no new run starts (their backoff). Reset when it is healthy again.
+    failed_runs: int = 0
+    repair_after: float = 0.0
     # The longest healthy stretch since the last restart: long enough resets the backoff.
     stable_span: float = 0.0
     paused_from: str | None = None

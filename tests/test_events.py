@@ -7,11 +7,12 @@ from hbsm import events as ev
 from hbsm.state import Policy
 
 
-def test_every_kind_of_the_design_is_in_the_union():
+def test_every_kind_the_log_documents_is_in_the_union():
     wanted = {
         "monitor.started", "monitor.stopped", "service.registered", "probe", "transition",
         "repair.started", "repair.finished", "restart.started", "restart.finished",
-        "process.started", "notification", "admin", "snapshot", "log.recovered", "log.outage",
+        "process.started", "process.lost", "process.stopped", "notification", "admin",
+        "snapshot", "log.recovered", "log.outage",
     }  # fmt: skip
     assert set(ev.EVENT_TYPES) == wanted
 

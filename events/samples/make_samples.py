@@ -36,9 +36,9 @@ from hbsm.events import (
     ServiceRegistered,
     Transition,
 )
-from hbsm.fsm import decide
+from hbsm.fsm import decide, machine_for
 from hbsm.log import FileEventLog
-from hbsm.state import Policy, ServiceState
+from hbsm.state import RULES, Policy, ServiceState
 
 __all__ = ["SAMPLES", "main", "make_sample", "write_samples"]
 
@@ -60,6 +60,8 @@ POLICY = Policy(
     stable_period=300.0,
     restart_budget=3,
     restart_window=1800.0,
+    # A restarted service warms up for about 12 s (see Crashing): failures meanwhile do not count.
+    start_grace=15.0,
 )
 BYSTANDER_POLICY = Policy(check_interval=15.0, max_retries=3, restart_cooldown=60.0)
 
@@ -327,7 +329,9 @@ class Runtime:
             "port": 5000,
         }
         t = self.start
-        self.out.append(MonitorStarted(ts=t, pid=PID, version=VERSION, host=HOST, config=config))
+        self.out.append(
+            MonitorStarted(ts=t, pid=PID, version=VERSION, host=HOST, config=config, rules=RULES)
+        )
         for i, s in enumerate(self.services.values()):
             self.out.append(
                 ServiceRegistered(
@@ -351,7 +355,7 @@ class Runtime:
     # Facts and the decisions they lead to.
 
     def feed(self, s: Service, fact: Event) -> None:
-        decisions = decide(s.state, fact, s.policy)
+        decisions = decide(s.state, fact, s.policy, machine_for(RULES))
         self.out.append(fact)
         self.out.extend(decisions)
         for d in decisions:

@@ -118,6 +118,10 @@ class ServiceConfig(_Frozen, frozen=True):
     ladder: list[str] | None = None
     ladders: dict[str, list[str]] | None = None
     on_restart_failure: Literal["failed", "degraded"] | None = None
+    start_grace: float | None = None
+    repair_backoff: float | None = None
+    repair_backoff_max: float | None = None
+    repair_budget: int | None = None
 
 
 class WebhookConfig(_Frozen, frozen=True):
@@ -195,6 +199,12 @@ class Config(_Strict):
     )
     ladders: dict[str, list[str]] = {}
     on_restart_failure: Literal["failed", "degraded"] = "failed"
+    # Failed probes this long after hbsm (re)started a service do not count (a passing probe
+    # ends it sooner). Not Policy's default (none), which is what older recorded policies meant.
+    start_grace: float = 10.0
+    repair_backoff: float = 60.0
+    repair_backoff_max: float = 3600.0
+    repair_budget: int = 5
     services: list[ServiceConfig] = []
 
     def policy_for(self, service: ServiceConfig) -> Policy:
@@ -217,6 +227,10 @@ class Config(_Strict):
             ladder=tuple(pick("ladder")),
             ladders={cls: tuple(steps) for cls, steps in ladders.items()},
             on_restart_failure=pick("on_restart_failure"),
+            start_grace=pick("start_grace"),
+            repair_backoff=pick("repair_backoff"),
+            repair_backoff_max=pick("repair_backoff_max"),
+            repair_budget=pick("repair_budget"),
         )
 
 

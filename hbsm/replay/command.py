@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from hbsm.events import Event, EventDecodeError, OpaqueEvent, decode
+from hbsm.fsm import UnknownRulesError
 from hbsm.log import CorruptLineError, LogError, ReadStats, read_blocks, segment_paths
 from hbsm.replay.analysis import Analysis, TornLine
 from hbsm.replay.fold import paused_gc
@@ -299,6 +300,9 @@ def _run_one(args: argparse.Namespace, name: str) -> int:
         return _run(args, name)
     except _BadInput as exc:
         _err(str(exc))
+        return 2
+    except UnknownRulesError as exc:
+        _err(f"{name}: {exc}")
         return 2
 
 

@@ -3,7 +3,9 @@
 Each service starts from a fresh ServiceState and the Policy of its `service.registered` event
 (the default Policy, with a warning, if the history has none); a `snapshot` restores each
 service's FSM state and policy from its views. Every fact (probe, repair.finished,
-restart.finished, admin) goes through `hbsm.fsm.decide`, and the decisions it returns are
+restart.finished, admin, process.started, process.lost) goes through `hbsm.fsm.decide` under
+the rules the monitor that recorded it ran (its `monitor.started`, or the snapshot's monitor
+view; the current rules for a history with neither), and the decisions it returns are
 queued; every recorded decision (transition, repair.started, restart.started) must equal the
 next queued one in everything but `seq`. A fact arriving while decisions are still queued, or a
 recorded decision with none queued, is a divergence too. The first divergence ends the check.
@@ -19,6 +21,7 @@ import msgspec
 from hbsm.events import (
     Admin,
     Event,
+    MonitorStarted,
     OpaqueEvent,
     Probe,
     RepairFinished,
@@ -30,11 +33,11 @@ from hbsm.events import (
     Transition,
     type_name,
 )
-from hbsm.fsm import DECISIONS, FACTS, decide
+from hbsm.fsm import DECISIONS, FACTS, ServiceMachine, UnknownRulesError, decide, machine_for
 from hbsm.replay._format import duration, tail
-from hbsm.state import Policy, ServiceState
+from hbsm.state import RULES, Policy, ServiceState
 
-__all__ = ["Divergence", "Verifier", "VerifyResult", "short"]
+__all__ = ["Divergence", "Verifier", "VerifyResult", "recorded_machine", "short"]
 
 DivergenceKind = Literal["differs", "missing", "unexpected", "unfinished"]
 
@@ -91,6 +94,16 @@ _SHOWN: dict[type, frozenset[str]] = {
 }
 
 
+def recorded_machine(event: MonitorStarted | Snapshot) -> ServiceMachine:
+    """The state machine of the rules a monitor.started (or a snapshot) says were in force;
+    raises UnknownRulesError naming the event."""
+    rules = event.rules if isinstance(event, MonitorStarted) else event.monitor.rules
+    try:
+        return machine_for(rules)
+    except UnknownRulesError as exc:
+        raise UnknownRulesError(f"seq {event.seq} ({type_name(event)}): {exc}") from None
+
+
 def _differing(expected: Event, recorded: Event) -> list[str]:
     if type(expected) is not type(recorded):
         return ["type"]
@@ -115,6 +128,8 @@ class Verifier:
         self.facts = 0
         self.decisions = 0
         self.divergence: Divergence | None = None
+        # The rules the facts are re-decided by; raises UnknownRulesError for a newer log's.
+        self.machine: ServiceMachine = machine_for(RULES)
         self._queue: deque[Event] = deque()
         self._after: Event | None = None  # the fact whose decisions are queued
         self._last: Event | OpaqueEvent | None = None
@@ -147,7 +162,10 @@ class Verifier:
             self.policies[event.service] = event.policy
             if event.service in self.default_policy:
                 self.default_policy.remove(event.service)
+        elif isinstance(event, MonitorStarted):
+            self.machine = recorded_machine(event)
         elif isinstance(event, Snapshot):
+            self.machine = recorded_machine(event)
             self._restore(event)
         return self.divergence
 
@@ -159,7 +177,7 @@ class Verifier:
             )  # fmt: skip
             return
         name: str = fact.service  # type: ignore[attr-defined]
-        decisions = decide(self._state(name), fact, self.policies[name])
+        decisions = decide(self._state(name), fact, self.policies[name], self.machine)
         self.facts += 1
         if decisions:
             self._queue.extend(decisions)

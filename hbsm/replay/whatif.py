@@ -1,8 +1,9 @@
 """`hbsm replay --set KEY=VALUE`: what the recorded history would have led to with other
 thresholds.
 
-The recorded *probe and admin facts* are re-decided through `hbsm.fsm.decide` on fresh states
-with the changed policies, while the runtime is simulated: every repair step the what-if starts
+The recorded *probe, admin and process facts* are re-decided through `hbsm.fsm.decide` on
+fresh states with the changed policies (under the rules the history was recorded by, as
+`--verify` does), while the runtime is simulated: every repair step the what-if starts
 is followed at once by a synthetic repair.finished(ok=True) for that run and step, every
 restart by a synthetic restart.finished(ok=True), and the next recorded probe verifies it. The
 recorded repair and restart outcomes are dropped, since they answer the recorded decisions, not
@@ -27,8 +28,11 @@ import msgspec
 from hbsm.events import (
     Admin,
     Event,
+    MonitorStarted,
     OpaqueEvent,
     Probe,
+    ProcessLost,
+    ProcessStarted,
     RepairFinished,
     RepairStarted,
     RestartFinished,
@@ -36,10 +40,11 @@ from hbsm.events import (
     ServiceRegistered,
     Snapshot,
 )
-from hbsm.fsm import decide
+from hbsm.fsm import ServiceMachine, decide, machine_for
 from hbsm.replay.incidents import IncidentTracker
+from hbsm.replay.verify import recorded_machine
 from hbsm.replay.window import Window
-from hbsm.state import Policy, ServiceState
+from hbsm.state import RULES, Policy, ServiceState
 
 __all__ = [
     "APPROXIMATION",
@@ -56,9 +61,9 @@ __all__ = [
 ]
 
 APPROXIMATION: Final = (
-    "the recorded probe and admin facts re-decided with the changed thresholds; every repair "
-    "step and restart the what-if starts is taken to finish at once and succeed (recorded "
-    "outcomes are dropped), and the next recorded probe verifies it"
+    "the recorded probe, admin and process facts re-decided with the changed thresholds; every "
+    "repair step and restart the what-if starts is taken to finish at once and succeed "
+    "(recorded outcomes are dropped), and the next recorded probe verifies it"
 )
 
 POLICY_KEYS: Final[tuple[str, ...]] = Policy.__struct_fields__
@@ -184,7 +189,7 @@ class WhatIfReport(msgspec.Struct, kw_only=True):
     changes: list[str]
     approximation: str
     events: int
-    facts: int  # probe and admin facts re-decided
+    facts: int  # probe, admin and process facts re-decided
     default_policy: list[str]  # services with no registration: default Policy + changes
     services: list[WhatIfRow]
     total: WhatIfRow
@@ -240,6 +245,7 @@ class WhatIf:
         self.events = 0
         self.facts = 0
         self.last_ts: float | None = None
+        self.machine: ServiceMachine = machine_for(RULES)  # the recorded rules, as verify's
 
     def _policy(self, name: str, recorded: Policy) -> None:
         self.policies[name] = apply_overrides(recorded, name, self.overrides)
@@ -262,15 +268,18 @@ class WhatIf:
                 self._simulate(event)
             return
         self.recorded.feed(event)
-        if isinstance(event, Admin):
+        if isinstance(event, Admin | ProcessStarted | ProcessLost):
             if event.service is not None and self.window.wants(event.service):
                 self._simulate(event)
+        elif isinstance(event, MonitorStarted):
+            self.machine = recorded_machine(event)
         elif isinstance(event, ServiceRegistered):
             name = event.service
             self._policy(name, event.policy)
             if name in self.default_policy:
                 self.default_policy.remove(name)
         elif isinstance(event, Snapshot):
+            self.machine = recorded_machine(event)
             for view in event.services:
                 name = view.name
                 if name in self.states:
@@ -280,12 +289,13 @@ class WhatIf:
                 self.states[name] = msgspec.structs.replace(fsm, restarts=list(fsm.restarts))
                 self.simulated.seed(name, fsm.state, fsm.since, event.seq)
 
-    def _simulate(self, fact: Probe | Admin) -> None:
+    def _simulate(self, fact: Probe | Admin | ProcessStarted | ProcessLost) -> None:
         name: str = fact.service  # type: ignore[assignment]
         state = self._state(name)
         policy = self.policies[name]
+        machine = self.machine
         self.facts += 1
-        due = deque(decide(state, fact, policy))
+        due = deque(decide(state, fact, policy, machine))
         while due:
             decision = due.popleft()
             self.simulated.feed(decision)
@@ -294,10 +304,10 @@ class WhatIf:
                     ts=decision.ts, service=name, run=decision.run, step=decision.step,
                     index=decision.index, ok=True, output="(what-if)",
                 )  # fmt: skip
-                due.extend(decide(state, done, policy))
+                due.extend(decide(state, done, policy, machine))
             elif type(decision) is RestartStarted:
                 restarted = RestartFinished(ts=decision.ts, service=name, ok=True)
-                due.extend(decide(state, restarted, policy))
+                due.extend(decide(state, restarted, policy, machine))
 
     @property
     def services(self) -> list[str]:

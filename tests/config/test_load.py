@@ -133,6 +133,8 @@ stable_period = 30
 restart_budget = 1
 restart_window = 100
 on_restart_failure = "degraded"
+repair_budget = 2
+repair_backoff = 5
 ladder = ["diagnose", "command", "restart"]
 ladders = { timeout = ["diagnose", "restart"] }
 restart = { kind = "supervise", argv = ["python", "-m", "api"] }
@@ -156,8 +158,13 @@ url = "http://127.0.0.1:8001/health"
         ladder=("diagnose", "command", "restart"),
         ladders={"timeout": ("diagnose", "restart")},
         on_restart_failure="degraded",
+        start_grace=10.0,  # the config's default: a policy recorded without it means none
+        repair_backoff=5.0,
+        repair_backoff_max=3600.0,
+        repair_budget=2,
     )
     other = loaded.policies["other"]
+    assert (other.start_grace, other.repair_backoff, other.repair_budget) == (10.0, 60.0, 5)
     assert (other.check_interval, other.restart_cooldown, other.cooldown_max) == (30.0, 60.0, 600.0)
     # No restart method and no ladder of its own: the default ladder without its restart step.
     assert other.ladder == ("diagnose", "check_config")

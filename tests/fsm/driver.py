@@ -16,14 +16,16 @@ from hbsm.events import (
     Admin,
     Event,
     Probe,
+    ProcessLost,
+    ProcessStarted,
     RepairFinished,
     RepairStarted,
     RestartFinished,
     RestartStarted,
     Transition,
 )
-from hbsm.fsm import decide, evolve
-from hbsm.state import Policy, ServiceState
+from hbsm.fsm import decide, evolve, machine_for
+from hbsm.state import RULES, Policy, ServiceState
 
 SERVICE = "web"
 # A realistic epoch: horizons such as `ts - restart_window` stay positive.
@@ -39,6 +41,13 @@ def transitions(events: Iterable[Event]) -> list[Transition]:
     return [e for e in events if isinstance(e, Transition)]
 
 
+def only_transition(events: Iterable[Event]) -> Transition:
+    """The one transition among `events` (fails if there is not exactly one)."""
+    found = transitions(events)
+    assert len(found) == 1, events
+    return found[0]
+
+
 def restarts(events: Iterable[Event]) -> list[RestartStarted]:
     return [e for e in events if isinstance(e, RestartStarted)]
 
@@ -47,19 +56,27 @@ def repairs(events: Iterable[Event]) -> list[RepairStarted]:
     return [e for e in events if isinstance(e, RepairStarted)]
 
 
-def replay(events: Iterable[Event], name: str = SERVICE) -> ServiceState:
+def replay(
+    events: Iterable[Event], name: str = SERVICE, policy: Policy | None = None
+) -> ServiceState:
     """A fresh state rebuilt from recorded events through `evolve` alone."""
     state = ServiceState(name=name)
     for event in events:
-        evolve(state, event)
+        evolve(state, event, policy or Policy())
     return state
 
 
 class Driver:
-    """One service, its policy and clock, and the log of everything fed and decided."""
+    """One service, its policy, its rules and clock, and the log of everything fed and decided.
 
-    def __init__(self, policy: Policy | None = None, **policy_fields: Any) -> None:
+    `rules`: the version of the decision rules (default: the current ones; 1 for the first).
+    """
+
+    def __init__(
+        self, policy: Policy | None = None, *, rules: int = RULES, **policy_fields: Any
+    ) -> None:
         self.policy = policy if policy is not None else Policy(**policy_fields)
+        self.machine = machine_for(rules)
         self.state = ServiceState(name=SERVICE)
         self.now = START
         self.log: list[Event] = []
@@ -90,7 +107,7 @@ class Driver:
     # --- facts ------------------------------------------------------------------------------
 
     def feed(self, fact: Event) -> list[Event]:
-        out = decide(self.state, fact, self.policy)
+        out = decide(self.state, fact, self.policy, self.machine)
         self.facts.append(fact)
         self.log.append(fact)
         self.log.extend(out)
@@ -160,6 +177,14 @@ class Driver:
             )
         )
 
+    def process_started(self, *, adopted: bool = False, after: float = 1.0) -> list[Event]:
+        return self.feed(
+            ProcessStarted(ts=self._tick(after), service=SERVICE, pid=4242, adopted=adopted)
+        )
+
+    def process_lost(self, *, after: float = 1.0) -> list[Event]:
+        return self.feed(ProcessLost(ts=self._tick(after), service=SERVICE, pid=4242))
+
     def admin(self, action: str, *, allowed: bool = True, after: float = 1.0) -> list[Event]:
         return self.feed(
             Admin(ts=self._tick(after), service=SERVICE, action=action, allowed=allowed, who="ops")
@@ -207,6 +232,8 @@ class Driver:
         for _ in range(facts):
             if self.current == "cooldown":
                 self.past_cooldown()
+            elif self.current == "degraded":
+                self.past_repair_backoff()
             if self.current == "restarting":
                 self.finish_restart(restart_ok)
             elif self.current == "repairing":
@@ -217,6 +244,12 @@ class Driver:
                 self.fail()
 
     def past_cooldown(self) -> Driver:
-        """Move the clock to the end of the cooldown in force (the next probe counts)."""
+        """Move the clock to the end of the cooldown in force: the next probe counts (first
+        rules), or a restart is allowed again (a check interval from now)."""
         self.now = max(self.now, self.state.cooldown_until - self.policy.check_interval)
+        return self
+
+    def past_repair_backoff(self) -> Driver:
+        """Move the clock so that the next probe is at or after the repair backoff's end."""
+        self.now = max(self.now, self.state.repair_after - self.policy.check_interval)
         return self

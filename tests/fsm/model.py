@@ -1,4 +1,5 @@
-"""A reference reading of DESIGN §3 that checks every step of a fact stream against `decide`.
+"""A reference reading of the state machine's contract (docs/architecture.md) that checks every
+step of a fact stream against `decide`, under either version of the rules.
 
 `Checker.observe(fact, decisions, state)` is called after each `decide`. It keeps its own
 account of the service, built from the facts and the recorded transitions only (never from the
@@ -18,6 +19,12 @@ FSM's internal fields), predicts from the design what the fact must lead to, and
 Where the design leaves a detail open the reference follows hbsm's documented choice (say so
 where it does): a human reset starts the restart budget over; `success_threshold` applies to
 every passing probe that would make the service healthy.
+
+The current rules (2) add: probes count during a cooldown; a restart step reached before the
+cooldown's deadline waits for it and restarts at the first failed probe from then on; repair
+runs that end without a restart back off (`repair_backoff`, doubling, capped) and past
+`repair_budget` in a row make the service failed; failed probes inside the start grace after a
+process hbsm started do not count; a lost process is restarted under the cooldown and budget.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from hbsm.events import (
     Admin,
     Event,
     Probe,
+    ProcessLost,
+    ProcessStarted,
     RepairFinished,
     RepairStarted,
     RestartFinished,
@@ -36,12 +45,13 @@ from hbsm.events import (
     decode_lines,
     encode_lines,
 )
-from hbsm.fsm import DECISIONS, decide, evolve
-from hbsm.state import RESTART_STEP, STATES, Policy, ServiceState
+from hbsm.fsm import DECISIONS, decide, evolve, machine_for
+from hbsm.state import RESTART_STEP, RULES, STATES, Policy, ServiceState
 
 from .driver import SERVICE, replay, snapshot
 
 COUNTING = ("unknown", "healthy", "degraded")
+WATCHED = ("unknown", "healthy", "degraded", "cooldown")
 RESUMABLE = ("healthy", "degraded", "cooldown", "failed")
 REPAIR_NOW_FROM = ("unknown", "healthy", "degraded", "cooldown")
 
@@ -50,6 +60,7 @@ REPAIR_NOW_FROM = ("unknown", "healthy", "degraded", "cooldown")
 class Checker:
     policy: Policy
     name: str = SERVICE
+    rules: int = RULES
     # The service as the reference sees it.
     state: str = "unknown"
     paused_from: str | None = None
@@ -66,6 +77,13 @@ class Checker:
     backoff: int = 0
     healthy_since: float | None = None
     longest_healthy: float = 0.0  # since the last restart (or reset)
+    # The current rules: the start grace, a restart waiting for the cooldown's end, and the
+    # repair runs in a row that ended without fixing it (and when the next may start).
+    grace_until: float = 0.0
+    restart_in_flight: bool = False
+    restart_pending: bool = False
+    failed_runs: int = 0
+    repair_after: float = 0.0
     # The log, and `evolve` alone applied to it (invariant 5, checked at every step).
     facts: list[Event] = field(default_factory=list)
     log: list[Event] = field(default_factory=list)
@@ -96,7 +114,7 @@ class Checker:
             assert (state.failures, state.successes) == (0, 0)  # invariant 4: counters reset
         # Invariant 5: the fact and its decisions through `evolve` alone give the same state.
         for event in (fact, *decisions):
-            evolve(self.replica, event)
+            evolve(self.replica, event, self.policy)
         assert snapshot(self.replica) == snapshot(state)
         self.facts.append(fact)
         self.log += [fact, *decisions]
@@ -116,16 +134,21 @@ class Checker:
             assert s.state in ("repairing", "restarting"), s
         if s.state == "cooldown":
             assert s.cooldown_until == self.cooldown_until, s
+            assert s.cooldown_holds == (self.rules == 1), s
+            if self.rules >= 2:
+                assert s.restart_pending == self.restart_pending, s
+        if self.rules >= 2:
+            assert (s.failed_runs, s.repair_after) == (self.failed_runs, self.repair_after), s
 
     def finish(self) -> None:
         """After the stream: replay the log as it would be written, and re-decide its facts."""
         written = [e for e in decode_lines(encode_lines(self.log)) if isinstance(e, Event)]
         assert written == self.log
-        assert snapshot(replay(written, self.name)) == snapshot(self.replica)
+        assert snapshot(replay(written, self.name, self.policy)) == snapshot(self.replica)
         fresh = ServiceState(name=self.name)
         redecided: list[Event] = []
         for fact in self.facts:
-            redecided += decide(fresh, fact, self.policy)
+            redecided += decide(fresh, fact, self.policy, machine_for(self.rules))
         assert redecided == [e for e in self.log if isinstance(e, DECISIONS)]
         assert snapshot(fresh) == snapshot(self.replica)
 
@@ -133,18 +156,33 @@ class Checker:
 
     def _counts(self, probe: Probe) -> bool:
         if self.state == "cooldown":
-            return probe.ts >= self.cooldown_until
+            # The first rules held every probe until the deadline; the current ones hold none.
+            return self.rules >= 2 or probe.ts >= self.cooldown_until
         return self.state in COUNTING
+
+    def _in_grace(self, probe: Probe) -> bool:
+        return not probe.ok and probe.ts < self.grace_until
+
+    def _open_grace(self, ts: float) -> None:
+        grace = self.policy.start_grace
+        self.grace_until = ts + grace if grace > 0 else 0.0
 
     def _count(self, fact: Event) -> None:
         if isinstance(fact, Probe) and self._counts(fact):
             if fact.ok:
                 self.oks += 1
                 self.fails = 0
-            else:
+                self.grace_until = 0.0  # it answers: the start is over
+            elif not self._in_grace(fact):
                 self.fails += 1
                 self.oks = 0
                 self.last_class = fact.error
+        elif isinstance(fact, RestartFinished):
+            if self.restart_in_flight and fact.ok:  # the restart of ours that just finished
+                self._open_grace(fact.ts)
+            self.restart_in_flight = False
+        elif isinstance(fact, ProcessStarted) and not fact.adopted:
+            self._open_grace(fact.ts)
         elif (
             isinstance(fact, RepairFinished)
             and self.state == "repairing"
@@ -178,14 +216,23 @@ class Checker:
         ladder = self._effective_ladder()
         nxt = self.step.index + 1
         if nxt >= len(ladder):
+            budget = self.policy.repair_budget
+            if self.rules >= 2 and budget > 0 and self.failed_runs + 1 >= budget:
+                return "failed", "step_failed"
             return "degraded", "step_failed"
         if ladder[nxt] != RESTART_STEP:
             return "step", ladder[nxt]
-        if len(self._in_window(ts)) >= self.policy.restart_budget:
-            return "failed", "step_failed"
+        return self._restart_due(ts, "step_failed")
+
+    def _restart_due(self, ts: float, trigger: str) -> tuple[str, str]:
+        """A restart is called for: done, given up on (budget), or waiting (cooldown). The
+        first rules gave up before waiting; the current ones judge the budget at the deadline."""
+        spent = len(self._in_window(ts)) >= self.policy.restart_budget
+        if self.rules == 1 and spent:
+            return "failed", trigger
         if not self._cooled_down(ts):
-            return "cooldown", "step_failed"
-        return "restarting", "step_failed"
+            return "cooldown", trigger
+        return ("failed" if spent else "restarting"), trigger
 
     def _expect(self, fact: Event) -> tuple[str, str] | None:
         p, st = self.policy, self.state
@@ -200,9 +247,25 @@ class Checker:
                 if st != "healthy" and self.oks >= p.success_threshold:
                     return "healthy", "probe_ok"
                 return None
-            if self.fails >= p.max_retries:
+            if self._in_grace(fact) and not self.restart_pending:
+                return None
+            if self.rules == 1:
+                if self.fails >= p.max_retries:
+                    return "repairing", "probe_failed"
+                return None if st == "degraded" else ("degraded", "probe_failed")
+            if st == "cooldown" and self.restart_pending:
+                if not self._cooled_down(fact.ts):
+                    return None  # waits for the deadline
+                if len(self._in_window(fact.ts)) >= p.restart_budget:
+                    return "failed", "probe_failed"
+                return "restarting", "probe_failed"
+            if self.fails >= p.max_retries and fact.ts >= self.repair_after:
                 return "repairing", "probe_failed"
-            return None if st == "degraded" else ("degraded", "probe_failed")
+            return ("degraded", "probe_failed") if st in ("unknown", "healthy") else None
+        if isinstance(fact, ProcessLost):
+            if self.rules >= 2 and st in WATCHED:
+                return self._restart_due(fact.ts, "process_lost")
+            return None
         if isinstance(fact, RestartFinished):
             if st != "restarting":
                 return None
@@ -258,23 +321,50 @@ class Checker:
         if t.src == "paused" and self.paused_from == "failed":
             assert t.dst == "failed" or t.trigger == "reset", t
         if t.dst == "repairing" and t.trigger != "repair_now":
-            # Invariant 2.
+            # Invariant 2, and the backoff after runs that did not fix it.
             assert t.trigger == "probe_failed" and self.fails >= p.max_retries, (t, self.fails)
+            assert t.ts >= self.repair_after, (t, self.repair_after)
         if t.dst == "degraded" and t.trigger == "probe_failed":
             assert t.failures == self.fails, (t, self.fails)
-        if t.dst == "failed" and t.trigger == "step_failed":
+        exhausted = (
+            t.trigger == "step_failed"
+            and self.step is not None
+            and (self.step.index + 1 >= len(self._effective_ladder()))
+        )
+        if t.dst == "failed" and exhausted:
+            # Past the repair budget: that many runs in a row did not fix it.
+            assert self.rules >= 2 and 0 < p.repair_budget <= self.failed_runs + 1, t
+        elif t.dst == "failed" and t.trigger in ("step_failed", "probe_failed", "process_lost"):
             # Invariant 3: failed because the budget is spent, not before.
             assert len(self._in_window(t.ts)) >= p.restart_budget, t
+        if t.dst == "degraded" and exhausted:
+            self.failed_runs += 1
+            if self.rules >= 2:
+                delay = min(p.repair_backoff * 2 ** (self.failed_runs - 1), p.repair_backoff_max)
+                assert t.until == t.ts + delay, (t, delay)
+                self.repair_after = t.until
+            else:
+                assert t.until is None, t
+        elif t.dst == "healthy" or t.trigger == "reset":
+            self.failed_runs, self.repair_after = 0, 0.0
         if t.dst == "cooldown":
             last = self.last_restart
             assert last is not None, t
+            assert t.hold == (self.rules == 1), t
             if t.trigger == "restart_done":
-                assert t.until == t.ts + last.cooldown_s, t
-            elif t.trigger == "step_failed":
+                # The first rules counted the cooldown from the restart's end; the current ones
+                # from its decision, the very time the restart guard measures from.
+                start = t.ts if self.rules == 1 else last.ts
+                assert t.until == start + last.cooldown_s, t
+                self.restart_pending = False
+            elif t.trigger in ("step_failed", "process_lost"):
                 assert t.until == last.ts + last.cooldown_s > t.ts, t
+                self.restart_pending = True
             else:  # resume: the cooldown goes on until its deadline, not a new one
                 assert t.trigger == "resume" and t.until == self.cooldown_until, t
             self.cooldown_until = t.until
+        elif t.dst != "paused":
+            self.restart_pending = False
         # Healthy stretches since the last restart (invariant 4's stable period).
         if t.src == "healthy" and self.healthy_since is not None:
             self.longest_healthy = max(self.longest_healthy, t.ts - self.healthy_since)
@@ -327,6 +417,7 @@ class Checker:
         assert r.backoff == backoff, (r, self.longest_healthy)
         assert r.cooldown_s == min(p.restart_cooldown * 2**backoff, p.cooldown_max), r
         self.last_restart = r
+        self.restart_in_flight = True
         self.backoff = r.backoff
         self.budget_restarts.append(r.ts)
         self.longest_healthy = 0.0

@@ -1,4 +1,5 @@
-"""DESIGN §3's invariants, one scripted history each (the properties test them at random)."""
+"""The state machine's invariants (docs/architecture.md), one scripted history each; the
+properties test them at random."""
 
 from __future__ import annotations
 
@@ -92,8 +93,8 @@ def test_2_a_passing_probe_breaks_the_run_even_while_still_degraded():
     assert len(repair_starts(d)) == 1
 
 
-def test_2_probes_inside_a_cooldown_do_not_count():
-    d = Driver(max_retries=3, restart_cooldown=300, check_interval=30)
+def test_2_under_the_first_rules_probes_inside_a_cooldown_do_not_count():
+    d = Driver(max_retries=3, restart_cooldown=300, check_interval=30, rules=1)
     d.restart_cycle()
     d.fails(9)  # inside the cooldown
     d.past_cooldown()
@@ -101,6 +102,19 @@ def test_2_probes_inside_a_cooldown_do_not_count():
     assert len(repair_starts(d)) == 1  # only the run that led to the restart
     d.fail()
     assert len(repair_starts(d)) == 2
+
+
+def test_2_probes_inside_a_cooldown_count_and_start_a_repair_at_max_retries():
+    d = Driver(max_retries=3, restart_cooldown=300, check_interval=30)
+    d.restart_cycle()
+    restarted = d.now
+    d.fails(2)
+    assert (d.current, len(repair_starts(d))) == ("cooldown", 1)
+    d.fail()
+    assert len(repair_starts(d)) == 2  # the third failure in a row, well inside the cooldown
+    start = repair_starts(d)[-1]
+    assert (start.src, start.failures) == ("cooldown", 3)
+    assert start.ts < restarted + 300
 
 
 def test_2_probes_while_paused_do_not_count():
@@ -197,7 +211,7 @@ def test_4_consecutive_restarts_double_the_cooldown_up_to_its_cap():
     assert [r.cooldown_s for r in restarts] == [100, 200, 400, 500, 500, 500]
     done = [t for t in d.transitions if t.trigger == "restart_done"]
     for t, r in zip(done, d.restarts, strict=False):
-        assert t.until - t.ts == r.cooldown_s
+        assert t.until - r.ts == r.cooldown_s  # from the restart's decision
 
 
 def healthy_for(d: Driver, seconds: float) -> None:

@@ -1,12 +1,13 @@
-"""Hypothesis: random fact streams for one service, every step checked against DESIGN §3.
+"""Hypothesis: random fact streams for one service, every step checked against the reference.
 
 A stream mixes probes (single or in bursts, passing or failing with random error classes),
 repair outcomes (for the step in flight, or stale), restart outcomes (usually for the restart in
-flight, sometimes out of the blue), admin actions (allowed or not, short pauses included) and
-time gaps from none to days, under a random valid Policy. Like the runtime, the driver usually
-(not always) answers a repair.started with that step's repair.finished, and a restart.started
-with a restart.finished. `model.Checker` predicts each step and checks every invariant; see its
-docstring.
+flight, sometimes out of the blue), process starts and losses, admin actions (allowed or not,
+short pauses included) and time gaps from none to days, under a random valid Policy and either
+version of the rules (the first rules' policies have no start grace: it did not exist). Like
+the runtime, the driver usually (not always) answers a repair.started with that step's
+repair.finished, and a restart.started with a restart.finished. `model.Checker` predicts each
+step and checks every invariant; see its docstring.
 
 `HBSM_FSM_EXAMPLES=2000 pytest tests/fsm` for a longer search (default: a run of a few seconds).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -22,13 +24,16 @@ from hbsm.events import (
     Admin,
     Event,
     Probe,
+    ProcessLost,
+    ProcessStarted,
     RepairFinished,
     RepairStarted,
     RestartFinished,
     RestartStarted,
+    ServiceRegistered,
     Transition,
 )
-from hbsm.fsm import ADMIN_ACTIONS, decide
+from hbsm.fsm import ADMIN_ACTIONS, KNOWN_RULES, decide, machine_for
 from hbsm.projection import Projection
 from hbsm.state import ERROR_CLASSES, RESTART_STEP, Policy, ServiceState
 
@@ -56,7 +61,9 @@ GAPS = st.one_of(
 # How long a repair step or a restart takes: mostly seconds, sometimes minutes.
 DURATIONS = st.one_of(st.integers(0, 10), st.integers(0, 600)).map(float)
 # What the next action is, weighted by repetition.
-KINDS = ("probe", "burst", "burst", "burst", "repair", "restart", "admin", "admin", "blip")
+KINDS = (
+    "probe", "burst", "burst", "burst", "repair", "restart", "admin", "admin", "blip", "process",
+)  # fmt: skip
 # Every admin action, resume more often so that pauses end (pause/resume/reset come first).
 ADMIN_MIX = ("resume", "pause", "resume", "reset", *ADMIN_ACTIONS)
 
@@ -70,8 +77,9 @@ def ladders(draw: st.DrawFn) -> tuple[str, ...]:
 
 
 @st.composite
-def policies(draw: st.DrawFn) -> Policy:
+def policies(draw: st.DrawFn, rules: int = 2) -> Policy:
     cooldown = draw(st.integers(0, 900))
+    backoff = draw(st.integers(0, 600))
     return Policy(
         check_interval=float(draw(st.integers(1, 120))),
         max_retries=draw(st.integers(1, 4)),
@@ -84,6 +92,10 @@ def policies(draw: st.DrawFn) -> Policy:
         ladder=draw(ladders()),
         ladders=draw(st.dictionaries(ERRORS, ladders(), max_size=3)),
         on_restart_failure=draw(st.sampled_from(["failed", "degraded"])),
+        start_grace=float(draw(st.integers(0, 120))) if rules >= 2 else 0.0,
+        repair_backoff=float(backoff),
+        repair_backoff_max=float(backoff + draw(st.sampled_from([0, 60, 3_000]))),
+        repair_budget=draw(st.integers(0, 4)),
     )
 
 
@@ -95,14 +107,16 @@ class Runtime:
         policy: Policy,
         data: st.DataObject,
         *,
+        rules: int,
         kinds: tuple[str, ...] = KINDS,
         most_ok: int = 10,
     ) -> None:
         self.policy = policy
+        self.machine = machine_for(rules)
         self.draw = data.draw
         self.kinds = kinds
         self.state = ServiceState(name=SERVICE)
-        self.checker = Checker(policy)
+        self.checker = Checker(policy, rules=rules)
         self.now = START
         self.ok_per_10 = self.draw(st.integers(0, most_ok), label="passing probes per 10")
 
@@ -118,7 +132,7 @@ class Runtime:
         pending = [fact]
         while pending:
             fact = pending.pop(0)
-            decisions = decide(self.state, fact, self.policy)
+            decisions = decide(self.state, fact, self.policy, self.machine)
             self.checker.observe(fact, decisions, self.state)
             for d in decisions:
                 if isinstance(d, RepairStarted) and self.usually("repair.finished follows"):
@@ -173,6 +187,12 @@ class Runtime:
         elif kind == "restart":
             self.at(self.draw(GAPS))
             self.run(self.restart_finished())
+        elif kind == "process":  # hbsm (re)started: a process started, adopted, or lost
+            gap, pick = self.draw(GAPS), self.draw(st.integers(0, 2), label="process")
+            if pick == 2:
+                self.run(ProcessLost(ts=self.at(gap), service=SERVICE, pid=7))
+            else:
+                self.run(ProcessStarted(ts=self.at(gap), service=SERVICE, pid=7, adopted=pick == 1))
         elif kind == "blip":  # a short maintenance: pause, then resume
             for action in ("pause", "resume"):
                 self.run(Admin(ts=self.at(self.draw(GAPS)), service=SERVICE, action=action))
@@ -193,16 +213,19 @@ def note_coverage(log: list[Event]) -> None:
             event("a restart backed off")
 
 
+@pytest.mark.parametrize("rules", KNOWN_RULES)
 @SETTINGS
-@given(policy=policies(), data=st.data())
-def test_random_fact_streams_keep_every_invariant(policy: Policy, data: st.DataObject) -> None:
-    runtime = Runtime(policy, data)
+@given(data=st.data())
+def test_random_fact_streams_keep_every_invariant(rules: int, data: st.DataObject) -> None:
+    policy = data.draw(policies(rules), label="policy")
+    runtime = Runtime(policy, data, rules=rules)
     for _ in range(data.draw(st.integers(1, 40), label="actions")):
         runtime.step()
     runtime.checker.finish()
     note_coverage(runtime.checker.log)
     # The projection folds the same log, with its own inlined probe path, to the same state.
     projection = Projection()
+    projection.apply(ServiceRegistered(ts=START, service=SERVICE, policy=policy))
     projection.apply_all(runtime.checker.log)
     if SERVICE in projection.services:
         assert snapshot(projection.services[SERVICE].fsm) == snapshot(runtime.state)
@@ -210,15 +233,17 @@ def test_random_fact_streams_keep_every_invariant(policy: Policy, data: st.DataO
 
 # A service that hardly ever answers: runs reach their restart step as fast as the guards allow,
 # restarts fail as often as not, and the cooldown, budget and backoff guards do the work.
-STUBBORN = ("burst", "burst", "burst", "probe", "restart", "blip")
+STUBBORN = ("burst", "burst", "burst", "probe", "restart", "blip", "process")
 
 
+@pytest.mark.parametrize("rules", KNOWN_RULES)
 @SETTINGS
-@given(policy=policies(), data=st.data())
+@given(data=st.data())
 def test_a_service_that_keeps_failing_keeps_every_invariant(
-    policy: Policy, data: st.DataObject
+    rules: int, data: st.DataObject
 ) -> None:
-    runtime = Runtime(policy, data, kinds=STUBBORN, most_ok=2)
+    policy = data.draw(policies(rules), label="policy")
+    runtime = Runtime(policy, data, rules=rules, kinds=STUBBORN, most_ok=2)
     for _ in range(data.draw(st.integers(1, 40), label="actions")):
         runtime.step()
     runtime.checker.finish()

@@ -1,19 +1,14 @@
-"""Every row of DESIGN §3's transition table, as examples (one service, scripted facts)."""
+"""Every row of the transition table (docs/architecture.md), as examples (one service, scripted
+facts). The cooldown's rows are in test_cooldown.py, the repair backoff's in
+test_repair_backoff.py, the start grace and lost processes in test_start_grace.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from hbsm.events import RepairStarted, RestartStarted, Transition
+from hbsm.events import RepairStarted, RestartStarted
 
-from .driver import Driver, snapshot, transitions
-
-
-def only_transition(events: list) -> Transition:
-    found = transitions(events)
-    assert len(found) == 1, events
-    return found[0]
-
+from .driver import Driver, only_transition, snapshot, transitions
 
 # --- probes outside a repair run ---------------------------------------------------------------
 
@@ -191,16 +186,6 @@ def test_repairing_to_cooldown_when_the_restart_step_comes_too_soon_after_the_la
     assert len(d.restarts) == 1
 
 
-def test_restarting_to_cooldown_when_the_restart_is_done():
-    d = Driver(restart_cooldown=90)
-    d.to_repairing()
-    d.climb_to_restart()
-    t = only_transition(d.finish_restart(ok=True))
-    assert (t.src, t.dst, t.trigger, t.failures) == ("restarting", "cooldown", "restart_done", 0)
-    assert t.until == d.now + 90
-    assert d.state.cooldown_until == d.now + 90
-
-
 @pytest.mark.parametrize(("on_failure", "dst"), [("failed", "failed"), ("degraded", "degraded")])
 def test_a_failed_restart_goes_where_on_restart_failure_says(on_failure, dst):
     d = Driver(on_restart_failure=on_failure)
@@ -219,45 +204,6 @@ def test_probes_while_restarting_are_ignored():
     d.climb_to_restart()
     assert d.ok() == [] and d.fail() == []
     assert d.current == "restarting"
-
-
-# --- cooldown ----------------------------------------------------------------------------------
-
-
-def cooled_driver(**policy) -> Driver:
-    d = Driver(restart_cooldown=300, check_interval=30, **policy)
-    d.restart_cycle()
-    assert d.current == "cooldown"
-    return d
-
-
-def test_cooldown_ignores_probes_before_cooldown_until():
-    d = cooled_driver()
-    before = snapshot(d.state)
-    for _ in range(5):  # more than max_retries: none of them counts
-        assert d.fail() == []
-    assert d.now < d.state.cooldown_until
-    assert d.ok() == []
-    assert snapshot(d.state) == before
-
-
-@pytest.mark.parametrize(("ok", "dst", "failures"), [(True, "healthy", 0), (False, "degraded", 1)])
-def test_cooldown_ends_with_the_first_probe_after_it(ok, dst, failures):
-    d = cooled_driver()
-    d.fails(3)  # ignored: inside the cooldown
-    d.past_cooldown()
-    t = only_transition(d.probe(ok))
-    assert (t.src, t.dst, t.failures) == ("cooldown", dst, failures)
-
-
-def test_after_cooldown_failures_count_afresh():
-    d = cooled_driver()
-    d.past_cooldown()
-    d.fail()
-    d.fails(d.policy.max_retries - 2)
-    assert d.current == "degraded"
-    d.fail()
-    assert d.current == "repairing"
 
 
 # --- operators ---------------------------------------------------------------------------------

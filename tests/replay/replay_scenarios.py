@@ -25,7 +25,7 @@ from hbsm.events import (
     encode,
 )
 from hbsm.fsm import decide
-from hbsm.state import Policy, ServiceState
+from hbsm.state import RULES, Policy, ServiceState
 
 T0 = 1_793_502_000.0  # 2026-11-01T03:00:00Z
 INTERVAL = 30.0
@@ -55,7 +55,7 @@ class Recorder:
         self.events.append(event)
 
     def start(self, ts: float = T0) -> None:
-        self.add(MonitorStarted(ts=ts, pid=4242, version="0.1.0", host="test"))
+        self.add(MonitorStarted(ts=ts, pid=4242, version="0.1.0", host="test", rules=RULES))
 
     def register(self, name: str, policy: Policy | None = None, ts: float = T0) -> None:
         policy = policy or Policy()
@@ -131,14 +131,15 @@ def write_log(path: Path, events: Sequence[Event], *, stamped: bool = False) -> 
 
 def outage(rec: Recorder, name: str = "api", start: float = T0) -> dict[str, float]:
     """healthy, then down: 3 failures -> repair (diagnose, check_config) -> restart -> cooldown
-    -> healthy (default policy, runtime delays as given). Returns the key times."""
+    -> healthy at the first good probe (default policy, runtime delays as given). Returns the
+    key times."""
     t = rec.probes(name, "..", start)
     first_failure = t
     t = rec.probes(name, "xxxxx", t)  # 3rd: repairing; 4th, 5th: next steps, then restart
-    # Cooldown (300 s from the restart's end): the probes inside it are ignored.
-    t = rec.probes(name, "..........", t)
+    # The restart worked: healthy at the first probe after it, well inside the cooldown (300 s
+    # from the restart's decision), which only keeps the next restart away.
     recovered = t
-    t = rec.probes(name, ".", t)
+    t = rec.probes(name, "..........", t)
     return {
         "first_failure": first_failure,
         "repairing": first_failure + 2 * INTERVAL,

@@ -34,13 +34,14 @@ def replay(
 
 
 def two_services() -> tuple[Recorder, dict[str, float]]:
-    """api: one outage repaired by a restart (7m 30s). web: a 30 s blip, then a 60 s one."""
+    """api: one outage repaired by a restart (2m 30s). web: a 30 s blip, then a 60 s one, both
+    over before api recovers."""
     rec = Recorder()
     rec.start()
     rec.register("api")
     rec.register("web")
     times = outage(rec)
-    rec.probes("web", "...x..xx.", T0 + 5)
+    rec.probes("web", ".x.xx.", T0 + 5)
     return rec, times
 
 
@@ -75,10 +76,11 @@ def test_timeline_has_every_kind_of_entry_in_utc_and_no_probes() -> None:
         assert found, (kind, contains, [e.text for e in report.timeline])
         return found[0].text
 
-    degraded = next(e for e in report.timeline if "healthy -> degraded" in e.text)
-    assert degraded.service == "api"
+    degraded = next(
+        e for e in report.timeline if "healthy -> degraded" in e.text and e.service == "api"
+    )
     assert degraded.time == iso(times["first_failure"]) == "2026-11-01T03:01:00.000Z"
-    assert "probe failed (1 in a row): refused" in degraded.text
+    assert "probe failed: refused" in degraded.text
     assert text("repair.started", contains="diagnose") == "repair run 1: step 1/3 diagnose started"
     assert text("repair.finished", contains="diagnose") == (
         "repair run 1: step diagnose ok in 500 ms: diagnose done | all fine"
@@ -86,7 +88,7 @@ def test_timeline_has_every_kind_of_entry_in_utc_and_no_probes() -> None:
     assert "attempt 1" in text("restart.started") and "cooldown 5m 00s" in text("restart.started")
     assert text("restart.finished") == "restart ok in 2.0 s, exit 0: restarted"
     cooldown = text("transition", contains="-> cooldown")
-    assert "cooldown until 2026-11-01T03:08:02.000Z" in cooldown
+    assert "cooldown until 2026-11-01T03:08:00.000Z" in cooldown  # from the restart's decision
     assert text("admin") == "admin pause by alice from 127.0.0.1"
     assert text("notification") == (
         "notification [warning] via webhook: api restarted (NOT delivered: HTTP 502)"
@@ -105,7 +107,7 @@ def test_incidents_durations_time_to_detect_and_mttr() -> None:
     assert len(api) == 1 and len(web) == 2
     (inc,) = api
     assert inc.start == times["first_failure"] and inc.end == times["recovered"]
-    assert inc.duration_s == 450.0 and duration(inc.duration_s) == "7m 30s"
+    assert inc.duration_s == 150.0 and duration(inc.duration_s) == "2m 30s"
     assert inc.detect_s == 2 * INTERVAL  # 3 failures, 30 s apart
     assert (inc.repairs, inc.restarts, inc.worst, inc.state) == (1, 1, "restarting", "healthy")
     assert not inc.ongoing and not inc.partial
@@ -113,10 +115,10 @@ def test_incidents_durations_time_to_detect_and_mttr() -> None:
     assert all(i.detect_s is None and i.repairs == 0 for i in web)  # never reached repairing
 
     tallies = {t.service: t for t in report.services}
-    assert tallies["api"].mttr_s == 450.0 and tallies["api"].mttd_s == 60.0
+    assert tallies["api"].mttr_s == 150.0 and tallies["api"].mttd_s == 60.0
     assert tallies["web"].mttr_s == 45.0 and tallies["web"].mttd_s is None
     assert (tallies["api"].repairs, tallies["api"].restarts) == (1, 1)
-    assert report.totals.mttr_s == pytest.approx((450 + 30 + 60) / 3)
+    assert report.totals.mttr_s == pytest.approx((150 + 30 + 60) / 3)
     assert (report.totals.incidents, report.totals.closed, report.totals.ongoing) == (3, 3, 0)
 
 
@@ -149,7 +151,7 @@ def test_open_incident_is_ongoing_and_a_reset_then_recovery_closes_it() -> None:
 def test_since_until_and_service_filter_what_is_reported_not_the_states() -> None:
     rec, times = two_services()
     events = stamp(rec.events)
-    since = times["recovered"] - 60  # inside the api incident, after both web blips
+    since = times["recovered"] - 30  # inside the api incident, after both web blips
     report = replay(events, Window(since=since))
     assert all(e.ts >= since for e in report.timeline)
     assert [i.service for i in report.incidents] == ["api"]  # overlaps: reported whole
@@ -157,7 +159,7 @@ def test_since_until_and_service_filter_what_is_reported_not_the_states() -> Non
     assert {t.service: t.state for t in report.services} == {"api": "healthy", "web": "healthy"}
     assert report.since == iso(since)
 
-    until = times["first_failure"] - 1
+    until = T0 + 30  # before either service first failed
     report = replay(events, Window(until=until))
     assert report.incidents == [] and all(e.ts <= until for e in report.timeline)
 

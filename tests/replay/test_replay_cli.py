@@ -40,10 +40,10 @@ def test_text_report_has_timeline_incidents_and_mttr(log: Path) -> None:
     assert "repair run 1: step 1/3 diagnose started" in out
     assert "incidents (3: 3 recovered, 0 ongoing)" in out
     api_incident = next(line for line in out.splitlines() if line.strip().startswith("api  2026"))
-    assert "2026-11-01T03:01:00.000Z" in api_incident and "7m 30s" in api_incident
+    assert "2026-11-01T03:01:00.000Z" in api_incident and "2m 30s" in api_incident
     assert "detect 1m 00s" in api_incident and "restarts 1" in api_incident
     mttr = {line.split()[0]: line.split() for line in out.splitlines()[-3:]}
-    assert mttr["api"][:4] == ["api", "healthy", "1", "1"] and "7m" in mttr["api"]
+    assert mttr["api"][:4] == ["api", "healthy", "1", "1"] and "2m" in mttr["api"]
     assert mttr["web"][4:6] == ["45.0", "s"]  # (30 s + 60 s) / 2
     assert mttr["all"][1:3] == ["3", "3"]
 
@@ -55,11 +55,11 @@ def test_json_report(log: Path) -> None:
     assert set(report) >= {"files", "events", "timeline", "incidents", "services", "totals"}
     assert report["events"] == len(history()) and report["files"] == [str(log)]
     api = next(i for i in report["incidents"] if i["service"] == "api")
-    assert api["duration_s"] == 450.0 and api["detect_s"] == 60.0 and api["ongoing"] is False
+    assert api["duration_s"] == 150.0 and api["detect_s"] == 60.0 and api["ongoing"] is False
     assert api["start_time"] == "2026-11-01T03:01:00.000Z"
     services = {s["service"]: s for s in report["services"]}
-    assert services["api"]["mttr_s"] == 450.0 and services["web"]["mttr_s"] == 45.0
-    assert report["totals"]["mttr_s"] == 180.0
+    assert services["api"]["mttr_s"] == 150.0 and services["web"]["mttr_s"] == 45.0
+    assert report["totals"]["mttr_s"] == 80.0  # (150 + 30 + 60) / 3
     transition = next(e for e in report["timeline"] if e["type"] == "transition")
     assert transition["event"]["dst"] == "healthy" and transition["time"].endswith("Z")
 

@@ -1,0 +1,115 @@
+"""The start grace after hbsm (re)started a process, and a supervised process found gone.
+
+Failed probes within `start_grace` seconds of a process hbsm started (a first start, or a
+restart that finished) are recorded but do not count; a passing probe ends the grace early. A
+process found gone when hbsm starts (`process.lost`) is restarted under the cooldown and the
+restart budget: a start after a crash is a restart.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .driver import Driver, only_transition
+
+GRACE = 20.0
+
+
+def test_failures_inside_the_grace_of_a_first_start_do_not_count():
+    d = Driver(start_grace=GRACE, check_interval=5, max_retries=1)
+    d.process_started()
+    started = d.now
+    for _ in range(3):  # at +5, +10, +15
+        assert d.fail("refused") == []
+    assert (d.current, d.state.failures) == ("unknown", 0)
+    d.now = started + GRACE - d.policy.check_interval  # the next probe is at the grace's end
+    assert only_transition(d.fail("refused")).dst == "repairing"  # it counts
+
+
+def test_a_passing_probe_ends_the_grace():
+    d = Driver(start_grace=GRACE, check_interval=1, max_retries=1)
+    d.process_started()
+    assert only_transition(d.ok()).dst == "healthy"
+    assert d.state.grace_until == 0.0
+    assert only_transition(d.fail()).dst == "repairing"  # 2 s after the start: it counts
+
+
+def test_an_adopted_process_has_no_grace():
+    d = Driver(start_grace=GRACE, max_retries=1)
+    d.process_started(adopted=True)
+    assert only_transition(d.fail()).dst == "repairing"
+
+
+def test_a_restart_opens_the_grace():
+    d = Driver(start_grace=GRACE, check_interval=5, max_retries=1, restart_cooldown=0)
+    d.restart_cycle()
+    assert d.current == "cooldown"
+    assert d.fail() == [] and d.fail() == []
+    assert d.state.failures == 0
+    d.ok()
+    assert d.current == "healthy"
+
+
+def test_no_grace_when_none_is_set():
+    d = Driver(max_retries=1)
+    d.process_started()
+    assert only_transition(d.fail()).dst == "repairing"
+
+
+# --- a supervised process found gone at start-up -------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["unknown", "healthy", "degraded"])
+def test_a_lost_process_is_restarted_when_the_cooldown_allows(state):
+    d = Driver(max_retries=5)
+    if state == "healthy":
+        d.to_healthy()
+    elif state == "degraded":
+        d.fail()
+    moved, restart = d.process_lost()
+    assert (moved.src, moved.dst, moved.trigger) == (state, "restarting", "process_lost")
+    assert "4242" in moved.reason
+    assert restart.attempt == 1
+    assert only_transition(d.finish_restart()).dst == "cooldown"
+
+
+def test_a_lost_process_waits_for_the_cooldown_of_the_last_restart():
+    # The monitor crashed repeatedly: each start found the process gone. Restarts stay a
+    # cooldown apart however often that happens.
+    d = Driver(restart_cooldown=600, check_interval=10, restart_budget=10)
+    d.process_lost()
+    d.finish_restart()
+    first = d.restarts[-1]
+    t = only_transition(d.process_lost(after=3.3))
+    assert (t.dst, t.until) == ("cooldown", first.ts + 600)
+    assert d.state.restart_pending
+    assert len(d.restarts) == 1
+    d.past_cooldown()
+    moved, restart = d.fail("refused")  # nothing listens: restarted at the deadline
+    assert moved.dst == "restarting" and restart.ts - first.ts >= 600
+
+
+def test_a_lost_process_past_the_restart_budget_is_failed():
+    d = Driver(restart_cooldown=1, restart_budget=1, restart_window=86_400)
+    d.process_lost()
+    d.finish_restart()
+    d.wait(10)
+    t = only_transition(d.process_lost())
+    assert (t.dst, t.trigger) == ("failed", "process_lost")
+    assert t.reason.startswith("restart budget spent")
+
+
+@pytest.mark.parametrize("state", ["paused", "failed"])
+def test_a_lost_process_of_a_paused_or_failed_service_is_left_alone(state):
+    d = Driver(restart_budget=0)
+    if state == "paused":
+        d.admin("pause")
+    else:
+        d.process_lost()
+    assert d.current == state
+    assert d.process_lost() == []
+
+
+def test_the_first_rules_know_no_lost_process():
+    d = Driver(rules=1)
+    assert d.process_lost() == []

@@ -14,7 +14,6 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -29,6 +28,7 @@ from hbsm.events import (
     MonitorStopped,
     Notification,
     ProcessStarted,
+    ProcessStopped,
     RepairFinished,
     RepairStarted,
     RestartFinished,
@@ -39,13 +39,13 @@ from hbsm.events import (
 )
 from hbsm.fsm import ServiceMachine, decide
 from hbsm.log import EventStore, LogError
-from hbsm.monitor.orphans import Orphans
+from hbsm.monitor.startup import Resumed, StartUp
 from hbsm.notify import Notice, Notifier
 from hbsm.notify.notice import LEVELS, iso_utc
 from hbsm.probes import Prober, Scheduler
 from hbsm.projection import Projection
-from hbsm.repair import RepairRunner, Supervisor, SupervisorError
-from hbsm.state import Policy, ServiceState
+from hbsm.repair import RepairRunner, Supervisor
+from hbsm.state import RULES, Policy, ServiceState
 
 __all__ = ["LogUnwritableError", "Monitor", "Outage"]
 
@@ -61,9 +61,6 @@ _REMEMBERED = (Transition, Notification, RestartStarted, RepairFinished, Snapsho
 # At most one log_unwritable notice (and its log_writable) this often: a disk at the edge of
 # full may refuse and take writes by turns.
 OUTAGE_NOTICE_EVERY = 300.0
-# /proc/stat's btime is in whole seconds: how much later than recorded a process may seem to
-# have started and still be the one recorded.
-_START_SLACK = 1.0
 
 
 class LogUnwritableError(LogError):
@@ -112,14 +109,11 @@ class Monitor:
         self._pending: list[RepairStarted | RestartStarted] = []
         self._dirty = False
         # Set while the log refuses writes: nothing is probed, decided or started until it
-        # takes them again (DESIGN §1, no record, no side effect). Read by the API's /health.
+        # takes them again (no record, no side effect). Read by the API's /health.
         self.outage: Outage | None = None
         self._outage_noticed_at: float | None = None
         self._stopping = False  # no new notice once stop() writes its last: the notifier closes
         self.started_at: float | None = None
-        # When the log last named each supervised service's pid: a process that started later
-        # is not that one (see _same_process).
-        self._pid_since: dict[str, float] = {}
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -129,7 +123,7 @@ class Monitor:
 
     async def start(self) -> None:
         """Resume from the log, record the start, take up interrupted work, start probing."""
-        self._resume()
+        resumed = self._resume()
         now = self.clock()
         self.started_at = now
         self._append(
@@ -140,6 +134,7 @@ class Monitor:
                     version=__version__,
                     host=socket.gethostname(),
                     config=msgspec.to_builtins(_redacted(self.config)),
+                    rules=RULES,
                 ),
                 *(
                     ServiceRegistered(
@@ -156,11 +151,12 @@ class Monitor:
             ]
         )
         self.machine.add(self.states.values())
-        await self._start_supervised()
+        startup = StartUp(self, resumed)
+        await startup.start_supervised()
         # The pids must be on disk before anything else can go wrong: unknown to the next
         # start, a child would be started a second time.
         self.store.flush()
-        self._take_up_interrupted()
+        startup.take_up_interrupted()
         self.store.flush()
         self._flusher = asyncio.create_task(self._flush_periodically(), name="hbsm-flusher")
         if self.config.enabled and self.config.auto_start:
@@ -183,7 +179,13 @@ class Monitor:
         await asyncio.gather(*pending, return_exceptions=True)
         for name, svc in self.services.items():
             if svc.restart.kind == "supervise" and svc.restart.stop_on_exit:
+                pid = self.supervisor.pid(name)
                 await self.supervisor.stop(name, grace=svc.restart.grace)
+                if pid is not None:
+                    # Stopped on purpose: the next start is a first start, not a crash's restart.
+                    reason = "hbsm stopped (restart.stop_on_exit)"
+                    self._append([ProcessStopped(ts=self.clock(), service=name, pid=pid,
+                                                 reason=reason)])  # fmt: skip
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
@@ -218,9 +220,12 @@ class Monitor:
                 self._log_failed(exc)
                 await asyncio.sleep(FLUSH_EVERY)
 
-    def _resume(self) -> None:
+    def _resume(self) -> Resumed:
         """Fold the log into the projection and rebuild every configured service's state."""
         remember = self.notifier.remember
+        # When the log last named each supervised service's pid: a process that started later
+        # is not that one.
+        pid_since: dict[str, float] = {}
         batch: list[Any] = []
         for event in self.store.read():
             batch.append(event)
@@ -231,17 +236,15 @@ class Monitor:
             if isinstance(event, _REMEMBERED):
                 remember(event)
             if isinstance(event, ProcessStarted | RestartFinished) and event.pid is not None:
-                self._pid_since[event.service] = event.ts
+                pid_since[event.service] = event.ts
             elif isinstance(event, Snapshot):
                 for snapped in event.services:
                     if snapped.pid is not None:
-                        self._pid_since[snapped.name] = event.ts
+                        pid_since[snapped.name] = event.ts
             if len(batch) >= 4096:
                 self.projection.apply_all(batch)
                 batch.clear()
         self.projection.apply_all(batch)
-        # When the previous monitor started: a child it started is no older (see Orphans).
-        self._previous_start: float | None = self.projection.monitor.started_at
         for name in self.services:
             view = self.projection.services.get(name)
             if view is None:
@@ -256,78 +259,14 @@ class Monitor:
             len(self.states),
             self.projection.monitor.events_total,
         )
-
-    async def _start_supervised(self) -> None:
-        """Start the processes hbsm supervises, or adopt those still running from before."""
-        previous = self._previous_start
-        orphans = Orphans(since=previous) if previous is not None else None
-        for name, svc in self.services.items():
-            if svc.restart.kind != "supervise":
-                continue
-            view = self.projection.services.get(name)
-            known = view.pid if view is not None else None
-            if known is not None and not _same_process(known, self._pid_since.get(name)):
-                # Fix (tests/monitor): after a reboot or a long downtime the recorded pid may
-                # belong to another process; adopted, it was SIGTERMed by the next restart.
-                log.warning("%s: pid %d is not the process the log recorded", name, known)
-                known = None
-            adopted = known is not None and await self.supervisor.adopt(name, known)
-            if not adopted and orphans is not None:
-                # Fix (tests/reliability): killed between starting a child (in a restart, or
-                # here) and recording its pid, the last monitor left it running unrecorded;
-                # started again, the service found its port taken and died, the orphan served
-                # on unsupervised and every later restart failed the same way (then `failed`).
-                for orphan in orphans.of(svc.restart.argv):
-                    if await self.supervisor.adopt(name, orphan, svc.restart):
-                        log.warning("%s: adopting pid %d, started but never recorded", name, orphan)
-                        known, adopted = orphan, True
-                        break
-            try:
-                pid = known if adopted else await self.supervisor.start(name, svc.restart)
-            except SupervisorError as exc:
-                # Fix (tests/monitor): one service that will not start (bad argv, port taken)
-                # crashed `hbsm run` for all of them. Its probes now fail and its ladder
-                # retries the start as a restart, under the cooldown and the restart budget.
-                log.error("%s", exc)
-                continue
-            assert pid is not None
-            started = ProcessStarted(
-                ts=self.clock(), service=name, pid=pid, argv=list(svc.restart.argv), adopted=adopted
-            )
-            self._append([started])
-
-    def _take_up_interrupted(self) -> None:
-        """Side effects the log shows requested but not finished: the monitor died meanwhile."""
-        for name, state in self.states.items():
-            now = self.clock()
-            if state.in_flight is not None and state.in_flight.startswith("repair:"):
-                self.record(
-                    RepairFinished(
-                        ts=now,
-                        service=name,
-                        run=state.run,
-                        step=state.ladder[state.step_index],
-                        index=state.step_index,
-                        ok=False,
-                        interrupted=True,
-                        output="interrupted: hbsm stopped during this step",
-                    )
-                )
-                self._spawn(self._probe_once(name))
-            elif state.in_flight == "restart":
-                # Whether the restart happened is unknown: count it as done and wait out the
-                # cooldown, rather than risk a second restart too soon.
-                self.record(
-                    RestartFinished(
-                        ts=now,
-                        service=name,
-                        ok=True,
-                        interrupted=True,
-                        output="interrupted: hbsm stopped during the restart; cooldown from now",
-                    )
-                )
-            elif state.state == "repairing" and state.step_done:
-                self._spawn(self._probe_once(name))
+        views = self.projection.services
+        return Resumed(
+            in_flight={n: s.in_flight for n, s in self.states.items() if s.in_flight is not None},
+            pids={n: v.pid for n, v in views.items() if n in self.services and v.pid is not None},
+            pid_since=pid_since,
+            # When the previous monitor started: a child it started is no older (see Orphans).
+            previous_start=self.projection.monitor.started_at,
+        )
 
     def _start_scheduler(self) -> None:
         for name, policy in self.policies.items():
@@ -544,9 +483,22 @@ class Monitor:
         if state.state == "repairing" and state.step_done and state.run == started.run:
             await self._probe_once(started.service)
 
-    async def _restart(self, started: RestartStarted) -> None:
+    def spawn_probe(self, name: str) -> None:
+        """Probe a service now, in a task of its own (a verification, say)."""
+        self._spawn(self._probe_once(name))
+
+    def spawn_restart(self, started: RestartStarted, *, note: str) -> None:
+        """Carry out a restart the log already holds the decision of (taken up after a crash);
+        `note` heads its output."""
+        self._spawn(self._restart(started, note=note))
+
+    async def _restart(self, started: RestartStarted, *, note: str | None = None) -> None:
         svc = self.services[started.service]
         finished = await self.repairs.restart(svc, started)
+        if note is not None:
+            finished = msgspec.structs.replace(
+                finished, interrupted=True, output=f"{note}; {finished.output}"
+            )
         self.record(finished)
         # The new pid must be on disk at once: lost to a crash, the next start would not know
         # the child it must adopt, and would start a second one.
@@ -572,25 +524,6 @@ class Monitor:
             await asyncio.sleep(FLUSH_EVERY)
             if self._dirty or self._pending:
                 self._flush()
-
-
-def _same_process(pid: int, recorded_at: float | None) -> bool:
-    """Whether live process `pid` can be the one the log named at `recorded_at`: it is not
-    hbsm itself, and it had started by then. Without /proc (or a time), trust the pid."""
-    if pid == os.getpid():
-        return False
-    if recorded_at is None:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = Path("/proc/stat").read_text()
-        btime = next(int(line.split()[1]) for line in boot.splitlines() if line.startswith("btime"))
-        # Fields after "(comm)" begin at field 3; starttime is field 22, in clock ticks.
-        ticks = int(stat[stat.rfind(")") + 2 :].split()[19])
-    except (OSError, StopIteration, ValueError, IndexError):
-        return True
-    started = btime + ticks / os.sysconf("SC_CLK_TCK")
-    return started <= recorded_at + _START_SLACK
 
 
 def _redacted(config: Config) -> Config:

@@ -31,12 +31,16 @@ def service(name: str, url: str, **fields: Any) -> ServiceConfig:
 
 
 def make_config(log_path: Path, services: list[ServiceConfig], **overrides: Any) -> Config:
-    """Tight thresholds: probes every 0.2 s, repair after 2 failures, diagnose only."""
+    """Tight thresholds: probes every 0.2 s, repair after 2 failures, diagnose only (the next
+    run 0.2 s after one that did not fix it)."""
     settings: dict[str, Any] = {
         "check_interval": 0.2,
         "max_retries": 2,
         "restart_cooldown": 1.0,
         "cooldown_max": 1.0,
+        "start_grace": 1.0,
+        "repair_backoff": 0.2,
+        "repair_backoff_max": 1.0,
         "ladder": ["diagnose"],
         "log": LogConfig(path=str(log_path)),
         "notify": NotifyConfig(webhooks=[]),

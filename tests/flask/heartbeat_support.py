@@ -88,10 +88,13 @@ def service(name: str, url: str, **fields: Any) -> ServiceConfig:
 
 
 def make_config(log_path: Path, services: list[ServiceConfig], **overrides: Any) -> Config:
-    """Tight thresholds: probes every 0.1 s; repairs only diagnose (nothing to restart)."""
+    """Tight thresholds: probes every 0.1 s; repairs only diagnose (nothing to restart), the
+    next run 0.2 s after one that did not fix it."""
     settings: dict[str, Any] = {
         "check_interval": 0.1,
         "max_retries": 2,
+        "repair_backoff": 0.2,
+        "repair_backoff_max": 1.0,
         "ladder": ["diagnose"],
         "log": LogConfig(path=str(log_path)),
         "notify": NotifyConfig(webhooks=[]),

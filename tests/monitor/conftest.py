@@ -43,12 +43,14 @@ def target() -> Iterator[SwitchableTarget]:
 
 @pytest.fixture
 def children(tmp_path: Path) -> Iterator[Callable[..., ChildService]]:
-    """`children(name, ignore_term=False)`: a supervised service's script; every process it
-    ever started is SIGKILLed at the end."""
+    """`children(name, ignore_term=False, bind_after=0.0)`: a supervised service's script; every
+    process it ever started is SIGKILLed at the end."""
     made: list[ChildService] = []
 
-    def make(name: str, *, ignore_term: bool = False) -> ChildService:
-        child = ChildService(tmp_path / "children", name, ignore_term=ignore_term)
+    def make(name: str, *, ignore_term: bool = False, bind_after: float = 0.0) -> ChildService:
+        child = ChildService(
+            tmp_path / "children", name, ignore_term=ignore_term, bind_after=bind_after
+        )
         made.append(child)
         return child
 
@@ -73,12 +75,16 @@ def strays() -> Iterator[Callable[[list[str]], list[str]]]:
 
 
 def make_config(log_path: Path, services: list[ServiceConfig], **overrides: Any) -> Config:
-    """Tight thresholds for tests: probes every 0.2 s, repair after 2 failures, 2 s cooldown."""
+    """Tight thresholds for tests: probes every 0.2 s, repair after 2 failures, 2 s cooldown,
+    1 s start grace, 0.2 s backoff after a repair run that did not fix it."""
     settings: dict[str, Any] = {
         "check_interval": 0.2,
         "max_retries": 2,
         "restart_cooldown": 2.0,
         "cooldown_max": 2.0,
+        "start_grace": 1.0,
+        "repair_backoff": 0.2,
+        "repair_backoff_max": 1.0,
         "log": LogConfig(path=str(log_path)),
         "notify": NotifyConfig(webhooks=[]),
         "services": services,

@@ -58,14 +58,18 @@ DEADLINE = 30.0
 
 # A supervised service: an HTTP server on 127.0.0.1:PORT answering 200 "ok pid=N", or 500 while
 # the FLAG file exists. It appends its pid to PIDS at start (so the tests can always clean up),
-# and with --ignore-term it ignores SIGTERM (a restart must then wait out the grace period).
+# with --ignore-term it ignores SIGTERM (a restart must then wait out the grace period), and
+# with --bind-after=SECONDS it starts listening only that long after it started (a slow start).
 CHILD_SCRIPT = """\
-import http.server, os, pathlib, signal, sys
+import http.server, os, pathlib, signal, sys, time
 port, flag, pids = int(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
 if "--ignore-term" in sys.argv:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 with open(pids, "a") as f:
     f.write(f"{os.getpid()}\\n")
+for arg in sys.argv:
+    if arg.startswith("--bind-after="):
+        time.sleep(float(arg.partition("=")[2]))
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -88,7 +92,9 @@ server.serve_forever(poll_interval=0.05)
 class ChildService:
     """One supervised service: its script, port, failure flag and pid file."""
 
-    def __init__(self, root: Path, name: str, *, ignore_term: bool = False) -> None:
+    def __init__(
+        self, root: Path, name: str, *, ignore_term: bool = False, bind_after: float = 0.0
+    ) -> None:
         self.name = name
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
@@ -98,10 +104,13 @@ class ChildService:
         self.flag = root / f"{name}.broken"
         self.pids = root / f"{name}.pids"
         self.ignore_term = ignore_term
+        self.bind_after = bind_after
 
     @property
     def argv(self) -> list[str]:
         argv = [PY, str(self.script), str(self.port), str(self.flag), str(self.pids)]
+        if self.bind_after:
+            argv.append(f"--bind-after={self.bind_after:g}")
         return [*argv, "--ignore-term"] if self.ignore_term else argv
 
     @property

@@ -76,6 +76,10 @@ class ServiceHealth(_Body, kw_only=True):
     name: str
     state: str
     since: str | None
+    # False while the heartbeat is stopped: `state` is then as last seen, `age_s` ago.
+    monitoring: bool = True
+    # Seconds since the service was last probed (None: never).
+    age_s: float | None = None
     critical: bool
     description: str
     # The probed URL or target: internal, so shown only to admin-authorized clients.
@@ -207,8 +211,8 @@ def _probe(p: Probe | None) -> LastProbe | None:
 
 
 def hide_internals(service: ServiceHealth) -> ServiceHealth:
-    """A service as a client without admin rights sees it (DESIGN §6): no target, and no probe
-    detail or repair output, which name internal URLs, hosts and commands too."""
+    """A service as a client without admin rights sees it: no target, and no probe detail or
+    repair output, which name internal URLs, hosts and commands too."""
     replace = msgspec.structs.replace
     probe, failure = service.last_probe, service.last_failure
     return replace(
@@ -220,20 +224,25 @@ def hide_internals(service: ServiceHealth) -> ServiceHealth:
     )
 
 
-def service_health(view: ServiceView, *, now: float, show_target: bool) -> ServiceHealth:
-    full = _service_health(view, now=now)
+def service_health(
+    view: ServiceView, *, now: float, show_target: bool, monitoring: bool = True
+) -> ServiceHealth:
+    """One service's body. `monitoring`: whether the heartbeat runs (else the state is stale)."""
+    full = _service_health(view, now=now, monitoring=monitoring)
     return full if show_target else hide_internals(full)
 
 
-def _service_health(view: ServiceView, *, now: float) -> ServiceHealth:
+def _service_health(view: ServiceView, *, now: float, monitoring: bool) -> ServiceHealth:
     s = view.fsm
-    action, when = next_action(view)
+    action, when = next_action(view) if monitoring else ("none: monitoring stopped", None)
     horizon = now - view.policy.restart_window
     last = view.last_probe
     return ServiceHealth(
         name=view.name,
         state=s.state,
         since=iso(s.since) if s.since else None,
+        monitoring=monitoring,
+        age_s=max(0.0, now - last.ts) if last is not None else None,
         critical=view.critical,
         description=view.description,
         target=view.target,
@@ -309,7 +318,9 @@ def detailed_health(
         timestamp=iso(now),
         monitoring=_monitoring(projection.monitor, now),
         services={
-            name: service_health(v, now=now, show_target=show_targets)
+            name: service_health(
+                v, now=now, show_target=show_targets, monitoring=projection.monitor.running
+            )
             for name, v in projection.services.items()
         },
         event_log=event_log_health(outage),

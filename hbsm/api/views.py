@@ -143,7 +143,9 @@ class Views:
                 return Answer(
                     503 if check.status == "fail" else 200, bodies.encode(body), HEALTH_JSON
                 )
-            one = bodies.service_health(view, now=now, show_target=show_target)
+            one = bodies.service_health(
+                view, now=now, show_target=show_target, monitoring=projection.monitor.running
+            )
         return Answer(200, bodies.encode(one))
 
     def status(self) -> Answer:

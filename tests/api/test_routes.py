@@ -219,6 +219,38 @@ async def test_start_stop_are_idempotent_and_recorded(live: Live) -> None:
     assert [e.detail for e in admin] == ["", "already stopped", "", "already running"]
 
 
+async def test_while_the_heartbeat_is_stopped_every_service_says_its_view_is_stale(
+    live: Live,
+) -> None:
+    running = body(await live.client.get("/health/service/web"), ServiceHealth)
+    assert isinstance(running, ServiceHealth)
+    assert running.monitoring and running.next_action == "probe"
+    assert running.age_s is not None and running.age_s >= 0
+    interval = live.monitor.policies["web"].check_interval
+    assert (await live.client.post("/admin/heartbeat/stop")).status_code == 200
+
+    async def stale_long_enough() -> bool:
+        # The age grows with the clock: the stop is no event of the service's own.
+        one = body(await live.client.get("/health/service/web"), ServiceHealth)
+        return isinstance(one, ServiceHealth) and (one.age_s or 0) > 2 * interval
+
+    await wait_for(stale_long_enough, "an age over two check intervals")
+    detailed = body(await live.client.get("/health/detailed"), DetailedHealth)
+    assert isinstance(detailed, DetailedHealth) and not detailed.monitoring.running
+    for name in ("web", "aux"):
+        one = body(await live.client.get(f"/health/service/{name}"), ServiceHealth)
+        assert isinstance(one, ServiceHealth)
+        for shown in (one, detailed.services[name]):
+            assert shown.state == "healthy"  # as last seen...
+            assert not shown.monitoring  # ...and said to be so
+            assert shown.next_action == "none: monitoring stopped"
+            assert shown.next_action_at is None
+            assert shown.age_s is not None and shown.age_s > 2 * interval
+    assert (await live.client.post("/admin/heartbeat/start")).status_code == 200
+    again = body(await live.client.get("/health/service/web"), ServiceHealth)
+    assert isinstance(again, ServiceHealth) and again.monitoring
+
+
 async def test_per_service_actions(live: Live) -> None:
     async def act(action: str, name: str = "web") -> AdminResult:
         r = await live.client.post(f"/admin/service/{name}/{action}")

@@ -36,7 +36,11 @@ STATE_RANK: Final[dict[str, int]] = {
 _BARS: Final = "▁▂▃▄▅▆▇█"
 
 # Shorter words for the table's "next" column; the countdown says when.
-_NEXT_LABELS: Final[dict[str, str]] = {"cooldown ends": "cooldown", "probe": "probe"}
+_NEXT_LABELS: Final[dict[str, str]] = {
+    "cooldown ends": "cooldown",
+    "restart if still failing": "restart",
+    "probe": "probe",
+}
 
 
 def duration(seconds: float | None) -> str:

@@ -120,7 +120,8 @@ async def test_enter_opens_the_service_screen_with_its_repair_run() -> None:
         runs = str(screen.query_one("#runs").render())
         assert "run 1" in runs and "diagnose" in runs and "check_config" in runs
         restarts = str(screen.query_one("#restarts").render())
-        assert "restart ok" in restarts and "cooldown" in restarts
+        # The cooldown gates the next restart only: that is what the screen counts down to.
+        assert "restart ok" in restarts and "no restart before 03:03:43.110" in restarts
         timeline = str(screen.query_one("#timeline").render())
         assert "repairing" in timeline and "cooldown" in timeline
         # Replay keys work here too: back to the start, no repair run yet.
@@ -128,6 +129,18 @@ async def test_enter_opens_the_service_screen_with_its_repair_run() -> None:
         assert "no repair run" in str(screen.query_one("#runs").render())
         await pilot.press("escape")
         assert app.screen is app.main
+
+
+async def test_a_first_rules_log_shows_its_cooldown_holding_the_service() -> None:
+    old = Path(__file__).parents[1] / "replay" / "data" / "first_rules" / CRASH.name
+    app = _app(old)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.app.push_screen(ServiceScreen("billing"))
+        await pilot.pause()
+        restarts = str(app.screen.query_one("#restarts").render())
+        assert "cooldown 1:00 until 03:03:46.846 (over)" in restarts
+        assert "no restart before" not in restarts
 
 
 async def test_slash_filters_rows_and_escape_clears() -> None:

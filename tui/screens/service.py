@@ -198,6 +198,16 @@ def _runs(events: Sequence[AnyEvent]) -> Text:
     return text
 
 
+def _cooldown(e: Transition, until: float, now: float) -> str:
+    left = duration(until - now) if until > now else ""
+    if e.hold:  # a log of the first rules: the cooldown held the service until its end
+        state = f"ends in {left}" if left else "over"
+        return f"cooldown {duration(until - e.ts)} until {clock(until)} ({state})"
+    # A cooldown only gates the next restart (its length runs from the restart's decision).
+    state = f"in {left}" if left else "allowed now"
+    return f"no restart before {clock(until)} ({state})"
+
+
 def _restarts(events: Sequence[AnyEvent], now: float) -> Text:
     rows: list[tuple[float, Text]] = []
     for e in events:
@@ -210,11 +220,7 @@ def _restarts(events: Sequence[AnyEvent], now: float) -> Text:
             line.append(f"restart {'ok' if e.ok else 'FAILED'}{code}", style=style)
             line.append(f" {e.duration_ms:.0f} ms  {_tail(e.output)}")
         elif isinstance(e, Transition) and e.dst == "cooldown" and e.until is not None:
-            state = "ends in " + duration(e.until - now) if e.until > now else "over"
-            line.append(
-                f"cooldown {duration(e.until - e.ts)} until {clock(e.until)} ({state})",
-                style="blue",
-            )
+            line.append(_cooldown(e, e.until, now), style="blue")
         else:
             continue
         rows.append((e.ts, line))

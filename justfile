@@ -23,12 +23,12 @@ lock *ARGS:
         --generate-hashes --custom-compile-command 'just lock' -o requirements.lock {{ARGS}}
 
 # Not in CI. A failure here is drift to fix (or to bound in pyproject.toml) before the next
-# `just lock --upgrade`; the versions it ran with are printed first.
+# `just lock --upgrade`; what differs from the lock is printed first.
 # The suite in .venv-latest, at the newest versions pyproject.toml allows (ignores the lock).
 test-latest *ARGS:
     test -x .venv-latest/bin/python || python3 -m venv .venv-latest
     .venv-latest/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
-    .venv-latest/bin/python -m pip list --format=freeze | grep -iE '^(msgspec|textual|httpx|starlette|uvicorn|aiohttp|transitions)=='
+    .venv-latest/bin/python -m tests.lock_drift
     .venv-latest/bin/python -m pytest -q {{ARGS}}
 
 # The test suite (no timing assertions; benchmarks are `just bench`).

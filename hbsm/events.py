@@ -399,7 +399,9 @@ def decode_lines(data: bytes, *, first_line: int = 1) -> list[Event | OpaqueEven
     (EventDecodeError.line, counted from `first_line`).
     """
     try:
-        return _decoder.decode_lines(data)
+        # A list of known events is a list[Event | OpaqueEvent]; list is invariant, hence Any.
+        events: list[Any] = _decoder.decode_lines(data)
+        return events
     except _UNDECODABLE:
         pass
     out: list[Event | OpaqueEvent] = []

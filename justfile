@@ -8,11 +8,28 @@ py := if path_exists(".venv/bin/python") == "true" { ".venv/bin/python" } else {
 default:
     @just --list
 
-# Install hbsm and its development tools into .venv.
+# Install hbsm and its development tools into .venv, at the versions requirements.lock pins.
 install:
     test -x .venv/bin/python || python3 -m venv .venv
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    .venv/bin/python -m pip install -q --require-hashes -r requirements.lock
+    .venv/bin/python -m pip install -q --no-deps -e .
+
+# Needs uv (dev extra) and PyPI; pip alone installs the lock. Pins that still satisfy
+# pyproject.toml are kept; `just lock --upgrade` (or `--upgrade-package NAME`) moves them to the
+# newest allowed. Then `just install`, and commit requirements.lock with pyproject.toml.
+# Rewrite requirements.lock (every dependency, exact versions, hashes) from pyproject.toml.
+lock *ARGS:
+    {{py}} -m uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+        --generate-hashes --custom-compile-command 'just lock' -o requirements.lock {{ARGS}}
+
+# Not in CI. A failure here is drift to fix (or to bound in pyproject.toml) before the next
+# `just lock --upgrade`; what differs from the lock is printed first.
+# The suite in .venv-latest, at the newest versions pyproject.toml allows (ignores the lock).
+test-latest *ARGS:
+    test -x .venv-latest/bin/python || python3 -m venv .venv-latest
+    .venv-latest/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
+    .venv-latest/bin/python -m tests.lock_drift
+    .venv-latest/bin/python -m pytest -q {{ARGS}}
 
 # The test suite (no timing assertions; benchmarks are `just bench`).
 test *ARGS:

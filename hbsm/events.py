@@ -364,10 +364,8 @@ def encode_lines(events: list[Event]) -> bytes:
 def _opaque_or_error(line: bytes | str) -> OpaqueEvent:
     try:
         raw = _raw_decoder.decode(line)
-    except msgspec.DecodeError as exc:
-        raise EventDecodeError(f"not JSON: {exc}") from None
-    except UnicodeError as exc:
-        raise EventDecodeError(_not_utf8(exc)) from None
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        raise EventDecodeError(_not_json(line, exc)) from None
     if not isinstance(raw, dict):
         raise EventDecodeError(f"not an event: a JSON {type(raw).__name__}, not an object")
     kind, seq, ts = raw.get("type"), raw.get("seq"), raw.get("ts")
@@ -384,15 +382,37 @@ def _opaque_or_error(line: bytes | str) -> OpaqueEvent:
     return OpaqueEvent(type=kind, seq=seq, ts=float(ts), body=raw)
 
 
-def _not_utf8(exc: UnicodeError) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        bad = exc.object[exc.start : exc.start + 1]
-        return f"not UTF-8: byte {bad.hex()} in a string ({exc.reason})"
-    return f"not UTF-8: {exc}"
+def _not_json(line: bytes | str, exc: msgspec.DecodeError | UnicodeError) -> str:
+    """Why msgspec could not parse `line`, in hbsm's words where the encoding is at fault.
+
+    msgspec words invalid UTF-8 differently from one version to the next (a UnicodeDecodeError
+    naming the byte, then a DecodeError "Invalid UTF-8 encoded string" that does not), so the
+    encoding is checked here, only once msgspec has failed: the fast path stays one msgspec call.
+    """
+    if isinstance(line, str):
+        try:
+            line.encode()
+        except UnicodeEncodeError as bad:
+            return f"not UTF-8: {bad.object[bad.start]!a} at character {bad.start} ({bad.reason})"
+        return f"not JSON: {exc}"
+    try:
+        line.decode()
+    except UnicodeDecodeError as bad:
+        first = bad
+    else:
+        return f"not JSON: {exc}"
+    # Each byte that is not UTF-8 becomes one "?" (offsets unchanged). If the line then parses,
+    # every such byte was inside a JSON string; if not, it is not JSON whatever its encoding.
+    try:
+        _raw_decoder.decode(line.decode(errors="surrogateescape").encode(errors="replace"))
+    except msgspec.DecodeError as other:
+        return f"not JSON: {other}"
+    where = f"at offset {first.start} of the line, in a JSON string"
+    return f"not UTF-8: byte {line[first.start]:02x} {where} ({first.reason})"
 
 
-# Fix (tests/reliability): msgspec raises UnicodeDecodeError (not DecodeError) for invalid
-# UTF-8 inside a JSON string; it escaped every reader as a traceback.
+# msgspec has raised UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a JSON string;
+# uncaught, it escaped every reader as a traceback.
 _UNDECODABLE = (msgspec.ValidationError, msgspec.DecodeError, UnicodeError)
 
 

@@ -57,6 +57,72 @@ def test_a_bad_line_is_an_error_that_says_why(line, why):
         ev.decode(line)
 
 
+PROBE = ev.encode(ev.Probe(seq=1, ts=1.0, service="api", ok=True))
+AT = PROBE.index(b'"service":"a') + len(b'"service":"a')  # the offset of the "p" in "api"
+
+
+def spoiled(bad: bytes) -> bytes:
+    """PROBE with `bad` in place of the "p" of its service name."""
+    return PROBE[:AT] + bad + PROBE[AT + 1 :]
+
+
+# hbsm's own words, whatever msgspec says (one version raised UnicodeDecodeError naming the byte,
+# a later one a DecodeError "Invalid UTF-8 encoded string" that names nothing).
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        (
+            spoiled(b"\xff\xfe"),
+            f"not UTF-8: byte ff at offset {AT} of the line, in a JSON string (invalid start byte)",
+        ),
+        (
+            spoiled(b"\xe2\x82"),
+            f"not UTF-8: byte e2 at offset {AT} of the line, in a JSON string"
+            " (invalid continuation byte)",
+        ),
+        (
+            b'{"type":"probe","a\x80":1}',
+            "not UTF-8: byte 80 at offset 18 of the line, in a JSON string (invalid start byte)",
+        ),
+    ],
+    ids=["in a value", "a cut sequence", "in a key"],
+)
+def test_a_line_that_is_not_utf8_is_named_in_hbsms_words(line, why):
+    with pytest.raises(ev.EventDecodeError) as info:
+        ev.decode(line)
+    assert info.value.message == why
+    # The block reader's slow path says the same, naming the line.
+    with pytest.raises(ev.EventDecodeError) as info:
+        ev.decode_lines(PROBE + b"\n" + line + b"\n", first_line=7)
+    assert (info.value.line, info.value.message) == (8, why)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"\xff" + PROBE, spoiled(b"\xff")[:-1], spoiled(b"\xff").replace(b'"ok"', b"ok")],
+    ids=["a byte outside the JSON", "cut short", "a bare key"],
+)
+def test_a_line_that_is_not_json_whatever_its_encoding_is_not_json(line):
+    with pytest.raises(ev.EventDecodeError) as info:
+        ev.decode(line)
+    # Why it is not JSON is msgspec's to say; that it is not UTF-8 is not the reason.
+    assert info.value.message.startswith("not JSON: ") and "UTF" not in info.value.message
+
+
+def test_a_str_line_with_a_lone_surrogate_is_named():
+    with pytest.raises(ev.EventDecodeError) as info:
+        ev.decode('{"type":"probe","service":"a\udcff"}')
+    assert info.value.message == "not UTF-8: '\\udcff' at character 28 (surrogates not allowed)"
+
+
+def test_every_byte_that_is_not_utf8_is_named_with_its_offset():
+    for byte in range(0x80, 0x100):
+        with pytest.raises(ev.EventDecodeError) as info:
+            ev.decode(spoiled(bytes([byte])))
+        named = f"not UTF-8: byte {byte:02x} at offset {AT} of the line, in a JSON string ("
+        assert info.value.message.startswith(named), info.value.message
+
+
 def test_decode_lines_names_the_bad_line_counting_from_the_first_line_given():
     good = ev.encode(ev.Probe(seq=1, ts=1.0, service="a", ok=True))
     block = b"\n".join([good, good, b"{garbage", good]) + b"\n"

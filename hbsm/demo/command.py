@@ -270,7 +270,7 @@ def _workdir(args: argparse.Namespace) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     from hbsm.api.server import ListenError
     from hbsm.demo.chaos import read_faults
-    from hbsm.demo.report import analyze_log, format_summary
+    from hbsm.demo.report import analyze_log, format_summary, hbsm_command
     from hbsm.demo.workdir import THRESHOLDS, bind_api, detection_bound, prepare
 
     work = _workdir(args)
@@ -339,7 +339,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if demo.user_stopped:
         report.in_progress = {f.n for f in demo.tracker.pending.values()}
-    print(format_summary(report, log_path=str(setup.log_path), faults_path=str(setup.faults_path)))
+    log_path, faults_path = str(setup.log_path), str(setup.faults_path)
+    print(format_summary(report, log_path=log_path, faults_path=faults_path, hbsm=hbsm_command()))
     if demo.interrupted:
         return EXIT_INTERRUPTED
     return 0 if report.ok else EXIT_NOT_REPAIRED

@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import itertools
 import os
+import shlex
+import shutil
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hbsm.demo.chaos import Fault
 from hbsm.events import RepairStarted, RestartStarted, Transition
 
-__all__ = ["DemoReport", "FaultOutcome", "analyze", "analyze_log", "format_summary"]
+__all__ = [
+    "DemoReport",
+    "FaultOutcome",
+    "analyze",
+    "analyze_log",
+    "format_summary",
+    "hbsm_command",
+]
 
 
 @dataclass
@@ -151,7 +162,34 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
 
 
-def format_summary(report: DemoReport, *, log_path: str, faults_path: str) -> str:
+def hbsm_command(search_path: str | None = None) -> str:
+    """How a shell reaches this hbsm: `hbsm` when that is the one on PATH (`search_path`, by
+    default $PATH), else the `hbsm` script beside this Python (a venv's bin/, which a new shell
+    does not have on PATH; relative when it is below the working directory), else
+    `PYTHON -m hbsm`."""
+    python = Path(sys.executable)
+    script = python.parent / "hbsm"
+    if not script.is_file():
+        return f"{_shell_path(python)} -m hbsm"
+    found = shutil.which("hbsm", path=search_path)
+    if found is not None and os.path.samefile(found, script):
+        return "hbsm"
+    return _shell_path(script)
+
+
+def _shell_path(path: Path) -> str:
+    absolute = path.absolute()
+    try:
+        shown = str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(absolute)
+    return shlex.quote(shown if "/" in shown else f"./{shown}")
+
+
+def format_summary(
+    report: DemoReport, *, log_path: str, faults_path: str, hbsm: str = "hbsm"
+) -> str:
+    """The demo's summary; `hbsm` is how its lines run hbsm (see hbsm_command)."""
     outcomes = report.outcomes
     lines = ["", "hbsm demo: summary"]
     kinds: dict[str, list[FaultOutcome]] = {}
@@ -218,9 +256,10 @@ def format_summary(report: DemoReport, *, log_path: str, faults_path: str) -> st
     lines.append("")
     lines.append(f"  event log:   {log_path}")
     lines.append(f"  fault log:   {faults_path}")
-    lines.append(f"  replay it:   hbsm replay {log_path}")
-    lines.append(f"               hbsm replay --verify {log_path}")
-    lines.append(f"               hbsm dashboard --replay {log_path}")
+    log = shlex.quote(log_path)
+    lines.append(f"  replay it:   {hbsm} replay {log}")
+    lines.append(f"               {hbsm} replay --verify {log}")
+    lines.append(f"               {hbsm} dashboard --replay {log}")
     judged = report.judged
     unrepaired = sum(1 for o in judged if not o.repaired)
     if report.in_progress:

@@ -8,7 +8,8 @@ log (read here as raw JSON, independently of hbsm.demo.report) and its faults si
 * every fault was repaired: the service came back to `healthy` after it;
 * no two restart.started of one service are closer than restart_cooldown;
 * every kind of fault appeared, and the demo exited 0;
-* `python -m hbsm replay --verify LOG` exits 0;
+* `hbsm replay --verify LOG`, copied from the summary into a shell whose PATH has no hbsm (a new
+  shell: the venv is not activated there), exits 0;
 * every process the log says was started (process.started, restart.finished) is gone.
 """
 
@@ -33,6 +34,16 @@ INTERVAL = float(THRESHOLDS["check_interval"])
 RETRIES = int(THRESHOLDS["max_retries"])
 COOLDOWN = float(THRESHOLDS["restart_cooldown"])
 BOUND = INTERVAL * RETRIES + INTERVAL + RETRIES * PROBE_TIMEOUT
+# A new shell's environment: no directory on PATH holds an hbsm (`.ci/run` puts the venv's bin/
+# on PATH, a user who has not activated the venv has none).
+NEW_SHELL = {
+    **os.environ,
+    "PATH": os.pathsep.join(
+        d
+        for d in os.environ.get("PATH", "").split(os.pathsep)
+        if d and not Path(d, "hbsm").exists()
+    ),
+}
 
 
 @dataclass
@@ -52,7 +63,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Run:
         sys.executable, "-m", "hbsm.demo", "--headless", "--chaos", "--duration", str(DURATION),
         "--seed", "1", "--dir", str(work), "--port", str(free_port()),
     ]  # fmt: skip
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=DURATION + 45)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=DURATION + 45, env=NEW_SHELL
+    )
     log = work / "events" / "demo.jsonl"
     events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     faults_file = work / "events" / "demo-faults.jsonl"
@@ -118,12 +131,14 @@ def test_no_restart_broke_the_cooldown(demo: Run) -> None:
             assert later - earlier >= COOLDOWN, f"{service}: restarts {later - earlier:.2f} s apart"
 
 
-def test_replay_verify_passes_on_the_log(demo: Run) -> None:
+def test_replay_verify_from_the_summary_runs_in_a_new_shell_and_passes(demo: Run) -> None:
+    (line,) = [line for line in demo.stdout.splitlines() if " replay --verify " in line]
+    command = line.strip()
+    assert command.endswith(f" replay --verify {demo.log}") and not command.startswith("hbsm ")
     verify = subprocess.run(
-        [sys.executable, "-m", "hbsm", "replay", "--verify", str(demo.log)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+        command, shell=True, capture_output=True, text=True, timeout=60, env=NEW_SHELL
+    )
+    assert verify.returncode == 0, command + "\n" + verify.stdout + verify.stderr
 
 
 def test_every_child_process_is_gone(demo: Run) -> None:

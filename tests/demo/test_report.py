@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
 from hbsm.demo.chaos import Fault
-from hbsm.demo.report import analyze, format_summary
+from hbsm.demo.report import analyze, format_summary, hbsm_command
 from hbsm.events import RepairStarted, RestartStarted, Transition
 
 
@@ -55,3 +61,40 @@ def test_restarts_cooldown_and_unrepaired_faults() -> None:
     assert report.all_repaired
     text = format_summary(report, log_path="L", faults_path="F")
     assert "COOLDOWN BROKEN" in text and "in progress when stopped" in text
+
+
+def test_the_summary_runs_hbsm_as_it_is_given() -> None:
+    report = analyze([], [], restart_cooldown=3, detection_bound=None)
+    text = format_summary(report, log_path="d/e.jsonl", faults_path="F", hbsm=".venv/bin/hbsm")
+    assert ".venv/bin/hbsm replay d/e.jsonl" in text
+    assert ".venv/bin/hbsm replay --verify d/e.jsonl" in text
+    assert ".venv/bin/hbsm dashboard --replay d/e.jsonl" in text
+    assert "\n               hbsm " not in text and "  hbsm replay" not in text
+
+
+def test_without_this_hbsm_on_path_the_summary_names_one_a_new_shell_can_run(
+    tmp_path: Path,
+) -> None:
+    # Another hbsm is on PATH (an old install, say); it is not this one.
+    decoy = tmp_path / "hbsm"
+    decoy.write_text("#!/bin/sh\necho decoy; exit 7\n")
+    decoy.chmod(0o755)
+    command = hbsm_command(search_path=str(tmp_path))
+    assert command != "hbsm" and "/" in shlex.split(command)[0], command
+    done = subprocess.run(
+        f"{command} --version",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": str(tmp_path)},
+    )
+    assert (done.returncode, done.stdout.split()[0]) == (0, "hbsm"), done.stdout + done.stderr
+
+
+def test_with_this_hbsm_on_path_the_summary_says_hbsm() -> None:
+    here = Path(sys.executable).parent
+    if (here / "hbsm").is_file():
+        assert hbsm_command(search_path=str(here)) == "hbsm"
+    else:  # hbsm importable but not installed as a command: the summary says `PYTHON -m hbsm`
+        assert hbsm_command(search_path=str(here)).endswith(" -m hbsm")

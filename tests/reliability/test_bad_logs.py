@@ -70,6 +70,10 @@ UNKNOWN = b'{"type":"future.kind","seq":45,"ts":1793502100.0,"service":"api","x"
 BIG_EVENT = encode(Probe(seq=45, ts=T0, service="api", ok=False, detail="x" * MB)) + b"\n"
 
 
+# Where the "p" of "api" is in line 5 (BASE[4]): the byte the UTF-8 damage below replaces.
+BAD_BYTE_AT = BASE[4].index(b'"service":"a') + len(b'"service":"a')
+
+
 def _with(index: int, *lines: bytes) -> Callable[[list[bytes]], bytes]:
     """The base log with `lines` slipped in before line `index` (0-based)."""
     return lambda base: b"".join(base[:index] + list(lines) + base[index:])
@@ -139,7 +143,9 @@ BAD_LINES = [
         "invalid UTF-8 inside a string",
         _replaced(4, b'"service":"api"', b'"service":"a\xff\xfei"'),
         5,
-        "not UTF-8: byte ff",
+        # hbsm's words whatever msgspec's are: the byte, where it is, and why.
+        f"not UTF-8: byte ff at offset {BAD_BYTE_AT} of the line, in a JSON string"
+        " (invalid start byte)",
         events=N - 1,
     ),
     Damage(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import stat
 import sys
 import textwrap
 import time
@@ -118,17 +119,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _sniff(path: Path, skip_bad: bool) -> None:
     """Refuse at once a plain file that cannot be an event log (an image, a text file)."""
-    if path.is_dir():
+    try:
+        # Fix (tests/reliability): Path.is_dir lets EACCES through (a log in a directory the
+        # user may not search): a PermissionError traceback.
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return  # the reader names what is missing (a log may be only its closed segments)
+    except OSError as exc:
+        raise _BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
         raise _BadInput(
             f"{path}: is a directory; name the log file, e.g. {path / 'heartbeat.jsonl'}"
         )
-    if skip_bad or path.name.endswith(".gz") or not path.is_file():
+    if skip_bad or path.name.endswith(".gz") or not stat.S_ISREG(mode):
         return  # the reader says what is wrong with those
     try:
         with open(path, "rb") as f:
             head = f.read(64).lstrip()
     except OSError as exc:
-        raise _BadInput(f"{path}: {exc.strerror or exc}") from None
+        raise _BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
     if head and not head.startswith(b"{"):
         raise _BadInput(f"{path}: not an hbsm event log (it does not start with a JSON object)")
 

@@ -12,7 +12,8 @@ Forward compatibility: new fields get defaults, unknown fields are ignored, and 
 
 from __future__ import annotations
 
-from typing import Any, Final
+import re
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -21,6 +22,7 @@ from hbsm.state import Policy, ServiceState
 __all__ = [
     "EVENT_TYPES",
     "LATENCY_HISTORY",
+    "TS_END",
     "TYPE_NAMES",
     "Admin",
     "AnyEvent",
@@ -51,9 +53,14 @@ __all__ = [
 ]
 
 
+# The times an event may carry: from the epoch to the end of year 9999 (what a datetime can
+# show). Checked by the decoder itself, so the fast path pays nothing for it.
+TS_END: Final = 253402300800.0  # 10000-01-01T00:00:00Z, excluded
+
+
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
     seq: int = 0
-    ts: float = 0.0
+    ts: Annotated[float, msgspec.Meta(ge=0.0, lt=TS_END)] = 0.0
 
 
 class MonitorStarted(Event, tag="monitor.started", frozen=True, kw_only=True):
@@ -332,7 +339,8 @@ def _opaque_or_error(line: bytes | str) -> OpaqueEvent:
     try:
         raw = _raw_decoder.decode(line)
     except msgspec.DecodeError as exc:
-        raise EventDecodeError(f"not JSON: {exc}") from None
+        bad_ts = _ts_out_of_range(line) if "out of range" in str(exc) else None
+        raise EventDecodeError(bad_ts or f"not JSON: {exc}") from None
     except UnicodeError as exc:
         raise EventDecodeError(_not_utf8(exc)) from None
     if not isinstance(raw, dict):
@@ -342,6 +350,8 @@ def _opaque_or_error(line: bytes | str) -> OpaqueEvent:
         raise EventDecodeError("not an event: no string field 'type'")
     if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(ts, int | float):
         raise EventDecodeError(f"event of type {kind!r} lacks a numeric 'seq' or 'ts'")
+    if not 0.0 <= ts < TS_END:
+        raise EventDecodeError(_ts_message(_ts_text(line, ts)))
     if kind in EVENT_TYPES:
         # A known type whose fields do not validate: corrupt, not forward-compatible.
         try:
@@ -349,6 +359,45 @@ def _opaque_or_error(line: bytes | str) -> OpaqueEvent:
         except msgspec.ValidationError as exc:
             raise EventDecodeError(f"invalid {kind!r} event: {exc}") from None
     return OpaqueEvent(type=kind, seq=seq, ts=float(ts), body=raw)
+
+
+# Fix (tests/reliability): a `ts` of 1e308 was read as a time; the dashboard died on it
+# (OverflowError) and replay printed a 309-digit end time. Now the line is bad input, named.
+def _ts_message(shown: str) -> str:
+    return (
+        f"ts {shown} is outside 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59Z "
+        f"(0 .. {TS_END - 1:.0f} seconds since the epoch)"
+    )
+
+
+# The `ts` as the line spells it (1e308, not Python's 1e+308): what the operator will grep for.
+_TS_FIELD = re.compile(rb'"ts"\s*:\s*(-?[0-9][0-9.eE+-]*)')
+
+
+def _ts_text(line: bytes | str, ts: float) -> str:
+    data = line.encode("utf-8", "replace") if isinstance(line, str) else line
+    for found in _TS_FIELD.finditer(data):
+        text = found.group(1).decode("ascii")
+        try:
+            if float(text) == ts:
+                return text
+        except ValueError:
+            continue
+    return repr(ts)
+
+
+def _ts_out_of_range(line: bytes | str) -> str | None:
+    """The message for a `ts` too big for a float (1e400: msgspec will not decode the line)."""
+    data = line.encode("utf-8", "replace") if isinstance(line, str) else line
+    for found in _TS_FIELD.finditer(data):
+        text = found.group(1).decode("ascii")
+        try:
+            value = float(text)
+        except ValueError:
+            continue
+        if not 0.0 <= value < TS_END:
+            return _ts_message(text)
+    return None
 
 
 def _not_utf8(exc: UnicodeError) -> str:

@@ -12,12 +12,21 @@ another user's rights, as child processes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from .bad_input_support import one_error_line, run_hbsm, without_read_override
+from hbsm.log import CorruptLineError, FileEventLog, LogFollower, ReadStats, read_history
+from tui.app import DashboardApp
+
+from .bad_input_support import (
+    hbsm_inline,
+    one_error_line,
+    run_hbsm,
+    without_read_override,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "events" / "samples"
@@ -47,10 +56,72 @@ def test_a_log_the_user_may_not_reach_is_one_line_and_exit_2(tmp_path: Path) -> 
         # One the user may search but not list: the log is there, its segments cannot be found.
         hidden.chmod(0o311)
         unlisted = f"{hidden}: cannot list the log's directory (to find its closed segments)"
-        for args, command in [(["replay", log], "replay"), (["dashboard", "--replay", log], "dashboard")]:
-            line = one_error_line(run_hbsm(args, cwd=tmp_path, wrapper=wrapper))
+        for command, args in [("replay", [log]), ("dashboard", ["--replay", log])]:
+            line = one_error_line(run_hbsm([command, *args], cwd=tmp_path, wrapper=wrapper))
             assert line == f"hbsm {command}: {unlisted}: Permission denied"
     finally:
         hidden.chmod(0o755)
     assert (log.read_bytes(), log.stat().st_mtime_ns) == before
     assert sorted(os.listdir(hidden)) == ["heartbeat.jsonl"]
+
+
+def fingerprint(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def with_ts(tmp: Path, line: int, ts: str) -> Path:
+    """The crash sample with the `ts` of line `line` (1-based) spelled `ts`."""
+    lines = CRASH.read_bytes().splitlines(keepends=True)
+    lines[line - 1], n = re.subn(rb'"ts":[0-9.]+', b'"ts":' + ts.encode(), lines[line - 1])
+    assert n == 1
+    path = tmp / "heartbeat.jsonl"
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+SANE = "1970-01-01T00:00:00Z .. 9999-12-31T23:59:59Z (0 .. 253402300799 seconds since the epoch)"
+
+
+@pytest.mark.parametrize("ts", ["1e308", "1e400", "-1", "-0.001", "253402300800", "3e11"])
+async def test_a_ts_no_clock_can_show_is_bad_input_for_every_reader(
+    ts: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = with_ts(tmp_path, 41, ts)
+    before = fingerprint(path)
+    why = f"ts {ts} is outside {SANE}"
+    for args in (["replay", path], ["replay", "--verify", path], ["replay", "--stats", path]):
+        assert one_error_line(hbsm_inline(args, capsys)) == f"hbsm replay: {path}:41: {why}"
+    with pytest.raises(CorruptLineError) as caught:
+        list(read_history(path))
+    assert (caught.value.line, caught.value.reason) == (41, why)
+    follower = LogFollower(path, from_start=True)
+    try:
+        assert len(follower.poll()) == 40  # the events before it first, then the error
+        with pytest.raises(CorruptLineError) as caught:
+            follower.poll()
+        assert (caught.value.line, caught.value.reason) == (41, why)
+    finally:
+        follower.close()
+    # Skipped and counted like any bad line; the end time is the log's, not 1e308's.
+    done = hbsm_inline(["replay", "--skip-bad", path], capsys)
+    assert done.returncode == 0 and "skipped 1 bad line(s)" in done.stderr
+    assert "131 events (seq 1..132, 2026-11-01T03:00:00.000Z .. 2026-11-01T03:07:00.000Z)" in (
+        done.stdout
+    )
+    # The dashboard (which died with an OverflowError) shows the history without that line.
+    app = DashboardApp(replay=[str(path)])
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.press("g", "right", "right")
+        await pilot.press("G")
+        board = app.replay
+        assert board is not None and len(board.events) == 131
+        assert all(0 <= e.ts < 253402300800 for e in board.events)
+    assert fingerprint(path) == before
+
+
+def test_the_writer_refuses_a_log_whose_last_line_has_a_bad_ts(tmp_path: Path) -> None:
+    path = with_ts(tmp_path, 132, "-5")
+    before = fingerprint(path)
+    with pytest.raises(CorruptLineError, match=f"line 132: ts -5 is outside"):
+        FileEventLog.open(path)
+    assert fingerprint(path) == before

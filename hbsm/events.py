@@ -12,6 +12,7 @@ Forward compatibility: new fields get defaults, unknown fields are ignored, and 
 
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Annotated, Any, Final
 
@@ -335,6 +336,18 @@ def encode_lines(events: list[Event]) -> bytes:
     return b"".join([encode(e) + b"\n" for e in events])
 
 
+# Fix (tests/reliability): an editor may save a log with a UTF-8 byte order mark in front.
+# The data is intact, so every reader (and the writer, which reads the last line) takes the
+# line without it rather than call the file "not an hbsm event log".
+_BOM = codecs.BOM_UTF8
+
+# The names JSON gives its values, for "not an event: a JSON array" (not Python's "list").
+_JSON_NAMES: Final = {
+    type(None): "null", bool: "boolean", int: "number", float: "number", str: "string",
+    list: "array",
+}  # fmt: skip
+
+
 def _opaque_or_error(line: bytes | str) -> OpaqueEvent:
     try:
         raw = _raw_decoder.decode(line)
@@ -344,7 +357,8 @@ def _opaque_or_error(line: bytes | str) -> OpaqueEvent:
     except UnicodeError as exc:
         raise EventDecodeError(_not_utf8(exc)) from None
     if not isinstance(raw, dict):
-        raise EventDecodeError(f"not an event: a JSON {type(raw).__name__}, not an object")
+        name = _JSON_NAMES.get(type(raw), type(raw).__name__)
+        raise EventDecodeError(f"not an event: a JSON {name}, not an object")
     kind, seq, ts = raw.get("type"), raw.get("seq"), raw.get("ts")
     if not isinstance(kind, str):
         raise EventDecodeError("not an event: no string field 'type'")
@@ -417,6 +431,10 @@ def decode(line: bytes | str) -> Event | OpaqueEvent:
     try:
         return _decoder.decode(line)
     except _UNDECODABLE:
+        if isinstance(line, bytes) and line.startswith(_BOM):
+            return decode(line[len(_BOM) :])
+        if isinstance(line, str) and line.startswith("\ufeff"):
+            return decode(line[1:])
         return _opaque_or_error(line)
 
 

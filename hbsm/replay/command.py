@@ -9,6 +9,7 @@ and `--set KEY=VALUE` (what-if). Several FILEs are several logs: each is replaye
 from __future__ import annotations
 
 import argparse
+import codecs
 import gzip
 import io
 import stat
@@ -135,7 +136,7 @@ def _sniff(path: Path, skip_bad: bool) -> None:
         return  # the reader says what is wrong with those
     try:
         with open(path, "rb") as f:
-            head = f.read(64).lstrip()
+            head = f.read(64).removeprefix(codecs.BOM_UTF8).lstrip()
     except OSError as exc:
         raise _BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
     if head and not head.startswith(b"{"):

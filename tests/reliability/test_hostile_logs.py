@@ -11,6 +11,7 @@ another user's rights, as child processes.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import shutil
@@ -122,6 +123,54 @@ async def test_a_ts_no_clock_can_show_is_bad_input_for_every_reader(
 def test_the_writer_refuses_a_log_whose_last_line_has_a_bad_ts(tmp_path: Path) -> None:
     path = with_ts(tmp_path, 132, "-5")
     before = fingerprint(path)
-    with pytest.raises(CorruptLineError, match=f"line 132: ts -5 is outside"):
+    with pytest.raises(CorruptLineError, match="line 132: ts -5 is outside"):
         FileEventLog.open(path)
     assert fingerprint(path) == before
+
+
+def test_a_byte_order_mark_is_read_past_by_every_reader_and_the_writer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An operator's editor saved the log with a UTF-8 BOM in front: the data is intact.
+    path = tmp_path / "heartbeat.jsonl"
+    path.write_bytes(codecs.BOM_UTF8 + CRASH.read_bytes())
+    before = fingerprint(path)
+    plain = hbsm_inline(["replay", CRASH, "--json"], capsys)
+    done = hbsm_inline(["replay", path, "--json"], capsys)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == plain.stdout.replace(str(CRASH), str(path))
+    verified = hbsm_inline(["replay", "--verify", path], capsys)
+    assert (verified.returncode, verified.stderr) == (0, "")
+    assert verified.stdout.startswith("verified 132 events")
+    follower = LogFollower(path, from_start=True)
+    try:
+        assert [e.seq for e in follower.poll()] == list(range(1, 133))
+    finally:
+        follower.close()
+    assert fingerprint(path) == before
+    # One line only: the writer reads its last (and only) line to number on from it.
+    one = tmp_path / "one.jsonl"
+    one.write_bytes(codecs.BOM_UTF8 + CRASH.read_bytes().splitlines(keepends=True)[0])
+    with FileEventLog.open(one) as log:
+        assert log.last_seq == 1
+        log.append(list(read_history(CRASH))[1:3])
+    assert [e.seq for e in read_history(one)] == [1, 2, 3]
+    assert one.read_bytes().startswith(codecs.BOM_UTF8)
+
+
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [(b"null", "null"), (b"[1, 2]", "array"), (b'"probe"', "string"), (b"3.5", "number"),
+     (b"true", "boolean")],
+)  # fmt: skip
+def test_json_that_is_not_an_object_is_named_as_json_names_it(
+    line: bytes, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = CRASH.read_bytes().splitlines(keepends=True)
+    path = tmp_path / "heartbeat.jsonl"
+    path.write_bytes(b"".join([*lines[:3], line + b"\n", *lines[3:]]))
+    expected = f"hbsm replay: {path}:4: not an event: a JSON {name}, not an object"
+    assert one_error_line(hbsm_inline(["replay", path], capsys)) == expected
+    stats = ReadStats()
+    assert len(list(read_history(path, skip_bad=True, stats=stats))) == 132
+    assert stats.skipped == 1

@@ -12,14 +12,19 @@ another user's rights, as child processes.
 from __future__ import annotations
 
 import codecs
+import itertools
+import json
 import os
 import re
 import shutil
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from hbsm.log import CorruptLineError, FileEventLog, LogFollower, ReadStats, read_history
+from hbsm.log.errors import SeqHole, SeqHoleError
+from hbsm.replay.clock import ClockWatch
 from tui.app import DashboardApp
 
 from .bad_input_support import (
@@ -27,6 +32,14 @@ from .bad_input_support import (
     one_error_line,
     run_hbsm,
     without_read_override,
+)
+from .damaged_logs import (
+    DAY,
+    clock_step_history,
+    outage_history,
+    punch_hole,
+    recovery_seq,
+    write_log,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,3 +187,119 @@ def test_json_that_is_not_an_object_is_named_as_json_names_it(
     stats = ReadStats()
     assert len(list(read_history(path, skip_bad=True, stats=stats))) == 132
     assert stats.skipped == 1
+
+
+def files_of(directory: Path) -> dict[str, tuple[bytes, int]]:
+    return {p.name: fingerprint(p) for p in sorted(directory.iterdir())}
+
+
+def test_a_deleted_middle_segment_is_a_hole_named_with_its_seqs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A rotated log (real rotations, each segment opening with its snapshot) whose segment
+    # holding api's recovery was deleted: before, replay and --verify exited 0 without a word,
+    # and replay reported api's incident "ongoing" while listing api as healthy.
+    path = write_log(tmp_path / "log" / "heartbeat.jsonl", outage_history(), max_bytes=3000)
+    deleted, first, last = punch_hole(path, recovery_seq(path, "api"))
+    number = int(deleted.name.split(".")[1])
+    after = path.with_name(f"heartbeat.{number + 1:08d}.jsonl.gz")
+    previous = path.with_name(f"heartbeat.{number - 1:08d}.jsonl.gz")
+    before = files_of(path.parent)
+    why = (
+        f"a hole in the history: seqs {first}..{last} are missing ({previous.name} ends at seq "
+        f"{first - 1}, this segment begins at seq {last + 1}: a segment was deleted, or lost)"
+    )
+    for args in (["replay", path], ["replay", "--verify", path], ["replay", "--stats", path]):
+        line = one_error_line(hbsm_inline(args, capsys))
+        assert line == f"hbsm replay: {after}:1: {why}; --skip-bad replays across it"
+    with pytest.raises(SeqHoleError) as caught:
+        list(read_history(path))
+    assert caught.value.hole == SeqHole(after, 1, first, last, previous)
+    stats = ReadStats()
+    seqs = [e.seq for e in read_history(path, skip_bad=True, stats=stats)]
+    assert stats.holes == [SeqHole(after, 1, first, last, previous)]
+    assert seqs == [s for s in range(1, seqs[-1] + 1) if not first <= s <= last]
+
+    # --skip-bad: the hole is in the report, and the incident across it is not "ongoing".
+    done = hbsm_inline(["replay", "--skip-bad", "--json", path], capsys)
+    assert done.returncode == 0
+    assert f"notice: {after}:1: {why}; replayed across it (--skip-bad)" in done.stderr
+    report = json.loads(done.stdout)
+    assert report["holes"] == [
+        {"path": str(after), "line": 1, "first_seq": first, "last_seq": last,
+         "after": str(previous), "message": why},
+    ]  # fmt: skip
+    (incident,) = report["incidents"]
+    assert (incident["service"], incident["ongoing"], incident["hole"]) == ("api", False, True)
+    assert incident["end_seq"] is None and incident["state"] == "healthy"
+    assert 0 < incident["duration_s"] <= 9 * 60
+    services = {s["service"]: s for s in report["services"]}
+    assert services["api"]["state"] == "healthy" and services["api"]["closed"] == 1
+    assert services["api"]["mttr_s"] is None and report["totals"]["mttr_s"] is None  # not whole
+    text = hbsm_inline(["replay", "--skip-bad", path], capsys).stdout
+    assert f"{after}:1: {why}; replayed across it (--skip-bad)" in text
+    assert "incidents (1: 1 recovered, 0 ongoing)" in text
+    assert "(recovered inside a hole in the history, by the snapshot after it; not in MTTR)" in text
+    verified = hbsm_inline(["replay", "--verify", "--skip-bad", path], capsys)
+    assert verified.returncode == 0
+    assert f"{after}:1: {why}; replayed across it (--skip-bad)" in verified.stdout
+    assert files_of(path.parent) == before
+
+
+def test_a_clock_stepped_back_is_named_and_no_duration_goes_negative(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The host's clock stepped back a day while api's repair run was under way: before, replay
+    # gave an MTTR of -23h 58m and --verify passed without a word.
+    path = write_log(tmp_path / "heartbeat.jsonl", clock_step_history())
+    before = fingerprint(path)
+    events = list(read_history(path))
+    (step_at,) = [b for a, b in itertools.pairwise(events) if b.ts < a.ts]
+    back = events[step_at.seq - 2].ts - step_at.ts
+    assert DAY - 60 < back < DAY
+    warning = (
+        f"warning: time goes back 23h 59m at seq {step_at.seq} (2026-10-31T03:03:30.000Z, after "
+        f"2026-11-01T03:03:00.500Z at seq {step_at.seq - 1}): the clock was stepped back; "
+        "durations across it count the step as no time"
+    )
+    done = hbsm_inline(["replay", path], capsys)
+    assert (done.returncode, done.stderr) == (0, f"hbsm replay: {warning}\n")
+    assert warning in done.stdout.splitlines()
+    mttr = {line.split()[0]: line for line in done.stdout.splitlines()[-3:]}
+    assert "7m 00s" in mttr["api"] and "-" not in mttr["api"].split("healthy")[1].split()[2]
+    assert "(the clock went back 23h 59m during it)" in done.stdout
+
+    report = json.loads(hbsm_inline(["replay", "--json", path], capsys).stdout)
+    assert report["clock_steps_total"] == 1
+    assert report["clock_steps"] == [
+        {"seq": step_at.seq, "ts": step_at.ts, "time": "2026-10-31T03:03:30.000Z",
+         "previous_seq": step_at.seq - 1, "previous_ts": step_at.ts + back,
+         "previous_time": "2026-11-01T03:03:00.500Z", "back_s": back},
+    ]  # fmt: skip
+    (incident,) = report["incidents"]
+    # 60.5 s before the step, none across it, 6 min after it: by the events' order.
+    assert incident["duration_s"] == 420.5 and incident["clock_back_s"] == back
+    assert report["totals"]["mttr_s"] == 420.5 and incident["detect_s"] == 60.0
+
+    verified = hbsm_inline(["replay", "--verify", path], capsys)
+    assert (verified.returncode, verified.stderr) == (0, f"hbsm replay: {warning}\n")
+    assert verified.stdout.splitlines()[1:] == [warning]
+    result = json.loads(hbsm_inline(["replay", "--verify", "--json", path], capsys).stdout)
+    assert result["ok"] is True and result["clock_steps_total"] == 1
+    stats = hbsm_inline(["replay", "--stats", path], capsys)
+    assert stats.stderr == f"hbsm replay: {warning}\n" and warning in stats.stdout
+    assert fingerprint(path) == before
+
+
+def test_events_a_few_ms_out_of_order_are_absorbed_without_a_warning() -> None:
+    # Events recorded concurrently can be stamped a few ms out of order: no clock step to
+    # name, but elapsed time still never goes back.
+    watch = ClockWatch()
+    events = list(read_history(CRASH))
+    early = msgspec.structs.replace(events[11], ts=events[10].ts - 0.003)
+    shuffled = [*events[:11], early, *events[12:]]
+    offsets = watch.feed(shuffled)
+    assert offsets is not None and watch.steps == [] and watch.named == 0
+    elapsed = [e.ts + o for e, o in zip(shuffled, offsets, strict=True)]
+    assert elapsed == sorted(elapsed)
+    assert ClockWatch().feed(events) is None  # in order: the one C-level pass, nothing else

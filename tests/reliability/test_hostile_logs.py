@@ -22,7 +22,15 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from hbsm.log import CorruptLineError, FileEventLog, LogFollower, ReadStats, read_history
+from hbsm.log import (
+    CorruptLineError,
+    FileEventLog,
+    LogFollower,
+    Position,
+    ReadStats,
+    SegmentPrunedError,
+    read_history,
+)
 from hbsm.log.errors import SeqHole, SeqHoleError
 from hbsm.replay.clock import ClockWatch
 from tui.app import DashboardApp
@@ -243,6 +251,21 @@ def test_a_deleted_middle_segment_is_a_hole_named_with_its_seqs(
     verified = hbsm_inline(["replay", "--verify", "--skip-bad", path], capsys)
     assert verified.returncode == 0
     assert f"{after}:1: {why}; replayed across it (--skip-bad)" in verified.stdout
+    # A follower goes by segment number: it stops at the missing one, and does not blame
+    # retention (which deletes oldest first) while older segments are still there.
+    follower = LogFollower(path, Position(0, 0))
+    try:
+        read = [e.seq for e in follower.poll()]
+        with pytest.raises(SegmentPrunedError) as pruned:
+            follower.poll()
+        assert read[-1] == first - 1 and not pruned.value.retention
+        assert f"segment {number} is missing, with older segments still there (deleted by " in (
+            str(pruned.value)
+        )
+        follower.skip_pruned()
+        assert follower.poll()[0].seq == last + 1
+    finally:
+        follower.close()
     assert files_of(path.parent) == before
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from hbsm.events import Event, OpaqueEvent
-from hbsm.log.blocks import NO_SEQ, BadLine, decode_block
+from hbsm.log.blocks import BAD_KEPT, NO_SEQ, BadLine, decode_block
 from hbsm.log.errors import CorruptLineError, LogError, SeqHole, SeqHoleError
 from hbsm.log.scan import decode_head, first_line, open_segment
 from hbsm.log.segments import ClosedSegment, closed_segments, gz_segment_path, next_path
@@ -43,10 +43,12 @@ class ReadStats:
     without its newline (not delivered); `segments` counts the files read; `damaged` holds
     (path, line, reason) of each compressed segment whose rest was skipped (`skip_bad`: each
     counts as one skipped line too, since how many lines were lost cannot be known); `holes`
-    each gap in seq between two segments read across (`skip_bad`), in order."""
+    each gap in seq between two segments read across (`skip_bad`), in order; `bad` (path,
+    line, reason) of the first BAD_KEPT lines skipped (`skip_bad`), to say where."""
 
     events: int = 0
     skipped: int = 0
+    bad: list[tuple[Path, int, str]] = field(default_factory=list)
     torn: list[tuple[Path, int, int]] = field(default_factory=list)
     segments: int = 0
     damaged: list[tuple[Path, int, str]] = field(default_factory=list)
@@ -261,6 +263,9 @@ def _read_stream(
             boundary = None
         cursor.last_seq = decoded.last_seq
         stats.skipped += decoded.skipped
+        if decoded.bad and len(stats.bad) < BAD_KEPT:
+            stats.bad.extend((name, line + index, why) for index, why in decoded.bad)
+            del stats.bad[BAD_KEPT:]
         events = _after(decoded.events, after_seq)
         stats.events += len(events)
         if events:

@@ -74,6 +74,10 @@ def _read_error(path: Path, exc: BaseException) -> BadInput:
     return BadInput(" ".join(str(exc).split()))
 
 
+# Skipped lines named one by one on stderr before the count of them all.
+_BAD_SHOWN = 5
+
+
 class Reading:
     """Reads FILEs in order as one history, feeding batches to `consume`."""
 
@@ -145,6 +149,9 @@ class Reading:
                 f"notice: {t.path}: ignored a torn last line ({t.cut_bytes} bytes at offset "
                 f"{t.offset}): the writer stopped mid-line or is writing it now"
             )
+        bad = [b for stats in self.stats for b in stats.bad]
+        for path, line, reason in bad[:_BAD_SHOWN]:
+            err(f"notice: {path}:{line}: {reason}: skipped (--skip-bad)")
         if self.skipped:
             err(f"notice: skipped {self.skipped} bad line(s) (--skip-bad)")
 

@@ -34,6 +34,7 @@ from hbsm.log import (
 from hbsm.log.errors import SeqHole, SeqHoleError
 from hbsm.replay.clock import ClockWatch
 from tui.app import DashboardApp
+from tui.widgets.replaybar import ReplayNotice
 
 from .bad_input_support import (
     hbsm_inline,
@@ -326,3 +327,79 @@ def test_events_a_few_ms_out_of_order_are_absorbed_without_a_warning() -> None:
     elapsed = [e.ts + o for e, o in zip(shuffled, offsets, strict=True)]
     assert elapsed == sorted(elapsed)
     assert ClockWatch().feed(events) is None  # in order: the one C-level pass, nothing else
+
+
+async def notice_of(app: DashboardApp) -> str:
+    """The replay notice as shown ("" when hidden)."""
+    notice = app.main.query_one(ReplayNotice)
+    if not notice.display or notice.region.height == 0:
+        return ""
+    return str(notice.render())
+
+
+async def test_the_dashboard_says_what_it_read_past_in_a_log_replay_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A rotated log with a segment deleted, another cut short, and a bad line in the active
+    # file: `hbsm replay` refuses it; the dashboard used to show it without a word.
+    path = write_log(tmp_path / "log" / "heartbeat.jsonl", outage_history(), max_bytes=3000)
+    deleted, first, last = punch_hole(path, recovery_seq(path, "api"))
+    cut = path.with_name("heartbeat.00000002.jsonl.gz")
+    cut.write_bytes(cut.read_bytes()[:-30])
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([lines[0], b"{oops\n", *lines[1:]]))
+    assert hbsm_inline(["replay", path], capsys).returncode == 2
+    before = files_of(path.parent)
+    app = DashboardApp(replay=[str(path)])
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        shown = await notice_of(app)
+        notes = shown.splitlines()
+        assert len(notes) == 4, shown
+        assert notes[0].startswith(" ⚠  skipped 1 bad line: heartbeat.jsonl:2 (not JSON: ")
+        assert notes[1].startswith(
+            " ⚠  skipped the rest of heartbeat.00000002.jsonl.gz:1 on: damaged compressed segment"
+        )
+        # The segment cut short leaves a hole too; then the deleted one.
+        assert " missing before heartbeat.00000003.jsonl.gz:1: a hole in the history" in notes[2]
+        number = int(deleted.name.split(".")[1])
+        assert notes[3] == (
+            f" ⚠  seqs {first}..{last} missing before heartbeat.{number + 1:08d}.jsonl.gz:1: a "
+            f"hole in the history (after heartbeat.{number - 1:08d}.jsonl.gz: a segment deleted, "
+            "or lost); the state after it is the snapshot's"
+        )
+        # It stays on screen while the cursor moves: it is about the file, not the moment.
+        await pilot.press("g", "right", "n")
+        assert await notice_of(app) == shown
+    assert files_of(path.parent) == before
+    # A whole log shows no notice.
+    app = DashboardApp(replay=[str(CRASH)])
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        assert await notice_of(app) == ""
+
+
+async def test_the_dashboard_plays_across_a_clock_stepped_back_and_says_so(tmp_path: Path) -> None:
+    path = write_log(tmp_path / "heartbeat.jsonl", clock_step_history())
+    app = DashboardApp(replay=[str(path)])
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        assert "time goes back 23h 59m at seq 15 (2026-10-31T03:03:30.000Z, after " in (
+            await notice_of(app)
+        )
+        board = app.replay
+        assert board is not None
+        # Played at 1000x (100 s of history a tick) from the start, it goes through the
+        # history in steps and reaches the end; by ts, the first tick jumped to the end,
+        # past everything after the step (the times there are a day earlier).
+        await pilot.press("g", "right_square_bracket", "right_square_bracket", "space")
+        seen: list[int] = []
+        for _ in range(200):
+            if board.cursor not in seen:
+                seen.append(board.cursor)
+            if not app.playing:
+                break
+            await pilot.pause(0.01)
+        assert board.cursor == len(board.events) - 1 and not app.playing
+        assert len(seen) >= 4 and seen == sorted(seen), seen
+        assert any(board.events[i].ts < board.events[0].ts for i in seen[1:-1]), seen

@@ -403,3 +403,18 @@ async def test_the_dashboard_plays_across_a_clock_stepped_back_and_says_so(tmp_p
         assert board.cursor == len(board.events) - 1 and not app.playing
         assert len(seen) >= 4 and seen == sorted(seen), seen
         assert any(board.events[i].ts < board.events[0].ts for i in seen[1:-1]), seen
+
+
+async def test_a_later_file_the_dashboard_cannot_show_is_a_notice_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"\n")
+    app = DashboardApp(replay=[str(CRASH), str(empty)])
+    async with app.run_test(size=(160, 45), notifications=True) as pilot:
+        await pilot.press("o")
+        await pilot.pause()
+        board = app.replay
+        assert board is not None and board.label == str(CRASH)  # still on the first
+        notes = [(n.severity, n.message) for n in app._notifications]
+        assert ("error", f"cannot replay {empty}: the history holds no event") in notes

@@ -1,4 +1,4 @@
-"""The event log: append, lock, rotate, follow, recover (DESIGN §4).
+"""The event log: append, lock, rotate, follow, recover.
 
 Everything outside this package goes through `EventStore` (append, flush, read, follow, close),
 so a replicated stream can later stand in for the file. `FileEventLog` is the JSONL file on

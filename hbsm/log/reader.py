@@ -1,7 +1,7 @@
 """Reading a whole history, oldest segment first, then the active file: read-only and lock-free,
 so `hbsm replay`, the API and the dashboard can read a log a monitor is writing.
 
-Speed (DESIGN §8): the file is read in blocks of several MB, each cut at its last newline and
+Speed: the file is read in blocks of several MB, each cut at its last newline and
 decoded in one msgspec call; the per-event Python work is one generator step.
 """
 

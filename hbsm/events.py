@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, cast
 
 import msgspec
 
@@ -446,7 +446,8 @@ def decode_lines(data: bytes, *, first_line: int = 1) -> list[Event | OpaqueEven
     (EventDecodeError.line, counted from `first_line`).
     """
     try:
-        return _decoder.decode_lines(data)
+        # msgspec types it as a list of the union's members: a list is invariant, so say so.
+        return cast("list[Event | OpaqueEvent]", _decoder.decode_lines(data))
     except _UNDECODABLE:
         pass
     out: list[Event | OpaqueEvent] = []

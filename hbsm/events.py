@@ -12,7 +12,9 @@ Forward compatibility: new fields get defaults, unknown fields are ignored, and 
 
 from __future__ import annotations
 
-from typing import Any, Final, cast
+import codecs
+import re
+from typing import Annotated, Any, Final, cast
 
 import msgspec
 
@@ -21,6 +23,7 @@ from hbsm.state import Policy, ServiceState
 __all__ = [
     "EVENT_TYPES",
     "LATENCY_HISTORY",
+    "TS_END",
     "TYPE_NAMES",
     "Admin",
     "AnyEvent",
@@ -53,9 +56,14 @@ __all__ = [
 ]
 
 
+# The times an event may carry: from the epoch to the end of year 9999 (what a datetime can
+# show). Checked by the decoder itself, so the fast path pays nothing for it.
+TS_END: Final = 253402300800.0  # 10000-01-01T00:00:00Z, excluded
+
+
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
     seq: int = 0
-    ts: float = 0.0
+    ts: Annotated[float, msgspec.Meta(ge=0.0, lt=TS_END)] = 0.0
 
 
 class MonitorStarted(Event, tag="monitor.started", frozen=True, kw_only=True):
@@ -361,18 +369,35 @@ def encode_lines(events: list[Event]) -> bytes:
     return b"".join([encode(e) + b"\n" for e in events])
 
 
+# Fix (tests/reliability): an editor may save a log with a UTF-8 byte order mark in front.
+# The data is intact, so every reader (and the writer, which reads the last line) takes the
+# line without it rather than call the file "not an hbsm event log".
+_BOM = codecs.BOM_UTF8
+
+# The names JSON gives its values, for "not an event: a JSON array" (not Python's "list").
+_JSON_NAMES: Final = {
+    type(None): "null", bool: "boolean", int: "number", float: "number", str: "string",
+    list: "array",
+}  # fmt: skip
+
+
 def _opaque_or_error(line: bytes | str) -> OpaqueEvent:
     try:
         raw = _raw_decoder.decode(line)
     except (msgspec.DecodeError, UnicodeError) as exc:
-        raise EventDecodeError(_not_json(line, exc)) from None
+        out_of_range = isinstance(exc, msgspec.DecodeError) and "out of range" in str(exc)
+        bad_ts = _ts_out_of_range(line) if out_of_range else None
+        raise EventDecodeError(bad_ts or _not_json(line, exc)) from None
     if not isinstance(raw, dict):
-        raise EventDecodeError(f"not an event: a JSON {type(raw).__name__}, not an object")
+        name = _JSON_NAMES.get(type(raw), type(raw).__name__)
+        raise EventDecodeError(f"not an event: a JSON {name}, not an object")
     kind, seq, ts = raw.get("type"), raw.get("seq"), raw.get("ts")
     if not isinstance(kind, str):
         raise EventDecodeError("not an event: no string field 'type'")
     if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(ts, int | float):
         raise EventDecodeError(f"event of type {kind!r} lacks a numeric 'seq' or 'ts'")
+    if not 0.0 <= ts < TS_END:
+        raise EventDecodeError(_ts_message(_ts_text(line, ts)))
     if kind in EVENT_TYPES:
         # A known type whose fields do not validate: corrupt, not forward-compatible.
         try:
@@ -411,6 +436,45 @@ def _not_json(line: bytes | str, exc: msgspec.DecodeError | UnicodeError) -> str
     return f"not UTF-8: byte {line[first.start]:02x} {where} ({first.reason})"
 
 
+# Fix (tests/reliability): a `ts` of 1e308 was read as a time; the dashboard died on it
+# (OverflowError) and replay printed a 309-digit end time. Now the line is bad input, named.
+def _ts_message(shown: str) -> str:
+    return (
+        f"ts {shown} is outside 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59Z "
+        f"(0 .. {TS_END - 1:.0f} seconds since the epoch)"
+    )
+
+
+# The `ts` as the line spells it (1e308, not Python's 1e+308): what the operator will grep for.
+_TS_FIELD = re.compile(rb'"ts"\s*:\s*(-?[0-9][0-9.eE+-]*)')
+
+
+def _ts_text(line: bytes | str, ts: float) -> str:
+    data = line.encode("utf-8", "replace") if isinstance(line, str) else line
+    for found in _TS_FIELD.finditer(data):
+        text = found.group(1).decode("ascii")
+        try:
+            if float(text) == ts:
+                return text
+        except ValueError:
+            continue
+    return repr(ts)
+
+
+def _ts_out_of_range(line: bytes | str) -> str | None:
+    """The message for a `ts` too big for a float (1e400: msgspec will not decode the line)."""
+    data = line.encode("utf-8", "replace") if isinstance(line, str) else line
+    for found in _TS_FIELD.finditer(data):
+        text = found.group(1).decode("ascii")
+        try:
+            value = float(text)
+        except ValueError:
+            continue
+        if not 0.0 <= value < TS_END:
+            return _ts_message(text)
+    return None
+
+
 # msgspec has raised UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a JSON string;
 # uncaught, it escaped every reader as a traceback.
 _UNDECODABLE = (msgspec.ValidationError, msgspec.DecodeError, UnicodeError)
@@ -421,6 +485,10 @@ def decode(line: bytes | str) -> Event | OpaqueEvent:
     try:
         return _decoder.decode(line)
     except _UNDECODABLE:
+        if isinstance(line, bytes) and line.startswith(_BOM):
+            return decode(line[len(_BOM) :])
+        if isinstance(line, str) and line.startswith("\ufeff"):
+            return decode(line[1:])
         return _opaque_or_error(line)
 
 

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Input
 
+from hbsm.log import LogError
 from tui.board import FEED_FILTERS, Board, LiveBoard, ReplayBoard
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main import MainScreen
@@ -26,7 +27,7 @@ from tui.screens.service import ServiceScreen
 from tui.sources import Batch, Source
 from tui.widgets.feed import EventFeed
 from tui.widgets.header import MonitorHeader
-from tui.widgets.replaybar import ReplayBar
+from tui.widgets.replaybar import ReplayBar, ReplayNotice
 from tui.widgets.services import COLUMNS, ServicesTable
 
 __all__ = ["SPEEDS", "DashboardApp"]
@@ -149,6 +150,7 @@ class DashboardApp(App[int]):
         replay = self.replay
         if replay is not None:
             main.query_one(ReplayBar).show(replay, self.playing, SPEEDS[self.speed_index])
+            main.query_one(ReplayNotice).show(replay)
         main.query_one(ServicesTable).sync(board, changed, self.name_filter)
         main.query_one(EventFeed).show(board, self.name_filter)
         screen = self.screen
@@ -284,7 +286,7 @@ class DashboardApp(App[int]):
             if replay.cursor >= len(replay.events) - 1:
                 replay.seek(0)
             self.playing = True
-            self._play_ts = replay.now()
+            self._play_ts = replay.play_time()
             self._play_timer = self.set_interval(PLAY_TICK, self._play_tick)
         self.refresh_views(None)
 
@@ -309,8 +311,18 @@ class DashboardApp(App[int]):
         if len(self.replay_paths) < 2:
             return
         self._stop_playing()
-        self.replay_index = (self.replay_index + 1) % len(self.replay_paths)
-        self.board = self._replay_board(self.replay_index)
+        index = (self.replay_index + 1) % len(self.replay_paths)
+        try:
+            board = self._replay_board(index)
+        except (LogError, OSError, ValueError) as exc:
+            # Fix (tests/reliability): a FILE after the first that cannot be shown (no event
+            # in it, or unreadable since the start) was a traceback that ended the app.
+            name = self.replay_paths[index]
+            what = str(exc) if isinstance(exc, LogError) else f"{name}: {exc}"
+            self.notify(f"cannot replay {what}", severity="error", timeout=6, markup=False)
+            return
+        self.replay_index = index
+        self.board = board
         self.refresh_views(None)
 
     # --- admin ------------------------------------------------------------------------------

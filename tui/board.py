@@ -31,8 +31,10 @@ from hbsm.events import (
     Snapshot,
     Transition,
 )
-from hbsm.log import read_blocks
+from hbsm.log import ReadStats, read_blocks
 from hbsm.projection import Projection
+from hbsm.replay.clock import ClockWatch
+from tui.damage import damage_notes
 
 __all__ = [
     "FEED_FILTERS",
@@ -179,6 +181,15 @@ class ReplayBoard(Board):
         self.label = label
         self.events = events
         self.ts = [e.ts for e in events]
+        # Playing goes by elapsed time (ts plus the clock's steps back so far), which never
+        # decreases: after a clock stepped back, playing by ts jumped or stalled at the step.
+        clock = ClockWatch()
+        offsets = clock.feed(events)
+        self.elapsed = (
+            self.ts if offsets is None else [t + o for t, o in zip(self.ts, offsets, strict=True)]
+        )
+        # What the history lacked or got wrong, for the replay notice (see ReplayBoard.load).
+        self.notes = damage_notes(ReadStats(), clock.steps, clock.named)
         self._by_service: dict[str, list[int]] = {}
         self.transitions: list[int] = []
         checkpoints: list[Projection] = []
@@ -200,11 +211,17 @@ class ReplayBoard(Board):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ReplayBoard:
-        """Every event of the log at `path` (closed segments first), bad lines skipped."""
+        """Every event of the log at `path` (closed segments first), read past bad lines,
+        damaged segments and holes: `notes` says what was read past, and where."""
         events: list[AnyEvent] = []
-        for block in read_blocks(path, skip_bad=True):
+        stats = ReadStats()
+        for block in read_blocks(path, skip_bad=True, stats=stats):
             events.extend(block)
-        return cls(events, label=str(Path(path)))
+        board = cls(events, label=str(Path(path)))
+        # Fix (tests/reliability): all of it was read past without a word, on a log that
+        # `hbsm replay` refuses with exit 2.
+        board.notes = damage_notes(stats, [], 0) + board.notes
+        return board
 
     # --- the cursor ------------------------------------------------------------------------
 
@@ -247,15 +264,19 @@ class ReplayBoard(Board):
         i = bisect.bisect_left(self.transitions, self.cursor)
         return self.transitions[i - 1] if i > 0 else None
 
-    def index_at(self, ts: float) -> int:
-        """The last event at or before `ts` (the first event if none)."""
-        return max(0, bisect.bisect_right(self.ts, ts) - 1)
+    def play_time(self) -> float:
+        """The cursor's elapsed time: what playing counts from."""
+        return self.elapsed[self.cursor]
+
+    def index_at(self, elapsed: float) -> int:
+        """The last event at or before `elapsed` (the first event if none)."""
+        return max(0, bisect.bisect_right(self.elapsed, elapsed) - 1)
 
     # --- what the views read ---------------------------------------------------------------
 
     def rate(self) -> float:
-        now = self.now()
-        first = bisect.bisect_right(self.ts, now - RATE_WINDOW)
+        now = self.play_time()
+        first = bisect.bisect_right(self.elapsed, now - RATE_WINDOW)
         return (self.cursor + 1 - first) / RATE_WINDOW
 
     def feed(self, kind: int = 0, name_filter: str = "", limit: int = 200) -> list[AnyEvent]:

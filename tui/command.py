@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from typing import Any
 
@@ -54,18 +55,41 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _unreadable(path: str) -> str | None:
+    """Why the file at `path` cannot be replayed, checked before the app starts: every FILE, so
+    that `o` (next file) does not meet the problem inside the app."""
+    try:
+        # Fix (tests/reliability): os.path.exists said "no such file" for a log in a directory
+        # the user may not search (it hides the PermissionError).
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            return f"{path}: is a directory; name the log file"
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        return f"no such file: {path}"
+    except OSError as exc:
+        return f"{path}: cannot read: {exc.strerror or exc}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    from hbsm.log import LogError
     from tui.app import DashboardApp
     from tui.board import ReplayBoard
     from tui.sources import ApiStream, LogTail, Source
 
     if args.replay:
-        missing = [path for path in args.replay if not os.path.exists(path)]
-        if missing:
-            print(f"hbsm dashboard: no such file: {missing[0]}", file=sys.stderr)
-            return 2
+        for path in args.replay:
+            problem = _unreadable(path)
+            if problem is not None:
+                print(f"hbsm dashboard: {problem}", file=sys.stderr)
+                return 2
         try:
             first = ReplayBoard.load(args.replay[0])
+        except LogError as exc:  # its message names the file
+            print(f"hbsm dashboard: {exc}", file=sys.stderr)
+            return 2
         except (OSError, ValueError) as exc:
             print(f"hbsm dashboard: {args.replay[0]}: {exc}", file=sys.stderr)
             return 2

@@ -161,7 +161,11 @@ class LogTail(Source):
                 # Fix (tests/reliability): fell behind the retention. Say which events are
                 # lost (with the next batch, which shows where they end) and go on at the
                 # oldest segment kept, rather than at the active one after a second's wait.
-                self._loss = f"segment {exc.segment} was pruned (retention) before it was read"
+                self._loss = (
+                    f"segment {exc.segment} was pruned (retention) before it was read"
+                    if exc.retention
+                    else f"segment {exc.segment} is missing (deleted by hand, or lost)"
+                )
                 assert follower is not None
                 follower.skip_pruned()
                 continue

@@ -1,4 +1,4 @@
-"""The event log: append, lock, rotate, follow, recover (DESIGN §4).
+"""The event log: append, lock, rotate, follow, recover.
 
 Everything outside this package goes through `EventStore` (append, flush, read, follow, close),
 so a replicated stream can later stand in for the file. `FileEventLog` is the JSONL file on
@@ -6,9 +6,11 @@ disk, `MemoryEventLog` the in-memory reference, `read_history` and `LogFollower`
 readers the replay, the API and the dashboard use.
 
 Exceptions: LogError ⊃ LogLockedError (another writer holds the lock), CorruptLineError (a bad
-line, with file and line number), SegmentPrunedError (a follower fell behind retention: the
-segment it needed next was deleted; `LogFollower.skip_pruned()` goes on past the loss). A bad
-argument (an unknown fsync policy, say) is a ValueError.
+line, with file and line number; its subclass SeqHoleError in hbsm.log.errors: a segment begins
+past the seq after the previous one's last, so events between them are missing),
+SegmentPrunedError (a follower fell behind retention: the segment it needed next was deleted;
+`LogFollower.skip_pruned()` goes on past the loss). A bad argument (an unknown fsync policy,
+say) is a ValueError.
 """
 
 from hbsm.log.errors import CorruptLineError, LogError, LogLockedError

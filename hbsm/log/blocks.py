@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from hbsm.events import Event, EventDecodeError, OpaqueEvent, decode, decode_lines
 
-__all__ = ["NO_SEQ", "BadLine", "Decoded", "decode_block"]
+__all__ = ["BAD_KEPT", "NO_SEQ", "BadLine", "Decoded", "decode_block"]
 
 # The seq before the first event of a log: stamped seqs start at 1, but a hand-made log with a
 # seq of 0 is not corrupt for that alone.
@@ -26,6 +26,13 @@ class Decoded(NamedTuple):
     events: list[Event | OpaqueEvent]
     last_seq: int  # the seq of the last good event, or the one passed in
     skipped: int
+    # (index in the block, reason) of the first BAD_KEPT lines skipped: where, for a notice.
+    bad: tuple[tuple[int, str], ...] = ()
+
+
+# Skipped lines whose place is kept (per block; readers cap their own totals): a log of garbage
+# must not cost memory for each line, and a notice names the first few anyway.
+BAD_KEPT = 20
 
 
 class BadLine(Exception):
@@ -68,6 +75,7 @@ def decode_block(block: bytes, last_seq: int, *, skip_bad: bool) -> Decoded:
 def _decode_each(block: bytes, last_seq: int, skip_bad: bool) -> Decoded:
     events: list[Event | OpaqueEvent] = []
     skipped = 0
+    bad: list[tuple[int, str]] = []
     start = 0
     lines = block.split(b"\n")
     lines.pop()  # the empty string after the block's final newline
@@ -88,5 +96,7 @@ def _decode_each(block: bytes, last_seq: int, skip_bad: bool) -> Decoded:
             if not skip_bad:
                 raise BadLine(index, start, end, reason, events, last_seq)
             skipped += 1
+            if len(bad) < BAD_KEPT:
+                bad.append((index, reason))
         start = end
-    return Decoded(events, last_seq, skipped)
+    return Decoded(events, last_seq, skipped, tuple(bad))

@@ -3,6 +3,7 @@
     LogError                  anything the log cannot do; str() is one line naming the file
     ├── LogLockedError        another writer holds the log's lock
     └── CorruptLineError      a complete line that is not an event, or whose seq does not increase
+        └── SeqHoleError      a segment begins past the seq after the previous one's last
 
 Messages name the file as the caller spelled it, so an operator can copy it into a shell.
 """
@@ -10,8 +11,10 @@ Messages name the file as the caller spelled it, so an operator can copy it into
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["CorruptLineError", "LogError", "LogLockedError"]
+__all__ = ["CorruptLineError", "LogError", "LogLockedError", "SeqHole", "SeqHoleError"]
 
 
 def _one_line(text: str) -> str:
@@ -44,3 +47,34 @@ class CorruptLineError(LogError):
         self.line = line
         self.reason = _one_line(reason)
         super().__init__(f"{os.fspath(path)}, line {line}: {self.reason}")
+
+
+class SeqHole(NamedTuple):
+    """Events missing from a history: seqs `first`..`last`, between the end of `after` and
+    line `line` of `path` (the segment that begins past them)."""
+
+    path: Path
+    line: int
+    first: int
+    last: int
+    after: Path
+
+    def describe(self) -> str:
+        if self.first == self.last:
+            seqs = f"seq {self.first} is"
+        else:
+            seqs = f"seqs {self.first}..{self.last} are"
+        return (
+            f"a hole in the history: {seqs} missing ({self.after.name} ends at seq "
+            f"{self.first - 1}, this segment begins at seq {self.last + 1}: a segment was "
+            "deleted, or lost)"
+        )
+
+
+class SeqHoleError(CorruptLineError):
+    """A segment of a rotated log begins past the seq that follows the previous one's last
+    event: the writer numbers on across rotations, so events between them are missing."""
+
+    def __init__(self, hole: SeqHole) -> None:
+        self.hole = hole
+        super().__init__(hole.path, hole.line, hole.describe())

@@ -15,9 +15,7 @@ goes on at the oldest segment still kept, whose snapshot holds the state the los
 from __future__ import annotations
 
 import bisect
-import gzip
 import os
-import zlib
 from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO
@@ -25,10 +23,10 @@ from typing import BinaryIO
 from hbsm.events import Event, OpaqueEvent
 from hbsm.log.blocks import NO_SEQ, BadLine, decode_block
 from hbsm.log.errors import CorruptLineError, LogError
+from hbsm.log.handles import ActiveFile, ClosedSegmentFile
 from hbsm.log.reader import ReadStats
 from hbsm.log.scan import (
     complete_end,
-    count_lines_at,
     decode_head,
     first_line,
     first_line_at,
@@ -46,18 +44,6 @@ DEFAULT_POLL_BYTES = 16 * 2**20
 
 _seq_of = attrgetter("seq")
 
-# What reading a damaged gzip file raises (as hbsm.log.reader): a truncated stream, corrupt
-# deflate data, a bad header or checksum.
-_DAMAGED = (EOFError, zlib.error, gzip.BadGzipFile)
-
-
-def _damage(exc: BaseException) -> str:
-    if isinstance(exc, EOFError):
-        why = "it ends before its end-of-stream marker: truncated"
-    else:
-        why = " ".join(str(exc).split()) or type(exc).__name__
-    return f"damaged compressed segment ({why}); the rest of it is skipped"
-
 
 class SegmentPrunedError(LogError):
     """The segment a follower needed next was deleted by retention before it was read: the
@@ -65,128 +51,23 @@ class SegmentPrunedError(LogError):
     `last_seq` is the seq of the last event it read (-1: none). Polling again raises again;
     `LogFollower.skip_pruned()` moves on past the loss."""
 
-    def __init__(self, path: Path, segment: int, last_seq: int) -> None:
+    def __init__(self, path: Path, segment: int, last_seq: int, retention: bool = True) -> None:
         self.path = path
         self.segment = segment
         self.last_seq = last_seq
+        # False: an older segment is still there, so retention (oldest first) did not delete
+        # this one: a hole in the middle of the log (deleted by hand, or lost).
+        self.retention = retention
         after = f"after seq {last_seq}" if last_seq >= 0 else "from its start"
+        why = (
+            "was pruned (retention) before the follower read it"
+            if retention
+            else "is missing, with older segments still there (deleted by hand, or lost)"
+        )
         super().__init__(
-            f"{path}: segment {segment} was pruned (retention) before the follower read it; "
+            f"{path}: segment {segment} {why}; "
             f"the events {after} up to the next segment kept are lost to it"
         )
-
-
-class _Active:
-    """The active file, read with pread from the consumed offset."""
-
-    closed_segment = False
-
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
-        self.fd = fd
-        self.inode = os.fstat(fd).st_ino
-        self.draining = False  # renamed away: no more writes will come, read it dry
-
-    def size(self) -> int:
-        return os.fstat(self.fd).st_size
-
-    def read_lines(self, offset: int, budget: int) -> bytes:
-        size = self.size()
-        if size <= offset:
-            return b""
-        data = os.pread(self.fd, min(size - offset, budget), offset)
-        cut = data.rfind(b"\n") + 1
-        while cut == 0 and offset + len(data) < size:
-            # A line longer than the budget (a big snapshot): read on to its end.
-            more = os.pread(self.fd, min(size - offset - len(data), budget), offset + len(data))
-            if not more:
-                break
-            data += more
-            cut = data.rfind(b"\n") + 1
-        return data[:cut]
-
-    def replaced(self) -> bool:
-        try:
-            return os.stat(self.path).st_ino != self.inode
-        except FileNotFoundError:
-            return True  # mid-rotation, or the log was removed: either way this file is done
-
-    def tail_bytes(self, offset: int) -> int:
-        return max(0, self.size() - offset)
-
-    def unread(self, data: bytes) -> None:
-        pass  # read again from the offset with pread
-
-    def line_number_base(self, offset: int) -> int:
-        return count_lines_at(self.fd, offset)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-class _Closed:
-    """A closed segment (gzip or plain), read sequentially from a stream."""
-
-    closed_segment = True
-    draining = True
-
-    def __init__(self, path: Path, stream: BinaryIO, offset: int) -> None:
-        self.path = path
-        self.stream = stream
-        self.carry = b""
-        self.skipped_lines = 0
-        self.damage: str | None = None  # why the rest of a damaged .gz could not be read
-        # Compressed streams cannot seek by byte: decompress and drop up to the offset.
-        remaining = offset
-        while remaining > 0:
-            try:
-                data = stream.read(min(remaining, 8 * 2**20))
-            except _DAMAGED as exc:
-                self.damage = _damage(exc)  # before the offset: nothing more can be read
-                break
-            if not data:
-                raise LogError(f"{path}: segment is shorter than the follower's offset {offset}")
-            self.skipped_lines += data.count(b"\n")
-            remaining -= len(data)
-
-    def read_lines(self, offset: int, budget: int) -> bytes:
-        if b"\n" in self.carry:
-            return self._take_lines(self.carry)
-        while self.damage is None:
-            try:
-                chunk = self.stream.read(budget)
-            except _DAMAGED as exc:
-                # Fix (tests/reliability): a truncated or corrupt .gz escaped as EOFError or
-                # zlib.error, which killed the dashboard's reading thread. The segment ends
-                # here (a line cut by the damage is lost with it); the follower says so.
-                self.damage = _damage(exc)
-                self.carry = b""
-                return b""
-            if not chunk:
-                return b""
-            data = self.carry + chunk if self.carry else chunk
-            if b"\n" in chunk:
-                return self._take_lines(data)
-            self.carry = data
-        return b""
-
-    def _take_lines(self, data: bytes) -> bytes:
-        cut = data.rfind(b"\n") + 1
-        self.carry = data[cut:]
-        return data[:cut]
-
-    def unread(self, data: bytes) -> None:
-        # A stream cannot be read again: lines after a bad one go back in front of the carry.
-        self.carry = data + self.carry
-
-    def tail_bytes(self, offset: int) -> int:
-        return len(self.carry)
-
-    def line_number_base(self, offset: int) -> int:
-        return self.skipped_lines
-
-    def close(self) -> None:
-        self.stream.close()
 
 
 class LogFollower(Follower):
@@ -216,7 +97,7 @@ class LogFollower(Follower):
         self._budget = max_poll_bytes
         self._drop_upto = after_seq
         self._last_seq = NO_SEQ
-        self._handle: _Active | _Closed | None = None
+        self._handle: ActiveFile | ClosedSegmentFile | None = None
         self._line_base: int | None = 0  # lines before self._offset in the segment, if known
         self._pending: CorruptLineError | None = None
         self._closed = False
@@ -258,7 +139,7 @@ class LogFollower(Follower):
             handle = self._handle if self._handle is not None else self._open()
             if handle is None:
                 break
-            if isinstance(handle, _Active) and handle.size() < self._offset:
+            if isinstance(handle, ActiveFile) and handle.size() < self._offset:
                 self._restart_truncated()
                 continue
             data = handle.read_lines(self._offset, budget)
@@ -267,12 +148,12 @@ class LogFollower(Follower):
                 if not self._take(handle, data, out):
                     break
                 continue
-            if isinstance(handle, _Active) and not handle.draining:
+            if isinstance(handle, ActiveFile) and not handle.draining:
                 if not handle.replaced():
                     break  # live and caught up
                 handle.draining = True
                 continue  # read what was written before the rename
-            damage = handle.damage if isinstance(handle, _Closed) else None
+            damage = handle.damage if isinstance(handle, ClosedSegmentFile) else None
             if damage is not None:
                 line = self._line_number(handle) + 1
                 self._finish_segment(handle)  # the next poll goes on at the next segment
@@ -308,7 +189,9 @@ class LogFollower(Follower):
 
     # -- decoding -------------------------------------------------------------------------
 
-    def _take(self, handle: _Active | _Closed, data: bytes, out: list[Event | OpaqueEvent]) -> bool:
+    def _take(
+        self, handle: ActiveFile | ClosedSegmentFile, data: bytes, out: list[Event | OpaqueEvent]
+    ) -> bool:
         """Decode complete lines into `out`; False when a bad line stops this poll."""
         try:
             decoded = decode_block(data, self._last_seq, skip_bad=self._skip_bad)
@@ -342,14 +225,14 @@ class LogFollower(Follower):
         if self._line_base is not None:
             self._line_base += consumed.count(b"\n")
 
-    def _line_number(self, handle: _Active | _Closed) -> int:
+    def _line_number(self, handle: ActiveFile | ClosedSegmentFile) -> int:
         if self._line_base is None:
             self._line_base = handle.line_number_base(self._offset)
         return self._line_base
 
     # -- segments -------------------------------------------------------------------------
 
-    def _finish_segment(self, handle: _Active | _Closed) -> None:
+    def _finish_segment(self, handle: ActiveFile | ClosedSegmentFile) -> None:
         torn = handle.tail_bytes(self._offset)
         if torn:
             self.stats.torn.append((handle.path, self._offset, torn))
@@ -367,7 +250,7 @@ class LogFollower(Follower):
         self._offset = 0
         self._line_base = 0
 
-    def _open(self) -> _Active | _Closed | None:
+    def _open(self) -> ActiveFile | ClosedSegmentFile | None:
         if not self._placed:
             return self._place()
         closed = self._closed_paths()
@@ -388,12 +271,16 @@ class LogFollower(Follower):
         closed = self._closed_paths()
         if self._segment in closed:
             return self._open_closed(closed[self._segment])
-        raise SegmentPrunedError(self.path, self._segment, self._last_seq)
+        raise self._pruned(closed)
+
+    def _pruned(self, closed: dict[int, Path]) -> SegmentPrunedError:
+        older = any(number < self._segment for number in closed)
+        return SegmentPrunedError(self.path, self._segment, self._last_seq, retention=not older)
 
     def _closed_paths(self) -> dict[int, Path]:
         return {segment.number: segment.path for segment in closed_segments(self.path)}
 
-    def _open_closed(self, path: Path) -> _Closed:
+    def _open_closed(self, path: Path) -> ClosedSegmentFile:
         stream: BinaryIO | None = None
         for candidate in (path, gz_segment_path(self.path, self._segment)):
             try:
@@ -404,15 +291,15 @@ class LogFollower(Follower):
                 continue
         if stream is None:
             # Listed a moment ago, gone in both forms now: retention deleted it meanwhile.
-            raise SegmentPrunedError(self.path, self._segment, self._last_seq)
-        handle = _Closed(path, stream, self._offset)
+            raise self._pruned(self._closed_paths())
+        handle = ClosedSegmentFile(path, stream, self._offset)
         if self._line_base is None:
             self._line_base = handle.skipped_lines
         self._handle = handle
         self.stats.segments += 1
         return handle
 
-    def _open_active(self, closed: dict[int, Path]) -> tuple[_Active, int] | None:
+    def _open_active(self, closed: dict[int, Path]) -> tuple[ActiveFile, int] | None:
         """The active file and its segment number. `closed` must be listed *before* the open:
         then a first line that is not a snapshot can only be segment 0's, and the listing
         cannot include the file just opened."""
@@ -426,9 +313,9 @@ class LogFollower(Follower):
             number = head.segment
         else:
             number = max(closed) + 1 if closed else 0
-        return _Active(self.path, fd), number
+        return ActiveFile(self.path, fd), number
 
-    def _place(self) -> _Active | None:
+    def _place(self) -> ActiveFile | None:
         active = self._open_active(self._closed_paths())
         if active is None:
             return None

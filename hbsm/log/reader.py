@@ -1,7 +1,7 @@
 """Reading a whole history, oldest segment first, then the active file: read-only and lock-free,
 so `hbsm replay`, the API and the dashboard can read a log a monitor is writing.
 
-Speed (DESIGN §8): the file is read in blocks of several MB, each cut at its last newline and
+Speed: the file is read in blocks of several MB, each cut at its last newline and
 decoded in one msgspec call; the per-event Python work is one generator step.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from hbsm.events import Event, OpaqueEvent
-from hbsm.log.blocks import NO_SEQ, BadLine, decode_block
-from hbsm.log.errors import CorruptLineError, LogError
+from hbsm.log.blocks import BAD_KEPT, NO_SEQ, BadLine, decode_block
+from hbsm.log.errors import CorruptLineError, LogError, SeqHole, SeqHoleError
 from hbsm.log.scan import decode_head, first_line, open_segment
 from hbsm.log.segments import ClosedSegment, closed_segments, gz_segment_path, next_path
 
@@ -42,13 +42,17 @@ class ReadStats:
     """Filled in by readers. `torn` holds (path, offset, cut_bytes) of each last line seen
     without its newline (not delivered); `segments` counts the files read; `damaged` holds
     (path, line, reason) of each compressed segment whose rest was skipped (`skip_bad`: each
-    counts as one skipped line too, since how many lines were lost cannot be known)."""
+    counts as one skipped line too, since how many lines were lost cannot be known); `holes`
+    each gap in seq between two segments read across (`skip_bad`), in order; `bad` (path,
+    line, reason) of the first BAD_KEPT lines skipped (`skip_bad`), to say where."""
 
     events: int = 0
     skipped: int = 0
+    bad: list[tuple[Path, int, str]] = field(default_factory=list)
     torn: list[tuple[Path, int, int]] = field(default_factory=list)
     segments: int = 0
     damaged: list[tuple[Path, int, str]] = field(default_factory=list)
+    holes: list[SeqHole] = field(default_factory=list)
 
 
 def read_history(
@@ -62,8 +66,10 @@ def read_history(
     active file. `path` may also name a single segment (`.jsonl.gz`) or a plain JSONL file.
 
     Raises CorruptLineError (file and line) for a bad line unless `skip_bad`, in which case
-    it is skipped and counted in `stats.skipped`. The files are opened when iteration starts,
-    and what they hold then is what is read: a segment pruned meanwhile stays readable.
+    it is skipped and counted in `stats.skipped`; likewise SeqHoleError for a segment that
+    begins past the seq after the previous one's last (recorded in `stats.holes`). The files
+    are opened when iteration starts, and what they hold then is what is read: a segment
+    pruned meanwhile stays readable.
     """
     blocks = read_blocks(path, skip_bad=skip_bad, stats=stats, after_seq=after_seq)
     # chain, not a generator's `yield from`: it hands out each event at C speed.
@@ -95,6 +101,7 @@ def _read(
     files = _open_history(path)
     try:
         cursor = _Cursor()
+        previous: Path | None = None  # the file that held the event of cursor.last_seq
         for index, (name, stream) in enumerate(files):
             if after_seq > 0 and index + 1 < len(files):
                 # Whole segments before the one holding after_seq + 1 need not be decoded.
@@ -102,7 +109,10 @@ def _read(
                 if following is not None and following - 1 <= after_seq:
                     continue
             stats.segments += 1
-            yield from _read_stream(name, stream, cursor, after_seq, skip_bad, stats)
+            before = cursor.last_seq
+            yield from _read_stream(name, stream, cursor, after_seq, skip_bad, stats, previous)
+            if cursor.last_seq != before:
+                previous = name
     finally:
         for _, stream in files:
             stream.close()
@@ -197,7 +207,15 @@ def _read_stream(
     after_seq: int,
     skip_bad: bool,
     stats: ReadStats,
+    follows: Path | None,
 ) -> Iterator[list[Event | OpaqueEvent]]:
+    """Read one file of the history; `follows` names the file read before it, whose last
+    event has seq `cursor.last_seq`, when the two must be contiguous."""
+    # Fix (tests/reliability): with a middle segment deleted, the history read straight across
+    # the hole (seq only has to increase), and replay reported incidents from it without a
+    # word. The writer numbers on across a rotation, so a segment must begin at the seq after
+    # the previous one's last: checked at each boundary, once, on the first events decoded.
+    boundary = cursor.last_seq if follows is not None else None
     carry = b""
     offset = 0  # of `carry` in the file
     line = 1  # the number of the first line in `carry`
@@ -232,14 +250,22 @@ def _read_stream(
         try:
             decoded = decode_block(block, cursor.last_seq, skip_bad=skip_bad)
         except BadLine as bad:
+            if boundary is not None and bad.events:
+                _check_boundary(name, line, boundary, bad.events[0].seq, follows, skip_bad, stats)
             # Deliver what precedes the bad line, so the error comes where it is in the stream.
             events = _after(bad.events, after_seq)
             stats.events += len(events)
             if events:
                 yield events
             raise CorruptLineError(name, line + bad.index, bad.reason) from None
+        if boundary is not None and decoded.events:
+            _check_boundary(name, line, boundary, decoded.events[0].seq, follows, skip_bad, stats)
+            boundary = None
         cursor.last_seq = decoded.last_seq
         stats.skipped += decoded.skipped
+        if decoded.bad and len(stats.bad) < BAD_KEPT:
+            stats.bad.extend((name, line + index, why) for index, why in decoded.bad)
+            del stats.bad[BAD_KEPT:]
         events = _after(decoded.events, after_seq)
         stats.events += len(events)
         if events:
@@ -253,6 +279,23 @@ def _read_stream(
         stats.skipped += 1
     if carry:
         stats.torn.append((name, offset, len(carry)))
+
+
+def _check_boundary(
+    name: Path,
+    line: int,
+    last_seq: int,
+    first_seq: int,
+    follows: Path | None,
+    skip_bad: bool,
+    stats: ReadStats,
+) -> None:
+    if last_seq == NO_SEQ or first_seq <= last_seq + 1 or follows is None:
+        return
+    hole = SeqHole(name, line, last_seq + 1, first_seq - 1, follows)
+    if not skip_bad:
+        raise SeqHoleError(hole)
+    stats.holes.append(hole)
 
 
 # What reading a damaged gzip file raises: a truncated stream, corrupt deflate data, a bad

@@ -4,6 +4,7 @@ search, for a follower starting near the end), and line numbers for error messag
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import os
 from pathlib import Path
@@ -46,6 +47,8 @@ def decode_head(line: bytes) -> Head | None:
     try:
         return _head_decoder.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeError):
+        if line.startswith(codecs.BOM_UTF8):  # an editor's, before the first line: as decode
+            return decode_head(line[len(codecs.BOM_UTF8) :])
         return None  # msgspec reports bad UTF-8 in a string as UnicodeDecodeError
 
 

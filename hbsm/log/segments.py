@@ -19,6 +19,8 @@ import shutil
 from pathlib import Path
 from typing import NamedTuple
 
+from hbsm.log.errors import LogError
+
 __all__ = [
     "ClosedSegment",
     "active_segment_number",
@@ -74,6 +76,13 @@ def closed_segments(path: Path) -> list[ClosedSegment]:
         names = os.listdir(Path(path).parent)
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        # A directory the user may search but not list: the segments cannot be found, and a
+        # history without them would silently start late.
+        raise LogError(
+            f"{Path(path).parent}: cannot list the log's directory (to find its closed "
+            f"segments): {exc.strerror or exc}"
+        ) from None
     for name in names:
         match = pattern.fullmatch(name)
         if match is None:

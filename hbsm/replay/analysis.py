@@ -15,19 +15,40 @@ from collections.abc import Sequence
 import msgspec
 
 from hbsm.events import TYPE_NAMES, Event, OpaqueEvent, Probe
+from hbsm.log.errors import SeqHole
 from hbsm.projection import Projection
 from hbsm.replay._format import iso
+from hbsm.replay.clock import ClockStep, ClockWatch
 from hbsm.replay.incidents import Incident, IncidentTracker, ServiceTally, mean
 from hbsm.replay.timeline import TimelineEntry, entry
 from hbsm.replay.window import Window
 
-__all__ = ["Analysis", "ReplayReport", "StatsReport", "TornLine", "Totals"]
+__all__ = ["Analysis", "Hole", "ReplayReport", "StatsReport", "TornLine", "Totals"]
 
 
 class TornLine(msgspec.Struct):
     path: str
     offset: int
     cut_bytes: int
+
+
+class Hole(msgspec.Struct, kw_only=True):
+    """Events first_seq..last_seq are missing before line `line` of `path` (read across with
+    --skip-bad); `after` is the file whose last event precedes them."""
+
+    path: str
+    line: int
+    first_seq: int
+    last_seq: int
+    after: str
+    message: str
+
+    @classmethod
+    def of(cls, hole: SeqHole) -> Hole:
+        return cls(
+            path=str(hole.path), line=hole.line, first_seq=hole.first, last_seq=hole.last,
+            after=str(hole.after), message=hole.describe(),
+        )  # fmt: skip
 
 
 class Totals(msgspec.Struct, kw_only=True):
@@ -56,6 +77,11 @@ class ReplayReport(msgspec.Struct, kw_only=True):
     incidents: list[Incident]
     services: list[ServiceTally]
     totals: Totals
+    # Damage read across (--skip-bad) and a clock that went back: `clock_steps` holds the first
+    # 100 steps back of a second or more, `clock_steps_total` counts them all.
+    holes: list[Hole] = []
+    clock_steps: list[ClockStep] = []
+    clock_steps_total: int = 0
 
 
 class StatsReport(msgspec.Struct, kw_only=True):
@@ -69,6 +95,9 @@ class StatsReport(msgspec.Struct, kw_only=True):
     counts: dict[str, int]  # per event type, most frequent first
     states: dict[str, int]  # services by final state
     services: int
+    holes: list[Hole] = []
+    clock_steps: list[ClockStep] = []
+    clock_steps_total: int = 0
 
 
 class Analysis:
@@ -79,6 +108,8 @@ class Analysis:
         self.detail = detail
         self.projection = Projection()
         self.tracker = IncidentTracker(self.window)
+        self.clock = ClockWatch()
+        self.holes: list[Hole] = []
         self.timeline: list[TimelineEntry] = []
         self.events = 0
         self.first_seq: int | None = None
@@ -92,6 +123,7 @@ class Analysis:
         if not batch:
             return
         self.projection.apply_all(batch)
+        offsets = self.clock.feed(batch)
         classes = Counter(map(type, batch))
         self._classes.update(classes)
         if OpaqueEvent in classes:
@@ -103,13 +135,21 @@ class Analysis:
         if not self.detail or classes.get(Probe, 0) == len(batch):
             return
         window, tracker, timeline = self.window, self.tracker, self.timeline
-        for event in batch:
+        tracker.offset = self.clock.offset
+        for index, event in enumerate(batch):
             if type(event) is Probe:
                 continue
+            if offsets is not None:
+                tracker.offset = offsets[index]
             tracker.feed(event)
             item = entry(event)
             if item is not None and window.wants(item.service) and window.contains(item.ts):
                 timeline.append(item)
+
+    def hole(self, hole: SeqHole) -> None:
+        """Events are missing before the next batch (the reader went on across a hole)."""
+        self.holes.append(Hole.of(hole))
+        self.tracker.hole()
 
     # --- results --------------------------------------------------------------------------
 
@@ -129,6 +169,7 @@ class Analysis:
         self, files: list[str], *, skipped: int = 0, torn: list[TornLine] | None = None
     ) -> ReplayReport:
         self.tracker.last_ts = self.last_ts
+        self.tracker.last_offset = self.clock.offset
         incidents = self.tracker.incidents()
         tallies = self.tracker.tallies(self.services, incidents)
         views = self.projection.services
@@ -137,6 +178,7 @@ class Analysis:
             if view is not None:
                 tally.state, tally.since = view.fsm.state, view.fsm.since or None
         closed = [i for i in incidents if not i.ongoing]
+        whole = [i for i in closed if not i.hole]  # MTTR: only incidents seen from end to end
         w = self.window
         return ReplayReport(
             files=files,
@@ -157,11 +199,14 @@ class Analysis:
                 incidents=len(incidents),
                 closed=len(closed),
                 ongoing=len(incidents) - len(closed),
-                mttr_s=mean(i.duration_s for i in closed),
+                mttr_s=mean(i.duration_s for i in whole),
                 mttd_s=mean(i.detect_s for i in incidents if i.detect_s is not None),
                 repairs=sum(t.repairs for t in tallies),
                 restarts=sum(t.restarts for t in tallies),
             ),
+            holes=self.holes,
+            clock_steps=self.clock.steps,
+            clock_steps_total=self.clock.named,
         )
 
     def stats(
@@ -185,4 +230,7 @@ class Analysis:
             counts=self.counts(),
             states=dict(sorted(states.items(), key=lambda kv: (-kv[1], kv[0]))),
             services=len(self.projection.services),
+            holes=self.holes,
+            clock_steps=self.clock.steps,
+            clock_steps_total=self.clock.named,
         )

@@ -1,5 +1,6 @@
-"""`hbsm replay FILE...`: read recorded histories and report on them. The only module of
-`hbsm.replay` that does I/O: it reads the logs, times the replay and prints.
+"""`hbsm replay FILE...`: read recorded histories and report on them. With hbsm.replay.reading
+(the FILEs read as histories), the only modules of `hbsm.replay` that do I/O: it times the
+replay and prints.
 
 Modes (one at a time): the default report (timeline, incidents, MTTR), `--stats`, `--verify`
 and `--set KEY=VALUE` (what-if). Several FILEs are several logs: each is replayed on its own
@@ -9,21 +10,23 @@ and `--set KEY=VALUE` (what-if). Several FILEs are several logs: each is replaye
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from hbsm.events import Event, EventDecodeError, OpaqueEvent, decode
+import msgspec
+
+from hbsm.events import Event, OpaqueEvent
 from hbsm.fsm import UnknownRulesError
-from hbsm.log import CorruptLineError, LogError, ReadStats, read_blocks, segment_paths
-from hbsm.replay.analysis import Analysis, TornLine
-from hbsm.replay.fold import paused_gc
+from hbsm.replay.analysis import Analysis
+from hbsm.replay.clock import ClockWatch
+from hbsm.replay.reading import BadInput, Reading, err, locate
 from hbsm.replay.report import (
+    clock_notes,
     render_json,
     text_replay,
     text_stats,
@@ -36,14 +39,12 @@ from hbsm.replay.window import Window, parse_time
 
 __all__ = ["EXIT_CODES", "add_parser", "run"]
 
-PROG = "hbsm replay"
-
 EXIT_CODES = """\
 exit codes:
-  0  ok (a torn last line is ignored with a notice)
+  0  ok (a torn last line is ignored with a notice; a clock that went back is warned about)
   1  --verify found a decision that differs from the recorded one
-  2  bad usage or bad input: missing file, corrupt line, not an event log, unknown --service,
-     bad --set key or value"""
+  2  bad usage or bad input: missing file, corrupt line, not an event log, a hole in the
+     history (a segment deleted), unknown --service, bad --set key or value"""
 
 _EPILOG = f"""\
 examples:
@@ -57,10 +58,6 @@ examples:
 {textwrap.fill(", ".join(POLICY_KEYS), 88, initial_indent="  ", subsequent_indent="  ")}
 
 {EXIT_CODES}"""
-
-
-class _BadInput(Exception):
-    """One line for stderr; exit 2."""
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -114,150 +111,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-# --- reading ---------------------------------------------------------------------------------
-
-
-def _sniff(path: Path, skip_bad: bool) -> None:
-    """Refuse at once a plain file that cannot be an event log (an image, a text file)."""
-    if path.is_dir():
-        raise _BadInput(
-            f"{path}: is a directory; name the log file, e.g. {path / 'heartbeat.jsonl'}"
-        )
-    if skip_bad or path.name.endswith(".gz") or not path.is_file():
-        return  # the reader says what is wrong with those
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64).lstrip()
-    except OSError as exc:
-        raise _BadInput(f"{path}: {exc.strerror or exc}") from None
-    if head and not head.startswith(b"{"):
-        raise _BadInput(f"{path}: not an hbsm event log (it does not start with a JSON object)")
-
-
-# How the reader words a .gz segment it cannot decompress: the file is a log, but damaged.
-_DAMAGED = "damaged compressed segment"
-
-
-def _read_error(path: Path, exc: BaseException) -> _BadInput:
-    if isinstance(exc, CorruptLineError):
-        if exc.line == 1 and not exc.reason.startswith(_DAMAGED):
-            return _BadInput(f"{exc.path}:1: not an hbsm event log ({exc.reason})")
-        return _BadInput(f"{exc.path}:{exc.line}: {exc.reason}")
-    if isinstance(exc, OSError):
-        return _BadInput(f"{exc.filename or path}: {exc.strerror or exc}")
-    return _BadInput(" ".join(str(exc).split()))
-
-
-class _Reading:
-    """Reads FILEs in order as one history, feeding batches to `consume`."""
-
-    def __init__(self, files: list[str], skip_bad: bool) -> None:
-        self.files = files
-        self.skip_bad = skip_bad
-        self.stats: list[ReadStats] = []
-        self.current: Path | None = None
-
-    def run(self, consume: Callable[[list[Event | OpaqueEvent]], bool]) -> None:
-        """`consume` returns False to stop early. Raises _BadInput."""
-        with paused_gc():
-            self._run(consume)
-
-    def _run(self, consume: Callable[[list[Event | OpaqueEvent]], bool]) -> None:
-        for name in self.files:
-            path = self.current = Path(name)
-            _sniff(path, self.skip_bad)
-            stats = ReadStats()
-            self.stats.append(stats)
-            try:
-                for batch in read_blocks(path, skip_bad=self.skip_bad, stats=stats):
-                    if not consume(batch):
-                        return
-            except (LogError, OSError) as exc:
-                raise _read_error(path, exc) from None
-            if self.skip_bad and stats.events == 0 and (stats.skipped or stats.torn):
-                raise _BadInput(
-                    f"{path}: not an hbsm event log (no event in it; "
-                    f"{stats.skipped} bad lines skipped)"
-                )
-
-    @property
-    def skipped(self) -> int:
-        return sum(s.skipped for s in self.stats)
-
-    @property
-    def torn(self) -> list[TornLine]:
-        return [TornLine(str(p), off, cut) for s in self.stats for (p, off, cut) in s.torn]
-
-    @property
-    def segments(self) -> int:
-        return sum(s.segments for s in self.stats)
-
-    def notices(self) -> None:
-        for stats in self.stats:
-            for path, line, reason in stats.damaged:
-                _err(
-                    f"notice: {path}:{line}: {reason}: skipped from this line to its end "
-                    "(--skip-bad; counted as one bad line)"
-                )
-        for t in self.torn:
-            _err(
-                f"notice: {t.path}: ignored a torn last line ({t.cut_bytes} bytes at offset "
-                f"{t.offset}): the writer stopped mid-line or is writing it now"
-            )
-        if self.skipped:
-            _err(f"notice: skipped {self.skipped} bad line(s) (--skip-bad)")
-
-
-def _open(path: Path) -> BinaryIO:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
-
-
-def _locate(path: Path, seq: int) -> tuple[Path, int] | None:
-    """The file and line of the event `seq` in the log at `path`, looked up on the error path
-    only (the readers do not count lines for the events they deliver)."""
-    needle = b'"seq":%d' % seq
-    candidates = [path] if path.name.endswith(".gz") else [*segment_paths(path), path]
-    for candidate in candidates:
-        try:
-            stream = _open(candidate)
-        except OSError:
-            continue
-        with stream:
-            try:
-                for number, line in enumerate(stream, start=1):
-                    if needle in line:
-                        try:
-                            if decode(line).seq == seq:
-                                return candidate, number
-                        except EventDecodeError:
-                            continue
-            except (OSError, EOFError):
-                continue
-    return None
-
-
 # --- running ---------------------------------------------------------------------------------
-
-
-def _err(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
 
 
 def _window(args: argparse.Namespace) -> Window:
     try:
         since = parse_time(args.since) if args.since is not None else None
     except ValueError as exc:
-        raise _BadInput(f"--since {exc}") from None
+        raise BadInput(f"--since {exc}") from None
     try:
         until = parse_time(args.until) if args.until is not None else None
     except ValueError as exc:
-        raise _BadInput(f"--until {exc}") from None
+        raise BadInput(f"--until {exc}") from None
     try:
         return Window(since=since, until=until, services=frozenset(args.service))
     except ValueError as exc:
-        raise _BadInput(str(exc)) from None
+        raise BadInput(str(exc)) from None
 
 
 def _check_services(wanted: Iterable[str], known: Iterable[str]) -> None:
@@ -265,7 +134,7 @@ def _check_services(wanted: Iterable[str], known: Iterable[str]) -> None:
     missing = sorted(set(wanted) - set(names))
     if missing:
         listed = ", ".join(names) if names else "none"
-        raise _BadInput(
+        raise BadInput(
             f"unknown service {', '.join(repr(m) for m in missing)}; "
             f"services in this history: {listed}"
         )
@@ -298,11 +167,11 @@ def run(args: argparse.Namespace) -> int:
 def _run_one(args: argparse.Namespace, name: str) -> int:
     try:
         return _run(args, name)
-    except _BadInput as exc:
-        _err(str(exc))
+    except BadInput as exc:
+        err(str(exc))
         return 2
     except UnknownRulesError as exc:
-        _err(f"{name}: {exc}")
+        err(f"{name}: {exc}")
         return 2
 
 
@@ -311,14 +180,16 @@ def _run(args: argparse.Namespace, name: str) -> int:
     try:
         overrides = parse_overrides(args.overrides)
     except OverrideError as exc:
-        raise _BadInput(str(exc)) from None
-    reading = _Reading([name], args.skip_bad)
+        raise BadInput(str(exc)) from None
+    reading = Reading([name], args.skip_bad)
     if args.verify:
         return _verify(args, window, reading)
     if overrides:
         whatif = WhatIf(overrides, window)
+        clock = ClockWatch()
 
         def feed_whatif(batch: list[Event | OpaqueEvent]) -> bool:
+            clock.feed(batch)
             for event in batch:
                 whatif.feed(event)
             return True
@@ -326,8 +197,9 @@ def _run(args: argparse.Namespace, name: str) -> int:
         try:
             reading.run(feed_whatif)
         except OverrideError as exc:
-            raise _BadInput(str(exc)) from None
+            raise BadInput(str(exc)) from None
         reading.notices()
+        _warn_clock(clock)
         named = {o.service for o in overrides if o.service is not None}
         _check_services(window.services | named, whatif.services)
         _warn_default_policy(whatif.default_policy)
@@ -336,8 +208,9 @@ def _run(args: argparse.Namespace, name: str) -> int:
         return 0
 
     if args.stats and not window.unbounded:
-        raise _BadInput("--stats counts the whole history: --service/--since/--until do not apply")
+        raise BadInput("--stats counts the whole history: --service/--since/--until do not apply")
     analysis = Analysis(window, detail=not args.stats)
+    reading.on_hole = analysis.hole
 
     def feed(batch: list[Event | OpaqueEvent]) -> bool:
         analysis.feed(batch)
@@ -347,6 +220,7 @@ def _run(args: argparse.Namespace, name: str) -> int:
     reading.run(feed)
     seconds = time.perf_counter() - started
     reading.notices()
+    _warn_clock(analysis.clock)
     if args.stats:
         stats = analysis.stats(
             [name], seconds, skipped=reading.skipped, torn=reading.torn,
@@ -360,27 +234,40 @@ def _run(args: argparse.Namespace, name: str) -> int:
     return 0
 
 
+def _warn_clock(clock: ClockWatch) -> None:
+    """Each step back of the clock, on stderr (the report says it too)."""
+    for line in clock_notes(clock.steps[:_SHOWN_STEPS], clock.named):
+        err(line)
+
+
+# Steps back of the clock named one by one on stderr; the report holds up to a hundred.
+_SHOWN_STEPS = 5
+
+
 def _warn_default_policy(services: list[str]) -> None:
     if services:
-        _err(
+        err(
             f"warning: no service.registered event for {', '.join(services)}: "
             "using the default policy"
         )
 
 
-def _verify(args: argparse.Namespace, window: Window, reading: _Reading) -> int:
+def _verify(args: argparse.Namespace, window: Window, reading: Reading) -> int:
     if window.since is not None or window.until is not None:
-        raise _BadInput("--verify checks the whole history: --since/--until do not apply")
+        raise BadInput("--verify checks the whole history: --since/--until do not apply")
     verifier = Verifier(window.services)
+    clock = ClockWatch()
 
     def feed(batch: list[Event | OpaqueEvent]) -> bool:
+        clock.feed(batch)
         return all(verifier.feed(event) is None for event in batch)
 
     reading.run(feed)
     reading.notices()
+    _warn_clock(clock)
     divergence = verifier.finish(torn=bool(reading.torn))
     if divergence is None and verifier.pending:
-        _err(
+        err(
             f"notice: the last {verifier.pending} decision(s) are missing, cut off with the "
             "torn last line"
         )
@@ -388,15 +275,22 @@ def _verify(args: argparse.Namespace, window: Window, reading: _Reading) -> int:
         _check_services(window.services, verifier.states)
     _warn_default_policy(verifier.default_policy)
     result = verifier.result()
+    holes = reading.holes
     if args.json:
-        sys.stdout.write(render_json(result))
+        # What the read met goes with the result (VerifyResult is the verifier's own).
+        sys.stdout.write(
+            render_json(
+                msgspec.structs.asdict(result)
+                | {"holes": holes, "clock_steps": clock.steps, "clock_steps_total": clock.named}
+            )
+        )
     if divergence is None:
         if not args.json:
-            sys.stdout.write(text_verify(result))
+            sys.stdout.write(text_verify(result, holes, clock.steps, clock.named))
         return 0
     path = reading.current or Path(reading.files[0])
-    found = _locate(path, divergence.seq)
+    found = locate(path, divergence.seq)
     where = f"{found[0]}:{found[1]}" if found else str(path)
     service = f", service {divergence.service}" if divergence.service else ""
-    _err(f"{where}: divergence at seq {divergence.seq}{service}: {divergence.message}")
+    err(f"{where}: divergence at seq {divergence.seq}{service}: {divergence.message}")
     return 1

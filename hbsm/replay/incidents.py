@@ -7,6 +7,13 @@ are found from transitions alone and probes need not be looked at: the tracker h
 few non-probe events. Time to detect is from the first failure to the transition into
 repairing; an incident still open at the end of the history is reported as ongoing, with its
 duration so far. MTTR per service is the mean duration of its closed incidents.
+
+Durations are measured in elapsed time (hbsm.replay.clock): whoever feeds the tracker sets
+`offset`, the sum of the clock's backward steps so far, so a clock stepped back mid-incident
+makes no negative duration. A hole in the history (events missing where a segment was deleted,
+read across with --skip-bad) is said with `hole()`: an incident open across it is marked; if
+the snapshot that opens the next segment shows the service recovered, the incident ends when
+the snapshot says the service got there, and it is left out of MTTR (not seen whole).
 """
 
 from __future__ import annotations
@@ -57,6 +64,12 @@ class Incident(msgspec.Struct, kw_only=True):
     # entered the state the history first shows it in, so the duration is a lower bound and
     # the time to detect unknown.
     partial: bool = False
+    # Open across a hole in the history (--skip-bad): what happened in it is unknown; if it
+    # ended there, `end` is when the snapshot after the hole says the service recovered and
+    # `end_seq` is None. Left out of MTTR.
+    hole: bool = False
+    # How far the clock went back during it: the duration counts those steps as no time.
+    clock_back_s: float = 0.0
 
 
 class ServiceTally(msgspec.Struct, kw_only=True):
@@ -78,9 +91,11 @@ class _Open:
     reason: str
     partial: bool
     worst: str
+    start_offset: float = 0.0  # the clock's offset at the start (elapsed = ts + offset)
     detect_s: float | None = None
     repairs: int = 0
     restarts: int = 0
+    hole: bool = False
 
 
 def mean(values: Iterable[float]) -> float | None:
@@ -100,6 +115,11 @@ class IncidentTracker:
         self.states: dict[str, str] = {}
         self.since: dict[str, float] = {}
         self.last_ts: float | None = None
+        # The clock's backward steps so far, at the event being fed (see the module doc), and
+        # at the last event of the history.
+        self.offset = 0.0
+        self.last_offset = 0.0
+        self._after_hole = False
         self._open: dict[str, _Open] = {}
         self._closed: list[Incident] = []
         self._repairs: dict[str, int] = {}
@@ -118,8 +138,12 @@ class IncidentTracker:
         elif isinstance(event, ServiceRegistered):
             self.states.setdefault(event.service, "unknown")
         elif isinstance(event, Snapshot):
+            after_hole, self._after_hole = self._after_hole, False
             for view in event.services:
-                self.seed(view.name, view.fsm.state, view.fsm.since, event.seq)
+                if after_hole:
+                    self._resume(view.name, view.fsm.state, view.fsm.since, event.seq)
+                else:
+                    self.seed(view.name, view.fsm.state, view.fsm.since, event.seq)
 
     def seed(self, service: str, state: str, since: float, seq: int) -> None:
         """Where a service stands when the history first shows it whole (a snapshot). A
@@ -131,7 +155,37 @@ class IncidentTracker:
         if state in SICK:
             self._open[service] = _Open(
                 start=since, start_seq=seq, reason=f"{state} before the replayed history",
-                partial=True, worst=state,
+                partial=True, worst=state, start_offset=self.offset,
+            )  # fmt: skip
+
+    def hole(self) -> None:
+        """Events are missing here: every open incident spans the hole, and the next snapshot
+        (the one opening the segment after it) says where each service got to."""
+        for inc in self._open.values():
+            inc.hole = True
+        self._after_hole = True
+
+    def _resume(self, service: str, state: str, since: float, seq: int) -> None:
+        # Fix (tests/reliability): after a hole the old state was kept over the snapshot's, so
+        # an incident whose recovery was in the hole stayed "ongoing" for a healthy service.
+        if service not in self.states:
+            self.seed(service, state, since, seq)
+            return
+        self.states[service] = state
+        self.since[service] = since
+        inc = self._open.get(service)
+        if inc is not None and state not in SICK:
+            del self._open[service]  # recovered inside the hole, at `since`
+            end = max(since, inc.start)
+            if self.window.wants(service) and self.window.overlaps(inc.start, end):
+                self._closed.append(
+                    self._incident(service, inc, end=None, state=state, ended=(end, None))
+                )
+        elif inc is None and state in SICK:
+            # Began inside the hole: from when the snapshot says the service got there.
+            self._open[service] = _Open(
+                start=since, start_seq=seq, reason=f"{state} (began in a hole in the history)",
+                partial=True, worst=state, start_offset=self.offset, hole=True,
             )  # fmt: skip
 
     def _on_transition(self, e: Transition) -> None:
@@ -148,14 +202,15 @@ class IncidentTracker:
                 # Seen first mid-incident: it began before the replayed history.
                 partial = not known and not began_here
                 inc = self._open[name] = _Open(
-                    start=e.ts, start_seq=e.seq, reason=e.reason, partial=partial, worst=dst
-                )
+                    start=e.ts, start_seq=e.seq, reason=e.reason, partial=partial, worst=dst,
+                    start_offset=self.offset,
+                )  # fmt: skip
             else:
                 return  # e.g. an operator's repair_now on a healthy service: no incident
         if _SEVERITY.get(dst, 0) > _SEVERITY.get(inc.worst, 0):
             inc.worst = dst
-        if dst == "repairing" and inc.detect_s is None and not inc.partial:
-            inc.detect_s = e.ts - inc.start
+        if dst == "repairing" and inc.detect_s is None and not (inc.partial or inc.hole):
+            inc.detect_s = _elapsed(e.ts, self.offset, inc)
         elif dst == "healthy":
             del self._open[name]
             if self.window.wants(name) and self.window.overlaps(inc.start, e.ts):
@@ -179,18 +234,33 @@ class IncidentTracker:
 
     # --- results --------------------------------------------------------------------------
 
-    def _incident(self, name: str, inc: _Open, *, end: Transition | None, state: str) -> Incident:
-        stop = end.ts if end is not None else max(self.last_ts or inc.start, inc.start)
+    def _incident(
+        self,
+        name: str,
+        inc: _Open,
+        *,
+        end: Transition | None,
+        state: str,
+        ended: tuple[float, int | None] | None = None,
+    ) -> Incident:
+        """`end`: the transition that closed it; `ended`: (ts, seq) where it closed otherwise
+        (in a hole); neither: still open."""
+        if end is not None:
+            ended = (end.ts, end.seq)
+        if ended is not None:
+            stop, offset = ended[0], self.offset
+        else:
+            stop, offset = max(self.last_ts or inc.start, inc.start), self.last_offset
         return Incident(
             service=name,
             start=inc.start,
             start_time=iso(inc.start),
             start_seq=inc.start_seq,
-            end=end.ts if end is not None else None,
-            end_time=iso(end.ts) if end is not None else None,
-            end_seq=end.seq if end is not None else None,
-            duration_s=stop - inc.start,
-            ongoing=end is None,
+            end=ended[0] if ended is not None else None,
+            end_time=iso(ended[0]) if ended is not None else None,
+            end_seq=ended[1] if ended is not None else None,
+            duration_s=_elapsed(stop, offset, inc),
+            ongoing=ended is None,
             detect_s=inc.detect_s,
             repairs=inc.repairs,
             restarts=inc.restarts,
@@ -198,6 +268,8 @@ class IncidentTracker:
             state=state,
             reason=inc.reason,
             partial=inc.partial,
+            hole=inc.hole,
+            clock_back_s=offset - inc.start_offset,
         )
 
     def incidents(self) -> list[Incident]:
@@ -219,14 +291,14 @@ class IncidentTracker:
             if not self.window.wants(name):
                 continue
             mine = [i for i in found if i.service == name]
-            closed = [i.duration_s for i in mine if not i.ongoing]
+            closed = [i.duration_s for i in mine if not i.ongoing and not i.hole]
             out.append(
                 ServiceTally(
                     service=name,
                     state=self.states.get(name, "unknown"),
                     since=self.since.get(name),
                     incidents=len(mine),
-                    closed=len(closed),
+                    closed=sum(1 for i in mine if not i.ongoing),
                     mttr_s=mean(closed),
                     mttd_s=mean(i.detect_s for i in mine if i.detect_s is not None),
                     repairs=self._repairs.get(name, 0),
@@ -234,3 +306,9 @@ class IncidentTracker:
                 )
             )
         return out
+
+
+def _elapsed(ts: float, offset: float, inc: _Open) -> float:
+    """From the incident's start to `ts` (with the clock's `offset` at it), in elapsed time:
+    never negative, whatever the clock did."""
+    return max(0.0, (ts + offset) - (inc.start + inc.start_offset))

@@ -14,11 +14,22 @@ from typing import Any
 import msgspec
 
 from hbsm.replay._format import duration, rate
-from hbsm.replay.analysis import ReplayReport, StatsReport
+from hbsm.replay.analysis import Hole, ReplayReport, StatsReport
+from hbsm.replay.clock import STEP_NAMED, ClockStep
+from hbsm.replay.incidents import Incident
 from hbsm.replay.verify import VerifyResult
 from hbsm.replay.whatif import Side, WhatIfReport
 
-__all__ = ["render_json", "stats_line", "text_replay", "text_stats", "text_verify", "text_whatif"]
+__all__ = [
+    "clock_notes",
+    "hole_notes",
+    "render_json",
+    "stats_line",
+    "text_replay",
+    "text_stats",
+    "text_verify",
+    "text_whatif",
+]
 
 _json = msgspec.json.Encoder()
 
@@ -46,12 +57,31 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
-def _read_notes(skipped: int, torn: int) -> list[str]:
+def _read_notes(
+    skipped: int,
+    torn: int,
+    holes: Sequence[Hole] = (),
+    steps: Sequence[ClockStep] = (),
+    steps_total: int = 0,
+) -> list[str]:
     notes = []
     if skipped:
         notes.append(f"skipped {_plural(skipped, 'bad line')} (--skip-bad)")
     if torn:
         notes.append(f"ignored {_plural(torn, 'torn last line')}")
+    notes.extend(hole_notes(holes))
+    notes.extend(clock_notes(steps, steps_total))
+    return notes
+
+
+def hole_notes(holes: Sequence[Hole]) -> list[str]:
+    return [f"{h.path}:{h.line}: {h.message}; replayed across it (--skip-bad)" for h in holes]
+
+
+def clock_notes(steps: Sequence[ClockStep], total: int) -> list[str]:
+    notes = [f"warning: {step.describe()}" for step in steps]
+    if total > len(steps):
+        notes.append(f"warning: and {total - len(steps):,} more steps back of the clock")
     return notes
 
 
@@ -70,7 +100,7 @@ def text_replay(r: ReplayReport) -> str:
         scope.append("services " + ", ".join(r.services_filter))
     if scope:
         out.append("reporting " + "; ".join(scope))
-    out.extend(_read_notes(r.skipped, len(r.torn)))
+    out.extend(_read_notes(r.skipped, len(r.torn), r.holes, r.clock_steps, r.clock_steps_total))
 
     out.append("")
     n = len(r.timeline)
@@ -93,7 +123,7 @@ def text_replay(r: ReplayReport) -> str:
         rows.append([
             i.service, i.start_time, "->", end, took,
             f"detect {duration(i.detect_s)}", f"repairs {i.repairs}", f"restarts {i.restarts}",
-            f"worst {i.worst}" + (" (began before this history)" if i.partial else ""),
+            f"worst {i.worst}" + "".join(_incident_notes(i)),
         ])  # fmt: skip
     out.extend(_table(rows, right="    r"))
     if not r.incidents:
@@ -116,6 +146,21 @@ def text_replay(r: ReplayReport) -> str:
     return "\n".join(out) + "\n"
 
 
+def _incident_notes(i: Incident) -> list[str]:
+    notes = []
+    if i.hole:
+        if i.end_seq is None and not i.ongoing:
+            notes.append(" (recovered inside a hole in the history, by the snapshot after it;")
+        else:
+            notes.append(" (spans a hole in the history;")
+        notes.append(" not in MTTR)")
+    elif i.partial:
+        notes.append(" (began before this history)")
+    if i.clock_back_s >= STEP_NAMED:
+        notes.append(f" (the clock went back {duration(i.clock_back_s)} during it)")
+    return notes
+
+
 def stats_line(events: int, seconds: float) -> str:
     """The last line of --stats, always in this shape."""
     seconds = max(seconds, 1e-9)
@@ -132,17 +177,25 @@ def text_stats(s: StatsReport) -> str:
     out.extend(_table([[k, f"{n:,}"] for k, n in s.states.items()], right=" r"))
     if not s.states:
         out.append("  (no services)")
-    out.extend(_read_notes(s.skipped, len(s.torn)))
+    out.extend(_read_notes(s.skipped, len(s.torn), s.holes, s.clock_steps, s.clock_steps_total))
     out.append(stats_line(s.events, s.seconds))
     return "\n".join(out) + "\n"
 
 
-def text_verify(v: VerifyResult) -> str:
-    return (
+def text_verify(
+    v: VerifyResult,
+    holes: Sequence[Hole] = (),
+    steps: Sequence[ClockStep] = (),
+    steps_total: int = 0,
+) -> str:
+    out = [
         f"verified {_plural(v.events, 'event')}: {_plural(v.facts, 'fact')} re-decided, "
         f"{_plural(v.decisions, 'decision')} matched, "
-        f"{_plural(len(v.services), 'service')}\n"
-    )
+        f"{_plural(len(v.services), 'service')}",
+        *hole_notes(holes),
+        *clock_notes(steps, steps_total),
+    ]
+    return "\n".join(out) + "\n"
 
 
 def _signed_int(n: int) -> str:

@@ -4,6 +4,7 @@ one, and the check that an error is one clear line (never a traceback)."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ __all__ = [
     "one_error_line",
     "run_hbsm",
     "start_hbsm",
+    "without_read_override",
 ]
 
 PY = sys.executable
@@ -110,3 +112,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def without_read_override() -> list[str] | None:
+    """A wrapper that runs a command without the right to read every file and search every
+    directory (root has it: the tests run as root here), or [] when we do not have it anyway;
+    None when neither is possible here."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]

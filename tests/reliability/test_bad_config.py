@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,14 @@ import pytest
 import hbsm.config.load
 from hbsm.config import ConfigError, load_config
 
-from .bad_input_support import Done, hbsm_inline, one_error_line, run_hbsm, start_hbsm
+from .bad_input_support import (
+    Done,
+    hbsm_inline,
+    one_error_line,
+    run_hbsm,
+    start_hbsm,
+    without_read_override,
+)
 from .bad_input_support import finish as finish_child
 
 API = '[[services]]\nname = "api"\nurl = "http://127.0.0.1:8000/health"\n'
@@ -387,22 +393,11 @@ def test_child_processes_exit_2_with_one_clear_line(name: str, tmp_path: Path) -
     assert not (tmp_path / "events").exists()
 
 
-def _without_read_override() -> list[str] | None:
-    """A wrapper that runs a command without the right to read any file (root has it), or
-    [] when we do not have it anyway; None when neither is possible here."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return None
-    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
-
-
 def test_a_file_the_user_may_not_read(tmp_path: Path) -> None:
     path = tmp_path / "secret.toml"
     path.write_text(API)
     os.chmod(path, 0)
-    wrapper = _without_read_override()
+    wrapper = without_read_override()
     if wrapper is None:
         pytest.skip("root, and no setpriv to drop the right to read every file")
     done: Done = run_hbsm(["config", "--check", path], cwd=tmp_path, wrapper=wrapper)

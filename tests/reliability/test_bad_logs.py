@@ -66,8 +66,10 @@ def base_events() -> list[Event]:
 
 BASE = [encode(e) + b"\n" for e in base_events()]
 N = len(BASE)
-UNKNOWN = b'{"type":"future.kind","seq":45,"ts":1793502100.0,"service":"api","x":[1,2]}\n'
-BIG_EVENT = encode(Probe(seq=45, ts=T0, service="api", ok=False, detail="x" * MB)) + b"\n"
+# Slipped in between seq 40 (at T0 + 30) and seq 50 (at T0 + 60), at a time between theirs: a
+# time out of order is a clock stepped back, which replay warns about.
+UNKNOWN = b'{"type":"future.kind","seq":45,"ts":1793502045.0,"service":"api","x":[1,2]}\n'
+BIG_EVENT = encode(Probe(seq=45, ts=T0 + 45, service="api", ok=False, detail="x" * MB)) + b"\n"
 
 
 # Where the "p" of "api" is in line 5 (BASE[4]): the byte the UTF-8 damage below replaces.

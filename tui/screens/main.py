@@ -1,4 +1,5 @@
-"""The main screen: monitor header, replay bar (replay mode), services table, event feed."""
+"""The main screen: monitor header, replay bar and notice (replay mode), services table, event
+feed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from textual.widgets import Footer, Input
 
 from tui.widgets.feed import EventFeed
 from tui.widgets.header import MonitorHeader
-from tui.widgets.replaybar import ReplayBar
+from tui.widgets.replaybar import ReplayBar, ReplayNotice
 from tui.widgets.services import ServicesTable
 
 __all__ = ["MainScreen"]
@@ -24,6 +25,7 @@ class MainScreen(Screen[None]):
         yield MonitorHeader(id="header")
         if self.replay:
             yield ReplayBar(id="replay-bar")
+            yield ReplayNotice(id="replay-notice")
         yield Input(placeholder="filter services by name (enter: keep, escape: clear)", id="filter")
         yield ServicesTable(id="services")
         with VerticalScroll(id="feed-box"):

@@ -1,4 +1,5 @@
-"""Replay mode: the file, the cursor's time and event, playing or not and how fast."""
+"""Replay mode: the file, the cursor's time and event, playing or not and how fast; and under it,
+while the history has any, what was read past to show it (bad lines, a hole, the clock)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from textual.widgets import Static
 from tui.board import ReplayBoard, service_of
 from tui.format import describe, stamp
 
-__all__ = ["ReplayBar"]
+__all__ = ["ReplayBar", "ReplayNotice"]
 
 
 class ReplayBar(Static):
@@ -25,4 +26,21 @@ class ReplayBar(Static):
         name = service_of(e)
         text.append(f"{name}: " if name else "", style="bold")
         text.append(describe(e), style="italic")
+        self.update(text)
+
+
+class ReplayNotice(Static):
+    """The board's notes, one a line, shown only when there are some."""
+
+    def show(self, board: ReplayBoard) -> None:
+        notes = board.notes
+        self.set_class(bool(notes), "shown")
+        if notes == getattr(self, "_shown", None):
+            return
+        self._shown = notes
+        text = Text()
+        for number, note in enumerate(notes):
+            text.append("\n" if number else "")
+            text.append(" ⚠ ", style="bold black on yellow")
+            text.append(f" {note}")
         self.update(text)

@@ -25,11 +25,10 @@ def open_monitor(
 ) -> tuple[FileEventLog, Monitor]:
     """Open the event log (taking its writer lock) and build the Monitor that writes it.
 
-    Raises LogError when the log cannot be used (another writer holds it). The caller closes
-    the log after `monitor.stop()`.
+    Raises LogError when the log cannot be used (another writer holds it, or its directory
+    cannot be made or reached). The caller closes the log after `monitor.stop()`.
     """
     log_path = Path(config.log.path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     holder: list[Monitor] = []
 
     def snapshot(segment: int) -> Snapshot:

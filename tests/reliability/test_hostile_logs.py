@@ -82,6 +82,17 @@ def test_a_log_the_user_may_not_reach_is_one_line_and_exit_2(tmp_path: Path) -> 
         for command, args in [("replay", [log]), ("dashboard", ["--replay", log])]:
             line = one_error_line(run_hbsm([command, *args], cwd=tmp_path, wrapper=wrapper))
             assert line == f"hbsm {command}: {unlisted}: Permission denied"
+        # A monitor told to write a log there, or in a new directory below: exit 3, one line.
+        hidden.chmod(0o000)
+        config = tmp_path / "hbsm.toml"
+        config.write_text('[[services]]\nname = "x"\nurl = "http://127.0.0.1:9/health"\n')
+        for where, why in [
+            (hidden / "new" / "heartbeat.jsonl", "cannot create its directory"),
+            (log, "cannot open the lock file"),
+        ]:
+            args = ["run", "--config", config, "--log", where]
+            line = one_error_line(run_hbsm(args, cwd=tmp_path, wrapper=wrapper), code=3)
+            assert line.startswith(f"hbsm run: {where}") and f"{why}: Permission denied" in line
     finally:
         hidden.chmod(0o755)
     assert (log.read_bytes(), log.stat().st_mtime_ns) == before

@@ -36,7 +36,7 @@ from hbsm.events import (
     encode,
 )
 from hbsm.fsm import decide
-from hbsm.state import Policy, ServiceState
+from hbsm.state import RULES, Policy, ServiceState
 
 __all__ = ["GeneratedLog", "cached_log", "generate", "prefix_log"]
 
@@ -214,6 +214,7 @@ class _Generator:
                     version="0.1.0",
                     host="bench",
                     config={"check_interval": POLICY.check_interval, "services": n},
+                    rules=RULES,  # the rules decide() applied below
                 )
             )
             for i, name in enumerate(self.names):

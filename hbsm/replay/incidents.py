@@ -1,8 +1,9 @@
 """Incidents, time to detect and time to recovery, from the recorded decisions.
 
-An incident runs from the first failed probe after a service was healthy (or unknown) to its
-next transition to healthy. The FSM answers that first failed probe with a transition stamped
-with the probe's own `ts` (healthy/unknown -> degraded, or straight to repairing), so incidents
+An incident runs from the first failed probe after a service was healthy (or unknown), or from
+a supervised process found gone at start-up (process.lost), to its next transition to healthy.
+The FSM answers either fact with a transition stamped with the fact's own `ts` (healthy/unknown
+-> degraded, straight to repairing, or to restarting or cooldown for a lost process), so incidents
 are found from transitions alone and probes need not be looked at: the tracker holds only the
 few non-probe events. Time to detect is from the first failure to the transition into
 repairing; an incident still open at the end of the history is reported as ongoing, with its
@@ -197,8 +198,10 @@ class IncidentTracker:
         if inc is None:
             if dst not in SICK:
                 return
-            began_here = e.trigger == "probe_failed" and e.src in ("healthy", "unknown")
-            if e.trigger == "probe_failed" or (not known and e.src in SICK):
+            # A failed probe opens one, and so does a supervised process found gone at start-up.
+            opening = e.trigger in ("probe_failed", "process_lost")
+            began_here = opening and e.src in ("healthy", "unknown")
+            if opening or (not known and e.src in SICK):
                 # Seen first mid-incident: it began before the replayed history.
                 partial = not known and not began_here
                 inc = self._open[name] = _Open(

@@ -17,6 +17,7 @@ from hbsm.events import (
     Notification,
     OpaqueEvent,
     Probe,
+    ProcessLost,
 )
 from hbsm.projection import Projection
 from hbsm.replay import Analysis, Window, parse_time
@@ -146,6 +147,23 @@ def test_open_incident_is_ongoing_and_a_reset_then_recovery_closes_it() -> None:
     assert not inc.ongoing and inc.end == t + 630
     assert inc.duration_s == t + 630 - first_failure
     assert report.services[0].mttr_s == inc.duration_s
+
+
+def test_a_process_found_gone_at_start_up_is_an_incident_until_healthy_again() -> None:
+    rec = Recorder()
+    rec.start()
+    rec.register("api")
+    t = rec.probes("api", "..", T0)
+    rec.start(t + 599)  # hbsm restarted: its supervised process was gone meanwhile
+    lost_at = t + 600
+    rec.fact(ProcessLost(ts=lost_at, service="api", pid=4321))  # restarted at once
+    back = rec.probes("api", "..", lost_at + 5)
+    report = replay(stamp(rec.events))
+    (inc,) = report.incidents
+    assert (inc.start, inc.end) == (lost_at, lost_at + 5)
+    assert (inc.restarts, inc.worst, inc.state, inc.partial) == (1, "restarting", "healthy", False)
+    assert inc.reason.startswith("supervised process 4321 is gone")
+    assert back > lost_at
 
 
 def test_since_until_and_service_filter_what_is_reported_not_the_states() -> None:

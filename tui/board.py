@@ -23,7 +23,9 @@ from hbsm.events import (
     Notification,
     OpaqueEvent,
     Probe,
+    ProcessLost,
     ProcessStarted,
+    ProcessStopped,
     RepairFinished,
     RepairStarted,
     RestartFinished,
@@ -55,7 +57,10 @@ CHECKPOINT_EVERY: Final = 2000
 # events/s is measured over this window (seconds of event time in replay, wall time live).
 RATE_WINDOW: Final = 10.0
 
-_REPAIRS = (RepairStarted, RepairFinished, RestartStarted, RestartFinished, ProcessStarted)
+_REPAIRS = (
+    RepairStarted, RepairFinished, RestartStarted, RestartFinished, ProcessStarted, ProcessLost,
+    ProcessStopped,
+)  # fmt: skip
 
 
 def service_of(event: AnyEvent) -> str | None:

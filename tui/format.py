@@ -123,7 +123,9 @@ def describe(event: object) -> str:
         Notification,
         OpaqueEvent,
         Probe,
+        ProcessLost,
         ProcessStarted,
+        ProcessStopped,
         RepairFinished,
         RepairStarted,
         RestartFinished,
@@ -154,6 +156,10 @@ def describe(event: object) -> str:
         return f"restart {'ok' if e.ok else 'FAILED'}{code} in {e.duration_ms:.0f} ms"
     if isinstance(e, ProcessStarted):
         return f"process {e.pid} {'adopted' if e.adopted else 'started'}"
+    if isinstance(e, ProcessLost):
+        return f"process {e.pid} gone (found at start-up)"
+    if isinstance(e, ProcessStopped):
+        return f"process {e.pid} stopped by hbsm"
     if isinstance(e, ServiceRegistered):
         return f"registered {e.probe_kind} {e.target}"
     if isinstance(e, Admin):

@@ -21,6 +21,8 @@ from hbsm.events import (
     MonitorStopped,
     Notification,
     OpaqueEvent,
+    ProcessLost,
+    ProcessStopped,
     RepairFinished,
     RepairStarted,
     RestartFinished,
@@ -130,6 +132,16 @@ def _log_outage(e: LogOutage) -> str:
     return text + f": {e.skipped} probes not run, no repair or restart started"
 
 
+def _process_lost(e: ProcessLost) -> str:
+    text = f"supervised process {e.pid} gone" if e.pid is not None else "supervised process gone"
+    return text + (f": {tail(e.detail)}" if e.detail else "")
+
+
+def _process_stopped(e: ProcessStopped) -> str:
+    text = "supervised process" + (f" {e.pid}" if e.pid is not None else "") + " stopped by hbsm"
+    return text + (f": {tail(e.reason)}" if e.reason else "")
+
+
 def _notification(e: Notification) -> str:
     text = f"notification [{e.level}]"
     if e.channel:
@@ -152,6 +164,8 @@ _DESCRIBERS: Final[dict[type, Callable[[Any], str]]] = {
     MonitorStopped: _monitor_stopped,
     LogRecovered: _log_recovered,
     LogOutage: _log_outage,
+    ProcessLost: _process_lost,
+    ProcessStopped: _process_stopped,
     Notification: _notification,
 }
 

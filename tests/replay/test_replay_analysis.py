@@ -164,6 +164,8 @@ def test_a_process_found_gone_at_start_up_is_an_incident_until_healthy_again() -
     assert (inc.restarts, inc.worst, inc.state, inc.partial) == (1, "restarting", "healthy", False)
     assert inc.reason.startswith("supervised process 4321 is gone")
     assert back > lost_at
+    lost = [e.text for e in report.timeline if e.type == "process.lost"]
+    assert lost == ["supervised process 4321 gone"]
 
 
 def test_since_until_and_service_filter_what_is_reported_not_the_states() -> None:

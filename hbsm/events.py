@@ -2,23 +2,49 @@
 
 Every event has `seq` (strictly increasing in a log, stamped by the log on append) and `ts` (UTC,
 seconds since the epoch: the FSM takes its time from here, never from a clock). Facts are what
-hbsm observed (probe, repair.finished, restart.finished, admin); decisions are what the state
-machine concluded from them (transition, repair.started, restart.started). Schema and examples:
-events/README.md.
+hbsm observed (probe, repair.finished, restart.finished, admin, process.started, process.lost);
+decisions are what the state machine concluded from them (transition, repair.started,
+restart.started). Schema and examples: events/README.md.
 
 Forward compatibility: new fields get defaults, unknown fields are ignored, and a line whose
 `type` this version does not know decodes to an `OpaqueEvent` instead of failing.
+
+This module is the public face of two private ones: `hbsm._event_kinds` (the Structs) and
+`hbsm._event_codec` (encoding, decoding, and why a line is not an event).
 """
 
 from __future__ import annotations
 
-import codecs
-import re
-from typing import Annotated, Any, Final, cast
-
-import msgspec
-
-from hbsm.state import Policy, ServiceState
+from hbsm._event_codec import EventDecodeError, decode, decode_lines, encode, encode_lines
+from hbsm._event_kinds import (
+    EVENT_TYPES,
+    LATENCY_HISTORY,
+    TS_END,
+    TYPE_NAMES,
+    Admin,
+    AnyEvent,
+    Event,
+    LogOutage,
+    LogRecovered,
+    MonitorStarted,
+    MonitorStopped,
+    MonitorView,
+    Notification,
+    OpaqueEvent,
+    Probe,
+    ProcessLost,
+    ProcessStarted,
+    ProcessStopped,
+    RepairFinished,
+    RepairStarted,
+    RestartFinished,
+    RestartStarted,
+    ServiceRegistered,
+    ServiceView,
+    Snapshot,
+    Transition,
+    type_name,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -54,463 +80,3 @@ __all__ = [
     "encode_lines",
     "type_name",
 ]
-
-
-# The times an event may carry: from the epoch to the end of year 9999 (what a datetime can
-# show). Checked by the decoder itself, so the fast path pays nothing for it.
-TS_END: Final = 253402300800.0  # 10000-01-01T00:00:00Z, excluded
-
-
-class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
-    seq: int = 0
-    ts: Annotated[float, msgspec.Meta(ge=0.0, lt=TS_END)] = 0.0
-
-
-class MonitorStarted(Event, tag="monitor.started", frozen=True, kw_only=True):
-    pid: int = 0
-    version: str = ""
-    host: str = ""
-    config: dict[str, Any] = {}
-    # The version of the decision rules in force from here on (hbsm.state.RULES); absent in
-    # logs written under the first rules, hence the default.
-    rules: int = 1
-
-
-class MonitorStopped(Event, tag="monitor.stopped", frozen=True, kw_only=True):
-    pid: int = 0
-    reason: str = ""
-
-
-class ServiceRegistered(Event, tag="service.registered", frozen=True, kw_only=True):
-    service: str
-    policy: Policy = Policy()
-    target: str = ""
-    description: str = ""
-    critical: bool = False
-    probe_kind: str = "http"
-
-
-class Probe(Event, tag="probe", frozen=True, kw_only=True):
-    """A probe's result: a fact."""
-
-    service: str
-    ok: bool
-    latency_ms: float | None = None
-    status: int | None = None
-    # One of hbsm.state.ERROR_CLASSES when ok is false (or "slow" on a slow success).
-    error: str | None = None
-    detail: str = ""
-
-
-class Transition(Event, tag="transition", frozen=True, kw_only=True):
-    """A change of state, decided by the FSM."""
-
-    service: str
-    src: str
-    dst: str
-    trigger: str
-    reason: str = ""
-    failures: int = 0
-    # When dst is cooldown: when it ends, i.e. the earliest next restart. When dst is degraded
-    # after a repair run that did not fix it: the earliest next run (its backoff).
-    until: float | None = None
-    # When dst is cooldown: whether probes before `until` are held, uncounted. The first rules
-    # held them (their logs lack this field, hence the default); hbsm now writes false.
-    hold: bool = True
-
-
-class RepairStarted(Event, tag="repair.started", frozen=True, kw_only=True):
-    """A decision: run step `index` of `ladder` (run number `run`) for the service."""
-
-    service: str
-    run: int
-    step: str
-    index: int
-    ladder: tuple[str, ...] = ()
-
-
-class RepairFinished(Event, tag="repair.finished", frozen=True, kw_only=True):
-    """A fact: how a repair step ended. `error_class` is what `diagnose` found, if it ran."""
-
-    service: str
-    run: int
-    step: str
-    index: int
-    ok: bool
-    output: str = ""
-    duration_ms: float = 0.0
-    error_class: str | None = None
-    interrupted: bool = False
-
-
-class RestartStarted(Event, tag="restart.started", frozen=True, kw_only=True):
-    """A decision: restart the service. `recent` holds the restart times inside the window,
-    this one included; `cooldown_s` is the cooldown that follows it (after backoff)."""
-
-    service: str
-    attempt: int
-    backoff: int = 0
-    cooldown_s: float = 0.0
-    recent: list[float] = []
-
-
-class RestartFinished(Event, tag="restart.finished", frozen=True, kw_only=True):
-    service: str
-    ok: bool
-    output: str = ""
-    duration_ms: float = 0.0
-    exit_code: int | None = None
-    # The new process, when hbsm supervises it.
-    pid: int | None = None
-    interrupted: bool = False
-
-
-class ProcessStarted(Event, tag="process.started", frozen=True, kw_only=True):
-    """hbsm started (or, after its own restart, adopted) a process it supervises."""
-
-    service: str
-    pid: int
-    argv: list[str] = []
-    adopted: bool = False
-
-
-class ProcessLost(Event, tag="process.lost", frozen=True, kw_only=True):
-    """A fact: the process hbsm supervised for this service (`pid`, as recorded) is not running
-    (found so when hbsm starts). The state machine restarts it, under the cooldown and the
-    restart budget: a start after a crash is a restart."""
-
-    service: str
-    pid: int | None = None
-    detail: str = ""
-
-
-class ProcessStopped(Event, tag="process.stopped", frozen=True, kw_only=True):
-    """hbsm stopped a process it supervises on purpose (its own shutdown, with
-    `restart.stop_on_exit`): the next start is a first start, not a restart after a crash."""
-
-    service: str
-    pid: int | None = None
-    reason: str = ""
-
-
-class Notification(Event, tag="notification", frozen=True, kw_only=True):
-    service: str | None = None
-    channel: str = ""
-    level: str = "info"
-    message: str = ""
-    delivered: bool = True
-    error: str = ""
-
-
-class Admin(Event, tag="admin", frozen=True, kw_only=True):
-    """An operator's action (pause, resume, reset, probe_now, repair_now, start, stop)."""
-
-    action: str
-    service: str | None = None
-    who: str = ""
-    source: str = ""
-    allowed: bool = True
-    detail: str = ""
-    # Refused attempts from the same client host before this one that were only counted, not
-    # recorded one by one (a rate limit, see hbsm.api.refusals): this event stands for
-    # 1 + suppressed refused attempts.
-    suppressed: int = 0
-
-
-# --- what a snapshot carries: the views of hbsm.projection ---------------------------------
-
-# Probes kept per service for sparklines and charts: memory stays bounded however long the log
-# (two floats a probe: about 4 KB a service at most, within the 10 KB a service the monitor
-# may spend: docs/performance.md).
-LATENCY_HISTORY = 60
-
-
-class ServiceView(msgspec.Struct, kw_only=True):
-    name: str
-    fsm: ServiceState
-    policy: Policy = Policy()
-    target: str = ""
-    description: str = ""
-    critical: bool = False
-    probe_kind: str = "http"
-    registered_at: float = 0.0
-    # The last probe, and the last failed one (the recorded events themselves: immutable).
-    last_probe: Probe | None = None
-    last_failure: Probe | None = None
-    # The last repair step or restart that failed, e.g. "restart failed: exit 1".
-    last_problem: str = ""
-    last_problem_ts: float | None = None
-    # Bounded latency history: timestamps and milliseconds, oldest first (None = no answer).
-    latency_ts: list[float] = []
-    latency_ms: list[float | None] = []
-    probes_failed: int = 0
-    # The supervised process, when hbsm supervises this service.
-    pid: int | None = None
-    repairs_total: int = 0
-    restarts_total: int = 0
-    last_reason: str = ""
-
-
-class MonitorView(msgspec.Struct, kw_only=True):
-    running: bool = False
-    pid: int | None = None
-    version: str = ""
-    started_at: float | None = None
-    stopped_at: float | None = None
-    config: dict[str, Any] = {}
-    events_total: int = 0
-    counts: dict[str, int] = {}
-    last_seq: int = 0
-    last_ts: float | None = None
-    segment: int = 0
-    # The decision rules of the monitor that wrote the log (see MonitorStarted.rules).
-    rules: int = 1
-
-
-class Snapshot(Event, tag="snapshot", frozen=True, kw_only=True):
-    """Opens a log segment: every view as of this point, so readers need not go further back."""
-
-    segment: int = 0
-    monitor: MonitorView = msgspec.field(default_factory=MonitorView)
-    services: list[ServiceView] = []
-
-
-class LogRecovered(Event, tag="log.recovered", frozen=True, kw_only=True):
-    """The log was repaired on open: a torn last line of `cut_bytes` was cut at `offset`."""
-
-    path: str = ""
-    offset: int = 0
-    cut_bytes: int = 0
-    detail: str = ""
-
-
-class LogOutage(Event, tag="log.outage", frozen=True, kw_only=True):
-    """The log could not be written from `since` until this event's `ts` (a full disk, say).
-
-    Recorded once writing works again. Meanwhile the monitor probed nothing and started no
-    repair or restart (no record, no side effect); `skipped` counts the probes it did not run.
-    """
-
-    since: float = 0.0
-    error: str = ""
-    skipped: int = 0
-
-
-AnyEvent = (
-    MonitorStarted
-    | MonitorStopped
-    | ServiceRegistered
-    | Probe
-    | Transition
-    | RepairStarted
-    | RepairFinished
-    | RestartStarted
-    | RestartFinished
-    | ProcessStarted
-    | ProcessLost
-    | ProcessStopped
-    | Notification
-    | Admin
-    | Snapshot
-    | LogRecovered
-    | LogOutage
-)
-
-EVENT_TYPES: Final[dict[str, type[Event]]] = {
-    str(cls.__struct_config__.tag): cls for cls in AnyEvent.__args__
-}
-# The `type` of each event class, for counting without touching the instance.
-TYPE_NAMES: Final[dict[type, str]] = {cls: name for name, cls in EVENT_TYPES.items()}
-
-
-class OpaqueEvent(msgspec.Struct, frozen=True):
-    """An event of a `type` this version does not know: kept whole, never a crash."""
-
-    type: str
-    seq: int
-    ts: float
-    body: dict[str, Any]
-
-    @property
-    def service(self) -> str | None:
-        value = self.body.get("service")
-        return value if isinstance(value, str) else None
-
-
-class EventDecodeError(ValueError):
-    """A line that is not an event. `line` is 1-based within what was decoded."""
-
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(AnyEvent)
-_raw_decoder = msgspec.json.Decoder()
-
-
-def type_name(event: Event | OpaqueEvent) -> str:
-    if isinstance(event, OpaqueEvent):
-        return event.type
-    return TYPE_NAMES[type(event)]
-
-
-def encode(event: Event | OpaqueEvent) -> bytes:
-    """One event as JSON, without the newline."""
-    if isinstance(event, OpaqueEvent):
-        return _encoder.encode(event.body)
-    return _encoder.encode(event)
-
-
-def encode_lines(events: list[Event]) -> bytes:
-    """Events as JSONL (each line ends in a newline)."""
-    return b"".join([encode(e) + b"\n" for e in events])
-
-
-# Fix (tests/reliability): an editor may save a log with a UTF-8 byte order mark in front.
-# The data is intact, so every reader (and the writer, which reads the last line) takes the
-# line without it rather than call the file "not an hbsm event log".
-_BOM = codecs.BOM_UTF8
-
-# The names JSON gives its values, for "not an event: a JSON array" (not Python's "list").
-_JSON_NAMES: Final = {
-    type(None): "null", bool: "boolean", int: "number", float: "number", str: "string",
-    list: "array",
-}  # fmt: skip
-
-
-def _opaque_or_error(line: bytes | str) -> OpaqueEvent:
-    try:
-        raw = _raw_decoder.decode(line)
-    except (msgspec.DecodeError, UnicodeError) as exc:
-        out_of_range = isinstance(exc, msgspec.DecodeError) and "out of range" in str(exc)
-        bad_ts = _ts_out_of_range(line) if out_of_range else None
-        raise EventDecodeError(bad_ts or _not_json(line, exc)) from None
-    if not isinstance(raw, dict):
-        name = _JSON_NAMES.get(type(raw), type(raw).__name__)
-        raise EventDecodeError(f"not an event: a JSON {name}, not an object")
-    kind, seq, ts = raw.get("type"), raw.get("seq"), raw.get("ts")
-    if not isinstance(kind, str):
-        raise EventDecodeError("not an event: no string field 'type'")
-    if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(ts, int | float):
-        raise EventDecodeError(f"event of type {kind!r} lacks a numeric 'seq' or 'ts'")
-    if not 0.0 <= ts < TS_END:
-        raise EventDecodeError(_ts_message(_ts_text(line, ts)))
-    if kind in EVENT_TYPES:
-        # A known type whose fields do not validate: corrupt, not forward-compatible.
-        try:
-            _decoder.decode(line)
-        except msgspec.ValidationError as exc:
-            raise EventDecodeError(f"invalid {kind!r} event: {exc}") from None
-    return OpaqueEvent(type=kind, seq=seq, ts=float(ts), body=raw)
-
-
-def _not_json(line: bytes | str, exc: msgspec.DecodeError | UnicodeError) -> str:
-    """Why msgspec could not parse `line`, in hbsm's words where the encoding is at fault.
-
-    msgspec words invalid UTF-8 differently from one version to the next (a UnicodeDecodeError
-    naming the byte, then a DecodeError "Invalid UTF-8 encoded string" that does not), so the
-    encoding is checked here, only once msgspec has failed: the fast path stays one msgspec call.
-    """
-    if isinstance(line, str):
-        try:
-            line.encode()
-        except UnicodeEncodeError as bad:
-            return f"not UTF-8: {bad.object[bad.start]!a} at character {bad.start} ({bad.reason})"
-        return f"not JSON: {exc}"
-    try:
-        line.decode()
-    except UnicodeDecodeError as bad:
-        first = bad
-    else:
-        return f"not JSON: {exc}"
-    # Each byte that is not UTF-8 becomes one "?" (offsets unchanged). If the line then parses,
-    # every such byte was inside a JSON string; if not, it is not JSON whatever its encoding.
-    try:
-        _raw_decoder.decode(line.decode(errors="surrogateescape").encode(errors="replace"))
-    except msgspec.DecodeError as other:
-        return f"not JSON: {other}"
-    where = f"at offset {first.start} of the line, in a JSON string"
-    return f"not UTF-8: byte {line[first.start]:02x} {where} ({first.reason})"
-
-
-# Fix (tests/reliability): a `ts` of 1e308 was read as a time; the dashboard died on it
-# (OverflowError) and replay printed a 309-digit end time. Now the line is bad input, named.
-def _ts_message(shown: str) -> str:
-    return (
-        f"ts {shown} is outside 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59Z "
-        f"(0 .. {TS_END - 1:.0f} seconds since the epoch)"
-    )
-
-
-# The `ts` as the line spells it (1e308, not Python's 1e+308): what the operator will grep for.
-_TS_FIELD = re.compile(rb'"ts"\s*:\s*(-?[0-9][0-9.eE+-]*)')
-
-
-def _ts_text(line: bytes | str, ts: float) -> str:
-    data = line.encode("utf-8", "replace") if isinstance(line, str) else line
-    for found in _TS_FIELD.finditer(data):
-        text = found.group(1).decode("ascii")
-        try:
-            if float(text) == ts:
-                return text
-        except ValueError:
-            continue
-    return repr(ts)
-
-
-def _ts_out_of_range(line: bytes | str) -> str | None:
-    """The message for a `ts` too big for a float (1e400: msgspec will not decode the line)."""
-    data = line.encode("utf-8", "replace") if isinstance(line, str) else line
-    for found in _TS_FIELD.finditer(data):
-        text = found.group(1).decode("ascii")
-        try:
-            value = float(text)
-        except ValueError:
-            continue
-        if not 0.0 <= value < TS_END:
-            return _ts_message(text)
-    return None
-
-
-# msgspec has raised UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a JSON string;
-# uncaught, it escaped every reader as a traceback.
-_UNDECODABLE = (msgspec.ValidationError, msgspec.DecodeError, UnicodeError)
-
-
-def decode(line: bytes | str) -> Event | OpaqueEvent:
-    """One line (without or with its newline) to an event; raises EventDecodeError."""
-    try:
-        return _decoder.decode(line)
-    except _UNDECODABLE:
-        if isinstance(line, bytes) and line.startswith(_BOM):
-            return decode(line[len(_BOM) :])
-        if isinstance(line, str) and line.startswith("\ufeff"):
-            return decode(line[1:])
-        return _opaque_or_error(line)
-
-
-def decode_lines(data: bytes, *, first_line: int = 1) -> list[Event | OpaqueEvent]:
-    """Decode a block of complete JSONL lines.
-
-    Fast path: msgspec decodes the whole block at once. If any line fails, the block is decoded
-    line by line to keep unknown types as OpaqueEvent and to name the first bad line
-    (EventDecodeError.line, counted from `first_line`).
-    """
-    try:
-        # A list of AnyEvent, which mypy will not take for a list of Event (lists are invariant).
-        return cast(list[Event | OpaqueEvent], _decoder.decode_lines(data))
-    except _UNDECODABLE:
-        pass
-    out: list[Event | OpaqueEvent] = []
-    for number, line in enumerate(data.split(b"\n"), start=first_line):
-        if not line.strip():
-            continue
-        try:
-            out.append(decode(line))
-        except EventDecodeError as exc:
-            exc.line = number
-            raise
-    return out

@@ -1,0 +1,327 @@
+"""The kinds of event: frozen msgspec Structs in one tagged union (tag field `type`), the views a
+snapshot carries, and the names of the kinds. The public face is `hbsm.events`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from hbsm.state import Policy, ServiceState
+
+__all__ = [
+    "EVENT_TYPES",
+    "LATENCY_HISTORY",
+    "TS_END",
+    "TYPE_NAMES",
+    "Admin",
+    "AnyEvent",
+    "Event",
+    "LogOutage",
+    "LogRecovered",
+    "MonitorStarted",
+    "MonitorStopped",
+    "MonitorView",
+    "Notification",
+    "OpaqueEvent",
+    "Probe",
+    "ProcessLost",
+    "ProcessStarted",
+    "ProcessStopped",
+    "RepairFinished",
+    "RepairStarted",
+    "RestartFinished",
+    "RestartStarted",
+    "ServiceRegistered",
+    "ServiceView",
+    "Snapshot",
+    "Transition",
+    "type_name",
+]
+
+
+# The times an event may carry: from the epoch to the end of year 9999 (what a datetime can
+# show). Checked by the decoder itself, so the fast path pays nothing for it.
+TS_END: Final = 253402300800.0  # 10000-01-01T00:00:00Z, excluded
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+    seq: int = 0
+    ts: Annotated[float, msgspec.Meta(ge=0.0, lt=TS_END)] = 0.0
+
+
+class MonitorStarted(Event, tag="monitor.started", frozen=True, kw_only=True):
+    pid: int = 0
+    version: str = ""
+    host: str = ""
+    config: dict[str, Any] = {}
+    # The version of the decision rules in force from here on (hbsm.state.RULES); absent in
+    # logs written under the first rules, hence the default.
+    rules: int = 1
+
+
+class MonitorStopped(Event, tag="monitor.stopped", frozen=True, kw_only=True):
+    pid: int = 0
+    reason: str = ""
+
+
+class ServiceRegistered(Event, tag="service.registered", frozen=True, kw_only=True):
+    service: str
+    policy: Policy = Policy()
+    target: str = ""
+    description: str = ""
+    critical: bool = False
+    probe_kind: str = "http"
+
+
+class Probe(Event, tag="probe", frozen=True, kw_only=True):
+    """A probe's result: a fact."""
+
+    service: str
+    ok: bool
+    latency_ms: float | None = None
+    status: int | None = None
+    # One of hbsm.state.ERROR_CLASSES when ok is false (or "slow" on a slow success).
+    error: str | None = None
+    detail: str = ""
+
+
+class Transition(Event, tag="transition", frozen=True, kw_only=True):
+    """A change of state, decided by the FSM."""
+
+    service: str
+    src: str
+    dst: str
+    trigger: str
+    reason: str = ""
+    failures: int = 0
+    # When dst is cooldown: when it ends, i.e. the earliest next restart. When dst is degraded
+    # after a repair run that did not fix it: the earliest next run (its backoff).
+    until: float | None = None
+    # When dst is cooldown: whether probes before `until` are held, uncounted. The first rules
+    # held them (their logs lack this field, hence the default); hbsm now writes false.
+    hold: bool = True
+
+
+class RepairStarted(Event, tag="repair.started", frozen=True, kw_only=True):
+    """A decision: run step `index` of `ladder` (run number `run`) for the service."""
+
+    service: str
+    run: int
+    step: str
+    index: int
+    ladder: tuple[str, ...] = ()
+
+
+class RepairFinished(Event, tag="repair.finished", frozen=True, kw_only=True):
+    """A fact: how a repair step ended. `error_class` is what `diagnose` found, if it ran."""
+
+    service: str
+    run: int
+    step: str
+    index: int
+    ok: bool
+    output: str = ""
+    duration_ms: float = 0.0
+    error_class: str | None = None
+    interrupted: bool = False
+
+
+class RestartStarted(Event, tag="restart.started", frozen=True, kw_only=True):
+    """A decision: restart the service. `recent` holds the restart times inside the window,
+    this one included; `cooldown_s` is the cooldown that follows it (after backoff)."""
+
+    service: str
+    attempt: int
+    backoff: int = 0
+    cooldown_s: float = 0.0
+    recent: list[float] = []
+
+
+class RestartFinished(Event, tag="restart.finished", frozen=True, kw_only=True):
+    service: str
+    ok: bool
+    output: str = ""
+    duration_ms: float = 0.0
+    exit_code: int | None = None
+    # The new process, when hbsm supervises it.
+    pid: int | None = None
+    interrupted: bool = False
+
+
+class ProcessStarted(Event, tag="process.started", frozen=True, kw_only=True):
+    """hbsm started (or, after its own restart, adopted) a process it supervises."""
+
+    service: str
+    pid: int
+    argv: list[str] = []
+    adopted: bool = False
+
+
+class ProcessLost(Event, tag="process.lost", frozen=True, kw_only=True):
+    """A fact: the process hbsm supervised for this service (`pid`, as recorded) is not running
+    (found so when hbsm starts). The state machine restarts it, under the cooldown and the
+    restart budget: a start after a crash is a restart."""
+
+    service: str
+    pid: int | None = None
+    detail: str = ""
+
+
+class ProcessStopped(Event, tag="process.stopped", frozen=True, kw_only=True):
+    """hbsm stopped a process it supervises on purpose (its own shutdown, with
+    `restart.stop_on_exit`): the next start is a first start, not a restart after a crash."""
+
+    service: str
+    pid: int | None = None
+    reason: str = ""
+
+
+class Notification(Event, tag="notification", frozen=True, kw_only=True):
+    service: str | None = None
+    channel: str = ""
+    level: str = "info"
+    message: str = ""
+    delivered: bool = True
+    error: str = ""
+
+
+class Admin(Event, tag="admin", frozen=True, kw_only=True):
+    """An operator's action (pause, resume, reset, probe_now, repair_now, start, stop)."""
+
+    action: str
+    service: str | None = None
+    who: str = ""
+    source: str = ""
+    allowed: bool = True
+    detail: str = ""
+    # Refused attempts from the same client host before this one that were only counted, not
+    # recorded one by one (a rate limit, see hbsm.api.refusals): this event stands for
+    # 1 + suppressed refused attempts.
+    suppressed: int = 0
+
+
+# --- what a snapshot carries: the views of hbsm.projection ---------------------------------
+
+# Probes kept per service for sparklines and charts: memory stays bounded however long the log
+# (two floats a probe: about 4 KB a service at most, within the 10 KB a service the monitor
+# may spend: docs/performance.md).
+LATENCY_HISTORY = 60
+
+
+class ServiceView(msgspec.Struct, kw_only=True):
+    name: str
+    fsm: ServiceState
+    policy: Policy = Policy()
+    target: str = ""
+    description: str = ""
+    critical: bool = False
+    probe_kind: str = "http"
+    registered_at: float = 0.0
+    # The last probe, and the last failed one (the recorded events themselves: immutable).
+    last_probe: Probe | None = None
+    last_failure: Probe | None = None
+    # The last repair step or restart that failed, e.g. "restart failed: exit 1".
+    last_problem: str = ""
+    last_problem_ts: float | None = None
+    # Bounded latency history: timestamps and milliseconds, oldest first (None = no answer).
+    latency_ts: list[float] = []
+    latency_ms: list[float | None] = []
+    probes_failed: int = 0
+    # The supervised process, when hbsm supervises this service.
+    pid: int | None = None
+    repairs_total: int = 0
+    restarts_total: int = 0
+    last_reason: str = ""
+
+
+class MonitorView(msgspec.Struct, kw_only=True):
+    running: bool = False
+    pid: int | None = None
+    version: str = ""
+    started_at: float | None = None
+    stopped_at: float | None = None
+    config: dict[str, Any] = {}
+    events_total: int = 0
+    counts: dict[str, int] = {}
+    last_seq: int = 0
+    last_ts: float | None = None
+    segment: int = 0
+    # The decision rules of the monitor that wrote the log (see MonitorStarted.rules).
+    rules: int = 1
+
+
+class Snapshot(Event, tag="snapshot", frozen=True, kw_only=True):
+    """Opens a log segment: every view as of this point, so readers need not go further back."""
+
+    segment: int = 0
+    monitor: MonitorView = msgspec.field(default_factory=MonitorView)
+    services: list[ServiceView] = []
+
+
+class LogRecovered(Event, tag="log.recovered", frozen=True, kw_only=True):
+    """The log was repaired on open: a torn last line of `cut_bytes` was cut at `offset`."""
+
+    path: str = ""
+    offset: int = 0
+    cut_bytes: int = 0
+    detail: str = ""
+
+
+class LogOutage(Event, tag="log.outage", frozen=True, kw_only=True):
+    """The log could not be written from `since` until this event's `ts` (a full disk, say).
+
+    Recorded once writing works again. Meanwhile the monitor probed nothing and started no
+    repair or restart (no record, no side effect); `skipped` counts the probes it did not run.
+    """
+
+    since: float = 0.0
+    error: str = ""
+    skipped: int = 0
+
+
+AnyEvent = (
+    MonitorStarted
+    | MonitorStopped
+    | ServiceRegistered
+    | Probe
+    | Transition
+    | RepairStarted
+    | RepairFinished
+    | RestartStarted
+    | RestartFinished
+    | ProcessStarted
+    | ProcessLost
+    | ProcessStopped
+    | Notification
+    | Admin
+    | Snapshot
+    | LogRecovered
+    | LogOutage
+)
+
+EVENT_TYPES: Final[dict[str, type[Event]]] = {
+    str(cls.__struct_config__.tag): cls for cls in AnyEvent.__args__
+}
+# The `type` of each event class, for counting without touching the instance.
+TYPE_NAMES: Final[dict[type, str]] = {cls: name for name, cls in EVENT_TYPES.items()}
+
+
+class OpaqueEvent(msgspec.Struct, frozen=True):
+    """An event of a `type` this version does not know: kept whole, never a crash."""
+
+    type: str
+    seq: int
+    ts: float
+    body: dict[str, Any]
+
+    @property
+    def service(self) -> str | None:
+        value = self.body.get("service")
+        return value if isinstance(value, str) else None
+
+
+def type_name(event: Event | OpaqueEvent) -> str:
+    if isinstance(event, OpaqueEvent):
+        return event.type
+    return TYPE_NAMES[type(event)]

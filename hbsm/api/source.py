@@ -33,7 +33,8 @@ from hbsm.projection import Projection
 
 if TYPE_CHECKING:
     from hbsm.config import Config
-    from hbsm.monitor.runtime import Monitor, Outage
+    from hbsm.monitor.outage import Outage
+    from hbsm.monitor.runtime import Monitor
 
 __all__ = ["ApiSource", "LogSource", "MonitorSource", "redact"]
 

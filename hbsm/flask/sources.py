@@ -28,7 +28,7 @@ from hbsm.projection import Projection
 
 if TYPE_CHECKING:
     from hbsm.flask.embedded import MonitorThread
-    from hbsm.monitor.runtime import Outage
+    from hbsm.monitor.outage import Outage
 
 __all__ = [
     "READ_ONLY_MESSAGE",

@@ -25,7 +25,7 @@ from hbsm.flask.sources import HeartbeatSource
 from hbsm.projection import Projection
 
 if TYPE_CHECKING:
-    from hbsm.monitor.runtime import Outage
+    from hbsm.monitor.outage import Outage
 
 __all__ = ["Views"]
 

@@ -23,31 +23,24 @@ from hbsm.config import Config, ServiceConfig
 from hbsm.events import (
     Admin,
     Event,
-    LogOutage,
     MonitorStarted,
     MonitorStopped,
-    Notification,
-    ProcessStarted,
     ProcessStopped,
-    RepairFinished,
     RepairStarted,
-    RestartFinished,
     RestartStarted,
     ServiceRegistered,
-    Snapshot,
-    Transition,
 )
 from hbsm.fsm import ServiceMachine, decide
 from hbsm.log import EventStore, LogError
-from hbsm.monitor.startup import Resumed, StartUp
-from hbsm.notify import Notice, Notifier
-from hbsm.notify.notice import LEVELS, iso_utc
+from hbsm.monitor.outage import LogUnwritableError, Outage, OutageWatch
+from hbsm.monitor.startup import StartUp, resume
+from hbsm.notify import Notifier
 from hbsm.probes import Prober, Scheduler
 from hbsm.projection import Projection
 from hbsm.repair import RepairRunner, Supervisor
 from hbsm.state import RULES, Policy, ServiceState
 
-__all__ = ["LogUnwritableError", "Monitor", "Outage"]
+__all__ = ["Monitor"]
 
 log = logging.getLogger("hbsm.monitor")
 
@@ -56,24 +49,6 @@ log = logging.getLogger("hbsm.monitor")
 FLUSH_EVERY = 0.2
 # Probes are not scheduled while an effect owns the service: its own verification probe decides.
 _EFFECT_STATES = frozenset({"repairing", "restarting"})
-# The events of the history the notifier learns from on start (see Notifier.remember).
-_REMEMBERED = (Transition, Notification, RestartStarted, RepairFinished, Snapshot)
-# At most one log_unwritable notice (and its log_writable) this often: a disk at the edge of
-# full may refuse and take writes by turns.
-OUTAGE_NOTICE_EVERY = 300.0
-
-
-class LogUnwritableError(LogError):
-    """An admin action asked for while the event log cannot be written: not carried out."""
-
-
-class Outage(msgspec.Struct, kw_only=True):
-    """The event log cannot be written (a full disk, say): since when, why, what was skipped."""
-
-    since: float
-    error: str
-    skipped: int = 0
-    noticed: bool = False  # a log_unwritable notice went out for it
 
 
 class Monitor:
@@ -108,11 +83,15 @@ class Monitor:
         # Repair and restart decisions appended but not yet on disk: started by _flush.
         self._pending: list[RepairStarted | RestartStarted] = []
         self._dirty = False
-        # Set while the log refuses writes: nothing is probed, decided or started until it
-        # takes them again (no record, no side effect). Read by the API's /health.
-        self.outage: Outage | None = None
-        self._outage_noticed_at: float | None = None
-        self._stopping = False  # no new notice once stop() writes its last: the notifier closes
+        # While the log refuses writes nothing is probed, decided or started until it takes
+        # them again (no record, no side effect).
+        self.outages = OutageWatch(
+            path=str(getattr(store, "path", "the event log")),
+            clock=clock,
+            notify=lambda notice: self._spawn(self._notify(notice)),
+            notify_on=config.notify.on,
+            retry_every=FLUSH_EVERY,
+        )
         self.started_at: float | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -123,7 +102,7 @@ class Monitor:
 
     async def start(self) -> None:
         """Resume from the log, record the start, take up interrupted work, start probing."""
-        resumed = self._resume()
+        resumed = resume(self)
         now = self.clock()
         self.started_at = now
         self._append(
@@ -190,7 +169,7 @@ class Monitor:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
         # Through an outage: what is buffered (and the outage itself) first, then the stop.
-        self._stopping = True
+        self.outages.quiet = True
         await self._last_flush(loop.time() + grace)
         self._append([MonitorStopped(ts=self.clock(), pid=os.getpid(), reason=reason)])
         await self._last_flush(loop.time() + grace)
@@ -207,7 +186,7 @@ class Monitor:
                 if self.outage is None:
                     return
                 # Written too; not notified: the notifier is closing (the stderr says it).
-                self._record_outage_end(notify=False)
+                self._append([self.outages.ended()])
                 continue
             except OSError as exc:
                 if loop.time() >= deadline:
@@ -217,56 +196,8 @@ class Monitor:
                         f"{unwritten if unwritten is not None else 'some'} bytes of events "
                         f"not written ({exc})"
                     ) from exc
-                self._log_failed(exc)
+                self.outages.failed(exc)
                 await asyncio.sleep(FLUSH_EVERY)
-
-    def _resume(self) -> Resumed:
-        """Fold the log into the projection and rebuild every configured service's state."""
-        remember = self.notifier.remember
-        # When the log last named each supervised service's pid: a process that started later
-        # is not that one.
-        pid_since: dict[str, float] = {}
-        batch: list[Any] = []
-        for event in self.store.read():
-            batch.append(event)
-            # So a restarted monitor does not notify twice. Fix (tests/monitor): the planner
-            # dedupes on restart.started and repair.finished too, and learns incidents begun in
-            # a pruned segment from a snapshot; fed only transitions and notifications, it sent
-            # "repair_failed" again for an incident it had already reported.
-            if isinstance(event, _REMEMBERED):
-                remember(event)
-            if isinstance(event, ProcessStarted | RestartFinished) and event.pid is not None:
-                pid_since[event.service] = event.ts
-            elif isinstance(event, Snapshot):
-                for snapped in event.services:
-                    if snapped.pid is not None:
-                        pid_since[snapped.name] = event.ts
-            if len(batch) >= 4096:
-                self.projection.apply_all(batch)
-                batch.clear()
-        self.projection.apply_all(batch)
-        for name in self.services:
-            view = self.projection.services.get(name)
-            if view is None:
-                self.states[name] = ServiceState(name=name)
-            else:
-                fsm = view.fsm
-                self.states[name] = msgspec.structs.replace(fsm, restarts=list(fsm.restarts))
-        resumed = sum(1 for s in self.states.values() if s.state != "unknown")
-        log.info(
-            "resumed %d of %d services from %d events",
-            resumed,
-            len(self.states),
-            self.projection.monitor.events_total,
-        )
-        views = self.projection.services
-        return Resumed(
-            in_flight={n: s.in_flight for n, s in self.states.items() if s.in_flight is not None},
-            pids={n: v.pid for n, v in views.items() if n in self.services and v.pid is not None},
-            pid_since=pid_since,
-            # When the previous monitor started: a child it started is no older (see Orphans).
-            previous_start=self.projection.monitor.started_at,
-        )
 
     def _start_scheduler(self) -> None:
         for name, policy in self.policies.items():
@@ -370,7 +301,7 @@ class Monitor:
             self.store.flush()
         except OSError as exc:
             self._dirty = True
-            self._log_failed(exc)
+            self.outages.failed(exc)
             return False
         self._dirty = False
         if self.outage is not None:
@@ -383,64 +314,9 @@ class Monitor:
                 self._spawn(self._restart(effect))
         return True
 
-    def _log_failed(self, exc: OSError) -> None:
-        if self.outage is not None:
-            return  # said once, when it began; the flusher retries quietly
-        path = getattr(self.store, "path", "")
-        self.outage = outage = Outage(since=self.clock(), error=str(exc))
-        log.error(
-            "cannot write the event log %s (%s): no probe, repair or restart until it can; "
-            "retrying every %.1f s",
-            path,
-            exc,
-            FLUSH_EVERY,
-        )
-        last = self._outage_noticed_at
-        if self._stopping:
-            return
-        if last is None or outage.since - last >= OUTAGE_NOTICE_EVERY:
-            # The one side effect that does not wait for its record: it says that nothing can
-            # be recorded. Its Notification events are written once the log takes writes.
-            outage.noticed = True
-            self._outage_noticed_at = outage.since
-            self._notify_outage(
-                "log_unwritable",
-                outage,
-                f"hbsm cannot write its event log {path} ({exc}): it probes nothing and starts "
-                "no repair or restart until it can",
-            )
-
-    def _record_outage_end(self, *, notify: bool = True) -> None:
-        outage, self.outage = self.outage, None
-        assert outage is not None
-        now = self.clock()
-        self._append([LogOutage(ts=now, since=outage.since, error=outage.error,
-                                skipped=outage.skipped)])  # fmt: skip
-        text = (
-            f"the event log is writable again after {now - outage.since:.1f} s; "
-            f"{outage.skipped} probes were not run meanwhile"
-        )
-        log.warning("%s", text)
-        if notify and outage.noticed:
-            self._notify_outage("log_writable", outage, f"hbsm: {text}")
-
-    def _notify_outage(self, kind: Any, outage: Outage, message: str) -> None:
-        if kind not in self.config.notify.on:
-            return
-        notice = Notice(
-            service="",
-            kind=kind,
-            incident=f"event-log@{iso_utc(outage.since)}",
-            level=LEVELS[kind],
-            message=message,
-            ts=self.clock(),
-            details={"error": outage.error, "probes_not_run": outage.skipped},
-        )
-        self._spawn(self._notify(notice))
-
     def _log_writable_again(self) -> None:
         """Record the outage that just ended, and take up what it left waiting."""
-        self._record_outage_end()
+        self._append([self.outages.ended()])
         # A verification probe that fell in the outage was not run: the scheduler leaves
         # repairing services to their own probe, so run it now or the service stays stuck.
         for name, state in self.states.items():
@@ -454,6 +330,11 @@ class Monitor:
         for notice in self.notifier.plan(stamped):
             self._spawn(self._notify(notice))
         return stamped
+
+    @property
+    def outage(self) -> Outage | None:
+        """The event log's outage now (None: it takes writes). Read by the API's /health."""
+        return self.outages.current
 
     async def _scheduled_probe(self, name: str) -> None:
         if self.states[name].state in _EFFECT_STATES or self.states[name].state == "paused":

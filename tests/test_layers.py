@@ -1,4 +1,4 @@
-"""The layering rules of DESIGN §2, checked in a fresh interpreter."""
+"""The layering rules of docs/architecture.md, checked in a fresh interpreter."""
 
 import subprocess
 import sys
@@ -24,7 +24,7 @@ def test_hbsm_never_imports_the_dashboard():
 
 
 def test_only_the_command_line_names_the_dashboard():
-    # DESIGN §2: hbsm.cli may reach everything (it lists `hbsm dashboard`); no other module
+    # hbsm.cli may reach everything (it lists `hbsm dashboard`); no other module
     # of the core imports the dashboard, not even lazily.
     import re
     from pathlib import Path

@@ -1,8 +1,8 @@
 """The Textual dashboard of hbsm (`hbsm dashboard`): a projection of the event log, like the API.
 
-This package imports `hbsm`; `hbsm` never imports it (DESIGN §2). Textual itself is only imported
-by the modules that draw (app, screens, widgets), never by `tui.command` at import time, so
-`hbsm --help` stays light. Layout:
+This package imports `hbsm`; `hbsm` never imports it (docs/architecture.md, layers). Textual itself
+is only imported by the modules that draw (app, screens, widgets), never by `tui.command` at import
+time, so `hbsm --help` stays light. Layout:
 
     tui.command   the `hbsm dashboard` subcommand (argparse; imports textual inside `run`)
     tui.sources   where events come from: LogTail (a file log), ApiStream (a remote /events)

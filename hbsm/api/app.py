@@ -1,4 +1,4 @@
-"""The standalone ASGI application (Starlette): DESIGN §6's routes and more.
+"""The standalone ASGI application (Starlette): the routes of docs/architecture.md and more.
 
     GET  /health                          200, or 503 when a critical service is not healthy
     GET  /health/detailed                 every service; targets for admin-authorized clients

@@ -1,4 +1,5 @@
-"""Who may use the admin routes, and see internal URLs (DESIGN §6). Framework-neutral.
+"""Who may use the admin routes, and see internal URLs (docs/architecture.md, HTTP).
+Framework-neutral.
 
 With an admin token set, a request must carry `Authorization: Bearer <token>`, whatever its
 address (loopback included: on a shared host, "local" is not "trusted"). Without one, only

@@ -1,7 +1,7 @@
 """The encoded answers of the read routes, framework-neutral, cached per projection version.
 
-DESIGN §8: `/health` and `/health/detailed` come from the in-memory projection, never from the
-log, and (issue 7) are encoded once per projection version rather than once per request. A
+`/health` and `/health/detailed` come from the in-memory projection, never from the log
+(docs/performance.md), and are encoded once per projection version rather than once per request. A
 cached body is also dropped after `max_age` seconds (1 s by default) even if no event arrived:
 its `timestamp`, uptime and "restarts in window" are functions of the clock, and a quiet monitor
 (long check intervals) would otherwise serve them stale. So a body is built at most once per

@@ -7,7 +7,7 @@
     handle = follow_log(app, "events/heartbeat.jsonl")   # or: project another `hbsm run`'s log
     handle.stop()                                 # also done at interpreter exit
 
-Either way the app answers DESIGN §6's routes with the same bodies, byte for byte, as the
+Either way the app answers the heartbeat routes with the same bodies, byte for byte, as the
 standalone API of `hbsm run` (`hbsm.api.bodies`). `heartbeat_blueprint(source)` is the bare
 Blueprint, for a source set up by hand (`EmbeddedSource`, `FollowSource`).
 

@@ -1,4 +1,4 @@
-"""The Blueprint: DESIGN §6's routes, answering the bodies of `hbsm.api.bodies`.
+"""The Blueprint: the heartbeat routes, answering the bodies of `hbsm.api.bodies`.
 
 Routes (relative to an optional url_prefix):
 
@@ -70,7 +70,7 @@ def heartbeat_blueprint(
     name: str = "hbsm_heartbeat",
     refusals: RefusalLimiter | None = None,
 ) -> Blueprint:
-    """A Blueprint serving `source` at DESIGN §6's routes (under `url_prefix`, if given).
+    """A Blueprint serving `source` at the heartbeat routes (under `url_prefix`, if given).
 
     Registering it also makes routing errors under its paths (`/health…`, `/admin/heartbeat…`,
     or anything under a url_prefix) JSON, without touching the host app's other error pages.

@@ -1,5 +1,5 @@
 """When the writer fsyncs. fsync per event caps appends near 7.5k/s on the reference disk
-(DESIGN §8), so the default is group commit: one fsync per flush.
+(docs/performance.md), so the default is group commit: one fsync per flush.
 
     batch     append buffers; flush writes and fsyncs (the default)
     always    every append is written and fsynced before it returns

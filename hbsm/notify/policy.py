@@ -64,7 +64,7 @@ _RECOVERED_FROM: Final = frozenset({"degraded", "repairing", "restarting", "cool
 # Kinds the rate limit never holds back. Fix (tests/reliability): a service flapping for an
 # hour spent the rate on restart notices, and the notice that it had given up and needed a human
 # was suppressed; nothing followed it to report the suppression, so giving up went unannounced
-# (DESIGN §3: "past that the service is failed, loudly").
+# (docs/architecture.md: past the restart budget the service is failed, loudly).
 _NEVER_SUPPRESSED: Final = frozenset({"failed"})
 # How much of a repair step's output a notice carries.
 _OUTPUT_TAIL: Final = 500

@@ -38,7 +38,7 @@ _HEADERS = {
 def _client(concurrency: int, transport: Transport) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     # httpx's default transport scans its pool per request and queues client-side under
-    # concurrency (DESIGN §8); aiohttp's connector does not. "httpx" stays for comparison.
+    # concurrency (docs/performance.md); aiohttp's connector does not. "httpx" stays for comparison.
     backend: httpx.AsyncBaseTransport
     if transport == "aiohttp":
         backend = AiohttpTransport(limits=limits, trust_env=False)

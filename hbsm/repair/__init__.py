@@ -1,4 +1,4 @@
-"""The graded repair ladder's steps and restarts (DESIGN §3), carried out one at a time.
+"""The graded repair ladder's steps and restarts (docs/architecture.md), carried out one at a time.
 
 The state machine (`hbsm.fsm`) decides which step runs next and emits `RepairStarted` /
 `RestartStarted`; the runtime logs them, then asks a `RepairRunner` to carry one out and logs

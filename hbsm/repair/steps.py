@@ -1,5 +1,5 @@
-"""The built-in repair steps of DESIGN §3. Each runs once and describes what it found; none
-decides what comes next (the state machine does), and `diagnose` and `check_config` change
+"""The built-in repair steps (docs/architecture.md). Each runs once and describes what it found;
+none decides what comes next (the state machine does), and `diagnose` and `check_config` change
 nothing."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""API (DESIGN §8): requests/s of `/health` and `/health/detailed` over 1,000 services.
+"""API (docs/performance.md): requests/s of `/health` and `/health/detailed` over 1,000 services.
 
 A log of 1,000 services (tests.bench.logfile's generator) is folded by a LogSource; the servers
 run in processes of their own (tests.bench.api_server), the load generator in another one: wrk

@@ -1,4 +1,5 @@
-"""Appending (DESIGN §8): group commit against an fsync per event, measured in the same run.
+"""Appending (docs/performance.md): group commit against an fsync per event, measured in the same
+run.
 
 Batched: `FileEventLog` (fsync="batch"), batches of 1,000 events, one flush (write + fsync) per
 batch, over every event of the benchmark log. Baseline: fsync="always" with batches of one, so

@@ -1,4 +1,4 @@
-"""Dashboard (DESIGN §8): the Textual app following a log that grows by 2,000 events/s.
+"""Dashboard (docs/performance.md): the Textual app following a log that grows by 2,000 events/s.
 
 This process is the writer: a FileEventLog of 1,000 services (monitor.started and their
 registrations first), then probes round-robin over them, ~4% failing, appended in batches of

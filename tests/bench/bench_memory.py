@@ -1,4 +1,4 @@
-"""Memory and start-up (DESIGN §8): `hbsm run` monitoring 10,000 services.
+"""Memory and start-up (docs/performance.md): `hbsm run` monitoring 10,000 services.
 
 `hbsm run` is started as a subprocess with a generated hbsm.toml of N services, each an HTTP
 probe of one local target (tests/probes/servers.py, a process of its own) every 60 s (the probes

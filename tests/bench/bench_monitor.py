@@ -1,4 +1,4 @@
-"""The monitor under load (issue 7 items 2-3): a real Monitor probing 1,000 services every second.
+"""The monitor under load: a real Monitor probing 1,000 services every second.
 
 A target in its own process (tests/probes/servers.py) answers /slow/50 after 50 ms. A second
 process (this module with --child, so its CPU is measured alone) runs `open_monitor` on a Config

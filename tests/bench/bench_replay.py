@@ -1,4 +1,5 @@
-"""Replay (DESIGN §8): projection replay against msgspec's own decode rate of the same file.
+"""Replay (docs/performance.md): projection replay against msgspec's own decode rate of the same
+file.
 
 (a) raw: msgspec's generic, untyped decode of the file, read in large blocks: the ceiling.
 (b) typed: the same into the event union (`hbsm.events.decode_lines`): a stricter baseline.

@@ -2,10 +2,9 @@
 
     python -m tests.bench.run [--events N] [--services N] [--out FILE] [--only NAME ...]
 
-Figures are ratios against a baseline measured in the same run, so they mean the same on a
-faster or slower machine (DESIGN §8). Benchmarks report; they never assert. Progress goes to
-stderr. Add a benchmark: a module here with `run(ctx)` adding Records, listed in BENCHES.
-"""
+Figures are ratios against a baseline measured in the same run, so they mean the same on a faster or
+slower machine (docs/performance.md). Benchmarks report; they never assert. Progress goes to stderr.
+Add a benchmark: a module here with `run(ctx)` adding Records, listed in BENCHES."""
 
 from __future__ import annotations
 

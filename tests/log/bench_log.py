@@ -1,4 +1,4 @@
-"""Append and read rates of the file log (DESIGN §8). Not a test: run it by hand,
+"""Append and read rates of the file log (docs/performance.md). Not a test: run it by hand,
 
     .venv/bin/python tests/log/bench_log.py [DIR]
 

@@ -1,4 +1,5 @@
-"""The package's surface and layering (DESIGN §2: no UI or network imports in hbsm.log)."""
+"""The package's surface and layering (docs/architecture.md, layers: no UI or network imports in
+hbsm.log)."""
 
 from __future__ import annotations
 

@@ -654,8 +654,8 @@ async def test_a_reused_pid_is_not_adopted_or_signalled(
 async def test_no_repair_runs_while_its_decision_cannot_be_written(
     tmp_path: Path, target: SwitchableTarget, start_monitor: StartMonitor
 ) -> None:
-    # DESIGN §1, no record, no side effect: with writes failing from the moment a repair is
-    # decided (a full disk, here the store's flush raising ENOSPC), the repair waits and probing
+    # No record, no side effect (docs/architecture.md): with writes failing from the moment a repair
+    # is decided (a full disk, here the store's flush raising ENOSPC), the repair waits and probing
     # stops; once writes succeed again the outage is recorded and the repair runs, after its
     # decision is on disk. (tests/reliability/test_disk_full.py does it with a real full disk.)
     web = service("web", target.svc_url("web"), ladder=["diagnose"])

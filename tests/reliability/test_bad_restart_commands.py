@@ -1,7 +1,7 @@
-"""Fault 4 of issue 8: bad restart commands and repair `command` steps. One that hangs is killed
-at its timeout with its whole process group; one that exits non-zero fails with its exit code;
-one that prints 100 MB leaves a bounded tail and does not grow hbsm's memory; the state machine
-goes to `failed`, or retries, as `on_restart_failure` says; and a command still running when
+"""Fault 4 of docs/reliability.md: bad restart commands and repair `command` steps. One that hangs
+is killed at its timeout with its whole process group; one that exits non-zero fails with its exit
+code; one that prints 100 MB leaves a bounded tail and does not grow hbsm's memory; the state
+machine goes to `failed`, or retries, as `on_restart_failure` says; and a command still running when
 hbsm is SIGKILLed dies with it. Real commands through the real RepairRunner and Monitor."""
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""Fault 2 of issue 8: the disk under the event log fills up.
+"""Fault 2 of docs/reliability.md: the disk under the event log fills up.
 
-A real `hbsm run` writes its log on a small tmpfs of its own; the test fills that filesystem
-with a file until it refuses writes, kills the supervised service meanwhile, and frees the space
-again. DESIGN §1 (no record, no side effect) says what must happen: while appends fail the
-monitor starts no repair or restart, `/health` says why it is unhealthy, its own log (stderr)
-says so once, an admin action is refused rather than carried out unrecorded, and when space
-returns it records the outage, repairs what broke meanwhile and goes on, by itself.
+A real `hbsm run` writes its log on a small tmpfs of its own; the test fills that filesystem with a
+file until it refuses writes, kills the supervised service meanwhile, and frees the space again. No
+record, no side effect (docs/architecture.md) says what must happen: while appends fail the monitor
+starts no repair or restart, `/health` says why it is unhealthy, its own log (stderr) says so once,
+an admin action is refused rather than carried out unrecorded, and when space returns it records the
+outage, repairs what broke meanwhile and goes on, by itself.
 
 Mounting needs root (or an unprivileged user namespace, which the test cannot share with the
 monitor); without it the test is skipped with the reason.

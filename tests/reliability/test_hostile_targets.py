@@ -1,7 +1,7 @@
-"""Fault 3 of issue 8: hostile HTTP targets. A target that hangs after accepting, answers one
-byte at a time, answers with 10 MB (or a gzip bomb), closes mid-answer or answers with something
-that is not HTTP: each probe ends by its timeout (plus a generous slack: a deadline for a hang,
-not a speed test), fails with the class an operator expects, and holds a bounded amount of
+"""Fault 3 of docs/reliability.md: hostile HTTP targets. A target that hangs after accepting,
+answers one byte at a time, answers with 10 MB (or a gzip bomb), closes mid-answer or answers with
+something that is not HTTP: each probe ends by its timeout (plus a generous slack: a deadline for a
+hang, not a speed test), fails with the class an operator expects, and holds a bounded amount of
 memory. Real servers on 127.0.0.1, the real `Prober`, both of its HTTP transports."""
 
 from __future__ import annotations

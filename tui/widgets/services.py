@@ -1,5 +1,5 @@
-"""The services table. Rows are keyed by service name and only the cells that changed are
-updated (DataTable.update_cell): a full repaint costs tens of ms (DESIGN §8), so the table is
+"""The services table. Rows are keyed by service name and only the cells that changed are updated
+(DataTable.update_cell): a full repaint costs tens of ms (docs/performance.md), so the table is
 never cleared and rebuilt. The filter removes and re-adds only the rows it hides or shows."""
 
 from __future__ import annotations

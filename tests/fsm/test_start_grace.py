@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from .driver import Driver, only_transition
+from .driver import Driver, only_transition, replay
 
 GRACE = 20.0
 
@@ -32,6 +32,18 @@ def test_a_passing_probe_ends_the_grace():
     assert only_transition(d.ok()).dst == "healthy"
     assert d.state.grace_until == 0.0
     assert only_transition(d.fail()).dst == "repairing"  # 2 s after the start: it counts
+
+
+def test_a_passing_probe_ends_the_grace_of_a_service_already_healthy():
+    # A process started afresh while the service is healthy (hbsm started again after a stop
+    # on purpose): its first good probe ends the grace as it would anywhere else, so a failure
+    # after it counts. The healthy fast path of evolve once skipped this.
+    d = Driver(start_grace=GRACE, check_interval=1, max_retries=1)
+    assert only_transition(d.ok()).dst == "healthy"
+    d.process_started()
+    assert d.ok() == [] and d.state.grace_until == 0.0
+    assert only_transition(d.fail()).dst == "repairing"
+    assert replay(d.log, policy=d.policy).grace_until == d.state.grace_until
 
 
 def test_an_adopted_process_has_no_grace():

@@ -1,15 +1,27 @@
 """Shared by every test folder: `tests/` and `tests/flask` on sys.path, so the folders' helpers
-import by name (`from probes.servers import HttpTarget`, `from monitor import support`,
-`import heartbeat_support`) whichever folders pytest was asked to run.
+import by name (`from support.waiting import wait_for`, `from probes.servers import HttpTarget`,
+`import heartbeat_support`) whichever folders pytest was asked to run; the fixtures of
+tests/support/fixtures.py, for every folder.
 
 The folders are separate packages (tests/flask is not one: it would shadow Flask), and pytest
 puts a folder's parent on the path only when it collects something there.
 """
 
+import os
 import sys
 from pathlib import Path
+
+from hypothesis import settings
 
 _HERE = Path(__file__).resolve().parent
 for folder in (_HERE / "flask", _HERE):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
+
+pytest_plugins = ["support.fixtures"]
+
+# `just mutate`: the same examples for every mutant, so a kill rate can be compared run to run
+# (hypothesis's own draws, different each run, would kill a few survivors only sometimes).
+if os.environ.get("HBSM_MUTATE"):
+    settings.register_profile("mutate", derandomize=True, database=None)
+    settings.load_profile("mutate")

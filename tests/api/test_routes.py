@@ -4,9 +4,14 @@ application/health+json, and JSON errors for 404/405/413."""
 
 from __future__ import annotations
 
+import sys
+
 import httpx
 import msgspec
 import pytest
+from probes.servers import SwitchableTarget
+from support.configs import service
+from support.waiting import wait_for
 
 from hbsm.api.bodies import (
     AdminResult,
@@ -19,7 +24,6 @@ from hbsm.api.bodies import (
 )
 
 from .conftest import Live, StartApi
-from .support import SwitchableTarget, wait_for
 
 HEALTH_JSON = "application/health+json"
 
@@ -295,14 +299,16 @@ async def test_per_service_actions(live: Live) -> None:
 async def test_reset_brings_a_failed_service_back(
     start_api: StartApi, target: SwitchableTarget
 ) -> None:
-    from .support import PY, service
-
     # Its restart command fails: after two failed probes it is restarted, fails, gives up.
     failing = service(
         "flaky",
         target.svc_url("flaky"),
         ladder=["diagnose", "restart"],
-        restart={"kind": "command", "argv": [PY, "-c", "raise SystemExit(1)"], "timeout": 5},
+        restart={
+            "kind": "command",
+            "argv": [sys.executable, "-c", "raise SystemExit(1)"],
+            "timeout": 5,
+        },
     )
     target.modes["flaky"] = "/status/500"
     live = await start_api(services=[failing])

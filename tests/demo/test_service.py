@@ -12,11 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.net import free_port
 
 from hbsm.config import load_config
 from hbsm.demo.chaos import Chaos, FaultTracker, read_faults
 from hbsm.demo.service import FAULTS, corrupt_config, set_mode, write_config
-from hbsm.demo.workdir import DEMO_SERVICES, LADDERS, free_port, prepare
+from hbsm.demo.workdir import DEMO_SERVICES, LADDERS, prepare
 
 
 class Svc:

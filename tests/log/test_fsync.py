@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+from support.clock import ManualClock
 
 from hbsm.log import FileEventLog, read_history
 from hbsm.log.recovery import cut_torn_tail
 
-from .log_support import FakeClock, probes, seqs
+from .log_support import probes, seqs
 
 
 class Fsyncs:
@@ -104,7 +105,7 @@ def test_never_asks_the_system_for_an_fsync_of_the_file(tmp_path: Path, fsyncs: 
 
 def test_interval_fsyncs_exactly_at_the_end_of_the_interval(tmp_path: Path, fsyncs: Fsyncs) -> None:
     path = tmp_path / "h.jsonl"
-    clock = FakeClock(1000.0)
+    clock = ManualClock(1000.0)
     with FileEventLog.open(path, fsync="interval", fsync_interval=5, clock=clock) as log:
         log.append(probes(1))
         log.flush()  # at the instant of the open (the interval's start): not synced
@@ -178,7 +179,7 @@ def test_never_writes_on_flush_but_does_not_fsync(tmp_path: Path) -> None:
 
 
 def test_interval_fsyncs_when_the_interval_has_passed(tmp_path: Path) -> None:
-    clock = FakeClock(1000.0)
+    clock = ManualClock(1000.0)
     with FileEventLog.open(
         tmp_path / "h.jsonl", fsync="interval", fsync_interval=5, clock=clock
     ) as log:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.configs import supervised
+from support.waiting import wait_for_sync
 
 from hbsm.events import (
     Event,
@@ -40,7 +42,6 @@ from .support import (
     of,
     restart_gaps,
     transitions,
-    wait_for_sync,
     write_toml_config,
 )
 
@@ -64,16 +65,6 @@ def write_config(
         "ladder": ["diagnose", "restart"],
     }
     return write_toml_config(path, services, log, **{**tight, **top})
-
-
-def supervised(child: ChildService, **fields: Any) -> dict[str, Any]:
-    return {
-        "name": child.name,
-        "url": child.url,
-        "probe": {"timeout": 1.0},
-        "restart": {"kind": "supervise", "argv": child.argv, "grace": 1.0},
-        **fields,
-    }
 
 
 def fold(log: Path) -> Projection:

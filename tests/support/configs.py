@@ -12,7 +12,20 @@ from hbsm.config import BUILTIN_STEPS, Config, LogConfig, NotifyConfig, ServiceC
 from hbsm.config.model import ProbeConfig
 from hbsm.config.validate import Blame, validate
 
-__all__ = ["make_config", "probed", "service", "supervised"]
+__all__ = ["TIGHT", "make_config", "probed", "service", "supervised"]
+
+# The thresholds of the tests' configs, so a test sees in seconds what hbsm sees in minutes:
+# probes every 0.2 s, repair after 2 failures, a 2 s cooldown, 1 s start grace, the next repair
+# run 0.2 s after one that did not fix it. (Top-level settings: as in an hbsm.toml too.)
+TIGHT: dict[str, Any] = {
+    "check_interval": 0.2,
+    "max_retries": 2,
+    "restart_cooldown": 2.0,
+    "cooldown_max": 2.0,
+    "start_grace": 1.0,
+    "repair_backoff": 0.2,
+    "repair_backoff_max": 1.0,
+}
 
 
 def service(name: str, url: str, **fields: Any) -> ServiceConfig:
@@ -43,17 +56,10 @@ def supervised(child: Any, *, stop_on_exit: bool = False, **fields: Any) -> dict
 def make_config(
     log_path: Path, services: list[ServiceConfig | dict[str, Any]], **overrides: Any
 ) -> Config:
-    """Tight thresholds: probes every 0.2 s, repair after 2 failures, a 2 s cooldown, 1 s start
-    grace, the next repair run 0.2 s after one that did not fix it; the default ladder (up to
-    a restart). No webhooks. `overrides`: any top-level setting."""
+    """A config with the TIGHT thresholds and the default ladder (up to a restart), no
+    webhooks, the log at `log_path`. `overrides`: any top-level setting."""
     settings: dict[str, Any] = {
-        "check_interval": 0.2,
-        "max_retries": 2,
-        "restart_cooldown": 2.0,
-        "cooldown_max": 2.0,
-        "start_grace": 1.0,
-        "repair_backoff": 0.2,
-        "repair_backoff_max": 1.0,
+        **TIGHT,
         "log": LogConfig(path=str(log_path)),
         "notify": NotifyConfig(webhooks=[]),
         **overrides,

@@ -114,5 +114,19 @@ def test_hide_internals_keeps_everything_else(projection) -> None:
         path for (path, a), (_, b) in zip(_fields(full), _fields(hidden), strict=True) if a != b
     }
     assert differ == ADMIN_ONLY
-    assert hidden.last_probe is not None and hidden.last_probe.latency_ms == 900.0
-    assert hidden.last_failure is not None and hidden.last_failure.error == "refused"
+    # Emptied, not replaced: the values a client gets for "nothing to show", of the declared
+    # types (a strict decode of the body refuses a null where a string is declared).
+    assert hidden.target is None and hidden.last_problem == ""
+    assert hidden.last_probe is not None and hidden.last_probe.detail == ""
+    assert hidden.last_failure is not None and hidden.last_failure.detail == ""
+    assert msgspec.json.decode(bodies.encode(hidden), type=bodies.ServiceHealth) == hidden
+    assert hidden.last_probe.latency_ms == 900.0
+    assert hidden.last_failure.error == "refused"
+
+
+def test_a_service_never_probed_is_hidden_too() -> None:
+    projection = Projection()
+    projection.apply_all(_history()[:2])  # registered, not probed yet
+    view = projection.services["web"]
+    hidden = bodies.service_health(view, now=T0 + 1, show_target=False)
+    assert (hidden.target, hidden.last_probe, hidden.last_failure) == (None, None, None)

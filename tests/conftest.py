@@ -11,7 +11,10 @@ import os
 import sys
 from pathlib import Path
 
-from hypothesis import settings
+import pytest
+from hypothesis import Phase, settings
+
+import hbsm.fsm
 
 _HERE = Path(__file__).resolve().parent
 for folder in (_HERE / "flask", _HERE):
@@ -23,5 +26,16 @@ pytest_plugins = ["support.fixtures"]
 # `just mutate`: the same examples for every mutant, so a kill rate can be compared run to run
 # (hypothesis's own draws, different each run, would kill a few survivors only sometimes).
 if os.environ.get("HBSM_MUTATE"):
-    settings.register_profile("mutate", derandomize=True, database=None)
+    # No shrinking: a mutant is killed by the first failing example, and shrinking one (every
+    # example fails when the mutant breaks a fold) took longer than the mutant's time limit.
+    settings.register_profile(
+        "mutate", derandomize=True, database=None, phases=(Phase.explicit, Phase.generate)
+    )
     settings.load_profile("mutate")
+
+    @pytest.fixture(autouse=True)
+    def _fresh_machines() -> None:
+        """mutmut runs a mutant against the tests it saw call the mutated function. The state
+        machines are built once per process and shared (hbsm.fsm.machine_for), so it saw only
+        the first test build one, and a mutant of the table met that test alone."""
+        hbsm.fsm._SHARED.clear()

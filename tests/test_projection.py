@@ -1,6 +1,7 @@
 """Projections: the views folded from events match what the live state machine decided."""
 
 import msgspec
+import pytest
 
 from hbsm import events as ev
 from hbsm.fsm import decide
@@ -114,3 +115,50 @@ def test_next_action_says_what_comes_and_when():
     projection = Projection()
     projection.apply_all(log)
     assert next_action(projection.services["web"]) == ("repair step diagnose", None)
+
+
+def _view(**state: object) -> ev.ServiceView:
+    return ev.ServiceView(name="web", fsm=ServiceState(name="web", **state), policy=POLICY)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ({"state": "paused"}, ("paused", None)),
+        ({"state": "failed"}, ("awaiting reset", None)),
+        ({"state": "restarting", "in_flight": "restart"}, ("restart in progress", None)),
+        (
+            {"state": "repairing", "in_flight": "repair:check_config"},
+            ("repair step check_config", None),
+        ),
+        # A step's name is taken whole, whatever it holds.
+        (
+            {"state": "repairing", "in_flight": "repair:vendor:flush"},
+            ("repair step vendor:flush", None),
+        ),
+        ({"state": "repairing", "in_flight": None}, ("verify repair", None)),
+        (
+            {
+                "state": "cooldown",
+                "cooldown_holds": False,
+                "restart_pending": True,
+                "cooldown_until": 90.0,
+            },
+            ("restart if still failing", 90.0),
+        ),
+        (
+            {
+                "state": "cooldown",
+                "cooldown_holds": True,
+                "restart_pending": False,
+                "cooldown_until": 90.0,
+            },
+            ("cooldown ends", 90.0),
+        ),
+        # A cooldown of the current rules with no restart waiting holds nothing: probes go on.
+        ({"state": "cooldown", "cooldown_holds": False, "restart_pending": False}, ("probe", None)),
+        ({"state": "unknown"}, ("probe", None)),  # never probed: no time for the next one yet
+    ],
+)
+def test_next_action_in_every_state(state: dict[str, object], expected: tuple[str, object]) -> None:
+    assert next_action(_view(**state)) == expected

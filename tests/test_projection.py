@@ -162,3 +162,133 @@ def _view(**state: object) -> ev.ServiceView:
 )
 def test_next_action_in_every_state(state: dict[str, object], expected: tuple[str, object]) -> None:
     assert next_action(_view(**state)) == expected
+
+
+def _story() -> list[ev.Event]:
+    """A monitor's whole history of one service: started, a process, a repair run climbing to a
+    restart, the restart, healthy again, operators, the process lost, the monitor stopped."""
+    facts: list[ev.Event] = [
+        ev.ProcessStarted(ts=0.5, service="web", pid=100),
+        _probe(1, False),
+        _probe(6, False),  # max_retries: a repair run (diagnose)
+        ev.RepairFinished(ts=7, service="web", run=1, step="diagnose", index=0, ok=False,
+                          output="o" * 300),
+        _probe(8, False),  # still failing: the next step (check_config)
+        ev.RepairFinished(ts=9, service="web", run=1, step="check_config", index=1, ok=False,
+                          output="bad config"),
+        _probe(10, False),  # still failing: the restart
+        ev.RestartFinished(ts=15, service="web", ok=True, pid=101),
+        _probe(20, True),  # healthy
+    ]  # fmt: skip
+    _, log = _run(facts)
+    tail = [
+        ev.Admin(ts=30, action="stop", who="ops"),
+        ev.Admin(ts=31, action="start", who="ops"),
+        ev.Admin(ts=32, action="stop", service="api", who="ops"),  # a supervised process
+        ev.ProcessLost(ts=33, service="web", pid=101),
+        ev.MonitorStopped(ts=40, reason="test over"),
+    ]
+    head = [ev.MonitorStarted(ts=0.1, pid=42, version="0.1.0", config={"port": 5000}, rules=2)]
+    return [msgspec.structs.replace(e, seq=i) for i, e in enumerate(head + log + tail, start=1)]
+
+
+def test_a_whole_history_folds_into_every_field_of_the_views():
+    story = _story()
+    projection = Projection()
+    for i, event in enumerate(story):
+        if i == len(story) - 1:  # the last one through apply(), the rest in one batch
+            assert projection.apply_all(story[:i]) == i
+            assert projection.version == i
+            projection.apply(event)
+    view = projection.services["web"]
+    assert (view.repairs_total, view.restarts_total, view.probes_failed) == (1, 1, 4)
+    assert view.last_problem == "check_config failed: bad config" and view.last_problem_ts == 9
+    assert view.pid is None  # 100, then 101 after the restart, then lost
+    assert view.fsm.state == "healthy" and view.last_reason == "probe ok (1 in a row)"
+    assert "api" in projection.services  # an admin action names a service: it gets a view
+    m = projection.monitor
+    assert (m.pid, m.version, m.started_at, m.rules, m.config) == (
+        42,
+        "0.1.0",
+        0.1,
+        2,
+        {"port": 5000},
+    )
+    assert (m.running, m.stopped_at) == (False, 40)
+    assert (m.events_total, m.last_seq, m.last_ts) == (len(story), len(story), 40)
+    assert projection.version == len(story)
+    assert m.counts == {
+        "monitor.started": 1, "service.registered": 1, "process.started": 1, "probe": 5,
+        "transition": 5, "repair.started": 2, "repair.finished": 2, "restart.started": 1,
+        "restart.finished": 1, "admin": 3, "process.lost": 1, "monitor.stopped": 1,
+    }  # fmt: skip
+
+
+def test_a_restart_reports_its_new_pid_and_an_admin_stop_and_start_the_monitors_state():
+    story = _story()
+    restart = next(i for i, e in enumerate(story) if isinstance(e, ev.RestartFinished))
+    stop = next(i for i, e in enumerate(story) if isinstance(e, ev.Admin) and e.action == "stop")
+    projection = Projection()
+    projection.apply_all(story[:restart])
+    assert projection.services["web"].pid == 100
+    projection.apply(story[restart])
+    assert projection.services["web"].pid == 101
+    projection.apply_all(story[restart + 1 : stop + 1])
+    assert projection.monitor.running is False
+    projection.apply(story[stop + 1])  # the monitor's start
+    assert projection.monitor.running is True
+    projection.apply(story[stop + 2])  # one service's process stopped: the monitor runs on
+    assert projection.monitor.running is True and "api" in projection.services
+    # A restart that reports no pid (a restart command's) leaves the pid as it was.
+    projection.apply(ev.RestartFinished(seq=99, ts=50, service="web", ok=True))
+    assert projection.services["web"].pid == 101
+    projection.apply(ev.MonitorStopped(seq=100, ts=55))
+    projection.apply(ev.MonitorStarted(seq=101, ts=60, pid=43))
+    assert projection.monitor.running is True and projection.monitor.stopped_at is None
+
+
+def test_the_last_problem_keeps_the_end_of_a_long_output():
+    view = _fold(_story()).services["web"]
+    assert view.last_problem == "check_config failed: bad config"
+    folded = _fold(_story()[:9])  # up to the diagnose step's outcome
+    assert folded.services["web"].last_problem == "diagnose failed: " + "o" * 200
+
+
+def _fold(events):
+    projection = Projection()
+    projection.apply_all(events)
+    return projection
+
+
+@pytest.mark.parametrize("history", [4, 8])
+def test_latency_history_is_trimmed_when_a_quarter_more_has_piled_up(history: int) -> None:
+    trim_at = history + max(1, history // 4)
+    projection = Projection(history=history)
+    probes = [
+        msgspec.structs.replace(_probe(float(i), True, latency=float(i)), seq=i + 1)
+        for i in range(trim_at)
+    ]
+    projection.apply_all(probes[:-1])
+    assert len(projection.services["web"].latency_ms) == trim_at - 1  # not yet
+    projection.apply(probes[-1])
+    view = projection.services["web"]
+    assert view.latency_ms == [float(i) for i in range(trim_at - history, trim_at)]
+    assert len(view.latency_ts) == history
+
+
+def test_a_snapshot_is_a_copy_later_events_do_not_change():
+    story = _story()
+    projection = _fold(story[:9])
+    snap = projection.snapshot(segment=2, ts=99.0)
+    before = msgspec.to_builtins(snap)
+    projection.apply_all(story[9:])
+    assert msgspec.to_builtins(snap) == before
+    assert snap.ts == 99.0 and snap.segment == 2
+    assert snap.monitor.counts == {"monitor.started": 1, "service.registered": 1,
+                                   "process.started": 1, "probe": 2, "transition": 2,
+                                   "repair.started": 1, "repair.finished": 1}  # fmt: skip
+    restored = Projection()
+    restored.apply(msgspec.structs.replace(snap, seq=9))
+    # ... and so is what a restored projection made of it.
+    restored.apply_all(story[9:])
+    assert msgspec.to_builtins(snap) == before

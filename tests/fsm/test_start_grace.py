@@ -125,3 +125,10 @@ def test_a_lost_process_of_a_paused_or_failed_service_is_left_alone(state):
 def test_the_first_rules_know_no_lost_process():
     d = Driver(rules=1)
     assert d.process_lost() == []
+
+
+def test_a_grace_shorter_than_a_second_is_a_grace_too():
+    d = Driver(start_grace=0.5, max_retries=1)
+    d.process_started()
+    assert d.fail(after=0.25) == []  # inside the half second: not counted
+    assert only_transition(d.fail(after=0.25)).dst == "repairing"  # at its end: counted

@@ -150,6 +150,14 @@ def test_a_torn_tail_is_cut_and_the_cut_fsynced(tmp_path: Path, fsyncs: Fsyncs) 
     assert fsyncs.of(path)[-1] == whole  # the file was synced once it was cut back
 
 
+def test_a_log_with_nothing_written_asks_for_no_fsync(tmp_path: Path, fsyncs: Fsyncs) -> None:
+    path = tmp_path / "h.jsonl"
+    with FileEventLog.open(path) as log:
+        log.flush()
+        assert log.fsyncs == 0
+    assert fsyncs.of(path) == []
+
+
 def test_batch_appends_stay_in_memory_until_flush(tmp_path: Path) -> None:
     path = tmp_path / "h.jsonl"
     with FileEventLog.open(path) as log:
@@ -209,6 +217,8 @@ def test_interval_fsyncs_when_the_interval_has_passed(tmp_path: Path) -> None:
             "fsync policy must be one of batch, always, interval, never; got 'sometimes'",
         ),
         ({"fsync": "interval", "fsync_interval": 0}, "fsync_interval must be a positive number"),
+        # A bool is an int to Python, not a number of seconds here.
+        ({"fsync": "interval", "fsync_interval": True}, "fsync_interval must be a positive number"),
         ({"max_bytes": 0}, "max_bytes must be positive"),
         ({"keep_segments": -1}, "keep_segments must be 0 or more"),
     ],

@@ -260,7 +260,7 @@ def _fold(events):
     return projection
 
 
-@pytest.mark.parametrize("history", [4, 8])
+@pytest.mark.parametrize("history", [4, 8, 10])
 def test_latency_history_is_trimmed_when_a_quarter_more_has_piled_up(history: int) -> None:
     trim_at = history + max(1, history // 4)
     projection = Projection(history=history)
@@ -292,3 +292,81 @@ def test_a_snapshot_is_a_copy_later_events_do_not_change():
     # ... and so is what a restored projection made of it.
     restored.apply_all(story[9:])
     assert msgspec.to_builtins(snap) == before
+
+
+GRACEFUL = Policy(check_interval=5, max_retries=2, restart_cooldown=60, cooldown_max=600,
+                  start_grace=30, success_threshold=2)  # fmt: skip
+
+
+def test_the_fold_equals_the_deciding_state_after_every_event():
+    # Not only at the end: a failing probe of a healthy service, probes inside a start grace and
+    # the good one that ends it each leave the same state in the projection as in decide.
+    facts = [
+        _probe(1, True),
+        _probe(6, False, error="timeout"),  # healthy -> degraded: its error class is kept
+        _probe(11, True),  # one good probe of the two it needs
+        _probe(12, True),
+        ev.ProcessStarted(ts=13, service="web", pid=7),  # a start grace, while healthy
+        _probe(16, False),  # inside it: not counted
+        _probe(21, True),  # ends it
+        _probe(26, False, error="http_5xx"),
+    ]
+    state = ServiceState(name="web")
+    log: list[ev.Event] = [ev.ServiceRegistered(ts=0.0, service="web", policy=GRACEFUL)]
+    projection = Projection()
+    projection.apply_all(log)
+    for fact in facts:
+        events = [fact, *decide(state, fact, GRACEFUL)]
+        projection.apply_all(events)
+        assert msgspec.structs.asdict(projection.services["web"].fsm) == msgspec.structs.asdict(
+            state
+        ), fact
+
+
+def test_every_run_and_every_restart_is_counted():
+    d = [
+        _probe(1, False), _probe(6, False),  # run 1
+        ev.RepairFinished(ts=7, service="web", run=1, step="diagnose", index=0, ok=False),
+        _probe(8, False),
+        ev.RepairFinished(ts=9, service="web", run=1, step="check_config", index=1, ok=False),
+        _probe(10, False),  # restart 1
+        ev.RestartFinished(ts=12, service="web", ok=False, output="exit 1"),  # failed: failed
+    ]  # fmt: skip
+    policy = Policy(check_interval=5, max_retries=2, on_restart_failure="degraded")
+    _, log = _run(d, policy=policy)
+    view = _fold(log).services["web"]
+    assert (view.repairs_total, view.restarts_total) == (1, 1)
+    assert view.last_problem == "restart failed: exit 1"
+    more = [
+        _probe(20, False), _probe(25, False),  # degraded again: run 2
+        ev.RepairFinished(ts=26, service="web", run=2, step="diagnose", index=0, ok=False),
+        _probe(27, False),
+        ev.RepairFinished(ts=28, service="web", run=2, step="check_config", index=1, ok=False),
+        _probe(29, False),  # restart 2 (no cooldown here)
+    ]  # fmt: skip
+    _, log = _run(d + more, policy=Policy(check_interval=5, max_retries=2, restart_cooldown=0,
+                                          on_restart_failure="degraded"))  # fmt: skip
+    view = _fold(log).services["web"]
+    assert (view.repairs_total, view.restarts_total) == (2, 2)
+
+
+def test_counts_add_up_across_batches_and_unknown_kinds_alike():
+    projection = Projection()
+    opaque = b'{"type":"future.kind","seq":%d,"ts":1}'
+    projection.apply_all([ev.decode(opaque % 1), ev.decode(opaque % 2)])
+    projection.apply_all([msgspec.structs.replace(_probe(2, True), seq=3)])
+    projection.apply_all([msgspec.structs.replace(_probe(3, True), seq=4)])
+    projection.apply(ev.decode(opaque % 5))
+    assert projection.monitor.counts == {"future.kind": 3, "probe": 2}
+
+
+def test_probes_after_a_snapshot_in_the_same_batch_go_to_its_views():
+    _, log = _run([_probe(1, True), _probe(6, False)])
+    first = _fold(log)
+    snap = msgspec.structs.replace(first.snapshot(segment=1, ts=7.0), seq=len(log) + 1)
+    after = [msgspec.structs.replace(_probe(11, False), seq=len(log) + 2)]
+    projection = Projection()
+    projection.apply_all([*log, snap, *after])  # one batch, the snapshot in its middle
+    view = projection.services["web"]
+    assert view.last_probe == after[0] and view.probes_failed == 2
+    assert projection.monitor.counts["probe"] == 3  # counted once: the snapshot's, then one

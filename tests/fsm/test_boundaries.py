@@ -165,3 +165,13 @@ def test_first_rules_a_probe_counts_from_the_cooldowns_end(offset, over):
         assert only_transition(out).dst == "healthy"
     else:
         assert out == [] and d.current == "cooldown"
+
+
+def test_a_restart_starts_the_stable_period_over_from_nothing():
+    # Two restarts with no healthy spell between them: the second backs off, however short
+    # the stable period (the span since the first restart starts at zero, not at a second).
+    d = Driver(restart_cooldown=10, cooldown_max=1_000, stable_period=0.5, restart_budget=10)
+    d.restart_cycle()
+    d.now = d.restarts[-1].ts + 10
+    d.process_lost(after=1.0)  # still in cooldown after the first, never healthy
+    assert (d.restarts[-1].backoff, d.restarts[-1].cooldown_s) == (1, 20)

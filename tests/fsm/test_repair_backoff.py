@@ -9,6 +9,8 @@ none of this (their logs still verify).
 
 from __future__ import annotations
 
+import pytest
+
 from .driver import Driver, only_transition
 
 INTERVAL = 10.0
@@ -124,3 +126,14 @@ def test_the_first_rules_retry_without_end():
         d.to_repairing()
         t = run_to_exhaustion(d)
         assert (t.dst, t.until) == ("degraded", None)
+
+
+@pytest.mark.parametrize(("budget", "runs"), [(1, 1), (2, 2)])
+def test_the_budgets_last_run_is_the_one_that_gives_up(budget, runs):
+    # A budget of one: the first run that does not fix it is the last.
+    d = stubborn(repair_budget=budget)
+    d.to_repairing()
+    for _ in range(runs - 1):
+        assert run_to_exhaustion(d).dst == "degraded"
+        next_run(d)
+    assert run_to_exhaustion(d).dst == "failed"

@@ -286,10 +286,14 @@ def test_a_flush_that_fails_midway_can_be_retried_without_damage(tmp_path: Path)
 # --- cut_torn_tail itself: what is cut, what is refused, and what it says ------------------------
 
 
-def _cut(path: Path, *, skip_bad: bool = False, named: bool = True) -> Torn | None:
+def _cut(path: Path, *, skip_bad: bool | None = None, named: bool = True) -> Torn | None:
+    """cut_torn_tail on `path`; skip_bad as given, else left to its default."""
     fd = os.open(path, os.O_RDWR)
     try:
-        return cut_torn_tail(fd, path if named else None, skip_bad=skip_bad)
+        where = path if named else None
+        if skip_bad is None:
+            return cut_torn_tail(fd, where)
+        return cut_torn_tail(fd, where, skip_bad=skip_bad)
     finally:
         os.close(fd)
 
@@ -326,7 +330,8 @@ def test_a_last_line_that_is_no_event_is_refused_naming_file_line_and_text(
 ) -> None:
     # `--log notes.txt`: a file of text without a final newline is not cut as "torn".
     path = tmp_path / "notes.txt"
-    path.write_bytes(b"first note\nsecond note\nthird, no newline")
+    last = b"third, and the longest of the three notes, no newline"
+    path.write_bytes(b"first note\nsecond note\n" + last)
     before = path.read_bytes()
     with pytest.raises(CorruptLineError) as caught:
         _cut(path, named=named)
@@ -334,7 +339,7 @@ def test_a_last_line_that_is_no_event_is_refused_naming_file_line_and_text(
     assert (Path(err.path), err.line) == ((path if named else Path("?")), 3)
     assert err.reason == (
         "the last line has no newline and is not the start of an event (it begins "
-        f"{b'third, no newline'!r}): not cut, since this may not be an hbsm event log"
+        f"{last[:30]!r}): not cut, since this may not be an hbsm event log"
     )
     assert path.read_bytes() == before
 
@@ -365,11 +370,11 @@ def test_the_last_seq_comes_from_the_newest_segment_when_the_active_file_is_empt
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "heartbeat.jsonl"
-    with FileEventLog.open(path, max_bytes=2_000, keep_segments=5) as log:
-        for _ in range(6):
+    with FileEventLog.open(path, max_bytes=2_000, keep_segments=10) as log:
+        for _ in range(12):
             log.append(probes(10))
             log.flush()
-    assert list(tmp_path.glob("heartbeat.*.jsonl.gz"))
+    assert len(list(tmp_path.glob("heartbeat.*.jsonl.gz"))) >= 3  # the newest is not the 2nd
     first_active = int(raw_lines(path)[0]["seq"])  # the newest segment ends just before it
     path.write_bytes(b"")  # the active file emptied by hand
     with FileEventLog.open(path) as log:

@@ -70,7 +70,7 @@ samples:
 # Mutation testing of the core: kills, survivors and the kill rate per module.
 mutate *ARGS:
     rm -rf mutants && mkdir mutants
-    HBSM_MUTATE=1 HBSM_FSM_EXAMPLES=50 {{py}} -m mutmut run --max-children 2 \
+    HBSM_MUTATE=1 HBSM_FSM_EXAMPLES=25 {{py}} -m mutmut run --max-children 2 \
         'hbsm.fsm.*' 'hbsm.graph.*' 'hbsm.evolve.*' 'hbsm.projection.*' 'hbsm.state.*' \
         'hbsm.log.durability.*' 'hbsm.log.recovery.*' 'hbsm.api.bodies.x_hide_internals__*' \
         {{ARGS}} > mutants/run.log 2>&1 || (tail -40 mutants/run.log; exit 1)

@@ -370,3 +370,18 @@ def test_probes_after_a_snapshot_in_the_same_batch_go_to_its_views():
     view = projection.services["web"]
     assert view.last_probe == after[0] and view.probes_failed == 2
     assert projection.monitor.counts["probe"] == 3  # counted once: the snapshot's, then one
+
+
+def test_services_are_counted_by_state():
+    projection = _fold(_story()[:9])  # web repairing
+    projection.apply_all(
+        [
+            ev.ServiceRegistered(seq=50, ts=50, service="api"),
+            ev.ServiceRegistered(seq=51, ts=50, service="db"),
+            ev.Transition(
+                seq=52, ts=51, service="db", src="unknown", dst="healthy", trigger="probe_ok"
+            ),
+        ]
+    )
+    assert projection.by_state() == {"repairing": 1, "unknown": 1, "healthy": 1}
+    assert Projection().by_state() == {}

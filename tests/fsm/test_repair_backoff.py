@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from .driver import Driver, only_transition
+from .driver import MAX_STEPS, Driver, only_transition
 
 INTERVAL = 10.0
 
@@ -31,10 +31,11 @@ def stubborn(**policy) -> Driver:
 def run_to_exhaustion(d: Driver):
     """From the start of a run: fail every step; returns the run's last transition."""
     assert d.current == "repairing"
-    while True:
+    for _ in range(MAX_STEPS):  # bounded: a run that never ends is a failure, not a hang
         out = d.fail_step()
         if d.current != "repairing":
             return only_transition(out)
+    raise AssertionError(f"still repairing after {MAX_STEPS} failed steps")
 
 
 def next_run(d: Driver) -> float:

@@ -132,3 +132,17 @@ def test_a_grace_shorter_than_a_second_is_a_grace_too():
     d.process_started()
     assert d.fail(after=0.25) == []  # inside the half second: not counted
     assert only_transition(d.fail(after=0.25)).dst == "repairing"  # at its end: counted
+
+
+def test_a_repair_outcome_naming_the_restart_step_leaves_the_restart_in_flight():
+    # The run's restart step keeps its index while the restart runs; an outcome that names it
+    # (a late or made-up one) is no restart's end: the restart's own outcome opens the grace.
+    d = Driver(start_grace=GRACE, check_interval=1, max_retries=1, ladder=("diagnose", "restart"))
+    d.to_repairing()
+    d.climb_to_restart()
+    assert d.current == "restarting" and d.state.in_flight == "restart"
+    d.finish_step(index=d.state.step_index)  # run and index of the restart step
+    assert d.state.in_flight == "restart"
+    d.finish_restart(ok=True)
+    assert d.state.grace_until == d.now + GRACE
+    assert d.fail() == []  # inside the grace

@@ -378,10 +378,36 @@ def test_services_are_counted_by_state():
         [
             ev.ServiceRegistered(seq=50, ts=50, service="api"),
             ev.ServiceRegistered(seq=51, ts=50, service="db"),
+            ev.ServiceRegistered(seq=52, ts=50, service="cache"),
             ev.Transition(
-                seq=52, ts=51, service="db", src="unknown", dst="healthy", trigger="probe_ok"
+                seq=53, ts=51, service="db", src="unknown", dst="healthy", trigger="probe_ok"
             ),
         ]
     )
-    assert projection.by_state() == {"repairing": 1, "unknown": 1, "healthy": 1}
+    assert projection.by_state() == {"repairing": 1, "unknown": 2, "healthy": 1}
     assert Projection().by_state() == {}
+
+
+def test_a_run_is_counted_once_however_many_steps_it_has():
+    one_step = Policy(check_interval=5, max_retries=1, ladder=("diagnose",), repair_backoff=0)
+    three_steps = Policy(
+        check_interval=5, max_retries=1, ladder=("diagnose", "http", "command"), repair_backoff=0
+    )
+    for policy, steps in [(one_step, 1), (three_steps, 3)]:
+        state = ServiceState(name="web")
+        log: list[ev.Event] = [ev.ServiceRegistered(ts=0.0, service="web", policy=policy)]
+        ts = 0.0
+        for _run in range(2):
+            for index in range(steps):
+                ts += 1
+                probe = _probe(ts, False)
+                log += [probe, *decide(state, probe, policy)]
+                step = state.ladder[index]
+                done = ev.RepairFinished(ts=ts + 0.5, service="web", run=state.run, step=step,
+                                         index=index, ok=False)  # fmt: skip
+                log += [done, *decide(state, done, policy)]
+            ts += 1
+            probe = _probe(ts, False)  # the last step's verification: the run is over
+            log += [probe, *decide(state, probe, policy)]
+        view = _fold([msgspec.structs.replace(e, seq=i) for i, e in enumerate(log, 1)])
+        assert view.services["web"].repairs_total == 2, policy.ladder

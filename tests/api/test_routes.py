@@ -106,7 +106,9 @@ async def test_a_critical_service_down_makes_health_503_and_back(
     detailed = body(r, DetailedHealth)
     assert isinstance(detailed, DetailedHealth)
     web = detailed.services["web"]
-    assert web.failures >= 1 and web.last_failure is not None
+    # Its failure, whatever the repair has come to meanwhile (a run over counts afresh: the
+    # failures may be 0 again on a loaded machine by the time this is read).
+    assert web.state != "healthy" and web.last_failure is not None
     assert web.last_failure.error == "http_5xx" and web.last_failure.status == 500
 
     r = await live.client.get("/health", headers={"Accept": HEALTH_JSON})

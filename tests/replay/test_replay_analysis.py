@@ -20,10 +20,10 @@ from hbsm.events import (
     ProcessLost,
 )
 from hbsm.projection import Projection
-from hbsm.state import Policy
 from hbsm.replay import Analysis, Window, parse_time
 from hbsm.replay._format import duration, iso
 from hbsm.replay.analysis import ReplayReport
+from hbsm.state import Policy
 
 
 def replay(

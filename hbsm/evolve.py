@@ -38,12 +38,13 @@ def holds_probe(s: ServiceState, ts: float) -> bool:
 def evolve_probe(s: ServiceState, e: Probe) -> None:
     """`evolve` for a probe.
 
-    A passing probe of a healthy service changes nothing: failures are 0 while healthy and
-    successes only count on the way back to healthy. That steady state is most of any log, so
-    `Projection` checks for it inline and calls this only for the rest.
+    A passing probe of a healthy service changes nothing but a start grace: failures are 0 while
+    healthy and successes only count on the way back to healthy. That steady state is most of
+    any log, so `Projection` checks for it inline and calls this only for the rest.
     """
     state = s.state
     if state == "healthy" and e.ok:
+        s.grace_until = 0.0  # it answers: the start is over
         return
     if state not in COUNTING_STATES or holds_probe(s, e.ts):
         return

@@ -119,8 +119,9 @@ class Projection:
                 if view is None:
                     view = self._view(e.service)
                 ok = e.ok
-                if not ok or view.fsm.state != "healthy":  # else evolve_probe changes nothing
-                    evolve_probe(view.fsm, e)
+                fsm = view.fsm
+                if not ok or fsm.state != "healthy" or fsm.grace_until:
+                    evolve_probe(fsm, e)  # else it would change nothing
                 view.last_probe = e
                 if not ok:
                     view.last_failure = e

@@ -44,6 +44,7 @@ from hbsm.api.metrics import Metrics
 from hbsm.api.openapi import ADMIN_ACTIONS, document
 from hbsm.api.refusals import Attempt, RefusalLimiter
 from hbsm.api.security import (
+    PROXY_HEADERS,
     WWW_AUTHENTICATE,
     Decision,
     admin_body_problem,
@@ -113,9 +114,10 @@ class ApiState:
             self.source.admin_token,
             headers.get("authorization"),
             client.host if client is not None else None,
-            host=headers.get("host"),
+            host=",".join(headers.getlist("host")) or None,  # as a WSGI server joins them
             origin=headers.get("origin"),
             fetch_site=headers.get("sec-fetch-site"),
+            forwarded=any(h in headers for h in PROXY_HEADERS),
         )
 
     # --- health -------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ def test_a_forged_forwarded_for_from_loopback_neither_escapes_the_limit_nor_forg
     hbsm.start()
     for i in range(50):
         headers = {**WRONG, "X-Forwarded-For": f"10.66.{i // 250}.{i % 250 + 1}"}
-        assert raw_request(hbsm.port, "POST", "/admin/heartbeat/stop", headers=headers).status == 403
+        answer = raw_request(hbsm.port, "POST", "/admin/heartbeat/stop", headers=headers)
+        assert answer.status == 403
     assert hbsm.stop() == 0
     events = refused(hbsm)
     # One client (127.0.0.1), one budget: 10 recorded one by one, the rest counted in a summary

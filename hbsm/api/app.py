@@ -124,7 +124,8 @@ class ApiState:
 
     async def health(self, request: Request) -> Response:
         health_json = wants_health_json(request.headers.get("accept"))
-        return respond(self.views.health(health_json=health_json))
+        show = health_json and self.authorize(request).allowed  # only health+json has internals
+        return respond(self.views.health(health_json=health_json, show_internals=show))
 
     async def detailed(self, request: Request) -> Response:
         health_json = wants_health_json(request.headers.get("accept"))

@@ -87,17 +87,17 @@ def heartbeat_blueprint(
 
     def health() -> Response:
         if _wants_health_json():
-            return _respond(_found(views.health_json()), HEALTH_JSON)
+            return _respond(_found(views.health_json(show=_authorized(source))), HEALTH_JSON)
         return _respond(views.health())
 
     def detailed() -> Response:
         if _wants_health_json():
-            return _respond(_found(views.health_json()), HEALTH_JSON)
+            return _respond(_found(views.health_json(show=_authorized(source))), HEALTH_JSON)
         return _respond(views.detailed(show_targets=_authorized(source)))
 
     def service(name: str) -> Response:
         if _wants_health_json():
-            answer = views.health_json(name)
+            answer = views.health_json(name, show=_authorized(source))
             return _unknown_service(name) if answer is None else _respond(answer, HEALTH_JSON)
         answer = views.service(name, show_target=_authorized(source))
         return _unknown_service(name) if answer is None else _respond(answer)

@@ -38,14 +38,13 @@ def holds_probe(s: ServiceState, ts: float) -> bool:
 def evolve_probe(s: ServiceState, e: Probe) -> None:
     """`evolve` for a probe.
 
-    A passing probe of a healthy service changes nothing but an open start grace: failures are 0
-    while healthy and successes only count on the way back to healthy. That steady state is most
-    of any log, so `Projection` checks for it inline and calls this only for the rest.
+    A passing probe of a healthy service changes nothing but a start grace: failures are 0 while
+    healthy and successes only count on the way back to healthy. That steady state is most of
+    any log, so `Projection` checks for it inline and calls this only for the rest.
     """
     state = s.state
     if state == "healthy" and e.ok:
-        # A start grace opened while healthy (a process started afresh) ends here too.
-        s.grace_until = 0.0
+        s.grace_until = 0.0  # it answers: the start is over
         return
     if state not in COUNTING_STATES or holds_probe(s, e.ts):
         return
@@ -117,11 +116,7 @@ def _evolve_repair_started(s: ServiceState, e: RepairStarted) -> None:
 def _evolve_repair_finished(s: ServiceState, e: RepairFinished) -> None:
     if e.run != s.run or e.index != s.step_index:
         return  # the outcome of an earlier run, arriving late
-    # Fix (tests/fsm): only a repair step in flight is over. A restart reached from the run's
-    # last step keeps that step's index, and an outcome naming it cleared the restart in
-    # flight: the restart's own outcome then opened no start grace.
-    if s.in_flight is not None and s.in_flight.startswith("repair:"):
-        s.in_flight = None
+    s.in_flight = None
     if s.state == "repairing":
         s.step_done = True
         if e.error_class is not None:

@@ -62,6 +62,8 @@ def next_action(view: ServiceView) -> tuple[str, float | None]:
             s.cooldown_until
         )
     last = view.last_probe
+    if state == "degraded" and s.failed_runs and (last is None or last.ts < s.repair_after):
+        return "next repair run", s.repair_after  # backing off after runs that did not fix it
     return "probe", (last.ts + view.policy.check_interval) if last is not None else None
 
 
@@ -118,9 +120,8 @@ class Projection:
                     view = self._view(e.service)
                 ok = e.ok
                 fsm = view.fsm
-                # Else evolve_probe changes nothing.
                 if not ok or fsm.state != "healthy" or fsm.grace_until:
-                    evolve_probe(fsm, e)
+                    evolve_probe(fsm, e)  # else it would change nothing
                 view.last_probe = e
                 if not ok:
                     view.last_failure = e

@@ -411,3 +411,17 @@ def test_a_run_is_counted_once_however_many_steps_it_has():
             log += [probe, *decide(state, probe, policy)]
         view = _fold([msgspec.structs.replace(e, seq=i) for i, e in enumerate(log, 1)])
         assert view.services["web"].repairs_total == 2, policy.ladder
+
+
+def test_next_action_of_a_service_backing_off_is_its_next_repair_run():
+    policy = Policy(check_interval=5, max_retries=1, ladder=("diagnose",), repair_backoff=60)
+    done = ev.RepairFinished(ts=2, service="web", run=1, step="diagnose", index=0, ok=False)
+    state, log = _run([_probe(1, False), done, _probe(3, False)], policy)
+    assert state.state == "degraded"
+    projection = Projection()
+    projection.apply_all(log)
+    view = projection.services["web"]
+    assert next_action(view) == ("next repair run", 63.0)
+    # Probed past the backoff's end: the next probe is what comes (it may start run 2).
+    projection.apply(msgspec.structs.replace(_probe(64, False), seq=len(log) + 1))
+    assert next_action(projection.services["web"]) == ("probe", 64 + 5)

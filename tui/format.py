@@ -39,6 +39,7 @@ _BARS: Final = "▁▂▃▄▅▆▇█"
 _NEXT_LABELS: Final[dict[str, str]] = {
     "cooldown ends": "cooldown",
     "restart if still failing": "restart",
+    "next repair run": "repair",
     "probe": "probe",
 }
 

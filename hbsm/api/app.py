@@ -35,15 +35,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hbsm import __version__
 from hbsm.api import bodies
+from hbsm.api.body_limit import BodyLimit
 from hbsm.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hbsm.api.metrics import Metrics
 from hbsm.api.openapi import ADMIN_ACTIONS, document
 from hbsm.api.refusals import Attempt, RefusalLimiter
 from hbsm.api.security import (
+    PROXY_HEADERS,
     WWW_AUTHENTICATE,
     Decision,
     admin_body_problem,
@@ -113,16 +114,18 @@ class ApiState:
             self.source.admin_token,
             headers.get("authorization"),
             client.host if client is not None else None,
-            host=headers.get("host"),
+            host=",".join(headers.getlist("host")) or None,  # as a WSGI server joins them
             origin=headers.get("origin"),
             fetch_site=headers.get("sec-fetch-site"),
+            forwarded=any(h in headers for h in PROXY_HEADERS),
         )
 
     # --- health -------------------------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
         health_json = wants_health_json(request.headers.get("accept"))
-        return respond(self.views.health(health_json=health_json))
+        show = health_json and self.authorize(request).allowed  # only health+json has internals
+        return respond(self.views.health(health_json=health_json, show_internals=show))
 
     async def detailed(self, request: Request) -> Response:
         health_json = wants_health_json(request.headers.get("accept"))
@@ -360,76 +363,6 @@ class ApiState:
 async def body_problem(request: Request) -> str | None:
     """Why the body of an admin request is refused (see admin_body_problem), or None."""
     return admin_body_problem(await request.body())  # bounded by BodyLimit
-
-
-class BodyLimit:
-    """Request bodies over `max_bytes` get 413 (JSON) before the app sees them; a bad
-    Content-Length gets 400. No route reads a body: this bounds what a client can make the
-    server buffer, whatever the route.
-
-    Before answering 413 the rest of the body is read and dropped, up to `drain` bytes, so the
-    client (still sending) gets to read the answer; past that the connection is closed."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int, drain: int = 2**20) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.drain = max(drain, max_bytes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length: str | None = None
-        chunked = False
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                length = value.decode("latin-1").strip()
-            elif name == b"transfer-encoding":
-                chunked = True
-        if length is not None and not length.isdigit():
-            await self._reject(scope, receive, send, 400, "bad Content-Length header", True)
-            return
-        if not chunked and (length is None or length == "0"):
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        total = 0
-        over = length is not None and int(length) > self.max_bytes
-        more = True
-        while more:
-            if over and (total > self.drain or int(length or 0) > self.drain):
-                break  # not worth reading: answer and close
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            part = message.get("body", b"")
-            total += len(part)
-            more = message.get("more_body", False)
-            if total > self.max_bytes:
-                over = True
-            elif not over:
-                chunks.append(part)
-        if over:
-            why = f"request body larger than {self.max_bytes} bytes"
-            await self._reject(scope, receive, send, 413, why, more)
-            return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    @staticmethod
-    async def _reject(
-        scope: Scope, receive: Receive, send: Send, status: int, why: str, close: bool
-    ) -> None:
-        headers = {"Connection": "close"} if close else None
-        await respond(error(status, why), headers)(scope, receive, send)
 
 
 def create_app(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from hbsm.api.redaction import AdminOnly, hide_internals
 from hbsm.events import MonitorView, Probe, ServiceView
 from hbsm.projection import Projection, next_action
 
@@ -68,8 +69,8 @@ class LastProbe(_Body, kw_only=True):
     ok: bool
     latency_ms: float | None = None
     status: int | None = None
-    error: str | None = None
-    detail: str = ""
+    error: str | None = None  # a failure class (hbsm.state.ERROR_CLASSES)
+    detail: AdminOnly = ""  # what failed, in the probe's words: URLs, hosts, output
 
 
 class ServiceHealth(_Body, kw_only=True):
@@ -82,8 +83,8 @@ class ServiceHealth(_Body, kw_only=True):
     age_s: float | None = None
     critical: bool
     description: str
-    # The probed URL or target: internal, so shown only to admin-authorized clients.
-    target: str | None = None
+    # The probed URL, host:port or command line.
+    target: AdminOnly | None = None
     failures: int
     threshold: int
     last_probe: LastProbe | None = None
@@ -94,8 +95,10 @@ class ServiceHealth(_Body, kw_only=True):
     repairs: int
     next_action: str
     next_action_at: str | None = None
-    last_reason: str = ""
-    last_problem: str = ""
+    # The last transition's reason and the last failed step's output: both can quote output
+    # (`restart failed: <its output>`).
+    last_reason: AdminOnly = ""
+    last_problem: AdminOnly = ""
 
 
 class EventLogHealth(_Body, kw_only=True):
@@ -181,7 +184,7 @@ class HealthCheck(_Body, kw_only=True):
     observedUnit: str = "ms"
     status: Literal["pass", "warn", "fail"]
     time: str | None = None
-    output: str = ""
+    output: AdminOnly = ""  # the service's last_reason
 
 
 class HealthJson(_Body, kw_only=True):
@@ -208,20 +211,6 @@ def _probe(p: Probe | None) -> LastProbe | None:
         at=iso(p.ts), ok=p.ok, latency_ms=p.latency_ms, status=p.status, error=p.error,
         detail=p.detail,
     )  # fmt: skip
-
-
-def hide_internals(service: ServiceHealth) -> ServiceHealth:
-    """A service as a client without admin rights sees it: no target, and no probe detail or
-    repair output, which name internal URLs, hosts and commands too."""
-    replace = msgspec.structs.replace
-    probe, failure = service.last_probe, service.last_failure
-    return replace(
-        service,
-        target=None,
-        last_probe=replace(probe, detail="") if probe is not None else None,
-        last_failure=replace(failure, detail="") if failure is not None else None,
-        last_problem="",
-    )
 
 
 def service_health(

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 __all__ = [
+    "PROXY_HEADERS",
     "WWW_AUTHENTICATE",
     "Decision",
     "admin_body_problem",
@@ -43,6 +44,11 @@ __all__ = [
 ]
 
 WWW_AUTHENTICATE = 'Bearer realm="hbsm"'
+# Headers a proxy adds. A request carrying one came through a proxy (or says it did): it is not
+# a loopback client, whatever address it connected from, or a local reverse proxy would make
+# every remote user "loopback". (Whom to believe about the client's address is the server's
+# business: `hbsm run` believes no one unless `[api] trusted_proxies` names the proxy.)
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +127,10 @@ def browser_risk(host: str | None, origin: str | None, fetch_site: str | None) -
         netloc = urlsplit(origin.strip()).netloc.lower() if origin.strip() != "null" else ""
         if not netloc or host is None or netloc != host.strip().lower():
             return f"a request from another origin ({origin[:100]!r}) is refused; {advice}"
+    if host is not None and "," in host:
+        # Two Host headers, joined by the WSGI server ("evil.example,x.localhost" ended in a
+        # local name and passed). HTTP allows one; which one a proxy used is anyone's guess.
+        return f"a request with more than one Host header ({host[:100]!r}) is refused"
     if host is not None and not _local_name(_hostname(host)):
         return f"a loopback request for host {host[:100]!r} is refused (DNS rebinding?); {advice}"
     return None
@@ -134,10 +144,15 @@ def authorize(
     host: str | None = None,
     origin: str | None = None,
     fetch_site: str | None = None,
+    forwarded: bool = False,
 ) -> Decision:
     """Decide one request. `token`: the configured admin token (None or "": none set).
-    `host`, `origin`, `fetch_site`: the request's Host, Origin and Sec-Fetch-Site headers (see
-    the module's docstring), consulted only for a loopback client when no token is set."""
+    `host`, `origin`, `fetch_site`: the request's Host (every Host header, joined by commas),
+    Origin and Sec-Fetch-Site headers (see the module's docstring), consulted only for a
+    loopback client when no token is set. `forwarded`: the request carries one of
+    PROXY_HEADERS, so it is no loopback client."""
+    if forwarded:
+        client_host = None
     if token:
         offered = bearer_token(authorization)
         if offered is None:

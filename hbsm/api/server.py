@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+
+from hbsm.api.guard import ACCEPT_BATCH, Limits, connection_cap, protocol_class
 
 __all__ = ["ApiServer", "ListenError", "bind"]
 
@@ -69,12 +72,30 @@ class ApiServer:
     """`await server.start()` serves `app` on `sock` in the running loop; `await stop()`."""
 
     def __init__(
-        self, app: Any, sock: socket.socket, *, log_level: str = "warning", grace: float = 5.0
+        self,
+        app: Any,
+        sock: socket.socket,
+        *,
+        log_level: str = "warning",
+        grace: float = 5.0,
+        limits: Limits | None = None,
+        trusted_proxies: list[str] | tuple[str, ...] = (),
+        probes_in_flight: int = 200,
     ) -> None:
         self.app = app
         self.sock = sock
+        limits = limits if limits is not None else Limits()
+        cap, self.cap_note = connection_cap(limits.max_connections, probes_in_flight)
+        self.limits = dataclasses.replace(limits, max_connections=cap)
         config = uvicorn.Config(
             app,
+            http=protocol_class(self.limits),  # hbsm.api.guard: bounded heads, deadlines, a cap
+            backlog=ACCEPT_BATCH,
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: any local process
+            # could then pass for another address (past the per-address limit on recorded
+            # refusals, and into the `source` of admin events). Only the proxies named.
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=[p.strip() for p in trusted_proxies],
             log_level=log_level,
             log_config=None,  # the caller's logging setup stays as it is
             access_log=False,

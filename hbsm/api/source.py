@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from hbsm.config.secrets import mask_secrets
 from hbsm.log import CorruptLineError, Follower, LogError, LogFollower
 from hbsm.log.follower import position_after
 from hbsm.projection import Projection
@@ -84,38 +83,12 @@ class ApiSource(Protocol):
 
 # --- redaction -------------------------------------------------------------------------------
 
-_SECRET_KEY = re.compile(r"token|password|passwd|secret|api_?key|authorization|cookie", re.I)
-MASK = "***"
 
-
-def redact(value: Any, key: str = "") -> Any:
-    """A config (as builtins) with secrets masked: values of keys that name a secret, every
-    header value, and the path and query of webhook URLs (chat webhooks carry their key there)."""
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            name = str(k)
-            if _SECRET_KEY.search(name) and v not in (None, ""):
-                out[name] = MASK
-            elif name == "headers" and isinstance(v, dict):
-                out[name] = {h: MASK for h in v}
-            elif name == "webhooks" and isinstance(v, list):
-                out[name] = [_redact_webhook(w) for w in v]
-            else:
-                out[name] = redact(v, name)
-        return out
-    if isinstance(value, list):
-        return [redact(v, key) for v in value]
-    return value
-
-
-def _redact_webhook(hook: Any) -> Any:
-    hook = redact(hook, "webhook")
-    if isinstance(hook, dict) and isinstance(hook.get("url"), str):
-        parts = urlsplit(hook["url"])
-        if parts.path not in ("", "/") or parts.query:
-            hook["url"] = urlunsplit((parts.scheme, parts.netloc, "/" + MASK, "", ""))
-    return hook
+def redact(value: Any) -> Any:
+    """A config (as builtins) with its secrets masked: hbsm.config.secrets decides which, for
+    the log, this view and `hbsm config` alike. A config read from a log written before that
+    rule (its secrets in clear) is masked here too."""
+    return mask_secrets(value)
 
 
 # --- a monitor in this process ----------------------------------------------------------------

@@ -92,9 +92,11 @@ class Views:
         self._cache[key] = (id(projection), version, now, answer)
         return answer
 
-    def health(self, *, health_json: bool = False) -> Answer:
+    def health(self, *, health_json: bool = False, show_internals: bool = False) -> Answer:
+        """`show_internals` (admin-authorized clients): what only they see (hbsm.api.redaction);
+        only health+json has any here."""
         if health_json:
-            return self._cached(("health+json",), self._health_json)
+            return self._health_json_cached(show_internals)
 
         def build(now: float) -> Answer:
             body, status = bodies.health(self.source.projection, now=now, outage=self.source.outage)
@@ -104,7 +106,7 @@ class Views:
 
     def detailed(self, *, show_targets: bool, health_json: bool = False) -> Answer:
         if health_json:
-            return self._cached(("health+json",), self._health_json)
+            return self._health_json_cached(show_targets)
 
         def build(now: float) -> Answer:
             body, status = bodies.detailed_health(
@@ -117,12 +119,16 @@ class Views:
 
         return self._cached(("detailed", show_targets), build)
 
-    def _health_json(self, now: float) -> Answer:
-        projection = self.source.projection
-        body, status = bodies.health_json(
-            projection, now=now, version=self._release(projection), outage=self.source.outage
-        )
-        return Answer(status, bodies.encode(body), HEALTH_JSON)
+    def _health_json_cached(self, show: bool) -> Answer:
+        def build(now: float) -> Answer:
+            projection = self.source.projection
+            body, status = bodies.health_json(
+                projection, now=now, version=self._release(projection), outage=self.source.outage
+            )
+            body = body if show else bodies.hide_internals(body)
+            return Answer(status, bodies.encode(body), HEALTH_JSON)
+
+        return self._cached(("health+json", show), build)
 
     def service(self, name: str, *, show_target: bool, health_json: bool = False) -> Answer | None:
         """One service's answer; None if there is no such service. Not cached: it is small."""
@@ -140,6 +146,7 @@ class Views:
                 # The status of this one service, not of the whole monitor.
                 (check,) = body.checks[f"{name}:responseTime"]
                 body = msgspec.structs.replace(body, status=check.status)
+                body = body if show_target else bodies.hide_internals(body)
                 return Answer(
                     503 if check.status == "fail" else 200, bodies.encode(body), HEALTH_JSON
                 )

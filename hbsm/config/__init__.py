@@ -14,6 +14,7 @@ from hbsm.config.env import ENV_VARS, EnvVar
 from hbsm.config.errors import ConfigError
 from hbsm.config.load import LoadedConfig, load_config
 from hbsm.config.model import (
+    ApiConfig,
     Config,
     LogConfig,
     NotifyConfig,
@@ -30,6 +31,7 @@ __all__ = [
     "BUILTIN_STEPS",
     "ENV_VARS",
     "REPAIR_GROUP",
+    "ApiConfig",
     "Config",
     "ConfigError",
     "EnvVar",

@@ -17,6 +17,7 @@ import msgspec
 from hbsm.state import Policy
 
 __all__ = [
+    "ApiConfig",
     "Config",
     "LogConfig",
     "NotifyConfig",
@@ -171,6 +172,30 @@ class LogConfig(_Frozen, frozen=True):
     # The monitor's own diagnostics (stdlib logging); None: stderr only.
     file: str | None = None
     level: str = "INFO"
+    # The event log and its segments are created 0600 (owner only): they name internal hosts
+    # and commands and carry the output of repairs. True: 0640, for readers (the dashboard, a
+    # Flask app following the log) that run as another user of the file's group.
+    group_read: bool = False
+
+
+class ApiConfig(_Frozen, frozen=True):
+    """What the HTTP API of `hbsm run` believes and bounds (hbsm/api/guard.py): every limit
+    holds before any route, token check or body is looked at."""
+
+    # Reverse proxies (addresses or networks, e.g. "10.0.0.5", "10.0.0.0/24") whose
+    # X-Forwarded-For names the client. Empty: none; the client is the address it connects
+    # from, so a local process cannot pass for another address with a header.
+    trusted_proxies: list[str] = []
+    # The request line and headers together; past this, 431 and the connection closed.
+    max_header_bytes: int = 32 * 2**10
+    max_headers: int = 100
+    # The request line and headers must arrive within this (from the connection, or the end
+    # of the previous answer); a request's body within body_timeout of its headers.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    # Connections open at once (held below the descriptor limit, leaving room for probes,
+    # repairs and the log); past it a new connection is answered 503 and closed.
+    max_connections: int = 256
 
 
 class Config(_Strict):
@@ -183,6 +208,7 @@ class Config(_Strict):
     login_url: str | None = None
     # How many probes may be in flight at once, over all services.
     concurrency: int = 200
+    api: ApiConfig = ApiConfig()
     log: LogConfig = LogConfig()
     notify: NotifyConfig = NotifyConfig()
     # Thresholds for every service (each may override them).

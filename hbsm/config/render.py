@@ -5,51 +5,21 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
 from hbsm.config.load import LoadedConfig
+from hbsm.config.secrets import MASK, mask_secrets
 from hbsm.config.sources import POLICY_FIELDS, settings
 
 __all__ = ["MASK", "redact", "to_json", "to_text"]
 
-MASK = "********"
-# Setting or table keys whose values are credentials: admin_token, smtp password, an
-# Authorization header, a restart env var like DB_PASSWORD, a custom step's api_key...
-_SECRET_KEY = re.compile(
-    r"(?i)password|passwd|secret|token|authorization|cookie|api[-_]?key|credential"
-)
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def redact(value: Any, key: str = "") -> Any:
-    """`value` (builtins: dict/list/str/...) with credentials replaced by MASK."""
-    if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v, key) for v in value]
-    if value is None or isinstance(value, bool):
-        return value
-    if _SECRET_KEY.search(key):
-        return MASK
-    if isinstance(value, str):
-        return _redact_url(value)
-    return value
-
-
-def _redact_url(text: str) -> str:
-    """A password in a URL's user info (https://user:secret@host/) is a secret too."""
-    if "@" not in text or "://" not in text:
-        return text
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return text
-    if parts.password is None:
-        return text
-    netloc = f"{parts.username or ''}:{MASK}@{parts.netloc.rpartition('@')[2]}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    """`value` (builtins) with its secrets masked (hbsm.config.secrets decides which)."""
+    return mask_secrets(value, key)
 
 
 def to_text(loaded: LoadedConfig) -> str:

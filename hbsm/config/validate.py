@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import ipaddress
 import logging
 import math
 import re
@@ -72,6 +73,7 @@ def validate(config: Config, blame: Blame, steps: frozenset[str]) -> dict[str, P
     for key, reason in _bad_numbers(config, None):
         raise blame(key, reason)
     _check_top(config, blame, steps)
+    _check_api(config, blame)
     _check_log(config, blame)
     _check_notify(config, blame)
     seen: dict[str, int] = {}
@@ -116,6 +118,28 @@ def _check_top(config: Config, blame: Blame, steps: frozenset[str]) -> None:
     except ValueError as exc:
         key, why = _policy_problem(exc)
         raise blame(key, why) from None
+
+
+def _check_api(config: Config, blame: Blame) -> None:
+    api = config.api
+    for i, proxy in enumerate(api.trusted_proxies):
+        try:
+            ipaddress.ip_network(proxy.strip(), strict=False)
+        except ValueError:
+            raise blame(
+                f"api.trusted_proxies[{i}]",
+                f"must be an IP address or network (e.g. '10.0.0.5' or '10.0.0.0/24'), got "
+                f"{proxy[:100]!r}",
+            ) from None
+    if not 1024 <= api.max_header_bytes <= 2**20:
+        raise blame("api.max_header_bytes", f"must be 1024 .. 1048576, got {api.max_header_bytes}")
+    if not 1 <= api.max_headers <= 1000:
+        raise blame("api.max_headers", f"must be 1 .. 1000, got {api.max_headers}")
+    for key in ("header_timeout", "body_timeout"):
+        if getattr(api, key) <= 0:
+            raise blame(f"api.{key}", "must be > 0")
+    if api.max_connections < 1:
+        raise blame("api.max_connections", "must be >= 1")
 
 
 def _check_log(config: Config, blame: Blame) -> None:

@@ -43,6 +43,12 @@ THRESHOLDS: dict[str, float | int] = {
     # demo left running must not end with its services `failed`.
     "restart_budget": 20,
     "restart_window": 120.0,
+    # The demo services bind at once; a second is their start grace. A repair run that did
+    # not fix it waits seconds, not minutes, and never gives the service up.
+    "start_grace": 1.0,
+    "repair_backoff": 2.0,
+    "repair_backoff_max": 8.0,
+    "repair_budget": 0,
 }
 PROBE_TIMEOUT = 0.8  # a hang is a timeout after this long (below check_interval: see below)
 SLOW_MS = 300.0  # a slow fault answers after SLOW_SECONDS: above this, within the timeout

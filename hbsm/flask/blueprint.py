@@ -32,6 +32,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from hbsm.api.bodies import ErrorBody, encode
 from hbsm.api.refusals import Attempt, RefusalLimiter
 from hbsm.api.security import (
+    PROXY_HEADERS,
     WWW_AUTHENTICATE,
     Decision,
     admin_body_problem,
@@ -53,9 +54,6 @@ ADMIN_ROUTES = ("/admin/heartbeat/status", "/admin/heartbeat/start", "/admin/hea
 
 JSON = "application/json"
 HEALTH_JSON = "application/health+json"
-# Headers a proxy adds: a request that came through one is not a loopback client, whatever
-# address the proxy connected from.
-_PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 # The order Allow lists methods in (Starlette's: the route's own, then HEAD).
 _METHOD_ORDER = ("GET", "POST", "HEAD")
@@ -89,17 +87,17 @@ def heartbeat_blueprint(
 
     def health() -> Response:
         if _wants_health_json():
-            return _respond(_found(views.health_json()), HEALTH_JSON)
+            return _respond(_found(views.health_json(show=_authorized(source))), HEALTH_JSON)
         return _respond(views.health())
 
     def detailed() -> Response:
         if _wants_health_json():
-            return _respond(_found(views.health_json()), HEALTH_JSON)
+            return _respond(_found(views.health_json(show=_authorized(source))), HEALTH_JSON)
         return _respond(views.detailed(show_targets=_authorized(source)))
 
     def service(name: str) -> Response:
         if _wants_health_json():
-            answer = views.health_json(name)
+            answer = views.health_json(name, show=_authorized(source))
             return _unknown_service(name) if answer is None else _respond(answer, HEALTH_JSON)
         answer = views.service(name, show_target=_authorized(source))
         return _unknown_service(name) if answer is None else _respond(answer)
@@ -276,20 +274,17 @@ def _client() -> str:
 
 
 def _decide(source: HeartbeatSource) -> Decision:
-    host = request.remote_addr
-    if any(h in request.headers for h in _PROXY_HEADERS):
-        # A WSGI server does not rewrite the client from proxy headers (uvicorn does): a
-        # request relayed by a local proxy would otherwise pass for a loopback client.
-        host = None
     # The same browser checks as the standalone app: without them any web page could drive a
-    # loopback-only instance (a no-cors POST needs no preflight; DNS rebinding can read).
+    # loopback-only instance (a no-cors POST needs no preflight; DNS rebinding can read). The
+    # WSGI server has joined repeated Host headers with commas already.
     return authorize(
         source.admin_token,
         request.headers.get("Authorization"),
-        host,
+        request.remote_addr,
         host=request.headers.get("Host"),
         origin=request.headers.get("Origin"),
         fetch_site=request.headers.get("Sec-Fetch-Site"),
+        forwarded=any(h in request.headers for h in PROXY_HEADERS),
     )
 
 

@@ -93,15 +93,18 @@ class Views:
         return 200, self._derived(version, ("service", name, show_target),
                                   lambda: bodies.encode(_shown(one, show_target)))  # fmt: skip
 
-    def health_json(self, name: str | None = None) -> Answer | None:
-        """`application/health+json` of every service, or of one (None: no such service)."""
+    def health_json(self, name: str | None = None, *, show: bool = False) -> Answer | None:
+        """`application/health+json` of every service, or of one (None: no such service).
+        `show`: an admin-authorized client, who sees the checks' `output`."""
         now = self.source.clock()
         outage = self.source.outage()
         version, (body, code) = self._versioned(
             "health+json", lambda p: _health_json(p, now, outage)
         )
         if name is None:
-            return code, self._derived(version, ("health+json", None), lambda: bodies.encode(body))
+            return code, self._derived(
+                version, ("health+json", None, show), lambda: bodies.encode(_shown(body, show))
+            )
         key = f"{name}:responseTime"
         checks = body.checks.get(key)
         if checks is None:
@@ -110,7 +113,7 @@ class Views:
         status = checks[0].status
         one = msgspec.structs.replace(body, status=status, checks={key: checks})
         return 503 if status == "fail" else 200, self._derived(
-            version, ("health+json", name), lambda: bodies.encode(one)
+            version, ("health+json", name, show), lambda: bodies.encode(_shown(one, show))
         )
 
     def status(self) -> Answer:
@@ -199,9 +202,12 @@ def release_id(monitor: MonitorView) -> str:
     return monitor.version or __version__
 
 
-def _shown(service: ServiceHealth, show_target: bool) -> ServiceHealth:
-    # The builders' own rule: internals only for admin-authorized clients.
-    return service if show_target else bodies.hide_internals(service)
+B = TypeVar("B", ServiceHealth, HealthJson)
+
+
+def _shown(body: B, show_target: bool) -> B:
+    # The builders' own rule (hbsm.api.redaction): internals only for admin-authorized clients.
+    return body if show_target else bodies.hide_internals(body)
 
 
 def _encode_services(body: DetailedHealth, show_targets: bool) -> bytes:

@@ -17,9 +17,10 @@ class Compressor:
     """One job at a time: a new job first waits for the previous one, so at most one segment is
     ever being compressed and pruning never races compression."""
 
-    def __init__(self, log_path: Path, keep_segments: int) -> None:
+    def __init__(self, log_path: Path, keep_segments: int, mode: int = 0o600) -> None:
         self.log_path = log_path
         self.keep_segments = keep_segments
+        self.mode = mode
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -48,7 +49,7 @@ class Compressor:
         try:
             for plain in plains:
                 if plain.exists():
-                    compress_segment(plain)
+                    compress_segment(plain, self.mode)
             prune_segments(self.log_path, self.keep_segments)
         except BaseException as exc:
             self._error = exc

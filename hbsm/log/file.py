@@ -4,6 +4,7 @@ and size-based rotation into numbered, compressed segments."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,13 +21,35 @@ from hbsm.log.follower import LogFollower, position_after
 from hbsm.log.lock import WriterLock
 from hbsm.log.reader import read_history
 from hbsm.log.recovery import cut_torn_tail, finish_rotation, last_seq_before
-from hbsm.log.segments import active_segment_number, fsync_dir, next_path, plain_segment_path
+from hbsm.log.segments import (
+    active_segment_number,
+    fsync_dir,
+    next_path,
+    plain_segment_path,
+    segment_paths,
+)
 from hbsm.log.store import EventStore, stamp
 
 __all__ = ["FileEventLog"]
 
+log = logging.getLogger("hbsm.log")
+
 # Appends beyond this are written out (not fsynced) before flush, to bound the buffer's memory.
 _WRITE_THRESHOLD = 4 * 2**20
+
+
+def _restrict(path: Path, mode: int, fd: int | None = None) -> None:
+    """Give the log's file `mode` whatever the umask (and whatever it had: an older hbsm made
+    its logs 0644). A file the writer does not own stays as it is, with a warning."""
+    try:
+        if fd is not None:
+            os.fchmod(fd, mode)
+        else:
+            os.chmod(path, mode)
+    except FileNotFoundError:
+        pass  # a segment pruned meanwhile
+    except OSError as exc:
+        log.warning("%s: cannot set its permissions to %o: %s", path, mode, exc.strerror)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -68,6 +91,7 @@ class FileEventLog(EventStore):
         snapshot: Callable[[int], Snapshot] | None,
         skip_bad: bool,
         clock: Callable[[], float],
+        mode: int = 0o600,
     ) -> None:
         # Use FileEventLog.open: it takes the lock and recovers the file first.
         self.path = path
@@ -85,7 +109,8 @@ class FileEventLog(EventStore):
         self._buffer = bytearray()
         self._size = os.fstat(fd).st_size
         self._rotate_due = False  # set by open once recovery is recorded in this segment
-        self._compressor = Compressor(path, keep_segments)
+        self._mode = mode
+        self._compressor = Compressor(path, keep_segments, mode)
         self._closed = False
 
     @classmethod
@@ -100,7 +125,11 @@ class FileEventLog(EventStore):
         snapshot: Callable[[int], Snapshot] | None = None,
         skip_bad: bool = False,
         clock: Callable[[], float] = time.time,
+        mode: int = 0o600,
     ) -> Self:
+        """`mode`: the permissions of the log and of every segment, 0600 by default (they name
+        internal hosts and commands and hold repair output); files already there are brought
+        to it too, so a log written before (0644) stops being readable by everyone."""
         policy = check_policy(fsync, fsync_interval)
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive; got {max_bytes!r}")
@@ -116,7 +145,8 @@ class FileEventLog(EventStore):
         fd = -1
         try:
             plains = finish_rotation(log_path)
-            fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, mode)
+            _restrict(log_path, mode, fd)
             torn = cut_torn_tail(fd, log_path, skip_bad=skip_bad)
             end = os.fstat(fd).st_size
             last_seq = last_seq_before(log_path, fd, end, skip_bad=skip_bad)
@@ -132,7 +162,10 @@ class FileEventLog(EventStore):
                 snapshot=snapshot,
                 skip_bad=skip_bad,
                 clock=clock,
+                mode=mode,
             )
+            for segment in segment_paths(log_path):
+                _restrict(segment, mode)
         except BaseException:
             if fd >= 0:
                 os.close(fd)
@@ -265,7 +298,8 @@ class FileEventLog(EventStore):
         line = self._encoder.encode(opening) + b"\n"
         pending = next_path(self.path)
         flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
-        fd = os.open(pending, flags, 0o644)
+        fd = os.open(pending, flags, self._mode)
+        _restrict(pending, self._mode, fd)
         closed = plain_segment_path(self.path, self.segment)
         try:
             _write_all(fd, line)

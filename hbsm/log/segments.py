@@ -112,12 +112,14 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def compress_segment(plain: Path) -> Path:
+def compress_segment(plain: Path, mode: int = 0o600) -> Path:
     """Gzip a closed plain segment: write `.gz.tmp`, fsync, rename into place, then delete the
-    plain file, so a crash at any point leaves one complete copy (recovery redoes the rest)."""
+    plain file, so a crash at any point leaves one complete copy (recovery redoes the rest).
+    The `.gz` gets `mode` (the log's: see FileEventLog.open)."""
     final = plain.with_name(plain.name + ".gz")
     tmp = plain.with_name(plain.name + ".gz.tmp")
-    with open(plain, "rb") as src, open(tmp, "wb") as raw:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    with open(plain, "rb") as src, open(fd, "wb") as raw:
         with gzip.GzipFile(
             filename=plain.name, mode="wb", fileobj=raw, compresslevel=_GZIP_LEVEL
         ) as gz:

@@ -41,6 +41,7 @@ def open_monitor(
         max_bytes=config.log.max_bytes,
         keep_segments=config.log.keep_segments,
         snapshot=snapshot,
+        mode=0o640 if config.log.group_read else 0o600,
     )
     try:
         supervisor = Supervisor(output_dir=log_path.parent)

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import gc
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -102,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
             config, log=msgspec.structs.replace(config.log, path=args.log)
         )
         loaded = LoadedConfig(config=config, sources=loaded.sources, path=loaded.path)
-    _setup_logging(loaded)
+    from hbsm.monitor.diagnostics import setup_logging
+
+    guard = setup_logging(config.log)
     from hbsm.api.server import ListenError
 
     try:
@@ -113,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     except ListenError as exc:
         print(f"hbsm run: {exc}", file=sys.stderr)
         return EXIT_LISTEN
+    finally:
+        guard.flush()  # the counts of repeated messages not written yet
 
 
 async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: bool = True) -> int:
@@ -121,6 +124,7 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
     The log is opened before the API's address is taken, so a second monitor on the same log
     is refused for the log (exit 3) whatever the port."""
     from hbsm.api import MonitorSource, create_app
+    from hbsm.api.guard import Limits
     from hbsm.api.server import ApiServer, bind
     from hbsm.monitor.build import open_monitor  # heavy: only `hbsm run` needs it
 
@@ -148,13 +152,27 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
         gc.freeze()
         server = None
         if sock is not None:
-            server = ApiServer(create_app(MonitorSource(monitor, str(log_path))), sock)
+            api_config = config.api
+            limits = Limits(
+                max_header_bytes=api_config.max_header_bytes,
+                max_headers=api_config.max_headers,
+                header_timeout=api_config.header_timeout,
+                body_timeout=api_config.body_timeout,
+                max_connections=api_config.max_connections,
+            )
+            server = ApiServer(
+                create_app(MonitorSource(monitor, str(log_path))),
+                sock,
+                limits=limits,
+                trusted_proxies=api_config.trusted_proxies,
+                probes_in_flight=config.concurrency,
+            )
             try:
                 await server.start()
             except BaseException:
                 await monitor.stop("the API did not start")
                 raise
-            log.info("API on %s", server.url)
+            log.info("API on %s, %s", server.url, server.cap_note)
         log.info("monitoring %d services; event log %s", len(monitor.services), log_path)
         try:
             await asyncio.wait_for(stop.wait(), timeout=duration)
@@ -174,22 +192,3 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
             # The disk is still full: monitor.stop has said what was not written.
             log.error("closing the event log %s: %s", log_path, exc)
     return 0
-
-
-def _setup_logging(loaded: LoadedConfig) -> None:
-    cfg = loaded.config.log
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if cfg.file:
-        Path(cfg.file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(
-            logging.handlers.RotatingFileHandler(cfg.file, maxBytes=10 * 2**20, backupCount=5)
-        )
-    logging.basicConfig(
-        level=cfg.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
-    )
-    # One INFO line per probe request from httpx would drown what matters: every probe is
-    # in the event log already.
-    logging.getLogger("httpx").setLevel(logging.WARNING)

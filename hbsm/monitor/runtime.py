@@ -20,6 +20,7 @@ import msgspec
 
 from hbsm import __version__
 from hbsm.config import Config, ServiceConfig
+from hbsm.config.secrets import mask_secrets
 from hbsm.events import (
     Admin,
     Event,
@@ -112,7 +113,7 @@ class Monitor:
                     pid=os.getpid(),
                     version=__version__,
                     host=socket.gethostname(),
-                    config=msgspec.to_builtins(_redacted(self.config)),
+                    config=mask_secrets(msgspec.to_builtins(self.config)),
                     rules=RULES,
                 ),
                 *(
@@ -405,10 +406,3 @@ class Monitor:
             await asyncio.sleep(FLUSH_EVERY)
             if self._dirty or self._pending:
                 self._flush()
-
-
-def _redacted(config: Config) -> Config:
-    """The config as recorded in the log: secrets replaced."""
-    if config.admin_token is None:
-        return config
-    return msgspec.structs.replace(config, admin_token="***")

@@ -49,8 +49,10 @@ def _transition(e: Transition) -> str:
     text = f"{e.src} -> {e.dst} ({e.trigger})"
     if e.reason:
         text += f": {e.reason}"
-    if e.until is not None:
+    if e.until is not None and e.dst == "cooldown":
         text += f"; cooldown until {iso(e.until)}"
+    elif e.until is not None:  # degraded after a repair run that did not fix it
+        text += f"; next repair run not before {iso(e.until)}"
     return text
 
 

@@ -52,8 +52,8 @@ def test_prints_each_setting_with_its_source(write, capsys):
     assert "check_interval = 10.0  # file" in lines
     assert "max_retries = 3  # default" in lines
     assert 'log.path = "events/heartbeat.jsonl"  # default' in lines
-    assert 'admin_token = "********"  # env' in lines
-    assert 'notify.smtp.password = "********"  # file' in lines
+    assert 'admin_token = "***"  # env' in lines
+    assert 'notify.smtp.password = "***"  # file' in lines
     # The top level comes first, then one [[services]] section per service.
     services_at = lines.index("[[services]]")
     assert lines.index("port = 6001  # env") < services_at
@@ -63,7 +63,7 @@ def test_prints_each_setting_with_its_source(write, capsys):
     # Not set by the service: the top-level value in force, and where that came from.
     assert "check_interval = 10.0  # file (top-level)" in section
     assert 'ladder = ["diagnose", "check_config"]  # default' in section
-    assert 'probe.headers = { Authorization = "********" }  # file' in section
+    assert 'probe.headers = { Authorization = "***" }  # file' in section
     for secret in ("env-secret", "file-secret", "smtp-secret", "header-secret"):
         assert secret not in out
 
@@ -85,8 +85,8 @@ def test_json_output(write, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["path"] == str(path)
     assert doc["config"]["port"] == 6001
-    assert doc["config"]["admin_token"] == "********"
-    assert doc["config"]["notify"]["smtp"]["password"] == "********"
+    assert doc["config"]["admin_token"] == "***"
+    assert doc["config"]["notify"]["smtp"]["password"] == "***"
     assert [s["name"] for s in doc["config"]["services"]] == ["api"]
     assert doc["sources"]["port"] == "env"
     assert doc["sources"]["check_interval"] == "file"

@@ -399,6 +399,9 @@ class Checker:
             assert r.ladder[: r.index] == self.step.ladder[: r.index], r
         assert r.step == r.ladder[r.index], r
         self.run, self.step, self.step_finished = r.run, r, False
+        # The step is now the effect in flight: the outcome of a restart still out (abandoned
+        # by a pause mid-restart) is no longer awaited, and opens no start grace.
+        self.restart_in_flight = False
 
     def _restart_started(self, r: RestartStarted) -> None:
         p, last = self.policy, self.last_restart

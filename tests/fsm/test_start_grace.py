@@ -46,6 +46,23 @@ def test_a_passing_probe_ends_the_grace_of_a_service_already_healthy():
     assert replay(d.log, policy=d.policy).grace_until == d.state.grace_until
 
 
+def test_the_late_outcome_of_an_abandoned_restart_opens_no_grace():
+    # Found by the properties: paused mid-restart, resumed, a new repair run started; the old
+    # restart's outcome then arrives. It answers nothing in flight: no grace.
+    d = Driver(start_grace=GRACE, max_retries=1, ladder=("diagnose", "restart"))
+    d.to_repairing()
+    d.climb_to_restart()
+    d.admin("pause")
+    d.admin("resume")
+    d.fail()  # a new run
+    d.admin("pause")
+    d.admin("resume")
+    assert (d.current, d.state.in_flight) == ("unknown", None)
+    assert d.finish_restart(ok=True) == []
+    assert d.state.grace_until == 0.0
+    assert only_transition(d.fail()).dst == "repairing"
+
+
 def test_an_adopted_process_has_no_grace():
     d = Driver(start_grace=GRACE, max_retries=1)
     d.process_started(adopted=True)

@@ -79,6 +79,22 @@ def test_a_real_fsm_gives_up_notifies_failed_and_a_reset_starts_afresh():
     assert again[0].incident != out[0].incident
 
 
+def test_repairs_that_cannot_restart_give_up_loudly_once_their_budget_is_spent():
+    run = FsmRun(max_retries=1, ladder=("diagnose",), repair_backoff=10.0, repair_budget=2)
+    n = notifier()
+    out = n.plan(run.probe(True))
+    out += n.plan(run.probe(False))  # -> repairing, run 1
+    out += n.plan(run.step_done(ok=False) + run.probe(False))  # -> degraded, backed off 10 s
+    assert run.state.state == "degraded"
+    out += n.plan(run.probe(False, after=11.0))  # the backoff is over: run 2
+    out += n.plan(run.step_done(ok=False) + run.probe(False))  # the budget is spent
+    assert run.state.state == "failed"
+    assert kinds(out) == ["repair_failed", "failed"]
+    failed = out[-1]
+    assert failed.level == "critical" and "FAILED and needs a human reset" in failed.message
+    assert "repair budget spent: 2 repair run(s) in a row did not fix it" in failed.message
+
+
 def test_each_incident_gets_its_own_failed_and_recovered():
     log = Log()
     n = notifier()

@@ -261,6 +261,30 @@ CASES = [
         fragments=("HEARTBEAT_ENABLED=maybe: expected a boolean",),
     ),
     Case(
+        "api: a trusted proxy that is no address",
+        API + '[api]\ntrusted_proxies = ["proxy.local"]\n',
+        key="api.trusted_proxies[0]",
+        fragments=("must be an IP address or network", "'proxy.local'"),
+    ),
+    Case(
+        "api: a header limit below 1 KiB",
+        API + "[api]\nmax_header_bytes = 100\n",
+        key="api.max_header_bytes",
+        fragments=("must be 1024 .. 1048576, got 100",),
+    ),
+    Case(
+        "api: a header timeout of zero",
+        API + "[api]\nheader_timeout = 0\n",
+        key="api.header_timeout",
+        fragments=("must be > 0",),
+    ),
+    Case(
+        "api: no connection allowed",
+        API + "[api]\nmax_connections = 0\n",
+        key="api.max_connections",
+        fragments=("must be >= 1",),
+    ),
+    Case(
         "HEARTBEAT_CONFIG names a missing file",
         env={"HEARTBEAT_CONFIG": "nope.toml"},
         blamed="HEARTBEAT_CONFIG",

@@ -23,6 +23,7 @@ from hbsm.projection import Projection
 from hbsm.replay import Analysis, Window, parse_time
 from hbsm.replay._format import duration, iso
 from hbsm.replay.analysis import ReplayReport
+from hbsm.state import Policy
 
 
 def replay(
@@ -166,6 +167,17 @@ def test_a_process_found_gone_at_start_up_is_an_incident_until_healthy_again() -
     assert back > lost_at
     lost = [e.text for e in report.timeline if e.type == "process.lost"]
     assert lost == ["supervised process 4321 gone"]
+
+
+def test_the_timeline_says_when_a_backed_off_repair_may_run_again() -> None:
+    rec = Recorder(repair_ok=False)
+    rec.start()
+    rec.register("api", Policy(max_retries=1, ladder=("diagnose",), repair_backoff=90.0))
+    rec.probes("api", ".xx", T0)
+    report = replay(stamp(rec.events))
+    (ended,) = [e.text for e in report.timeline if "repairing -> degraded" in e.text]
+    assert ended.endswith("; next repair run not before 2026-11-01T03:02:30.000Z")
+    assert "cooldown" not in ended
 
 
 def test_since_until_and_service_filter_what_is_reported_not_the_states() -> None:

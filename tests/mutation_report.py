@@ -2,7 +2,7 @@
 
 Reads what `mutmut run` left in mutants/ (one .meta file per mutated module: each mutant's exit
 code) and prints a table, then the names of the survivors for `mutmut show NAME`. A mutant
-counts when it was run: those outside the run's names (the rest of bodies.py) are left out.
+counts when it was run: those outside the names given to `mutmut run` are left out.
 
     python -m tests.mutation_report [--markdown]
 """

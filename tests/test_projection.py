@@ -425,3 +425,15 @@ def test_next_action_of_a_service_backing_off_is_its_next_repair_run():
     # Probed past the backoff's end: the next probe is what comes (it may start run 2).
     projection.apply(msgspec.structs.replace(_probe(64, False), seq=len(log) + 1))
     assert next_action(projection.services["web"]) == ("probe", 64 + 5)
+
+
+def test_the_backoff_ends_exactly_at_the_next_runs_time():
+    # A good probe (one of the two needed) at exactly the end of the backoff: from then on the
+    # next failing probe may start run 2, so what comes next is a probe, not a wait.
+    policy = Policy(check_interval=5, max_retries=1, ladder=("diagnose",), repair_backoff=60,
+                    success_threshold=2)  # fmt: skip
+    done = ev.RepairFinished(ts=2, service="web", run=1, step="diagnose", index=0, ok=False)
+    _, log = _run([_probe(1, False), done, _probe(3, False), _probe(63, True)], policy)
+    view = _fold(log).services["web"]
+    assert (view.fsm.state, view.fsm.repair_after) == ("degraded", 63.0)
+    assert next_action(view) == ("probe", 63 + 5)

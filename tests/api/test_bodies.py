@@ -134,3 +134,23 @@ def test_a_service_never_probed_is_hidden_too() -> None:
     view = projection.services["web"]
     hidden = bodies.service_health(view, now=T0 + 1, show_target=False)
     assert (hidden.target, hidden.last_probe, hidden.last_failure) == (None, None, None)
+
+
+def test_hiding_reaches_into_maps_and_lists() -> None:
+    # /health/detailed holds a map of bodies; health+json a map of lists of checks.
+    events = _history()
+    cut = max(i for i, e in enumerate(events) if isinstance(e, Probe) and e.ok)
+    projection = Projection()
+    projection.apply_all(events[:cut])  # before the good probe: web is being repaired
+    detailed, _ = bodies.detailed_health(projection, now=T0 + 9, show_targets=True)
+    web = detailed.services["web"]
+    assert web.state != "healthy" and SECRET in web.last_problem
+    hidden = bodies.hide_internals(detailed)
+    assert hidden.services == {"web": bodies.hide_internals(web)}
+    assert hidden.services["web"].state == web.state and not _leaks(hidden)
+    checks, _ = bodies.health_json(projection, now=T0 + 9, version="test")
+    (check,) = checks.checks["web:responseTime"]
+    assert check.output == web.last_reason != ""
+    assert bodies.hide_internals(checks).checks == {
+        "web:responseTime": [msgspec.structs.replace(check, output="")]
+    }

@@ -61,3 +61,17 @@ demo *ARGS:
 # Regenerate the sample logs in events/samples/ (reproducible).
 samples:
     {{py}} events/samples/make_samples.py
+
+# Not in CI (about 8 minutes on 2 cores). Mutation testing with mutmut of the pure core
+# (fsm, graph, evolve, projection, state), the log's durability path (durability, recovery) and
+# the redaction of internals (hbsm/api/redaction.py), each mutant against only the tests that
+# call its function ([tool.mutmut] in pyproject.toml); the report and the survivors left on
+# purpose are docs/testing.md. Then `mutmut show NAME` shows one; `mutmut results`, all.
+# Mutation testing of the core: kills, survivors and the kill rate per module.
+mutate *ARGS:
+    rm -rf mutants && mkdir mutants
+    HBSM_MUTATE=1 HBSM_FSM_EXAMPLES=12 {{py}} -m mutmut run --max-children 2 \
+        'hbsm.fsm.*' 'hbsm.graph.*' 'hbsm.evolve.*' 'hbsm.projection.*' 'hbsm.state.*' \
+        'hbsm.log.durability.*' 'hbsm.log.recovery.*' 'hbsm.api.redaction.*' \
+        {{ARGS}} > mutants/run.log 2>&1 || (tail -40 mutants/run.log; exit 1)
+    {{py}} -m tests.mutation_report

@@ -116,7 +116,11 @@ def _evolve_repair_started(s: ServiceState, e: RepairStarted) -> None:
 def _evolve_repair_finished(s: ServiceState, e: RepairFinished) -> None:
     if e.run != s.run or e.index != s.step_index:
         return  # the outcome of an earlier run, arriving late
-    s.in_flight = None
+    # Only a repair step in flight is over: a restart reached from the run's last step keeps
+    # that step's index, and an outcome naming it is no end of the restart (whose own outcome
+    # opens the start grace).
+    if s.in_flight is not None and s.in_flight.startswith("repair:"):
+        s.in_flight = None
     if s.state == "repairing":
         s.step_done = True
         if e.error_class is not None:

@@ -143,10 +143,13 @@ class DashboardApp(App[int]):
         """Redraw as of the board: `changed` names the services whose view changed (None:
         all); the others only get their clock columns moved."""
         main = self.main
-        if not main.is_mounted:
+        headers = main.query(MonitorHeader) if main.is_mounted else None
+        if not headers:
+            # Not composed yet, or torn down at exit while the 1 s timer still ticks (seen on a
+            # loaded machine): there is nothing to draw on.
             return
         board = self.board
-        main.query_one(MonitorHeader).show(board)
+        headers.first().show(board)
         replay = self.replay
         if replay is not None:
             main.query_one(ReplayBar).show(replay, self.playing, SPEEDS[self.speed_index])

@@ -5,13 +5,16 @@ here is stopped by a finalizer, whatever the test's outcome."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from probes.servers import SwitchableTarget
 from starlette.applications import Starlette
+from support.configs import make_config, service
+from support.waiting import wait_for
 
 from hbsm.api import ApiServer, MonitorSource, create_app
 from hbsm.api.server import bind
@@ -23,16 +26,14 @@ from hbsm.notify import Notifier
 from hbsm.probes import Prober
 from hbsm.repair import RepairRunner, Supervisor
 
-from .support import SwitchableTarget, make_config, service, wait_for
-
 NON_LOOPBACK = ("10.1.2.3", 1234)
-
-
-@pytest.fixture
-def target() -> Iterator[SwitchableTarget]:
-    server = SwitchableTarget().start()
-    yield server
-    server.stop()
+# Repairs stop at diagnose (nothing here to restart); a 1 s cooldown for the tests that give a
+# service a restart of its own.
+API_SETTINGS: dict[str, Any] = {
+    "ladder": ["diagnose"],
+    "restart_cooldown": 1.0,
+    "cooldown_max": 1.0,
+}
 
 
 class Live:
@@ -99,7 +100,8 @@ async def start_api(tmp_path: Path, target: SwitchableTarget) -> AsyncIterator[S
                 service("web", target.svc_url("web"), critical=True, description="the site"),
                 service("aux", target.svc_url("aux")),
             ]
-        cfg: Config = make_config(path, services, admin_token=token, **(config or {}))
+        settings = {**API_SETTINGS, "admin_token": token, **(config or {})}
+        cfg: Config = make_config(path, services, **settings)
         store = FileEventLog.open(path)
         out = tmp_path / f"out-{number}"
         supervisor = Supervisor(output_dir=out)

@@ -14,6 +14,7 @@ import httpx
 import msgspec
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from support.configs import service
 
 from hbsm.api.bodies import ErrorBody, HealthJson
 from hbsm.api.openapi import NAME_PATTERN, document
@@ -21,7 +22,6 @@ from hbsm.api.security import authorize
 from hbsm.api.sse import parse_seq
 
 from .conftest import Live, StartApi
-from .support import service
 
 # The routes come from the OpenAPI document itself: every path and method it lists, its path
 # parameters filled from their schemas (an enum's every value; a name: a known service).

@@ -11,12 +11,13 @@ from typing import Any
 
 import httpx
 import msgspec
+from probes.servers import SwitchableTarget
 from prometheus_client.parser import text_string_to_metric_families
+from support.waiting import wait_for
 
 from hbsm.api.bodies import ErrorBody
 
 from .conftest import Live, StartApi
-from .support import SwitchableTarget, wait_for
 
 FAMILIES = {
     "hbsm_monitor_running": "gauge",
@@ -186,7 +187,7 @@ async def test_events_keep_alive_and_disconnect(start_api: StartApi) -> None:
         assert time.monotonic() - started >= 0.2
         assert len(tasks) == 1
     # The client went away: the server ends the stream (and its follower) by itself.
-    await wait_for(lambda: not tasks, "the event stream's task ends", timeout=5)
+    await wait_for(lambda: not tasks, "the event stream's task ends")
 
 
 async def test_server_shutdown_ends_open_streams(start_api: StartApi) -> None:

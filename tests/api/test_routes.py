@@ -4,9 +4,14 @@ application/health+json, and JSON errors for 404/405/413."""
 
 from __future__ import annotations
 
+import sys
+
 import httpx
 import msgspec
 import pytest
+from probes.servers import SwitchableTarget
+from support.configs import service
+from support.waiting import wait_for
 
 from hbsm.api.bodies import (
     AdminResult,
@@ -19,7 +24,6 @@ from hbsm.api.bodies import (
 )
 
 from .conftest import Live, StartApi
-from .support import SwitchableTarget, wait_for
 
 HEALTH_JSON = "application/health+json"
 
@@ -102,7 +106,9 @@ async def test_a_critical_service_down_makes_health_503_and_back(
     detailed = body(r, DetailedHealth)
     assert isinstance(detailed, DetailedHealth)
     web = detailed.services["web"]
-    assert web.failures >= 1 and web.last_failure is not None
+    # Its failure, whatever the repair has come to meanwhile (a run over counts afresh: the
+    # failures may be 0 again on a loaded machine by the time this is read).
+    assert web.state != "healthy" and web.last_failure is not None
     assert web.last_failure.error == "http_5xx" and web.last_failure.status == 500
 
     r = await live.client.get("/health", headers={"Accept": HEALTH_JSON})
@@ -295,14 +301,16 @@ async def test_per_service_actions(live: Live) -> None:
 async def test_reset_brings_a_failed_service_back(
     start_api: StartApi, target: SwitchableTarget
 ) -> None:
-    from .support import PY, service
-
     # Its restart command fails: after two failed probes it is restarted, fails, gives up.
     failing = service(
         "flaky",
         target.svc_url("flaky"),
         ladder=["diagnose", "restart"],
-        restart={"kind": "command", "argv": [PY, "-c", "raise SystemExit(1)"], "timeout": 5},
+        restart={
+            "kind": "command",
+            "argv": [sys.executable, "-c", "raise SystemExit(1)"],
+            "timeout": 5,
+        },
     )
     target.modes["flaky"] = "/status/500"
     live = await start_api(services=[failing])

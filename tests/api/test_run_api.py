@@ -8,18 +8,19 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
+from support.net import free_port
+from support.waiting import wait_for_sync
 
 from hbsm.api.bodies import AdminResult, DetailedHealth, Health, HeartbeatStatus, ServiceHealth
 from hbsm.events import Admin, MonitorStopped
 from hbsm.log import read_history
-
-from .support import PY, free_port, wait_for_sync
 
 
 class Run:
@@ -30,7 +31,7 @@ class Run:
         clean.update({"HEARTBEAT_CHECK_INTERVAL": "0.3", **env})
         with self.err_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [PY, "-m", "hbsm", "run", "--log", str(self.log), *args],
+                [sys.executable, "-m", "hbsm", "run", "--log", str(self.log), *args],
                 cwd=tmp_path,  # no hbsm.toml there: the built-in services
                 env=clean,
                 stdin=subprocess.DEVNULL,
@@ -50,7 +51,7 @@ class Run:
             except httpx.TransportError:
                 return False
 
-        wait_for_sync(up, "hbsm run serves /health", timeout=20)
+        wait_for_sync(up, "hbsm run serves /health")
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -93,7 +94,7 @@ def test_the_original_curl_commands(hbsm_run: StartRun) -> None:
         r = httpx.get(base + "/health/service/main_service")
         return r.status_code == 200 and r.json()["state"] == "healthy"
 
-    wait_for_sync(main_service_healthy, "main_service (the API's own /health) healthy", 20)
+    wait_for_sync(main_service_healthy, "main_service (the API's own /health) healthy")
 
     # curl http://localhost:5000/health
     r = httpx.get(base + "/health")
@@ -121,7 +122,7 @@ def test_the_original_curl_commands(hbsm_run: StartRun) -> None:
     assert r.status_code == 200 and started.changed and started.running
     # hbsm check http://localhost:5000 exercises all of it (its stop and start are recorded too).
     check = subprocess.run(
-        [PY, "-m", "hbsm", "check", base], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "hbsm", "check", base], capture_output=True, text=True, timeout=60
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "FAIL" not in check.stdout

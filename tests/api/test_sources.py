@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+from support.waiting import wait_for_sync
 
 from hbsm.api import LogSource, create_app
 from hbsm.api.bodies import DetailedHealth, Health
@@ -17,8 +18,6 @@ from hbsm.api.source import redact
 from hbsm.api.views import Views
 from hbsm.events import Event, MonitorStarted, Probe, ServiceRegistered, Transition
 from hbsm.log import FileEventLog
-
-from .support import wait_for_sync
 
 
 def write(path: Path, events: list[Event]) -> FileEventLog:
@@ -123,10 +122,10 @@ async def test_bodies_are_encoded_once_per_version(tmp_path: Path) -> None:
             detailed = msgspec.json.decode(first.content, type=DetailedHealth)
             assert len(detailed.services) == 1000
             built = views.builds
-            started = time.perf_counter()
+            # The cache's speed is a figure of `just bench` (bench_api: /health/detailed from
+            # the per-version cache); here, that it is used: the same bytes, no new encode.
             for _ in range(200):
                 assert (await client.get("/health/detailed")).content == first.content
-            per_request = (time.perf_counter() - started) / 200
             assert views.builds == built  # no new encode: same projection version
             await client.get("/health")
             await client.get("/health")
@@ -147,7 +146,6 @@ async def test_bodies_are_encoded_once_per_version(tmp_path: Path) -> None:
             assert changed.services["svc0005"].state == "degraded"
             health = msgspec.json.decode((await client.get("/health")).content, type=Health)
             assert health.status == "degraded"
-        assert per_request < 0.05, per_request
     finally:
         writer.close()
 

@@ -1,7 +1,8 @@
 """bench_dashboard's dashboard process: the Textual app (headless, `App.run_test`) following a
 file log with LogTail, exactly as `hbsm dashboard --log LOG` builds it. Prints "ready" once
 mounted, then every PERIOD seconds one JSON line {"t": CLOCK_MONOTONIC, "seq": the newest seq
-its board has folded, "batches": batches delivered, "events": events in them}. Exits when its
+its board has folded, "batches": batches delivered, "events": events in them, "pause": how long
+its pause of PERIOD took (longer: the app's loop was busy folding or painting)}. Exits when its
 stdin closes.
 
     python -m tests.bench.dashboard_app LOG [WIDTH HEIGHT]
@@ -34,13 +35,16 @@ async def _main(log: str, size: tuple[int, int]) -> None:
     async with app.run_test(size=size) as pilot:
         print("ready", flush=True)
         while not closed.is_set():
+            t0 = time.monotonic()
             await pilot.pause(PERIOD)
+            pause = time.monotonic() - t0
             seq = app.board.projection.monitor.last_seq
             sample = {
                 "t": time.monotonic(),
                 "seq": seq,
                 "batches": source.batches,
                 "events": source.events,
+                "pause": pause,
             }
             print(json.dumps(sample), flush=True)
 

@@ -9,10 +9,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import heartbeat_support as support
+import heartbeat_support as flask_support
 import pytest
 from check_support import PY, hbsm_check
-from probes.servers import closed_port, free_port
+from probes.servers import closed_port
+from support.configs import service
+from support.net import free_port
+from support.waiting import wait_for_sync
 
 from hbsm.flask import init_heartbeat
 
@@ -34,15 +37,17 @@ def verdicts(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
 def flask_instance(stop_later, tmp_path: Path, target=None, **overrides: Any):
     """A host app whose embedded monitor watches the app's own /health and /login (as the
     original feature did), plus a target service when given; served on a real port."""
-    app = support.flask_app()
-    served = stop_later(support.ServedApp(app))
+    app = flask_support.flask_app()
+    served = stop_later(flask_support.ServedApp(app))
     services = [
-        support.service("main_service", f"{served.base}/health", critical=True),
-        support.service("login_page", f"{served.base}/login"),
+        service("main_service", f"{served.base}/health", critical=True),
+        service("login_page", f"{served.base}/login"),
     ]
     if target is not None:
-        services.append(support.service("api", target.svc_url("api"), critical=True))
-    config = support.make_config(tmp_path / "events" / "heartbeat.jsonl", services, **overrides)
+        services.append(service("api", target.svc_url("api"), critical=True))
+    config = flask_support.flask_config(
+        tmp_path / "events" / "heartbeat.jsonl", services, **overrides
+    )
     handle = stop_later(init_heartbeat(app, config))
     served.serve()
     client = app.test_client()
@@ -51,7 +56,7 @@ def flask_instance(stop_later, tmp_path: Path, target=None, **overrides: Any):
         states = client.get("/health").get_json()["services"]
         return all(state != "unknown" for state in states.values())
 
-    support.wait_for(probed, "every service probed")
+    wait_for_sync(probed, "every service probed")
     return served, handle
 
 
@@ -119,7 +124,7 @@ def test_a_sick_instance_still_answers_its_routes(stop_later, tmp_path, target):
     that is not there fails, naming what it got."""
     target.modes["api"] = "/status/500"
     served, handle = flask_instance(stop_later, tmp_path, target, max_retries=50)
-    support.wait_for(
+    wait_for_sync(
         lambda: handle.read(lambda p: p.services["api"].fsm.state) == "degraded", "api degraded"
     )
     result = hbsm_check(served.base, "--service", "api", "--login", "/no-login-here")
@@ -166,7 +171,7 @@ url = "{target.svc_url("api")}"
     )
     stop_later(_Process(run))
     base = f"http://127.0.0.1:{port}"
-    support.wait_for(lambda: support_get(base + "/health"), "hbsm run answers", timeout=30)
+    wait_for_sync(lambda: support_get(base + "/health"), "hbsm run answers", timeout=30)
     result = hbsm_check(f"127.0.0.1:{port}")
     assert result.returncode == 0, result.stdout + (tmp_path / "run.err").read_text()
     assert "SKIP  GET <login page>  no login page configured" in result.stdout
@@ -184,7 +189,7 @@ def test_nothing_listening_is_exit_3_in_one_line():
 
 
 def test_not_an_hbsm_instance(stop_later):
-    served = stop_later(support.ServedApp(support.flask_app("plain")))
+    served = stop_later(flask_support.ServedApp(flask_support.flask_app("plain")))
     served.serve()
     result = hbsm_check(served.base)
     assert result.returncode == 1

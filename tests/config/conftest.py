@@ -5,15 +5,11 @@ from pathlib import Path
 
 import pytest
 
-import hbsm.config.load
-
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # No ./hbsm.toml from wherever pytest runs, and no custom steps from whatever happens to be
-    # installed: every test states its own files and registered steps.
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(hbsm.config.load, "registered_steps", frozenset)
+def _isolated(clean_environment: None, no_registered_steps: None) -> None:
+    """No ./hbsm.toml or HEARTBEAT_* setting from wherever pytest runs, and no custom steps from
+    whatever happens to be installed: every test states its own files and registered steps."""
 
 
 @pytest.fixture

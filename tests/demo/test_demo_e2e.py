@@ -1,10 +1,11 @@
 """End to end: `hbsm demo --headless --chaos` for a bounded time, then check from its event
 log (read here as raw JSON, independently of hbsm.demo.report) and its faults side file:
 
-* every injected fault was detected — the service went `repairing` — within
-  check_interval x max_retries + check_interval, plus an allowance of one probe timeout per
-  failed probe (probes of one service never overlap, so each probe of a hung service holds the
-  next one back by up to the timeout: see hbsm.demo.workdir.detection_bound);
+* every injected fault was detected — the service went `repairing` — by the probes the policy
+  needs: at most max_retries of the service's probes after the fault, and one more (a probe
+  already under way when the fault came may pass). Counted in probes, not seconds: how many
+  seconds it took is the demo's own summary (its exit code holds it to
+  hbsm.demo.workdir.detection_bound);
 * every fault was repaired: the service came back to `healthy` after it;
 * no two restart.started of one service are closer than restart_cooldown;
 * every kind of fault appeared, and the demo exited 0;
@@ -25,15 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.net import free_port
 
 from hbsm.demo.service import FAULTS
-from hbsm.demo.workdir import PROBE_TIMEOUT, THRESHOLDS, free_port
+from hbsm.demo.workdir import THRESHOLDS
 
 DURATION = 45
-INTERVAL = float(THRESHOLDS["check_interval"])
 RETRIES = int(THRESHOLDS["max_retries"])
 COOLDOWN = float(THRESHOLDS["restart_cooldown"])
-BOUND = INTERVAL * RETRIES + INTERVAL + RETRIES * PROBE_TIMEOUT
 # A new shell's environment: no directory on PATH holds an hbsm (`.ci/run` puts the venv's bin/
 # on PATH, a user who has not activated the venv has none).
 NEW_SHELL = {
@@ -92,13 +92,16 @@ def test_every_kind_of_fault_was_injected(demo: Run) -> None:
     assert {f["kind"] for f in demo.faults} == set(FAULTS)
 
 
-def test_every_fault_was_detected_in_time_and_repaired(demo: Run) -> None:
+def test_every_fault_was_detected_by_the_probes_it_needs_and_repaired(demo: Run) -> None:
     for fault in demo.faults:
         moves = _of(demo, fault["service"], "transition", fault["ts"])
         repairing = next((t for t in moves if t["dst"] == "repairing"), None)
         assert repairing is not None, f"fault never detected: {fault}"
-        took = repairing["ts"] - fault["ts"]
-        assert took <= BOUND, f"detected after {took:.2f} s > {BOUND} s: {fault}"
+        probes = [
+            e for e in _of(demo, fault["service"], "probe", fault["ts"])
+            if e["seq"] < repairing["seq"]
+        ]  # fmt: skip
+        assert len(probes) <= RETRIES + 1, f"detected after {len(probes)} probes: {fault}"
         healthy = next(
             (t for t in moves if t["dst"] == "healthy" and t["ts"] > repairing["ts"]), None
         )

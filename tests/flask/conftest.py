@@ -1,60 +1,28 @@
-"""Fixtures of the Flask blueprint tests. Every target, server, monitor thread and follower a
-test starts is stopped by a finalizer here, whatever the test's outcome."""
+"""Fixtures of the Flask blueprint tests. Every server, monitor thread and follower a test
+starts is stopped by a finalizer (support.fixtures' `stop_later`), whatever the test's outcome;
+each test runs in a clean environment (support.fixtures' `clean_environment`)."""
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from heartbeat_support import ServedApp, flask_app
-from probes.servers import SwitchableTarget
 
 from hbsm.flask import HeartbeatHandle, follow_log, init_heartbeat
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No HEARTBEAT_* setting of the machine leaks in, and no ./hbsm.toml is found."""
-    for name in list(os.environ):
-        if name.startswith("HEARTBEAT_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+def _clean(clean_environment: None) -> None:
+    """Every test here: no HEARTBEAT_* setting of the machine, no ./hbsm.toml."""
 
 
 @pytest.fixture
 def log_path(tmp_path: Path) -> Path:
     return tmp_path / "events" / "heartbeat.jsonl"
-
-
-@pytest.fixture
-def stop_later() -> Iterator[Callable[[Any], Any]]:
-    """`stop_later(thing)` -> thing; `thing.stop()` at the end of the test (last first)."""
-    things: list[Any] = []
-
-    def register(thing: Any) -> Any:
-        things.append(thing)
-        return thing
-
-    yield register
-    errors = []
-    for thing in reversed(things):
-        try:
-            thing.stop()
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-    leftover = [t.name for t in threading.enumerate() if t.name.startswith("hbsm-")]
-    assert not leftover, f"threads still running: {leftover}"
-    assert not errors, errors
-
-
-@pytest.fixture
-def target(stop_later: Callable[[Any], Any]) -> SwitchableTarget:
-    return stop_later(SwitchableTarget().start())
 
 
 @pytest.fixture

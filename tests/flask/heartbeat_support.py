@@ -1,5 +1,5 @@
-"""Helpers of the Flask blueprint and `hbsm check` tests: local targets, a Flask app on a real
-port, test configs, waiting with a deadline. Loaded by path from tests/check too.
+"""Helpers of the Flask blueprint and `hbsm check` tests: a Flask app on a real port, an ASGI
+app on real uvicorn, the Flask tests' config. Loaded by path from tests/check too.
 
 tests/flask is deliberately not a package: as one, pytest would import it as `flask` and shadow
 the real Flask.
@@ -11,22 +11,17 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import msgspec
 from flask import Flask
+from support.configs import make_config
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from hbsm.config import BUILTIN_STEPS, Config, LogConfig, NotifyConfig, ServiceConfig
-from hbsm.config.validate import Blame, validate
+from hbsm.config import Config, ServiceConfig
 from hbsm.events import Event, OpaqueEvent
 from hbsm.log import read_history
-
-T = TypeVar("T")
-DEADLINE = 20.0
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -83,42 +78,16 @@ def flask_app(name: str = "host") -> Flask:
     return app
 
 
-def service(name: str, url: str, **fields: Any) -> ServiceConfig:
-    return msgspec.convert({"name": name, "url": url, **fields}, ServiceConfig)
-
-
-def make_config(log_path: Path, services: list[ServiceConfig], **overrides: Any) -> Config:
-    """Tight thresholds: probes every 0.1 s; repairs only diagnose (nothing to restart), the
-    next run 0.2 s after one that did not fix it."""
-    settings: dict[str, Any] = {
-        "check_interval": 0.1,
-        "max_retries": 2,
-        "repair_backoff": 0.2,
-        "repair_backoff_max": 1.0,
-        "ladder": ["diagnose"],
-        "log": LogConfig(path=str(log_path)),
-        "notify": NotifyConfig(webhooks=[]),
-        "services": services,
-        **overrides,
-    }
-    config = Config(**settings)
-    validate(config, Blame(None, {}), BUILTIN_STEPS)
-    return config
+def flask_config(log_path: Path, services: list[ServiceConfig], **overrides: Any) -> Config:
+    """support.configs.make_config as the Flask tests want it: probes every 0.1 s, repairs
+    only diagnose (nothing to restart)."""
+    return make_config(
+        log_path, services, **{"check_interval": 0.1, "ladder": ["diagnose"], **overrides}
+    )
 
 
 def events(path: Path) -> list[Event | OpaqueEvent]:
     return list(read_history(path))
-
-
-def wait_for(condition: Callable[[], T], what: str, timeout: float = DEADLINE) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.02)
 
 
 def without(doc: Any, *keys: str) -> Any:

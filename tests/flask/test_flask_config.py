@@ -10,8 +10,10 @@ import textwrap
 import msgspec
 import pytest
 from flask import Blueprint, Flask
-from heartbeat_support import events, flask_app, make_config, service, wait_for
-from probes.servers import free_port
+from heartbeat_support import events, flask_app, flask_config
+from support.configs import service
+from support.net import free_port
+from support.waiting import wait_for_sync
 
 from hbsm.config import load_config
 from hbsm.events import Admin, MonitorStarted, MonitorStopped
@@ -55,7 +57,7 @@ def test_a_file_a_loaded_config_or_a_config(tmp_path, log_path):
     assert from_file.check_interval == 7 and from_file.log.path == str(log_path)
     loaded = load_config(toml)
     assert resolve_config(app, loaded) is loaded.config
-    config = make_config(log_path, [service("x", "http://127.0.0.1:1/")])
+    config = flask_config(log_path, [service("x", "http://127.0.0.1:1/")])
     assert resolve_config(app, config) is config
 
 
@@ -68,7 +70,7 @@ def test_no_config_at_all_watches_the_app_itself(embedded, served, monkeypatch, 
     _, handle = embedded(app=app)
     server.serve()
     client = app.test_client()
-    wait_for(
+    wait_for_sync(
         lambda: (
             client.get("/health").get_json()["services"]
             == {"main_service": "healthy", "login_page": "healthy"}
@@ -80,7 +82,7 @@ def test_no_config_at_all_watches_the_app_itself(embedded, served, monkeypatch, 
 
 
 def test_a_failed_lazy_start_leaves_the_host_app_serving(embedded, log_path, target):
-    config = make_config(log_path, [service("api", target.svc_url("api"))])
+    config = flask_config(log_path, [service("api", target.svc_url("api"))])
     _, first = embedded(config)
     app, second = embedded(config, start=False)  # the same log: its lock is taken
     client = app.test_client()

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from heartbeat_support import events, flask_app, make_config, service, wait_for
+from heartbeat_support import events, flask_app, flask_config
+from support.configs import service
+from support.waiting import wait_for_sync
 
 from hbsm.api import bodies
 from hbsm.events import Admin, LogOutage, MonitorStopped
@@ -21,7 +23,7 @@ STOP = "/admin/heartbeat/stop"
 
 
 def two_services(target, log_path: Path, **overrides):
-    return make_config(
+    return flask_config(
         log_path,
         [
             service("api", target.svc_url("api"), critical=True, description="the API"),
@@ -41,7 +43,7 @@ def wait_probed(client, *names: str) -> None:
         body = decode(client.get("/health"), bodies.Health)
         return all(body.services.get(n, "unknown") != "unknown" for n in names)
 
-    wait_for(probed, f"{names} probed")
+    wait_for_sync(probed, f"{names} probed")
 
 
 def test_every_route_answers_its_body(embedded, target, log_path):
@@ -67,7 +69,14 @@ def test_every_route_answers_its_body(embedded, target, log_path):
 
     one = client.get("/health/service/login_page")
     assert one.status_code == 200
-    assert decode(one, bodies.ServiceHealth) == detailed.services["login_page"]
+    # The same view, read a moment later: only its age has moved on.
+    alone = decode(one, bodies.ServiceHealth)
+    in_detailed = detailed.services["login_page"]
+    assert alone.age_s is not None and in_detailed.age_s is not None
+    assert alone.age_s >= in_detailed.age_s
+    assert msgspec.structs.replace(alone, age_s=0.0) == msgspec.structs.replace(
+        in_detailed, age_s=0.0
+    )
 
     status = decode(client.get(STATUS), bodies.HeartbeatStatus)
     assert status.running and status.services == 2
@@ -82,7 +91,7 @@ def test_a_critical_service_down_is_503_and_health_json(embedded, target, log_pa
     client = app.test_client()
     wait_probed(client, "api", "login_page")
     target.modes["api"] = "/status/500"
-    wait_for(lambda: client.get("/health").status_code == 503, "/health says 503")
+    wait_for_sync(lambda: client.get("/health").status_code == 503, "/health says 503")
 
     body = decode(client.get("/health"), bodies.Health)
     assert body.status == "unhealthy" and body.services["api"] == "degraded"
@@ -367,7 +376,7 @@ def test_concurrent_requests_while_probing(embedded, target, log_path):
     for t in threads:
         t.start()
     try:
-        wait_for(lambda: probes() >= first + 40 or problems, "40 more probes meanwhile")
+        wait_for_sync(lambda: probes() >= first + 40 or problems, "40 more probes meanwhile")
     finally:
         done.set()
         for t in threads:
@@ -389,7 +398,7 @@ def test_an_unwritable_log_is_503_on_health_and_refuses_admin(embedded, target, 
         raise OSError(28, "No space left on device")
 
     monitor.store.flush = disk_full  # type: ignore[method-assign]
-    wait_for(lambda: client.get("/health").status_code == 503, "/health 503")
+    wait_for_sync(lambda: client.get("/health").status_code == 503, "/health 503")
     body = decode(client.get("/health"), bodies.Health)
     assert body.status == "unhealthy" and not body.event_log.writable
     assert "No space left on device" in body.event_log.error
@@ -401,7 +410,7 @@ def test_an_unwritable_log_is_503_on_health_and_refuses_admin(embedded, target, 
     assert decode(client.get(STATUS), bodies.HeartbeatStatus).running is True
 
     del monitor.store.flush  # writable again: the class's own flush
-    wait_for(lambda: client.get("/health").status_code == 200, "/health 200 again")
+    wait_for_sync(lambda: client.get("/health").status_code == 200, "/health 200 again")
     assert decode(client.get("/health"), bodies.Health).event_log.writable
     handle.stop()
     assert any(isinstance(e, LogOutage) for e in events(log_path))

@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import msgspec
-from heartbeat_support import make_config, service, wait_for
-from probes.servers import free_port
+from heartbeat_support import flask_config
+from support.configs import service
+from support.net import free_port
+from support.waiting import wait_for_sync
 
 from hbsm.api import bodies
 from hbsm.flask.embedded import MonitorThread
@@ -53,7 +55,7 @@ url = "{target.svc_url("web")}"
         cwd=tmp_path,
     )
     stop_later(_Process(writer))
-    wait_for(log_path.exists, "hbsm run writes its log")
+    wait_for_sync(log_path.exists, "hbsm run writes its log")
 
     app, handle = following(log_path)
     assert handle.mode == "follow"
@@ -62,13 +64,13 @@ url = "{target.svc_url("web")}"
     def health() -> bodies.Health:
         return decode(client.get("/health"), bodies.Health)
 
-    wait_for(lambda: health().services == {"api": "healthy", "web": "healthy"}, "both healthy")
+    wait_for_sync(lambda: health().services == {"api": "healthy", "web": "healthy"}, "both healthy")
     target.modes["api"] = "/status/503"
-    wait_for(lambda: client.get("/health").status_code == 503, "the follower sees api down")
+    wait_for_sync(lambda: client.get("/health").status_code == 503, "the follower sees api down")
     assert health().services["api"] == "degraded"
-    wait_for(lambda: list(log_path.parent.glob("heartbeat.*.jsonl*")), "a rotation")
+    wait_for_sync(lambda: list(log_path.parent.glob("heartbeat.*.jsonl*")), "a rotation")
     target.modes["api"] = "/ok"
-    wait_for(lambda: health().status == "healthy", "and back up, after rotations")
+    wait_for_sync(lambda: health().status == "healthy", "and back up, after rotations")
 
     status = decode(client.get(STATUS), bodies.HeartbeatStatus)
     assert status.running and status.pid == writer.pid
@@ -86,16 +88,20 @@ url = "{target.svc_url("web")}"
 
     writer.terminate()
     assert writer.wait(20) == 0, (tmp_path / "run.err").read_text()
-    wait_for(lambda: health().monitoring is False, "the follower sees monitor.stopped")
+    wait_for_sync(lambda: health().monitoring is False, "the follower sees monitor.stopped")
 
 
 def test_follow_mode_auth_and_errors(following, target, log_path, stop_later):
-    writer = stop_later(MonitorThread(make_config(log_path, [service("api", target.svc_url("a"))])))
+    writer = stop_later(
+        MonitorThread(flask_config(log_path, [service("api", target.svc_url("a"))]))
+    )
     writer.start()
     app, _ = following(log_path, admin_token="tok")
     client = app.test_client()
-    wait_for(lambda: decode(client.get("/health"), bodies.Health).services == {"api": "healthy"},
-             "api healthy")  # fmt: skip
+    wait_for_sync(
+        lambda: decode(client.get("/health"), bodies.Health).services == {"api": "healthy"},
+        "api healthy",
+    )
 
     # Auth comes first: the 409 only for a client that may use admin routes at all.
     assert client.post("/admin/heartbeat/stop").status_code == 401
@@ -118,7 +124,9 @@ def test_follow_mode_auth_and_errors(following, target, log_path, stop_later):
 
 
 def test_follow_token_from_the_environment(following, target, log_path, stop_later, monkeypatch):
-    writer = stop_later(MonitorThread(make_config(log_path, [service("api", target.svc_url("a"))])))
+    writer = stop_later(
+        MonitorThread(flask_config(log_path, [service("api", target.svc_url("a"))]))
+    )
     writer.start()
     monkeypatch.setenv("HEARTBEAT_ADMIN_TOKEN", "from-env")
     app, _ = following(log_path)
@@ -132,9 +140,11 @@ def test_follow_a_log_that_does_not_exist_yet(following, target, log_path, stop_
     client = app.test_client()
     empty = decode(client.get("/health"), bodies.Health)
     assert (empty.status, empty.monitoring, empty.services) == ("healthy", False, {})
-    writer = stop_later(MonitorThread(make_config(log_path, [service("api", target.svc_url("a"))])))
+    writer = stop_later(
+        MonitorThread(flask_config(log_path, [service("api", target.svc_url("a"))]))
+    )
     writer.start()
-    wait_for(lambda: decode(client.get("/health"), bodies.Health).monitoring, "sees the start")
+    wait_for_sync(lambda: decode(client.get("/health"), bodies.Health).monitoring, "sees the start")
     handle.stop()
     assert not handle.running
 

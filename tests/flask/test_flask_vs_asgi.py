@@ -16,8 +16,9 @@ from pathlib import Path
 
 import httpx
 import msgspec
-import pytest
-from heartbeat_support import AsgiServed, flask_app, make_config, service, wait_for
+from heartbeat_support import AsgiServed, flask_app, flask_config
+from support.configs import service
+from support.waiting import wait_for_sync
 
 from hbsm.api import LogSource, MonitorSource, bodies, create_app
 from hbsm.flask.embedded import MonitorThread
@@ -108,7 +109,7 @@ def assert_same_405(flask_base: str, asgi_base: str, method: str, path: str, hea
 
 
 def two_services(target, log_path: Path):
-    return make_config(
+    return flask_config(
         log_path,
         [
             service("api", target.svc_url("api"), critical=True, description="the API"),
@@ -134,7 +135,7 @@ def test_one_live_monitor_served_by_both(embedded, target, log_path, served, sto
         doc = msgspec.json.decode(answer(flask_base, "GET", "/health/service/web", {})[2])
         return doc["repairs"] >= 1 and doc["state"] == "degraded"
 
-    wait_for(web_repaired_once, "web degraded after a repair attempt")
+    wait_for_sync(web_repaired_once, "web degraded after a repair attempt")
 
     # Admin actions, alternately on each server: the second of each pair is a no-op on the
     # other server, so both answer "already ...".
@@ -171,7 +172,7 @@ def test_one_log_projected_by_both(following, target, log_path, served, stop_lat
     target.modes["api"] = "/status/500"
     writer = MonitorThread(two_services(target, log_path))
     writer.start()
-    wait_for(
+    wait_for_sync(
         lambda: writer.monitor is not None and writer.monitor.states["api"].state != "unknown",
         "api probed",
     )
@@ -205,9 +206,3 @@ class _Closing:
 
     def stop(self) -> None:
         self.inner.close()
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)

@@ -28,6 +28,8 @@ from hbsm.fsm import decide, evolve, machine_for
 from hbsm.state import RULES, Policy, ServiceState
 
 SERVICE = "web"
+# More steps than any ladder here has: a run still going after them is stuck.
+MAX_STEPS = 20
 # A realistic epoch: horizons such as `ts - restart_window` stay positive.
 START = 1_700_000_000.0
 
@@ -216,9 +218,12 @@ class Driver:
         """In a repair run: fail every step until the ladder reaches its restart step."""
         assert self.current == "repairing", self.current
         out: list[Event] = []
-        while self.current == "repairing":
+        # Bounded: a run that never leaves `repairing` is a failure to report, not a hang.
+        for _ in range(MAX_STEPS):
             out += self.fail_step()
-        return out
+            if self.current != "repairing":
+                return out
+        raise AssertionError(f"still repairing after {MAX_STEPS} failed steps: {self.state}")
 
     def restart_cycle(self, *, ok: bool = True) -> list[Event]:
         """From a counting state: fail, repair, climb to the restart and finish it."""

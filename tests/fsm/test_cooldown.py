@@ -184,3 +184,25 @@ def test_current_wording_has_no_count_that_goes_stale():
     t = only_transition(d.fail("refused"))
     d.fails(2, "refused")
     assert (t.reason, t.failures, d.state.failures) == ("probe failed: refused", 1, 3)
+
+
+@pytest.mark.parametrize(("rules", "dst"), [(1, "failed"), (2, "cooldown")])
+def test_a_restart_step_before_the_deadline_with_the_budget_spent(rules, dst):
+    # The first rules gave up at once; the current ones wait for the deadline and judge the
+    # budget then (the window may have moved on by then).
+    d = restarted(rules=rules, ladder=("diagnose", "restart"), restart_budget=1)
+    d.admin("repair_now")  # an operator, inside the cooldown
+    t = only_transition(d.fail_step())
+    assert (t.src, t.dst, t.trigger) == ("repairing", dst, "step_failed")
+    assert d.now < d.restarts[-1].ts + COOLDOWN and len(d.restarts) == 1
+
+
+@pytest.mark.parametrize("rules", [1, 2])
+def test_a_pause_inside_the_cooldown_keeps_its_deadline(rules):
+    # Under the first rules the deadline ran from the restart's end: recomputing it from the
+    # decision on resume would shorten it by the restart's duration.
+    d = restarted(rules=rules)
+    until = d.state.cooldown_until
+    d.admin("pause")
+    t = only_transition(d.admin("resume"))
+    assert (t.dst, t.until, d.state.cooldown_until) == ("cooldown", until, until)

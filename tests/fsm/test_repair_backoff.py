@@ -9,7 +9,9 @@ none of this (their logs still verify).
 
 from __future__ import annotations
 
-from .driver import Driver, only_transition
+import pytest
+
+from .driver import MAX_STEPS, Driver, only_transition
 
 INTERVAL = 10.0
 
@@ -29,10 +31,11 @@ def stubborn(**policy) -> Driver:
 def run_to_exhaustion(d: Driver):
     """From the start of a run: fail every step; returns the run's last transition."""
     assert d.current == "repairing"
-    while True:
+    for _ in range(MAX_STEPS):  # bounded: a run that never ends is a failure, not a hang
         out = d.fail_step()
         if d.current != "repairing":
             return only_transition(out)
+    raise AssertionError(f"still repairing after {MAX_STEPS} failed steps")
 
 
 def next_run(d: Driver) -> float:
@@ -124,3 +127,14 @@ def test_the_first_rules_retry_without_end():
         d.to_repairing()
         t = run_to_exhaustion(d)
         assert (t.dst, t.until) == ("degraded", None)
+
+
+@pytest.mark.parametrize(("budget", "runs"), [(1, 1), (2, 2)])
+def test_the_budgets_last_run_is_the_one_that_gives_up(budget, runs):
+    # A budget of one: the first run that does not fix it is the last.
+    d = stubborn(repair_budget=budget)
+    d.to_repairing()
+    for _ in range(runs - 1):
+        assert run_to_exhaustion(d).dst == "degraded"
+        next_run(d)
+    assert run_to_exhaustion(d).dst == "failed"

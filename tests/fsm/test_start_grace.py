@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from .driver import Driver, only_transition
+from .driver import Driver, only_transition, replay
 
 GRACE = 20.0
 
@@ -35,13 +35,15 @@ def test_a_passing_probe_ends_the_grace():
 
 
 def test_a_passing_probe_ends_the_grace_of_a_service_already_healthy():
-    # Found by the properties: the steady-state shortcut (a passing probe of a healthy service
-    # changes nothing) left the grace open, and the next failure went uncounted.
+    # A process started afresh while the service is healthy (hbsm started again after a stop
+    # on purpose): its first good probe ends the grace as it would anywhere else, so a failure
+    # after it counts. The healthy fast path of evolve once skipped this.
     d = Driver(start_grace=GRACE, check_interval=1, max_retries=1)
-    d.to_healthy()
+    assert only_transition(d.ok()).dst == "healthy"
     d.process_started()
     assert d.ok() == [] and d.state.grace_until == 0.0
     assert only_transition(d.fail()).dst == "repairing"
+    assert replay(d.log, policy=d.policy).grace_until == d.state.grace_until
 
 
 def test_the_late_outcome_of_an_abandoned_restart_opens_no_grace():
@@ -140,3 +142,24 @@ def test_a_lost_process_of_a_paused_or_failed_service_is_left_alone(state):
 def test_the_first_rules_know_no_lost_process():
     d = Driver(rules=1)
     assert d.process_lost() == []
+
+
+def test_a_grace_shorter_than_a_second_is_a_grace_too():
+    d = Driver(start_grace=0.5, max_retries=1)
+    d.process_started()
+    assert d.fail(after=0.25) == []  # inside the half second: not counted
+    assert only_transition(d.fail(after=0.25)).dst == "repairing"  # at its end: counted
+
+
+def test_a_repair_outcome_naming_the_restart_step_leaves_the_restart_in_flight():
+    # The run's restart step keeps its index while the restart runs; an outcome that names it
+    # (a late or made-up one) is no restart's end: the restart's own outcome opens the grace.
+    d = Driver(start_grace=GRACE, check_interval=1, max_retries=1, ladder=("diagnose", "restart"))
+    d.to_repairing()
+    d.climb_to_restart()
+    assert d.current == "restarting" and d.state.in_flight == "restart"
+    d.finish_step(index=d.state.step_index)  # run and index of the restart step
+    assert d.state.in_flight == "restart"
+    d.finish_restart(ok=True)
+    assert d.state.grace_until == d.now + GRACE
+    assert d.fail() == []  # inside the grace

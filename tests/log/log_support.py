@@ -15,18 +15,6 @@ from hbsm.events import Event, OpaqueEvent, Probe, Snapshot
 REPO = Path(__file__).resolve().parents[2]
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-        self.calls = 0
-
-    def __call__(self) -> float:
-        self.calls += 1
-        return self.now
-
-
 def probes(count: int, *, prefix: str = "svc", ts: float = 0.0) -> list[Event]:
     return [
         Probe(service=f"{prefix}-{i}", ok=i % 3 != 0, latency_ms=float(i), ts=ts)

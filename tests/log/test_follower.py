@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from support.clock import ManualClock
+from support.waiting import DEADLINE
 
 from hbsm.events import LogRecovered, Probe, Snapshot, encode
 from hbsm.log import (
@@ -22,14 +24,14 @@ from hbsm.log import (
     segment_paths,
 )
 
-from .log_support import FakeClock, probes, seqs, spawn, without_snapshots
+from .log_support import probes, seqs, spawn, without_snapshots
 
 
 def line(seq: int, service: str = "a") -> bytes:
     return encode(Probe(seq=seq, ts=1.0, service=service, ok=True)) + b"\n"
 
 
-def poll_until(follower: LogFollower, last_seq: int, timeout: float = 20.0) -> list:
+def poll_until(follower: LogFollower, last_seq: int, timeout: float = DEADLINE) -> list:
     seen: list = []
     deadline = time.monotonic() + timeout
     while not seen or seen[-1].seq < last_seq:
@@ -257,7 +259,7 @@ def test_skip_bad_follower_counts_instead(tmp_path: Path) -> None:
 
 def test_a_pruned_segment_is_an_error_not_a_silent_gap(tmp_path: Path) -> None:
     path = tmp_path / "heartbeat.jsonl"
-    with FileEventLog.open(path, max_bytes=800, keep_segments=1, clock=FakeClock()) as log:
+    with FileEventLog.open(path, max_bytes=800, keep_segments=1, clock=ManualClock()) as log:
         log.append(probes(3))
         log.flush()
         follower = LogFollower(path, start=Position(0, 0))

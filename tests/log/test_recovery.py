@@ -11,6 +11,7 @@ import pytest
 
 from hbsm.events import LogRecovered, OpaqueEvent, Probe
 from hbsm.log import CorruptLineError, FileEventLog, ReadStats, read_history
+from hbsm.log.recovery import Torn, cut_torn_tail
 
 from .log_support import probes, python, raw_lines, seqs, spawn
 
@@ -280,3 +281,115 @@ def test_a_flush_that_fails_midway_can_be_retried_without_damage(tmp_path: Path)
     assert 0 < int(report[3]) < path.stat().st_size
     events = list(read_history(path))
     assert seqs(events) == list(range(1, 1101))
+
+
+# --- cut_torn_tail itself: what is cut, what is refused, and what it says ------------------------
+
+
+def _cut(path: Path, *, skip_bad: bool | None = None, named: bool = True) -> Torn | None:
+    """cut_torn_tail on `path`; skip_bad as given, else left to its default."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        where = path if named else None
+        if skip_bad is None:
+            return cut_torn_tail(fd, where)
+        return cut_torn_tail(fd, where, skip_bad=skip_bad)
+    finally:
+        os.close(fd)
+
+
+def test_the_cut_says_where_how_much_and_what(tmp_path: Path) -> None:
+    path = tmp_path / "heartbeat.jsonl"
+    write_log(path, 3)
+    whole = path.stat().st_size
+    tail = TORN + b"x" * 100  # longer than the preview kept
+    with path.open("ab") as f:
+        f.write(tail)
+    assert _cut(path) == Torn(whole, len(tail), tail[:60])
+    assert path.stat().st_size == whole
+
+
+@pytest.mark.parametrize(
+    "tail", [b"\0" * 300, b"  \t\r", b"\0\0 "], ids=["zeros", "blanks", "mixed"]
+)
+def test_zeros_or_blanks_after_the_last_line_are_a_torn_write(tmp_path: Path, tail: bytes) -> None:
+    # What a machine that crashed before the data reached the disk leaves: cut, not refused.
+    path = tmp_path / "heartbeat.jsonl"
+    write_log(path, 2)
+    whole = path.stat().st_size
+    with path.open("ab") as f:
+        f.write(tail)
+    torn = _cut(path)
+    assert torn is not None and (torn.offset, torn.cut_bytes) == (whole, len(tail))
+    assert path.stat().st_size == whole
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "unnamed"])
+def test_a_last_line_that_is_no_event_is_refused_naming_file_line_and_text(
+    tmp_path: Path, named: bool
+) -> None:
+    # `--log notes.txt`: a file of text without a final newline is not cut as "torn".
+    path = tmp_path / "notes.txt"
+    last = b"third, and the longest of the three notes, no newline"
+    path.write_bytes(b"first note\nsecond note\n" + last)
+    before = path.read_bytes()
+    with pytest.raises(CorruptLineError) as caught:
+        _cut(path, named=named)
+    err = caught.value
+    assert (Path(err.path), err.line) == ((path if named else Path("?")), 3)
+    assert err.reason == (
+        "the last line has no newline and is not the start of an event (it begins "
+        f"{last[:30]!r}): not cut, since this may not be an hbsm event log"
+    )
+    assert path.read_bytes() == before
+
+
+def test_a_torn_tail_after_a_bad_last_line_is_refused_unless_skip_bad(tmp_path: Path) -> None:
+    path = tmp_path / "heartbeat.jsonl"
+    write_log(path, 3)
+    replace_line(path, 3, b"{broken")
+    with path.open("ab") as f:
+        f.write(b"\n" + TORN)
+    before = path.read_bytes()
+    with pytest.raises(CorruptLineError) as caught:
+        _cut(path)
+    assert (Path(caught.value.path), caught.value.line) == (path, 3)
+    assert path.read_bytes() == before  # refused: nothing cut
+    torn = _cut(path, skip_bad=True)
+    assert torn is not None and torn.cut_bytes == len(TORN)
+
+
+def test_a_torn_line_that_is_the_whole_file_is_cut_to_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "heartbeat.jsonl"
+    path.write_bytes(TORN)
+    assert _cut(path) == Torn(0, len(TORN), TORN[:60])
+    assert path.read_bytes() == b""
+
+
+def test_the_last_seq_comes_from_the_newest_segment_when_the_active_file_is_empty(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "heartbeat.jsonl"
+    with FileEventLog.open(path, max_bytes=2_000, keep_segments=10) as log:
+        for _ in range(12):
+            log.append(probes(10))
+            log.flush()
+    assert len(list(tmp_path.glob("heartbeat.*.jsonl.gz"))) >= 3  # the newest is not the 2nd
+    first_active = int(raw_lines(path)[0]["seq"])  # the newest segment ends just before it
+    path.write_bytes(b"")  # the active file emptied by hand
+    with FileEventLog.open(path) as log:
+        assert log.last_seq == first_active - 1
+        assert seqs(log.append(probes(1))) == [first_active]
+
+
+def test_open_removes_half_written_compressed_segments(tmp_path: Path) -> None:
+    path = tmp_path / "heartbeat.jsonl"
+    write_log(path, 2)
+    leftovers = [tmp_path / "heartbeat.3.jsonl.gz.tmp", tmp_path / "heartbeat.12.jsonl.gz.tmp"]
+    for tmp in leftovers:
+        tmp.write_bytes(b"half a gzip")
+    other = tmp_path / "other.3.jsonl.gz.tmp"  # another log's: not ours to remove
+    other.write_bytes(b"x")
+    FileEventLog.open(path).close()
+    assert not any(tmp.exists() for tmp in leftovers)
+    assert other.exists()

@@ -10,12 +10,13 @@ import threading
 from pathlib import Path
 
 import msgspec
+from support.clock import ManualClock
 
 from hbsm.events import MonitorView, Probe, ServiceView, Snapshot
 from hbsm.log import FileEventLog, ReadStats, read_history, segment_paths
 from hbsm.state import ServiceState
 
-from .log_support import FakeClock, probes, raw_lines, seqs
+from .log_support import probes, raw_lines, seqs
 
 
 def fill(log: FileEventLog, batches: int, size: int = 10) -> None:
@@ -84,7 +85,7 @@ def test_the_snapshot_callback_opens_each_new_segment(tmp_path: Path) -> None:
         asked.append((segment, log.last_seq))
         return Snapshot(monitor=MonitorView(running=True, last_seq=log.last_seq), segment=99)
 
-    clock = FakeClock(500.0)
+    clock = ManualClock(500.0)
     log = FileEventLog.open(path, max_bytes=1000, snapshot=snapshot, clock=clock)
     with log:
         fill(log, 6)
@@ -149,7 +150,7 @@ def test_a_huge_snapshot_rotates_and_reads_back(tmp_path: Path) -> None:
     def snapshot(segment: int) -> Snapshot:
         return Snapshot(services=services)
 
-    with FileEventLog.open(path, max_bytes=100_000, snapshot=snapshot, clock=FakeClock()) as log:
+    with FileEventLog.open(path, max_bytes=100_000, snapshot=snapshot, clock=ManualClock()) as log:
         for _ in range(4):
             log.append(probes(2000))  # > max_bytes: every append after the first rotates
             log.flush()
@@ -236,7 +237,7 @@ def test_open_removes_a_plain_copy_once_its_gzip_is_in_place(tmp_path: Path) -> 
 
 def test_events_keep_their_own_ts_across_rotation(tmp_path: Path) -> None:
     path = tmp_path / "heartbeat.jsonl"
-    with FileEventLog.open(path, max_bytes=500, clock=FakeClock(7.0)) as log:
+    with FileEventLog.open(path, max_bytes=500, clock=ManualClock(7.0)) as log:
         for i in range(5):
             log.append([Probe(service="a", ok=True, ts=100.0 + i) for _ in range(5)])
             log.flush()

@@ -8,20 +8,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.clock import ManualClock
 
 from hbsm.events import Admin, Probe, RestartStarted, Transition
 from hbsm.log import EventStore, FileEventLog, LogError, MemoryEventLog
 
-from .log_support import FakeClock, probes, seqs, without_snapshots
+from .log_support import probes, seqs, without_snapshots
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture(params=["memory", "file", "file-rotating"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[EventStore]:
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+) -> Iterator[EventStore]:
     made: EventStore
     if request.param == "memory":
         made = MemoryEventLog(clock=clock)
@@ -44,7 +47,7 @@ def test_append_stamps_increasing_seq_from_one(store: EventStore) -> None:
     assert [e.service for e in first] == ["svc-0", "svc-1", "svc-2"]  # type: ignore[attr-defined]
 
 
-def test_append_stamps_ts_only_where_it_is_zero(store: EventStore, clock: FakeClock) -> None:
+def test_append_stamps_ts_only_where_it_is_zero(store: EventStore, clock: ManualClock) -> None:
     clock.now = 1234.5
     stamped = store.append([Probe(service="a", ok=True), Probe(service="b", ok=True, ts=99.0)])
     assert [e.ts for e in stamped] == [1234.5, 99.0]

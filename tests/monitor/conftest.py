@@ -9,11 +9,11 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
+from support.waiting import DEADLINE, wait_for, wait_for_sync
 
-from hbsm.config import Config, LogConfig, NotifyConfig, ServiceConfig
+from hbsm.config import Config
 from hbsm.events import Event, OpaqueEvent
 from hbsm.log import FileEventLog
 from hbsm.monitor import Monitor
@@ -21,24 +21,7 @@ from hbsm.notify import Notifier
 from hbsm.probes import Prober
 from hbsm.repair import RepairRunner, Supervisor
 
-from .support import (
-    PY,
-    ChildService,
-    SwitchableTarget,
-    check_config,
-    events,
-    kill_pids,
-    processes_mentioning,
-    wait_for,
-    wait_for_sync,
-)
-
-
-@pytest.fixture
-def target() -> Iterator[SwitchableTarget]:
-    server = SwitchableTarget().start()
-    yield server
-    server.stop()
+from .support import PY, ChildService, events, kill_pids, processes_mentioning
 
 
 @pytest.fixture
@@ -74,25 +57,6 @@ def strays() -> Iterator[Callable[[list[str]], list[str]]]:
         kill_pids(processes_mentioning(text), must_mention=text)
 
 
-def make_config(log_path: Path, services: list[ServiceConfig], **overrides: Any) -> Config:
-    """Tight thresholds for tests: probes every 0.2 s, repair after 2 failures, 2 s cooldown,
-    1 s start grace, 0.2 s backoff after a repair run that did not fix it."""
-    settings: dict[str, Any] = {
-        "check_interval": 0.2,
-        "max_retries": 2,
-        "restart_cooldown": 2.0,
-        "cooldown_max": 2.0,
-        "start_grace": 1.0,
-        "repair_backoff": 0.2,
-        "repair_backoff_max": 1.0,
-        "log": LogConfig(path=str(log_path)),
-        "notify": NotifyConfig(webhooks=[]),
-        "services": services,
-        **overrides,
-    }
-    return check_config(Config(**settings))
-
-
 class Harness:
     """A Monitor wired to real parts (file log, prober, runner, supervisor, notifier)."""
 
@@ -109,7 +73,7 @@ class Harness:
         """What the log holds so far (flushed: the monitor flushes every 0.2 s)."""
         return events(self.path)
 
-    async def wait_state(self, name: str, state: str, timeout: float = 30.0) -> None:
+    async def wait_state(self, name: str, state: str, timeout: float = DEADLINE) -> None:
         await wait_for(
             lambda: self.state(name) == state,
             f"{name} {state} (it is {self.state(name)})",
@@ -117,7 +81,7 @@ class Harness:
         )
 
     async def wait_logged(
-        self, match: Callable[[Event | OpaqueEvent], bool], what: str, timeout: float = 30.0
+        self, match: Callable[[Event | OpaqueEvent], bool], what: str, timeout: float = DEADLINE
     ) -> Event | OpaqueEvent:
         """The first event in the log that `match`es, once it is there."""
 
@@ -216,10 +180,10 @@ class HbsmRun:
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 
-    def wait(self, timeout: float = 30.0) -> int:
+    def wait(self, timeout: float = DEADLINE) -> int:
         return self.proc.wait(timeout)
 
-    def until(self, condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    def until(self, condition: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
         """Wait for `condition`, failing at once (with hbsm's stderr) if hbsm has exited."""
 
         def check() -> object:

@@ -1,29 +1,24 @@
-"""Helpers for the monitor's integration tests: targets, supervised child scripts, configs,
-reading the log back, waiting on conditions with a deadline, and cleaning up processes."""
+"""Helpers for the monitor's integration tests: supervised child scripts, hbsm.toml files,
+reading the log back, and cleaning up processes. (Configs, waiting and ports: tests/support.)"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import msgspec
-from probes.servers import SwitchableTarget, closed_port, free_port
+from probes.servers import SwitchableTarget, closed_port
+from support.net import free_port
 
-from hbsm.config import BUILTIN_STEPS, Config, ServiceConfig
-from hbsm.config.validate import Blame, validate
 from hbsm.events import Event, OpaqueEvent, Probe, RestartStarted, Transition
 from hbsm.log import read_history
 from hbsm.repair._process import alive
@@ -34,26 +29,19 @@ __all__ = [
     "ChildService",
     "SwitchableTarget",
     "alive",
-    "check_config",
     "closed_port",
     "events",
-    "free_port",
     "http_get",
     "kill_pids",
     "of",
     "restart_gaps",
     "transitions",
     "verify_log",
-    "wait_for",
-    "wait_for_sync",
     "write_toml_config",
 ]
 
 PY = sys.executable
 T = TypeVar("T")
-
-# Generous: a loaded 2-core machine may be slow, and a deadline is only for a hang.
-DEADLINE = 30.0
 
 
 # A supervised service: an HTTP server on 127.0.0.1:PORT answering 200 "ok pid=N", or 500 while
@@ -178,16 +166,6 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
         return 0, str(exc)
 
 
-def check_config(config: Config) -> Config:
-    """Run the same checks `load_config` runs, so a test never drives an invalid config."""
-    validate(config, Blame(None, {}), BUILTIN_STEPS)
-    return config
-
-
-def service(name: str, url: str, **fields: Any) -> ServiceConfig:
-    return msgspec.convert({"name": name, "url": url, **fields}, ServiceConfig)
-
-
 # --- the log, read back ----------------------------------------------------------------------
 
 
@@ -234,39 +212,6 @@ def verify_log(path: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
-
-
-# --- waiting with a deadline -----------------------------------------------------------------
-
-
-async def wait_for(
-    condition: Callable[[], Any], what: str, timeout: float = DEADLINE, every: float = 0.02
-) -> Any:
-    """Poll `condition` (a function, or one returning an awaitable) until it gives something
-    truthy; that value is returned."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        await asyncio.sleep(every)
-
-
-def wait_for_sync(
-    condition: Callable[[], T | None], what: str, timeout: float = DEADLINE, every: float = 0.05
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(every)
 
 
 def toml_value(value: Any) -> str:

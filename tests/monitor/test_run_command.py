@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.configs import TIGHT, supervised
+from support.waiting import wait_for_sync
 
 from hbsm.events import (
     Event,
@@ -40,7 +42,6 @@ from .support import (
     of,
     restart_gaps,
     transitions,
-    wait_for_sync,
     write_toml_config,
 )
 
@@ -51,29 +52,10 @@ StartRun = Callable[[Path, Path], HbsmRun]
 def write_config(
     path: Path, services: list[dict[str, Any]], log: dict[str, Any] | None = None, **top: Any
 ) -> Path:
-    """An hbsm.toml with these tests' tight thresholds (probes every 0.2 s, 2 s cooldown, 1 s
-    start grace)."""
-    tight: dict[str, Any] = {
-        "check_interval": 0.2,
-        "max_retries": 2,
-        "restart_cooldown": 2.0,
-        "cooldown_max": 2.0,
-        "start_grace": 1.0,
-        "repair_backoff": 0.2,
-        "repair_backoff_max": 1.0,
-        "ladder": ["diagnose", "restart"],
-    }
+    """An hbsm.toml with the tests' tight thresholds (support.configs.TIGHT); a restart as soon
+    as the first repair step has not fixed it."""
+    tight = {**TIGHT, "ladder": ["diagnose", "restart"]}
     return write_toml_config(path, services, log, **{**tight, **top})
-
-
-def supervised(child: ChildService, **fields: Any) -> dict[str, Any]:
-    return {
-        "name": child.name,
-        "url": child.url,
-        "probe": {"timeout": 1.0},
-        "restart": {"kind": "supervise", "argv": child.argv, "grace": 1.0},
-        **fields,
-    }
 
 
 def fold(log: Path) -> Projection:

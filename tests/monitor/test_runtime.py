@@ -15,8 +15,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from support.configs import make_config, service, supervised
+from support.waiting import wait_for
 
-from hbsm.config import Config, NotifyConfig, ServiceConfig
+from hbsm.config import Config, NotifyConfig
 from hbsm.events import (
     Admin,
     Event,
@@ -35,7 +37,7 @@ from hbsm.events import (
 )
 from hbsm.projection import Projection
 
-from .conftest import Harness, make_config
+from .conftest import Harness
 from .support import (
     ChildService,
     SwitchableTarget,
@@ -46,10 +48,8 @@ from .support import (
     probes_between,
     processes_mentioning,
     restart_gaps,
-    service,
     transitions,
     verify_log,
-    wait_for,
 )
 
 History = list[Event | OpaqueEvent]
@@ -58,16 +58,6 @@ StartMonitor = Callable[[Config], Awaitable[Harness]]
 
 def log_path(tmp_path: Path) -> Path:
     return tmp_path / "events" / "heartbeat.jsonl"
-
-
-def supervised(child: ChildService, **fields: Any) -> ServiceConfig:
-    """A service hbsm runs itself (the child script), probed over HTTP."""
-    settings: dict[str, Any] = {
-        "restart": {"kind": "supervise", "argv": child.argv, "grace": 1.0, "stop_on_exit": True},
-        "probe": {"timeout": 1.0},
-        **fields,
-    }
-    return service(child.name, child.url, **settings)
 
 
 def assert_consistent(h: Harness, history: History) -> None:
@@ -110,6 +100,7 @@ async def test_killed_child_is_diagnosed_restarted_and_healthy_at_its_first_good
     api = children("api")
     svc = supervised(
         api,
+        stop_on_exit=True,
         ladder=["diagnose", "check_config", "restart"],
         steps={"check_config": {"port": api.port}},
     )
@@ -189,7 +180,7 @@ async def test_no_restart_during_cooldown_even_when_asked(
     tmp_path: Path, children: Callable[..., ChildService], start_monitor: StartMonitor
 ) -> None:
     api = children("api")
-    svc = supervised(api, ladder=["diagnose", "restart"])
+    svc = supervised(api, stop_on_exit=True, ladder=["diagnose", "restart"])
     h = await start_monitor(make_config(log_path(tmp_path), [svc]))
     await h.wait_state("api", "healthy")
     view = h.monitor.projection.services["api"]
@@ -421,6 +412,7 @@ async def test_hung_repair_command_times_out_and_the_ladder_goes_on(
     hang = strays(["sleep", "61.25"])
     svc = supervised(
         api,
+        stop_on_exit=True,
         ladder=["diagnose", "command", "restart"],
         steps={"command": {"argv": hang, "timeout": 0.5}},
     )
@@ -522,14 +514,11 @@ async def test_stop_during_a_repair_step_leaves_no_unrecorded_process(
     strays: Callable[[list[str]], list[str]],
 ) -> None:
     api = children("api")
+    # As `hbsm run` does by default: supervised processes outlive the monitor.
     svc = supervised(
         api,
         ladder=["diagnose", "command", "restart"],
         steps={"command": {"argv": strays(["sleep", "61.75"]), "timeout": 1.0}},
-    )
-    # As `hbsm run` does by default: supervised processes outlive the monitor.
-    svc = msgspec.structs.replace(
-        svc, restart=msgspec.structs.replace(svc.restart, stop_on_exit=False)
     )
     h = await start_monitor(make_config(log_path(tmp_path), [svc]))
     await h.wait_state("api", "healthy")
@@ -617,7 +606,7 @@ async def test_a_reused_pid_is_not_adopted_or_signalled(
     from hbsm.log import FileEventLog
 
     api = children("api")
-    svc = supervised(api, ladder=["diagnose", "restart"])
+    svc = supervised(api, stop_on_exit=True, ladder=["diagnose", "restart"])
     config = make_config(log_path(tmp_path), [svc])
     # A log from an earlier run (an hour ago, say before a reboot) names a pid that now
     # belongs to another process: here, a sleep of ours.

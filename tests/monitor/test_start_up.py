@@ -11,11 +11,12 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from support.configs import make_config, service, supervised
+from support.waiting import wait_for_sync
 
-from hbsm.config import Config, ServiceConfig
+from hbsm.config import Config
 from hbsm.events import (
     Event,
     MonitorStarted,
@@ -34,7 +35,7 @@ from hbsm.fsm import decide
 from hbsm.log import FileEventLog
 from hbsm.state import RULES, ServiceState
 
-from .conftest import Harness, make_config
+from .conftest import Harness
 from .support import (
     ChildService,
     SwitchableTarget,
@@ -42,30 +43,18 @@ from .support import (
     http_get,
     of,
     restart_gaps,
-    service,
     transitions,
     verify_log,
-    wait_for_sync,
 )
 
 History = list[Event | OpaqueEvent]
+# Every service here restarts as soon as its first repair step has not fixed it.
+LADDER = ["diagnose", "restart"]
 StartMonitor = Callable[[Config], Awaitable[Harness]]
 
 
 def log_path(tmp_path: Path) -> Path:
     return tmp_path / "events" / "heartbeat.jsonl"
-
-
-def supervised(child: ChildService, *, stop_on_exit: bool = False, **fields: Any) -> ServiceConfig:
-    settings: dict[str, Any] = {
-        "restart": {
-            "kind": "supervise", "argv": child.argv, "grace": 1.0, "stop_on_exit": stop_on_exit,
-        },
-        "probe": {"timeout": 1.0},
-        "ladder": ["diagnose", "restart"],
-        **fields,
-    }  # fmt: skip
-    return service(child.name, child.url, **settings)
 
 
 def since(history: History, start: int) -> History:
@@ -87,7 +76,9 @@ async def test_a_service_slow_to_bind_raises_no_incident_at_start(
     tmp_path: Path, children: Callable[..., ChildService], start_monitor: StartMonitor
 ) -> None:
     api = children("api", bind_after=1.5)
-    config = make_config(log_path(tmp_path), [supervised(api)], max_retries=1, start_grace=10.0)
+    config = make_config(
+        log_path(tmp_path), [supervised(api, ladder=LADDER)], max_retries=1, start_grace=10.0
+    )
     h = await start_monitor(config)
     await h.wait_state("api", "healthy")
     history = await h.stop()
@@ -102,7 +93,9 @@ async def test_without_a_grace_the_same_start_is_an_incident(
     tmp_path: Path, children: Callable[..., ChildService], start_monitor: StartMonitor
 ) -> None:
     api = children("api", bind_after=1.5)
-    config = make_config(log_path(tmp_path), [supervised(api)], max_retries=1, start_grace=0.0)
+    config = make_config(
+        log_path(tmp_path), [supervised(api, ladder=LADDER)], max_retries=1, start_grace=0.0
+    )
     h = await start_monitor(config)
     await h.wait_logged(lambda e: isinstance(e, Transition) and e.dst == "repairing", "a repair")
     await h.stop()
@@ -117,8 +110,8 @@ async def test_a_lost_process_is_restarted_under_the_cooldown_however_often_hbsm
     api = children("api")
     cooldown = 4.0
     config = make_config(
-        log_path(tmp_path), [supervised(api)], restart_cooldown=cooldown, cooldown_max=cooldown,
-        start_grace=5.0,
+        log_path(tmp_path), [supervised(api, ladder=LADDER)],
+        restart_cooldown=cooldown, cooldown_max=cooldown, start_grace=5.0,
     )  # fmt: skip
     first = await start_monitor(config)
     await first.wait_state("api", "healthy")
@@ -154,7 +147,7 @@ async def test_a_process_stopped_on_purpose_is_started_afresh_not_restarted(
     tmp_path: Path, children: Callable[..., ChildService], start_monitor: StartMonitor
 ) -> None:
     api = children("api")
-    config = make_config(log_path(tmp_path), [supervised(api, stop_on_exit=True)])
+    config = make_config(log_path(tmp_path), [supervised(api, stop_on_exit=True, ladder=LADDER)])
     first = await start_monitor(config)
     await first.wait_state("api", "healthy")
     pid = first.monitor.projection.services["api"].pid
@@ -176,9 +169,9 @@ async def test_a_restart_cut_short_after_the_old_process_was_stopped_is_finished
     tmp_path: Path, children: Callable[..., ChildService], start_monitor: StartMonitor
 ) -> None:
     api = children("api")
-    svc = supervised(api)
+    svc = supervised(api, ladder=LADDER)
     config = make_config(log_path(tmp_path), [svc], restart_cooldown=60.0, cooldown_max=60.0)
-    policy = config.policy_for(svc)
+    policy = config.policy_for(config.services[0])
     # What a monitor killed mid-restart leaves: the restart decided, the old process (a real
     # one of ours, here) already stopped, no new one started, no restart.finished.
     old = await asyncio.create_subprocess_exec(*api.argv)

@@ -4,16 +4,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from hbsm.config.model import ProbeConfig, ServiceConfig
 from hbsm.probes import Prober
 
 from .servers import GarbageTarget, HttpTarget
 
 TRANSPORTS = ["aiohttp", "httpx"]
-
-
-def service(url: str, name: str = "svc", **probe: object) -> ServiceConfig:
-    return ServiceConfig(name=name, url=url, probe=ProbeConfig(**probe))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["GarbageTarget", "HttpTarget", "SwitchableTarget", "closed_port", "free_port"]
+__all__ = ["GarbageTarget", "HttpTarget", "SwitchableTarget", "closed_port"]
 
 
 def _reason(code: int) -> str:
@@ -290,13 +290,6 @@ def closed_port() -> Iterator[int]:
         yield sock.getsockname()[1]
     finally:
         sock.close()
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now (whoever binds it does so a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def main() -> None:

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support.configs import probed
+from support.waiting import wait_for
 
 from hbsm.config.model import ServiceConfig
 from hbsm.probes import Prober
-
-from .conftest import service
 
 
 @pytest.fixture
@@ -22,8 +22,13 @@ async def prober() -> AsyncIterator[Prober]:
         yield p
 
 
+# The children here sleep 30 s: a deadline shorter than that, so a child left alive cannot pass
+# by ending on its own, and long enough that only a hang misses it.
+KILLED = 20.0
+
+
 def command(*argv: str, **probe: object) -> ServiceConfig:
-    return service("", name="cmd", kind="command", argv=list(argv), **probe)
+    return probed("", name="cmd", kind="command", argv=list(argv), **probe)
 
 
 def gone(pid: int) -> bool:
@@ -68,30 +73,22 @@ async def test_timeout_kills_the_whole_process_group(prober: Prober, tmp_path: P
     script = f"sleep 30 & echo $! > {pidfile}; wait"
     started = time.perf_counter()
     result = await prober.probe(command("sh", "-c", script, timeout=0.5))
-    assert time.perf_counter() - started < 10  # not the 30 s of the child
+    assert time.perf_counter() - started < KILLED  # not the 30 s of the child
     assert (result.ok, result.error, result.latency_ms) == (False, "timeout", None)
     sleeper = int(pidfile.read_text())
-    deadline = time.monotonic() + 5
-    while not gone(sleeper) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert gone(sleeper), f"grandchild {sleeper} survived the timeout"
+    await wait_for(lambda: gone(sleeper), f"grandchild {sleeper} gone after the timeout", KILLED)
 
 
 async def test_cancelling_a_probe_kills_its_process_group(prober: Prober, tmp_path: Path) -> None:
     pidfile = tmp_path / "sleep.pid"
     script = f"sleep 30 & echo $! > {pidfile}; wait"
     task = asyncio.create_task(prober.probe(command("sh", "-c", script, timeout=30)))
-    deadline = time.monotonic() + 5
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), "the child started")
     sleeper = int(pidfile.read_text())
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    while not gone(sleeper) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert gone(sleeper)
+    await wait_for(lambda: gone(sleeper), f"grandchild {sleeper} gone", KILLED)
 
 
 async def test_a_missing_program_is_a_command_failure(prober: Prober) -> None:
@@ -117,12 +114,7 @@ async def test_a_straggler_holding_the_output_does_not_hold_the_probe(
     pidfile = tmp_path / "straggler.pid"
     # The shell exits at once; the background sleep keeps stdout open.
     script = f"sleep 30 & echo $! > {pidfile}; exit 0"
-    started = time.perf_counter()
     result = await prober.probe(command("sh", "-c", script, timeout=5))
     assert result.ok, result  # not a timeout waiting for the straggler's end of the output
-    assert time.perf_counter() - started < 5
     straggler = int(pidfile.read_text())
-    deadline = time.monotonic() + 5
-    while not gone(straggler) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert gone(straggler)
+    await wait_for(lambda: gone(straggler), f"straggler {straggler} gone", KILLED)

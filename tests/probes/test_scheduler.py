@@ -9,6 +9,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 
 import pytest
+from support.clock import ManualClock
 
 from hbsm.probes import Scheduler, first_offset
 
@@ -38,28 +39,10 @@ class AutoClock:
         await asyncio.sleep(0)
 
 
-class ManualClock:
-    """Time that moves only when the test says so; sleepers wake when their time comes."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleepers: list[tuple[float, asyncio.Future[None]]] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self.sleepers.append((self.now + delay, future))
-        await future
-
-    async def advance(self, seconds: float) -> None:
-        self.now += seconds
-        for deadline, future in self.sleepers:
-            if deadline <= self.now and not future.done():
-                future.set_result(None)
-        self.sleepers = [(d, f) for d, f in self.sleepers if not f.done()]
-        await settle()
+async def advance(clock: ManualClock, seconds: float) -> None:
+    """Move the clock, then let the woken sleepers (and what they start) run."""
+    clock.advance(seconds)
+    await settle()
 
 
 async def settle() -> None:
@@ -210,8 +193,8 @@ async def test_probe_now_runs_at_once_without_moving_the_schedule() -> None:
     assert scheduler.probe_now("nope") is False
     await settle()
     assert recorder.calls["api"] == [start]  # no time passed
-    await clock.advance(first_offset("api", 100.0))
-    await clock.advance(100.0)
+    await advance(clock, first_offset("api", 100.0))
+    await advance(clock, 100.0)
     assert recorder.calls["api"] == [
         start,
         start + first_offset("api", 100.0),
@@ -255,13 +238,13 @@ async def test_remove_stops_a_service() -> None:
     scheduler.add("kept", 1.0)
     runner = asyncio.create_task(scheduler.run())
     for _ in range(3):
-        await clock.advance(1.0)
+        await advance(clock, 1.0)
     assert len(recorder.calls["gone"]) == len(recorder.calls["kept"]) == 3
     scheduler.remove("gone")
     assert "gone" not in scheduler
     assert scheduler.probe_now("gone") is False
     for _ in range(3):
-        await clock.advance(1.0)
+        await advance(clock, 1.0)
     assert len(recorder.calls["gone"]) == 3
     assert len(recorder.calls["kept"]) == 6
     scheduler.stop()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 from collections.abc import AsyncIterator
 
 import pytest
+from support.configs import probed
+from support.waiting import wait_for
 
 from hbsm.probes import Prober, parse_target
 
-from .conftest import service
 from .servers import HttpTarget, closed_port
 
 
@@ -25,25 +24,23 @@ async def prober() -> AsyncIterator[Prober]:
 @pytest.mark.parametrize("form", ["127.0.0.1:{port}", "tcp://127.0.0.1:{port}"])
 async def test_connects(prober: Prober, target: HttpTarget, form: str) -> None:
     before = target.connections
-    result = await prober.probe(service(form.format(port=target.port), kind="tcp"))
+    result = await prober.probe(probed(form.format(port=target.port), kind="tcp"))
     assert (result.ok, result.error) == (True, None)
     assert result.latency_ms is not None and result.latency_ms >= 0
-    deadline = time.monotonic() + 5
-    while target.connections == before and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: target.connections != before, "the connection seen by the target")
     assert target.connections == before + 1  # it really connected
     assert result.ts == 1_700_000_000.0
 
 
 async def test_refused(prober: Prober) -> None:
     with closed_port() as port:
-        result = await prober.probe(service(f"127.0.0.1:{port}", kind="tcp"))
+        result = await prober.probe(probed(f"127.0.0.1:{port}", kind="tcp"))
     assert (result.ok, result.error, result.latency_ms) == (False, "refused", None)
     assert result.detail == f"tcp 127.0.0.1:{port}: connection refused"
 
 
 async def test_dns(prober: Prober) -> None:
-    result = await prober.probe(service("no-such-host.invalid:80", kind="tcp", timeout=3))
+    result = await prober.probe(probed("no-such-host.invalid:80", kind="tcp", timeout=3))
     assert (result.ok, result.error) == (False, "dns")
 
 
@@ -60,7 +57,7 @@ async def test_timeout_when_nothing_accepts(prober: Prober) -> None:
             filler.setblocking(False)
             filler.connect_ex(("127.0.0.1", port))
             fillers.append(filler)
-        result = await prober.probe(service(f"127.0.0.1:{port}", kind="tcp", timeout=0.5))
+        result = await prober.probe(probed(f"127.0.0.1:{port}", kind="tcp", timeout=0.5))
     finally:
         for filler in fillers:
             filler.close()
@@ -69,7 +66,7 @@ async def test_timeout_when_nothing_accepts(prober: Prober) -> None:
 
 
 async def test_a_target_without_port_is_a_fact(prober: Prober) -> None:
-    result = await prober.probe(service("just-a-host", kind="tcp"))
+    result = await prober.probe(probed("just-a-host", kind="tcp"))
     assert (result.ok, result.error) == (False, "other")
     assert "port" in result.detail
 

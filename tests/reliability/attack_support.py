@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from monitor.support import toml_value, wait_for_sync
-from probes.servers import free_port
+from monitor.support import toml_value
+from support.net import free_port
+from support.waiting import wait_for_sync
 
 from hbsm.events import Event, OpaqueEvent
 from hbsm.log import read_history

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,6 @@ __all__ = [
     "Done",
     "clean_env",
     "finish",
-    "free_port",
     "hbsm_inline",
     "one_error_line",
     "run_hbsm",
@@ -105,13 +103,6 @@ def one_error_line(done: Done, code: int = 2) -> str:
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     return lines[0]
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def without_read_override() -> list[str] | None:

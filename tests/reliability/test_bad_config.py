@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-import hbsm.config.load
 from hbsm.config import ConfigError, load_config
 
 from .bad_input_support import (
@@ -306,13 +305,8 @@ IN_CHILD = [
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # No ./hbsm.toml, HEARTBEAT_* or custom repair steps from wherever the tests run.
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("HEARTBEAT_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setattr(hbsm.config.load, "registered_steps", frozenset)
+def _isolated(clean_environment: None, no_registered_steps: None) -> None:
+    """No ./hbsm.toml, HEARTBEAT_* or custom repair steps from wherever the tests run."""
 
 
 def prepare(case: Case, tmp: Path) -> Path | None:

@@ -16,7 +16,6 @@ tests/api (test_auth, test_routes, test_fuzz) and tests/flask cover the routes' 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,11 @@ import heartbeat_support as flask_support
 import httpx
 import msgspec
 import pytest
-from api.conftest import Live, StartApi, start_api, target  # noqa: F401 - fixtures
-from api.support import service as api_service
+from api.conftest import Live, StartApi, start_api  # noqa: F401 - fixtures
 from probes.servers import SwitchableTarget
+from support.clock import ManualClock
+from support.configs import service
+from support.waiting import wait_for, wait_for_sync
 
 import hbsm.api.security
 from hbsm.api.bodies import ErrorBody
@@ -46,19 +47,6 @@ WRONG = {"Authorization": "Bearer not-the-token"}
 BURST = 5  # refusals recorded one by one per client host and window, in these tests
 WINDOW = 60.0
 MB = 2**20
-
-
-class ManualClock:
-    """The refusal limiter's clock, moved by the test: its windows end when the test says."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -91,7 +79,7 @@ async def asgi(start_api: StartApi, target: Any) -> Server:  # noqa: F811 - fixt
     clock = ManualClock()
     limiter = RefusalLimiter(burst=BURST, window=WINDOW, clock=clock)
     live: Live = await start_api(
-        token=TOKEN, services=[api_service("web", target.svc_url("web"))], refusals=limiter
+        token=TOKEN, services=[service("web", target.svc_url("web"))], refusals=limiter
     )
     await live.wait_state("web", "healthy")
     return Server(
@@ -110,8 +98,8 @@ async def asgi(start_api: StartApi, target: Any) -> Server:  # noqa: F811 - fixt
 def flask(tmp_path: Path) -> Iterator[Server]:
     target_server = SwitchableTarget().start()
     log = tmp_path / "flask-events" / "heartbeat.jsonl"
-    config = flask_support.make_config(
-        log, [flask_support.service("web", target_server.svc_url("web"))], admin_token=TOKEN
+    config = flask_support.flask_config(
+        log, [service("web", target_server.svc_url("web"))], admin_token=TOKEN
     )
     clock = ManualClock()
     limiter = RefusalLimiter(burst=BURST, window=WINDOW, clock=clock)
@@ -130,7 +118,7 @@ def flask(tmp_path: Path) -> Iterator[Server]:
         return list(read_history(log))
 
     try:
-        flask_support.wait_for(lambda: state("web") == "healthy", "web healthy")
+        wait_for_sync(lambda: state("web") == "healthy", "web healthy")
         yield Server(
             kind="flask",
             port=served.port,
@@ -388,10 +376,9 @@ async def test_a_client_hammering_admin_routes_cannot_grow_the_log_asgi(asgi: Se
     assert asgi.running()
     # The window ends: the API's sweeper records the count within a second or so.
     asgi.clock.advance(WINDOW)
-    deadline = time.monotonic() + 20
-    while len(refused_events(asgi.history())) == BURST:
-        assert time.monotonic() < deadline, "the count of refusals was never recorded"
-        await asyncio.sleep(0.05)
+    await wait_for(
+        lambda: len(refused_events(asgi.history())) != BURST, "the count of refusals recorded"
+    )
     events = refused_events(asgi.history())
     assert len(events) == BURST + 1
     check_refusal_accounting(events)
@@ -415,11 +402,11 @@ def test_a_client_hammering_admin_routes_cannot_grow_the_log_flask(flask: Server
 
 async def test_counted_refusals_are_recorded_when_the_api_stops(
     start_api: StartApi,  # noqa: F811 - fixture
-    target: Any,  # noqa: F811 - fixture
+    target: Any,
 ) -> None:
     limiter = RefusalLimiter(burst=2, window=WINDOW, clock=ManualClock())
     live = await start_api(
-        token=TOKEN, services=[api_service("web", target.svc_url("web"))], refusals=limiter
+        token=TOKEN, services=[service("web", target.svc_url("web"))], refusals=limiter
     )
     for _ in range(7):
         assert (await live.client.post("/admin/heartbeat/stop", headers=WRONG)).status_code == 403

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from support.net import free_port
 
 from hbsm.events import (
     Event,
@@ -37,7 +38,6 @@ from hbsm.log import CorruptLineError, FileEventLog, ReadStats, read_history
 from .bad_input_support import (
     Done,
     finish,
-    free_port,
     hbsm_inline,
     one_error_line,
     start_hbsm,

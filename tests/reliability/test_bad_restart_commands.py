@@ -18,7 +18,9 @@ from pathlib import Path
 import msgspec
 import pytest
 from monitor import support
-from monitor.conftest import Harness, make_config, start_monitor
+from monitor.conftest import Harness, start_monitor
+from support.configs import make_config
+from support.waiting import wait_for
 
 from hbsm.config import Config, ServiceConfig
 from hbsm.config.model import RestartConfig, StepConfig
@@ -169,10 +171,9 @@ async def test_a_group_of_zombies_counts_as_gone() -> None:
     # already dead (fixed in hbsm/repair/_process.py: group_gone).
     zombie = subprocess.Popen(["true"], start_new_session=True)  # not waited for: a zombie
     try:
-        await support.wait_for(
+        await wait_for(
             lambda: Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] == "Z",
             "the zombie",
-            10.0,
         )
         assert await group_gone(zombie.pid, within=0)
     finally:
@@ -232,7 +233,7 @@ async def hbsm_killed_while_running(way: str, tmp_path: Path, sleep_for: str) ->
             pid = read_pid(pidfile)
             return pid if sleep_for in cmdline(pid) else None  # after the exec
 
-        pid = await support.wait_for(command_runs, "the command running under hbsm", 30.0)
+        pid = await wait_for(command_runs, "the command running under hbsm")
     finally:
         hbsm.kill()
         hbsm.wait(10)
@@ -254,7 +255,7 @@ async def test_a_command_running_when_hbsm_is_sigkilled_dies_with_it(
     pid = await hbsm_killed_while_running(way, tmp_path, sleep_for)
     try:
         # It was left running for ever before (hbsm/repair/_process.py: _dies_with_hbsm).
-        await support.wait_for(lambda: not alive(pid), f"the {way} command gone", 10.0)
+        await wait_for(lambda: not alive(pid), f"the {way} command gone")
     finally:
         support.kill_pids([pid], must_mention=sleep_for)
 
@@ -303,7 +304,7 @@ async def test_a_hanging_restart_command_leaves_the_service_failed(
     with support.closed_port() as port:
         svc = down_service(port, shell(script, "restarting api"), TIMEOUT, "failed")
         run = await start_monitor(monitor_config(tmp_path, [svc]))
-        await support.wait_for(lambda: run.state("api") == "failed", "api failed", 30.0)
+        await wait_for(lambda: run.state("api") == "failed", "api failed")
         history = await run.stop()
     grandchild = read_pid(tmp_path / "grandchild.pid")
     try:
@@ -332,7 +333,7 @@ async def test_a_failing_restart_command_printing_100_mb_is_retried_when_configu
         run = await start_monitor(
             monitor_config(tmp_path, [down_service(port, shell(script), 60, "degraded")])
         )
-        await support.wait_for(
+        await wait_for(
             lambda: len(support.of(run.history(), RestartFinished, "api")) >= 2,
             "a second restart after the first failed",
             60.0,

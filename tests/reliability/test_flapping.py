@@ -52,7 +52,7 @@ EFFECT_STATES = frozenset({"repairing", "restarting", "paused"})
 FAIL, OK = False, True
 
 
-def make_config(**settings: Any) -> Config:
+def one_service_config(**settings: Any) -> Config:
     """A config as `hbsm run` would load it (same validation), with one service."""
     service = {
         "name": SERVICE,
@@ -258,7 +258,7 @@ def assert_invariants(run: FlappingRun) -> None:
 def test_flapping_under_the_retry_threshold_is_a_string_of_silent_blips() -> None:
     """Fail, ok, fail, ok... with max_retries 2: never two failures in a row, so no repair, no
     restart and no notice in an hour, just healthy <-> degraded at every probe."""
-    config = make_config(check_interval=10.0, max_retries=2)
+    config = one_service_config(check_interval=10.0, max_retries=2)
     run = FlappingRun(config, [FAIL, OK]).run()
     probes = run.of(Probe)
     assert len(probes) == HOUR / config.check_interval
@@ -275,7 +275,7 @@ def test_flapping_past_the_retry_threshold_spends_the_restart_budget_then_fails(
     """Fail, ok, ... with max_retries 1: every failure starts a repair whose verification probe
     (in the same failing slot) fails, so the ladder climbs to its restart; the restarts back off
     and, the budget spent within its window, the service is `failed`, loudly, and stays so."""
-    config = make_config(
+    config = one_service_config(
         check_interval=10.0,
         max_retries=1,
         restart_cooldown=60.0,
@@ -302,7 +302,7 @@ def test_flapping_paced_by_the_backoff_keeps_within_budget_and_the_rate_limit() 
     up to its cap, and the notices (about three per incident) hit the rate limit. A restart
     step reached inside the cooldown waits for it; the budget is judged when the restart would
     happen, so the service is never `failed` for a restart it was not going to take."""
-    config = make_config(
+    config = one_service_config(
         check_interval=10.0,
         max_retries=2,
         restart_cooldown=120.0,
@@ -337,7 +337,7 @@ def test_flapping_paced_by_the_backoff_keeps_within_budget_and_the_rate_limit() 
 def test_giving_up_is_notified_whatever_the_rate_limit(rate: int) -> None:
     """The notice that a service is `failed` (it needs a human) goes out even when the rate
     limit has silenced the restarts before it, and tells how many notices were suppressed."""
-    config = make_config(
+    config = one_service_config(
         check_interval=10.0,
         max_retries=1,
         restart_cooldown=30.0,

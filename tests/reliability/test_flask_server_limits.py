@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from monitor.support import wait_for_sync
-from probes.servers import free_port
+from support.net import free_port
+from support.waiting import wait_for_sync
 
 from hbsm.log import FileEventLog
 

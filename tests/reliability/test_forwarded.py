@@ -19,6 +19,7 @@ from pathlib import Path
 import heartbeat_support as flask_support
 import pytest
 from probes.servers import SwitchableTarget
+from support.configs import service
 
 from hbsm.events import Admin
 from hbsm.flask import init_heartbeat
@@ -73,9 +74,9 @@ def test_without_a_token_a_proxied_or_two_host_request_is_refused_standalone(hbs
 @pytest.fixture
 def blueprint_port(tmp_path: Path) -> Iterator[int]:
     target = SwitchableTarget().start()
-    config = flask_support.make_config(
+    config = flask_support.flask_config(
         tmp_path / "events" / "heartbeat.jsonl",
-        [flask_support.service("web", target.svc_url("web"))],
+        [service("web", target.svc_url("web"))],
     )
     app = flask_support.flask_app()
     handle = init_heartbeat(app, config)

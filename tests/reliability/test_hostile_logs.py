@@ -21,6 +21,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from support.waiting import wait_for
+from textual.pilot import Pilot
 
 from hbsm.log import (
     CorruptLineError,
@@ -349,6 +351,11 @@ async def notice_of(app: DashboardApp) -> str:
     return str(notice.render())
 
 
+async def shown_notice(app: DashboardApp, pilot: Pilot[None]) -> str:
+    """The replay notice once the dashboard shows it (laid out later on a loaded machine)."""
+    return await wait_for(lambda: notice_of(app), "the replay notice shown", pause=pilot.pause)
+
+
 async def test_the_dashboard_says_what_it_read_past_in_a_log_replay_refuses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -364,8 +371,7 @@ async def test_the_dashboard_says_what_it_read_past_in_a_log_replay_refuses(
     before = files_of(path.parent)
     app = DashboardApp(replay=[str(path)])
     async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.pause()
-        shown = await notice_of(app)
+        shown = await shown_notice(app, pilot)
         notes = shown.splitlines()
         assert len(notes) == 4, shown
         assert notes[0].startswith(" ⚠  skipped 1 bad line: heartbeat.jsonl:2 (not JSON: ")
@@ -395,9 +401,8 @@ async def test_the_dashboard_plays_across_a_clock_stepped_back_and_says_so(tmp_p
     path = write_log(tmp_path / "heartbeat.jsonl", clock_step_history())
     app = DashboardApp(replay=[str(path)])
     async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.pause()
         assert "time goes back 23h 59m at seq 15 (2026-10-31T03:03:30.000Z, after " in (
-            await notice_of(app)
+            await shown_notice(app, pilot)
         )
         board = app.replay
         assert board is not None

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 from probes.servers import HttpTarget
+from support.configs import probed
+from support.waiting import wait_for
 
-from hbsm.config.model import ProbeConfig, ServiceConfig
+from hbsm.config.model import ServiceConfig
 from hbsm.events import Probe
 from hbsm.probes import BODY_LIMIT, Prober
 from hbsm.state import ERROR_CLASSES
@@ -29,10 +31,6 @@ SLACK = 5.0
 # What one probe may allocate while reading a hostile answer (the body read stops at 64 KiB).
 MEMORY_BOUND = 4 * 2**20
 TEN_MB = 10 * 2**20
-
-
-def service(url: str, **probe: Any) -> ServiceConfig:
-    return ServiceConfig(name="hostile", url=url, probe=ProbeConfig(**probe))
 
 
 @pytest.fixture(scope="module")
@@ -69,21 +67,13 @@ def assert_failed(result: Probe, error: str) -> None:
     assert result.detail and len(result.detail) <= 200
 
 
-async def wait_until(condition: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        await asyncio.sleep(0.01)
-
-
 # --- each hostile answer: over by the deadline, the right class -------------------------------
 
 
 async def test_a_target_that_accepts_and_never_answers_times_out(
     prober: Prober, plain: Any
 ) -> None:
-    result, elapsed = await timed_probe(prober, service(plain.url("/hang"), timeout=TIMEOUT))
+    result, elapsed = await timed_probe(prober, probed(plain.url("/hang"), timeout=TIMEOUT))
     assert_failed(result, "timeout")
     assert TIMEOUT - 0.05 <= elapsed < TIMEOUT + SLACK
 
@@ -94,11 +84,11 @@ async def test_an_answer_trickled_byte_by_byte_times_out_as_a_whole(
     # One byte every 100 ms: no single read waits long enough to trip a per-read timeout, and
     # the whole answer (4 KiB of body) would take 7 minutes. The probe's timeout is for all of it.
     path = f"/trickle/100?transport={prober.transport}"
-    result, elapsed = await timed_probe(prober, service(hostile.url(path), timeout=TIMEOUT))
+    result, elapsed = await timed_probe(prober, probed(hostile.url(path), timeout=TIMEOUT))
     assert_failed(result, "timeout")
     assert TIMEOUT - 0.05 <= elapsed < TIMEOUT + SLACK
     # The probe hung up, rather than leaving the connection open to trickle on.
-    await wait_until(lambda: path in hostile.finished, "the trickling connection closed")
+    await wait_for(lambda: path in hostile.finished, "the trickling connection closed")
     assert hostile.sent[path] < 100
 
 
@@ -113,7 +103,7 @@ async def test_an_answer_trickled_byte_by_byte_times_out_as_a_whole(
 async def test_a_broken_answer_fails_at_once_as_a_protocol_failure(
     prober: Prober, plain: Any, path: str, expected: str
 ) -> None:
-    result, elapsed = await timed_probe(prober, service(plain.url(path), timeout=TIMEOUT))
+    result, elapsed = await timed_probe(prober, probed(plain.url(path), timeout=TIMEOUT))
     assert_failed(result, expected)
     assert elapsed < TIMEOUT + SLACK
     assert path in result.detail  # the detail names what was probed
@@ -128,7 +118,7 @@ async def test_endless_headers_are_refused_not_buffered(
     url = hostile.url(f"{path}?transport={prober.transport}")
     tracemalloc.start()
     try:
-        result, elapsed = await timed_probe(prober, service(url, timeout=TIMEOUT))
+        result, elapsed = await timed_probe(prober, probed(url, timeout=TIMEOUT))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -145,7 +135,7 @@ async def test_a_10_mb_body_is_not_read_whole(prober: Prober, plain: Any) -> Non
     tracemalloc.start()
     try:
         result, elapsed = await timed_probe(
-            prober, service(plain.url(f"/huge/{size}"), timeout=TIMEOUT, body_contains="x")
+            prober, probed(plain.url(f"/huge/{size}"), timeout=TIMEOUT, body_contains="x")
         )
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -154,7 +144,7 @@ async def test_a_10_mb_body_is_not_read_whole(prober: Prober, plain: Any) -> Non
     assert result.ok, result
     assert elapsed < TIMEOUT + SLACK
     assert peak < MEMORY_BOUND
-    await wait_until(lambda: size in dict(plain.huge_sent), "the server noticed the hang-up")
+    await wait_for(lambda: size in dict(plain.huge_sent), "the server noticed the hang-up")
     # The server stopped once the probe hung up: a few kernel buffers, not the 10 MB.
     assert dict(plain.huge_sent)[size] < 2 * 2**20
 
@@ -167,7 +157,7 @@ async def test_a_compression_bomb_is_inflated_only_as_far_as_the_bounded_read(
     # inflated each chunk whole: one probe of a 200 MiB bomb held 45 to 140 MB (fixed in
     # hbsm/probes/_http.py: _Inflate). The check still sees the decoded text at the start.
     path = f"/bomb/{encoding}/128?transport={prober.transport}"
-    svc = service(hostile.url(path), timeout=30, body_contains=BOMB_TEXT.decode().strip())
+    svc = probed(hostile.url(path), timeout=30, body_contains=BOMB_TEXT.decode().strip())
     tracemalloc.start()
     try:
         result, _ = await timed_probe(prober, svc)
@@ -177,7 +167,7 @@ async def test_a_compression_bomb_is_inflated_only_as_far_as_the_bounded_read(
     assert result.ok, result
     # Beside the 64 KiB read, the server thread's 130 KB bomb is traced too.
     assert peak < MEMORY_BOUND
-    missing = await prober.probe(service(hostile.url(path), timeout=30, body_contains="down"))
+    missing = await prober.probe(probed(hostile.url(path), timeout=30, body_contains="down"))
     assert (missing.ok, missing.error) == (False, "body_mismatch")
     assert f"first {BODY_LIMIT // 1024} KiB" in missing.detail
 
@@ -189,10 +179,10 @@ async def test_an_encoding_hbsm_does_not_decode_fails_a_body_check_saying_so(
     # Only a single gzip or deflate is inflated (bounded); a body in any other encoding is
     # not checked as if it were text.
     url = hostile.url(f"/encoded/{encoding}")
-    checked = await prober.probe(service(url, timeout=10, body_contains="status: up"))
+    checked = await prober.probe(probed(url, timeout=10, body_contains="status: up"))
     assert (checked.ok, checked.error) == (False, "body_mismatch")
     assert f"Content-Encoding {encoding!r}, which hbsm does not decode" in checked.detail
-    assert (await prober.probe(service(url, timeout=10))).ok  # no body check: a 200 is up
+    assert (await prober.probe(probed(url, timeout=10))).ok  # no body check: a 200 is up
 
 
 # --- many at once -----------------------------------------------------------------------------
@@ -204,10 +194,10 @@ async def test_fifty_trickling_targets_at_once_all_time_out_by_their_deadline(
     paths = [f"/trickle/100?transport={prober.transport}&n={i}" for i in range(50)]
     started = time.monotonic()
     results = await asyncio.wait_for(
-        asyncio.gather(*(prober.probe(service(hostile.url(p), timeout=TIMEOUT)) for p in paths)),
+        asyncio.gather(*(prober.probe(probed(hostile.url(p), timeout=TIMEOUT)) for p in paths)),
         TIMEOUT + SLACK,
     )
     assert time.monotonic() - started < TIMEOUT + SLACK
     for result in results:
         assert_failed(result, "timeout")
-    await wait_until(lambda: all(p in hostile.finished for p in paths), "all 50 connections closed")
+    await wait_for(lambda: all(p in hostile.finished for p in paths), "all 50 connections closed")

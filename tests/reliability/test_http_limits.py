@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from monitor.support import wait_for_sync
+from support.waiting import wait_for_sync
 
 from hbsm.events import Probe
 

@@ -25,7 +25,6 @@ import select
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import msgspec
 import pytest
 from flask import Flask
+from support.waiting import wait_for_sync
 
 from hbsm.api import bodies
 from hbsm.api.source import redact
@@ -46,21 +46,13 @@ from tui.sources import LogTail
 
 REPO = Path(__file__).resolve().parents[2]
 WRITER = Path(__file__).with_name("rotation_writer.py")
-DEADLINE = 60.0  # only a deadline for hangs: the box may be busy
+DEADLINE = 60.0  # only a deadline for hangs: the box may be busy (and rotations are slow)
 NOW = 1_800_000_000.0  # the blueprint's clock: its bodies can be compared with expected ones
 # The writer's snapshot is ~12 KB (4 services with their latency history): a segment holds its
 # snapshot and ~100 events, so a burst of 2,500 batches rotates the log ~80 times.
 MAX_BYTES = 24_000
 
 AnyEvent = Event | OpaqueEvent
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.01)
 
 
 def state_of(projection: Projection) -> Any:
@@ -369,8 +361,12 @@ def stall_both(writer: WriterProcess, dashboard: Dashboard, blueprint: Blueprint
     """Let both readers read a first burst, then stall them with what they read of the next
     events in hand and their follower open on the active segment, k; returns k."""
     before, _ = writer.command("burst 300")
-    wait_until(lambda: dashboard.last_seq == before, "the dashboard reads the first burst")
-    wait_until(lambda: blueprint.last_seq() == before, "the blueprint reads the first burst")
+    wait_for_sync(
+        lambda: dashboard.last_seq == before, "the dashboard reads the first burst", DEADLINE
+    )
+    wait_for_sync(
+        lambda: blueprint.last_seq() == before, "the blueprint reads the first burst", DEADLINE
+    )
     dashboard.stall()
     RecordingProjection.gate = threading.Event()
     _, k = writer.command("burst 1")
@@ -384,8 +380,8 @@ def resume_both(writer: WriterProcess, dashboard: Dashboard, blueprint: Blueprin
     assert RecordingProjection.gate is not None
     RecordingProjection.gate.set()
     last, _ = writer.quit()
-    wait_until(lambda: dashboard.last_seq >= last, "the dashboard catches up")
-    wait_until(lambda: blueprint.last_seq() >= last, "the blueprint catches up")
+    wait_for_sync(lambda: dashboard.last_seq >= last, "the dashboard catches up", DEADLINE)
+    wait_for_sync(lambda: blueprint.last_seq() >= last, "the blueprint catches up", DEADLINE)
     return last
 
 
@@ -402,8 +398,8 @@ def test_both_readers_see_every_event_once_in_order_while_another_process_rotate
     blueprint = cleanup(Blueprint(log_path))
     writer.command("burst 2500")  # as fast as it can: both readers compete with it for the CPU
     last, segment = writer.quit()
-    wait_until(lambda: dashboard.last_seq >= last, "the dashboard reads to the end")
-    wait_until(lambda: blueprint.last_seq() >= last, "the blueprint reads to the end")
+    wait_for_sync(lambda: dashboard.last_seq >= last, "the dashboard reads to the end", DEADLINE)
+    wait_for_sync(lambda: blueprint.last_seq() >= last, "the blueprint reads to the end", DEADLINE)
 
     assert segment >= 60  # rotations, each segment compressed once closed
     assert segment_numbers(log_path) == list(range(segment))
@@ -438,8 +434,8 @@ def test_readers_that_start_late_begin_at_the_active_segments_snapshot(
     writer.command("burst 1500")
     last, segment = writer.quit()
     assert segment >= active + 30
-    wait_until(lambda: dashboard.last_seq >= last, "the dashboard reads to the end")
-    wait_until(lambda: blueprint.last_seq() >= last, "the blueprint reads to the end")
+    wait_for_sync(lambda: dashboard.last_seq >= last, "the dashboard reads to the end", DEADLINE)
+    wait_for_sync(lambda: blueprint.last_seq() >= last, "the blueprint reads to the end", DEADLINE)
 
     # They begin at the snapshot that opens the segment active when they started.
     for delivered in (dashboard.delivered, blueprint.delivered):
@@ -548,8 +544,8 @@ def test_readers_outrun_by_retention_under_load_report_every_loss(
     writer.command("burst 2500")
     last, segment = writer.quit()
     assert segment >= 60 and segment_numbers(log_path) == list(range(segment - 3, segment))
-    wait_until(lambda: dashboard.last_seq >= last, "the dashboard reads to the end")
-    wait_until(lambda: blueprint.last_seq() >= last, "the blueprint reads to the end")
+    wait_for_sync(lambda: dashboard.last_seq >= last, "the dashboard reads to the end", DEADLINE)
+    wait_for_sync(lambda: blueprint.last_seq() >= last, "the blueprint reads to the end", DEADLINE)
 
     assert all(severity == "error" for severity, _ in dashboard.reports)
     reported = losses(text for _, text in dashboard.reports)

@@ -31,8 +31,9 @@ import heartbeat_support as flask_support
 import httpx
 import msgspec
 import pytest
-from monitor.support import toml_value, wait_for_sync
-from probes.servers import free_port
+from monitor.support import toml_value
+from support.net import free_port
+from support.waiting import wait_for_sync
 
 from hbsm.config import BUILTIN_STEPS, Config, LogConfig
 from hbsm.config.validate import Blame, validate

@@ -19,10 +19,14 @@ from typing import Any
 import pytest
 from monitor import support as monitor_support
 from monitor.conftest import HbsmRun, HbsmRuns
+from support.configs import supervised
 
 from hbsm.events import MonitorStarted, MonitorStopped, ProcessStarted
 
 from .crash_support import disk_lines
+
+# A restart as soon as the first repair step has not fixed it.
+LADDER = ["diagnose", "restart"]
 
 ChildService = monitor_support.ChildService
 
@@ -40,16 +44,6 @@ def children(tmp_path: Path) -> Iterator[list[Any]]:
     yield made
     for child in made:
         child.kill_all()
-
-
-def supervised(child: Any) -> dict[str, Any]:
-    return {
-        "name": child.name,
-        "url": child.url,
-        "probe": {"timeout": 1.0},
-        "restart": {"kind": "supervise", "argv": child.argv, "grace": 1.0},
-        "ladder": ["diagnose", "restart"],
-    }
 
 
 def directory_state(folder: Path) -> dict[str, tuple[int, int, int, str]]:
@@ -82,7 +76,7 @@ def test_a_second_writer_is_refused_however_it_names_the_log_and_touches_nothing
     events = tmp_path / "events"
     log = events / "heartbeat.jsonl"
     config = monitor_support.write_toml_config(
-        tmp_path / "hbsm.toml", [supervised(api)], check_interval=0.1
+        tmp_path / "hbsm.toml", [supervised(api, ladder=LADDER)], check_interval=0.1
     )
     first = runs.start(config, log)
     # Running and writing: a probe every 0.1 s, flushed every 0.2 s.
@@ -92,12 +86,15 @@ def test_a_second_writer_is_refused_however_it_names_the_log_and_touches_nothing
 
     # Another config (another service, a supervised one: it must never be started) ...
     other = monitor_support.write_toml_config(
-        tmp_path / "other.toml", [supervised(intruder)], check_interval=0.05, max_retries=1
+        tmp_path / "other.toml",
+        [supervised(intruder, ladder=LADDER)],
+        check_interval=0.05,
+        max_retries=1,
     )
     # ... one that names another log, overridden by the environment ...
     elsewhere = monitor_support.write_toml_config(
         tmp_path / "elsewhere.toml",
-        [supervised(intruder)],
+        [supervised(intruder, ladder=LADDER)],
         log={"path": str(tmp_path / "elsewhere" / "heartbeat.jsonl")},
     )
     # ... and the same directory by another name.
@@ -146,7 +143,7 @@ def test_the_lock_of_a_sigkilled_writer_is_no_obstacle(
     children.append(api)
     log = tmp_path / "events" / "heartbeat.jsonl"
     config = monitor_support.write_toml_config(
-        tmp_path / "hbsm.toml", [supervised(api)], check_interval=0.1
+        tmp_path / "hbsm.toml", [supervised(api, ladder=LADDER)], check_interval=0.1
     )
     first = runs.start(config, log)
     first.until(

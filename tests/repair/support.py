@@ -1,10 +1,9 @@
-"""Helpers for the repair tests: services, step requests, child scripts, polling."""
+"""Helpers for the repair tests: services, step requests, child scripts."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,10 +14,10 @@ from hbsm.repair._process import alive
 
 PY = sys.executable
 
-__all__ = ["PY", "alive", "probe_returning", "py", "runner", "service", "started", "wait_until"]
+__all__ = ["PY", "alive", "probe_returning", "py", "runner", "service_to_repair", "started"]
 
 
-def service(
+def service_to_repair(
     name: str = "api",
     *,
     steps: dict[str, StepConfig] | None = None,
@@ -63,11 +62,3 @@ def py(code: str) -> list[str]:
 def runner(tmp_path: Path, **kwargs: object) -> RepairRunner:
     supervisor = kwargs.pop("supervisor", None) or Supervisor(output_dir=tmp_path / "out")
     return RepairRunner(supervisor=supervisor, log_dir=tmp_path, **kwargs)  # type: ignore[arg-type]
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.01)

@@ -10,13 +10,13 @@ import tracemalloc
 from hbsm.config.model import RestartConfig, StepConfig
 from hbsm.repair import Supervisor
 
-from .support import alive, probe_returning, py, restart_started, runner, service, started
+from .support import alive, probe_returning, py, restart_started, runner, service_to_repair, started
 
 NO_PROBE = probe_returning()
 
 
 async def run_command_step(tmp_path, settings: StepConfig, **kwargs):
-    svc = service(steps={"command": settings})
+    svc = service_to_repair(steps={"command": settings})
     return await runner(tmp_path, **kwargs).run_step(
         svc, started("command"), failure=None, probe=NO_PROBE
     )
@@ -132,7 +132,7 @@ async def test_a_huge_output_keeps_only_a_bounded_tail(tmp_path):
 
 
 async def restart_with(tmp_path, cfg: RestartConfig):
-    return await runner(tmp_path).restart(service(restart=cfg), restart_started())
+    return await runner(tmp_path).restart(service_to_repair(restart=cfg), restart_started())
 
 
 async def test_restart_command_true_is_ok(tmp_path):
@@ -178,7 +178,7 @@ async def test_restart_supervise_restarts_the_process(tmp_path):
     cfg = RestartConfig(kind="supervise", argv=py("import time; time.sleep(60)"), grace=1.0)
     try:
         first = await r.supervisor.start("api", cfg)
-        done = await r.restart(service(restart=cfg), restart_started())
+        done = await r.restart(service_to_repair(restart=cfg), restart_started())
         assert done.ok, done.output
         assert r.supervisor.pid("api") not in (None, first)
         assert done.pid == r.supervisor.pid("api")  # recorded, so a restarted hbsm can adopt it
@@ -192,6 +192,8 @@ async def test_restart_supervise_failing_to_start_is_not_ok(tmp_path):
     cfg = RestartConfig(kind="supervise", argv=py("import sys; print('bad'); sys.exit(2)"))
     # A generous settle time: "exits at once" must not depend on the machine's speed.
     sup = Supervisor(output_dir=tmp_path / "out", settle=3.0)
-    done = await runner(tmp_path, supervisor=sup).restart(service(restart=cfg), restart_started())
+    done = await runner(tmp_path, supervisor=sup).restart(
+        service_to_repair(restart=cfg), restart_started()
+    )
     assert not done.ok
     assert "exited at once (exit 2): bad" in done.output

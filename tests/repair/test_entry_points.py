@@ -13,7 +13,7 @@ import pytest
 from hbsm.config.model import StepConfig
 from hbsm.repair import BUILTIN_STEPS, ENTRY_POINT_GROUP, load_steps
 
-from .support import probe_returning, runner, service, started
+from .support import probe_returning, runner, service_to_repair, started
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "custom_step"
 
@@ -69,7 +69,7 @@ async def test_a_custom_step_is_loaded_and_runs(site, tmp_path):
     )
     steps = load_steps()
     assert "flush_queue" in steps
-    svc = service(steps={"flush_queue": StepConfig(options={"queue": "mail"})})
+    svc = service_to_repair(steps={"flush_queue": StepConfig(options={"queue": "mail"})})
     done = await runner(tmp_path, steps=steps).run_step(
         svc, started("flush_queue"), failure=None, probe=probe_returning()
     )
@@ -116,7 +116,7 @@ async def test_the_example_custom_step_works(site, tmp_path):
     (cache / "a.bin").write_bytes(b"x")
     (cache / "sub" / "b.bin").write_bytes(b"y")
     (cache / ".gitkeep").write_text("")
-    svc = service(
+    svc = service_to_repair(
         steps={"clear_cache": StepConfig(options={"path": str(cache), "keep": [".gitkeep"]})}
     )
     done = await runner(tmp_path).run_step(  # steps=None: the runner loads them itself
@@ -127,7 +127,7 @@ async def test_the_example_custom_step_works(site, tmp_path):
     assert [p.name for p in cache.iterdir()] == [".gitkeep"]
 
     no_path = await runner(tmp_path).run_step(
-        service(), started("clear_cache"), failure=None, probe=probe_returning()
+        service_to_repair(), started("clear_cache"), failure=None, probe=probe_returning()
     )
     assert not no_path.ok and "set options.path" in no_path.output
 

@@ -9,13 +9,13 @@ from hbsm.config.model import StepConfig
 from hbsm.events import Probe
 from hbsm.repair import BUILTIN_STEPS, StepContext, StepOutcome
 
-from .support import probe_returning, runner, service, started
+from .support import probe_returning, runner, service_to_repair, started
 
 NO_PROBE = probe_returning()
 
 
 async def run_custom(tmp_path, step, settings: StepConfig | None = None, **kwargs):
-    svc = service(steps={"custom": settings} if settings is not None else {})
+    svc = service_to_repair(steps={"custom": settings} if settings is not None else {})
     r = runner(tmp_path, steps={**BUILTIN_STEPS, "custom": step}, **kwargs)
     return await r.run_step(svc, started("custom", run=4, index=2), failure=None, probe=NO_PROBE)
 
@@ -110,21 +110,21 @@ async def test_the_error_class_is_passed_on(tmp_path):
     fresh = Probe(service="api", ok=False, error="http_5xx", status=502, detail="bad gateway")
     r = runner(tmp_path)
     done = await r.run_step(
-        service(), started("diagnose"), failure=fresh, probe=probe_returning(fresh)
+        service_to_repair(), started("diagnose"), failure=fresh, probe=probe_returning(fresh)
     )
     assert done.ok and done.error_class == "http_5xx"
 
 
 async def test_the_restart_step_is_not_run_here(tmp_path):
     done = await runner(tmp_path).run_step(
-        service(), started("restart"), failure=None, probe=NO_PROBE
+        service_to_repair(), started("restart"), failure=None, probe=NO_PROBE
     )
     assert not done.ok and done.output == "restart is carried out by restart()"
 
 
 async def test_an_unknown_step_fails_naming_the_known_ones(tmp_path):
     done = await runner(tmp_path, steps=dict(BUILTIN_STEPS)).run_step(
-        service(), started("defragment"), failure=None, probe=NO_PROBE
+        service_to_repair(), started("defragment"), failure=None, probe=NO_PROBE
     )
     assert not done.ok
     assert "unknown repair step 'defragment'" in done.output and "check_config" in done.output

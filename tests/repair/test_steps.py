@@ -11,17 +11,18 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from support.waiting import wait_for
 
 from hbsm.config.model import StepConfig
 from hbsm.events import Probe
 
-from .support import probe_returning, py, runner, service, started, wait_until
+from .support import probe_returning, py, runner, service_to_repair, started
 
 NO_PROBE = probe_returning()
 
 
 async def run(tmp_path, step: str, settings: StepConfig | None = None, **kwargs):
-    svc = service(steps={step: settings} if settings is not None else {})
+    svc = service_to_repair(steps={step: settings} if settings is not None else {})
     return await runner(tmp_path).run_step(svc, started(step), **kwargs)
 
 
@@ -184,7 +185,7 @@ async def test_signal_reaches_the_process_in_the_pidfile(tmp_path):
         done = await run(tmp_path, "signal", settings, failure=None, probe=NO_PROBE)
         assert done.ok, done.output
         assert done.output == f"sent SIGHUP to pid {child.pid} (from {pidfile})"
-        await wait_until(lambda: marker.exists() and marker.read_text() == "hup")
+        await wait_for(lambda: marker.exists() and marker.read_text() == "hup", "SIGHUP handled")
         assert child.poll() is None  # handled, not killed
     finally:
         child.kill()

@@ -8,11 +8,12 @@ import subprocess
 import time
 
 import pytest
+from support.waiting import wait_for
 
 from hbsm.config.model import RestartConfig
 from hbsm.repair import Supervisor, SupervisorError
 
-from .support import alive, py, wait_until
+from .support import alive, py
 
 SERVE = "import sys, time; print('serving', flush=True); print('oops', file=sys.stderr, flush=True); time.sleep(60)"  # noqa: E501
 STUBBORN = (
@@ -39,7 +40,7 @@ async def test_start_records_the_pid_and_captures_output_to_a_file(supervisor, t
     assert alive(pid)
     assert os.getpgid(pid) == pid  # its own process group
     out = tmp_path / "out" / "api.out"
-    await wait_until(lambda: "oops" in out.read_text())
+    await wait_for(lambda: "oops" in out.read_text(), "the child's output captured")
     text = out.read_text()
     assert "serving" in text  # stdout
     assert "oops" in text  # stderr, same file
@@ -57,7 +58,7 @@ async def test_output_goes_to_the_configured_file_appending(supervisor, tmp_path
     target.parent.mkdir()
     target.write_text("earlier run\n")
     await supervisor.start("api", config(output=str(target)))
-    await wait_until(lambda: "serving" in target.read_text())
+    await wait_for(lambda: "serving" in target.read_text(), "the child serving")
     assert target.read_text().startswith("earlier run\n")
 
 
@@ -73,7 +74,9 @@ async def test_stop_sends_sigterm_and_returns_the_exit_status(supervisor):
 async def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(supervisor, tmp_path):
     pid = await supervisor.start("api", config(STUBBORN))
     out = tmp_path / "out" / "api.out"
-    await wait_until(lambda: "ready" in out.read_text())  # its SIGTERM handler is in place
+    await wait_for(
+        lambda: "ready" in out.read_text(), "the child ready"
+    )  # its SIGTERM handler is in place
     t0 = time.monotonic()
     code = await supervisor.stop("api", grace=0.3)
     assert code == -signal.SIGKILL
@@ -93,7 +96,7 @@ async def test_restart_gives_a_new_pid(supervisor):
 async def test_restart_brings_back_a_child_killed_from_outside(supervisor):
     old = await supervisor.start("api", config())
     os.kill(old, signal.SIGKILL)
-    await wait_until(lambda: not supervisor.running("api"))
+    await wait_for(lambda: not supervisor.running("api"), "api no longer running")
     new, description = await supervisor.restart("api", config())
     assert new != old and supervisor.running("api")
     assert f"pid {old} had exited (killed by SIGKILL)" in description
@@ -113,11 +116,11 @@ async def test_stop_kills_what_the_service_left_in_its_group(supervisor, tmp_pat
         f"open({str(marker)!r}, 'w').write(str(w.pid)); time.sleep(60)"
     )
     await supervisor.start("api", config(code))
-    await wait_until(lambda: marker.exists() and marker.read_text() != "")
+    await wait_for(lambda: marker.exists() and marker.read_text() != "", "the marker written")
     worker = int(marker.read_text())
     assert alive(worker)
     await supervisor.stop("api", grace=1.0)
-    await wait_until(lambda: not alive(worker), timeout=2.0)
+    await wait_for(lambda: not alive(worker), "the worker gone")
 
 
 async def test_a_child_exiting_at_once_is_an_error_with_its_output(supervisor):
@@ -142,7 +145,7 @@ async def test_adopt_takes_over_a_running_process_without_starting_another(super
         assert await supervisor.start("api", config()) == child.pid
         assert await supervisor.stop("api", grace=1.0) is None  # not our child: status unknown
         assert child.wait(timeout=5) == -signal.SIGTERM
-        await wait_until(lambda: not supervisor.running("api"))
+        await wait_for(lambda: not supervisor.running("api"), "api no longer running")
     finally:
         if child.poll() is None:
             child.kill()
@@ -159,7 +162,7 @@ async def test_adopt_refuses_a_dead_pid(supervisor):
 async def test_adopt_treats_a_zombie_as_dead(supervisor):
     child = subprocess.Popen(["true"])  # exits, and stays a zombie until reaped
     try:
-        await wait_until(lambda: not alive(child.pid))
+        await wait_for(lambda: not alive(child.pid), "the child gone")
         assert not await supervisor.adopt("api", child.pid)
     finally:
         child.wait()

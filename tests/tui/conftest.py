@@ -10,6 +10,6 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
 
-from api.conftest import start_api, target  # noqa: E402, F401  (fixtures, re-exported)
+from api.conftest import start_api  # noqa: E402, F401  (a fixture, re-exported)
 
 SAMPLES = ROOT / "events" / "samples"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
+
+from support.dashboard import row_state
+from support.waiting import wait_for
 
 from hbsm.events import Admin
 from tui.app import DashboardApp
@@ -14,23 +16,8 @@ from tui.widgets.services import ServicesTable
 SIZE = (140, 40)
 
 
-def _state(app: DashboardApp, name: str) -> str | None:
-    table = app.main.query_one(ServicesTable)
-    if name not in table.rows:
-        return None
-    return str(table.get_row(name)[1]).strip()
-
-
 def _notes(app: DashboardApp) -> list[tuple[str, str]]:
     return [(n.severity, n.message) for n in app._notifications]
-
-
-async def _wait(pilot: Any, condition: Any, what: str, timeout: float = 10.0) -> None:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await pilot.pause(0.05)
 
 
 async def test_admin_action_with_confirmation_reaches_the_monitor(start_api: Any) -> None:
@@ -38,7 +25,9 @@ async def test_admin_action_with_confirmation_reaches_the_monitor(start_api: Any
     await live.wait_state("web", "healthy")
     app = DashboardApp(source=ApiStream(live.base, "s3cret"))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await _wait(pilot, lambda: _state(app, "web") == "healthy", "web row healthy")
+        await wait_for(
+            lambda: row_state(app, "web") == "healthy", "web row healthy", pause=pilot.pause
+        )
         table = app.main.query_one(ServicesTable)
         table.move_cursor(row=table.get_row_index("web"))
         await pilot.press("p")
@@ -50,41 +39,43 @@ async def test_admin_action_with_confirmation_reaches_the_monitor(start_api: Any
         await pilot.press("p")
         await pilot.pause()
         await pilot.press("y")
-        await _wait(
-            pilot,
+        await wait_for(
             lambda: any(isinstance(e, Admin) and e.action == "pause" for e in live.admin_events()),
             "an admin pause event in the monitor's log",
+            pause=pilot.pause,
         )
-        await _wait(pilot, lambda: _state(app, "web") == "paused", "web paused in the table")
-        await _wait(
-            pilot,
+        await wait_for(
+            lambda: row_state(app, "web") == "paused", "web paused in the table", pause=pilot.pause
+        )
+        await wait_for(
             lambda: any("web paused" in m for s, m in _notes(app)),
             "the API's answer shown",
+            pause=pilot.pause,
         )
         # p again resumes (the table knows it is paused).
         await pilot.press("p")
         await pilot.pause()
         await pilot.press("y")
-        await _wait(pilot, lambda: _state(app, "web") != "paused", "web resumed")
+        await wait_for(lambda: row_state(app, "web") != "paused", "web resumed", pause=pilot.pause)
 
 
 async def test_api_errors_are_notifications_not_crashes(start_api: Any) -> None:
     live = await start_api(token="s3cret")
     app = DashboardApp(source=ApiStream(live.base, "wrong"))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await _wait(
-            pilot,
+        await wait_for(
             lambda: any(s == "error" and "403" in m for s, m in _notes(app)),
             "the refused stream reported",
+            pause=pilot.pause,
         )
         await pilot.press("t")  # start/stop the heartbeat, refused too
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        await _wait(
-            pilot,
+        await wait_for(
             lambda: sum(1 for s, m in _notes(app) if s == "error" and "403" in m) >= 2,
             "the refused admin action reported",
+            pause=pilot.pause,
         )
         assert app.is_running
     assert any(not e.allowed for e in live.admin_events())

@@ -1,4 +1,8 @@
-"""The app follows a file log another thread appends to (--log mode)."""
+"""The app follows a file log another thread appends to (--log mode).
+
+Behaviour only: what shows, and that it shows (within a deadline only a hang misses). How fast
+it shows, and how responsive the app stays while the log floods, are figures of `just bench`
+(tests/bench/bench_dashboard.py: lag, stalls, batches a second)."""
 
 from __future__ import annotations
 
@@ -6,29 +10,15 @@ import threading
 import time
 from pathlib import Path
 
+from support.dashboard import row_state
+from support.waiting import wait_for
+
 from hbsm.events import MonitorStarted, Probe, ServiceRegistered, Transition
 from hbsm.log import FileEventLog
 from tui.app import DashboardApp
 from tui.sources import LogTail
-from tui.widgets.services import ServicesTable
 
 SIZE = (140, 40)
-
-
-def _state(app: DashboardApp, name: str) -> str | None:
-    table = app.main.query_one(ServicesTable)
-    if name not in table.rows:
-        return None
-    return str(table.get_row(name)[1]).strip()
-
-
-async def _wait(pilot, condition, what: str, timeout: float = 3.0) -> float:  # type: ignore[no-untyped-def]
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await pilot.pause(0.02)
-    return time.monotonic() - start
 
 
 def _start(log: FileEventLog, names: list[str]) -> None:
@@ -41,7 +31,7 @@ def _start(log: FileEventLog, names: list[str]) -> None:
     log.flush()
 
 
-async def test_new_state_shows_within_a_second(tmp_path: Path) -> None:
+async def test_a_new_state_shows(tmp_path: Path) -> None:
     path = tmp_path / "events" / "heartbeat.jsonl"
     log = FileEventLog.open(path)
     _start(log, ["web", "api"])
@@ -58,17 +48,22 @@ async def test_new_state_shows_within_a_second(tmp_path: Path) -> None:
 
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await _wait(pilot, lambda: _state(app, "web") == "healthy", "web healthy")
-            assert _state(app, "api") == "healthy"
+            await wait_for(
+                lambda: row_state(app, "web") == "healthy", "web healthy", pause=pilot.pause
+            )
+            assert row_state(app, "api") == "healthy"
             threading.Thread(target=degrade).start()
-            await _wait(pilot, appended.is_set, "appended")
-            took = await _wait(pilot, lambda: _state(app, "web") == "degraded", "web degraded")
-            assert took < 1.0
-            assert _state(app, "api") == "healthy"
+            await wait_for(appended.is_set, "appended", pause=pilot.pause)
+            await wait_for(
+                lambda: row_state(app, "web") == "degraded", "web degraded", pause=pilot.pause
+            )
+            assert row_state(app, "api") == "healthy"
             # A service that appears later gets a row of its own.
             log.append([ServiceRegistered(service="late")])
             log.flush()
-            await _wait(pilot, lambda: _state(app, "late") == "unknown", "late row")
+            await wait_for(
+                lambda: row_state(app, "late") == "unknown", "late row", pause=pilot.pause
+            )
     finally:
         log.close()
 
@@ -84,45 +79,35 @@ async def test_a_fast_growing_log_arrives_coalesced(tmp_path: Path) -> None:
     written = [0]
 
     def flood() -> None:
-        # Thousands of probes a second, for about 1.5 s.
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
-            batch = [
-                Probe(service=n, ok=True, latency_ms=float(i)) for i in range(10) for n in names
-            ]
-            log.append(batch)
+        # 300 appends of 20 probes, each flushed, 5 ms apart: thousands of probes a second for
+        # 1.5 s or more (a count, not a duration: a loaded machine writes them all, later).
+        for i in range(300):
+            log.append([Probe(service=n, ok=True, latency_ms=float(i)) for n in names])
             log.flush()
-            written[0] += len(batch)
+            written[0] += len(names)
             time.sleep(0.005)
         stop.set()
 
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await _wait(pilot, lambda: _state(app, "svc00") == "healthy", "rows")
+            await wait_for(lambda: row_state(app, "svc00") == "healthy", "rows", pause=pilot.pause)
             started = time.monotonic()
             thread = threading.Thread(target=flood)
             thread.start()
-            # The UI stays responsive while the log floods: a pause returns promptly.
-            worst = 0.0
+            # The app goes on running its loop while the log floods (how promptly: `just bench`).
             while not stop.is_set():
-                t0 = time.monotonic()
                 await pilot.pause(0.05)
-                worst = max(worst, time.monotonic() - t0)
             thread.join()
             total = written[0] + 3 * len(names) + 1
-            await _wait(
-                pilot,
+            await wait_for(
                 lambda: app.board.projection.monitor.events_total == total,
                 "every event folded",
+                pause=pilot.pause,
             )
             elapsed = time.monotonic() - started
-            assert written[0] > 5000
-            # At most ~5 batches a second (+ the catch-up at start), not one per append.
-            assert source.batches <= 5 * elapsed + 4, (source.batches, elapsed)
-            assert worst < 0.5, worst
-            print(
-                f"flood: {written[0]} events in {elapsed:.2f} s, {source.batches} batches, "
-                f"worst UI pause {worst * 1000:.0f} ms"
-            )
+            assert written[0] == 6000
+            # Coalesced: never two batches within one interval (+ the catch-up at start), not one
+            # per append. The rule itself, not a speed: a slower machine only makes batches rarer.
+            assert source.batches <= elapsed / source.interval + 4, (source.batches, elapsed)
     finally:
         log.close()

@@ -100,6 +100,22 @@ def without(doc: Any, *keys: str) -> Any:
 
 
 @contextlib.contextmanager
+def heartbeat_served(config: Config) -> Iterator[int]:
+    """A Flask app with the monitor embedded (`init_heartbeat`) on a real port of 127.0.0.1:
+    yields the port; stops the server and the monitor on the way out."""
+    from hbsm.flask import init_heartbeat
+
+    app = flask_app()
+    handle = init_heartbeat(app, config)
+    served = ServedApp(app).serve()
+    try:
+        yield served.port
+    finally:
+        served.stop()
+        handle.stop()
+
+
+@contextlib.contextmanager
 def stopping(*things: Any) -> Iterator[None]:
     """Stop each thing (last first) on the way out, whatever happens."""
     try:

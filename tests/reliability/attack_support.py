@@ -25,6 +25,8 @@ from support.waiting import wait_for_sync
 from hbsm.events import Event, OpaqueEvent
 from hbsm.log import read_history
 
+from .raw_http import read_all
+
 __all__ = ["TOKEN", "Hbsm", "hbsm", "open_listener", "raise_own_nofile", "read_answer"]
 
 PY = sys.executable
@@ -131,15 +133,7 @@ def open_listener() -> socket.socket:
 def read_answer(sock: socket.socket) -> tuple[int, dict[str, Any] | None]:
     """(status, JSON body or None) of the answer waiting on `sock`, read to its end; (0, None)
     if the server closed without a word."""
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(sock)
     if not data:
         return 0, None
     head, _, body = data.partition(b"\r\n\r\n")

@@ -7,7 +7,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-__all__ = ["RawAnswer", "raw_request"]
+__all__ = ["RawAnswer", "raw_request", "read_all"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def raw_request(
                 sent[0] = len(body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered early and closed: read what it said
-        data = _read_all(sock)
+        data = read_all(sock)
     return _parse(data, time.monotonic() - started, sent[0])
 
 
@@ -86,7 +86,7 @@ def _answered(sock: socket.socket) -> bool:
         sock.settimeout(timeout)
 
 
-def _read_all(sock: socket.socket) -> bytes:
+def read_all(sock: socket.socket) -> bytes:
     """The answer: up to the end of its body when it says where that is (a server may keep
     the connection open meanwhile, draining what the client still sends), else to EOF."""
     data = b""

@@ -22,7 +22,6 @@ from probes.servers import SwitchableTarget
 from support.configs import service
 
 from hbsm.events import Admin
-from hbsm.flask import init_heartbeat
 
 from .attack_support import Hbsm, hbsm
 from .raw_http import raw_request
@@ -78,14 +77,10 @@ def blueprint_port(tmp_path: Path) -> Iterator[int]:
         tmp_path / "events" / "heartbeat.jsonl",
         [service("web", target.svc_url("web"))],
     )
-    app = flask_support.flask_app()
-    handle = init_heartbeat(app, config)
-    served = flask_support.ServedApp(app).serve()
     try:
-        yield served.port
+        with flask_support.heartbeat_served(config) as port:
+            yield port
     finally:
-        served.stop()
-        handle.stop()
         target.stop()
 
 

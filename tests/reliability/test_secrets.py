@@ -38,7 +38,7 @@ from support.waiting import wait_for_sync
 from hbsm.config import BUILTIN_STEPS, Config, LogConfig
 from hbsm.config.validate import Blame, validate
 from hbsm.events import MonitorStarted
-from hbsm.flask import follow_log, init_heartbeat
+from hbsm.flask import follow_log
 from hbsm.log import FileEventLog
 
 from .attack_support import TOKEN, Hbsm, hbsm
@@ -256,15 +256,9 @@ def blueprint(tmp_path: Path) -> Iterator[int]:
         },
         Config,
     )
-    app = flask_support.flask_app()
     validate(config, Blame(None, {}), BUILTIN_STEPS)
-    handle = init_heartbeat(app, config)
-    served = flask_support.ServedApp(app).serve()
-    try:
-        yield served.port
-    finally:
-        served.stop()
-        handle.stop()
+    with flask_support.heartbeat_served(config) as port:
+        yield port
 
 
 def test_the_blueprint_shows_no_internals_without_the_token(blueprint: int) -> None:

@@ -4,10 +4,13 @@
 process.started, process.lost) and returns the decisions it leads to (transition,
 repair.started, restart.started), each already applied to `state` with `hbsm.evolve.evolve`.
 The graph itself (which trigger leads where, under which guard) is one shared
-`transitions.Machine` per version of the rules (`hbsm.state.RULES`); every service's
-ServiceState is a model of it. A log is re-decided by the rules it was written under, which its
-`monitor.started` events record, so a change of the rules never breaks `hbsm replay --verify`
-of an older history.
+`transitions.Machine` per version of the rules (`hbsm.state.RULES`); it holds no models: each
+trigger is fired on the ServiceState it is given. `decided(state, fact, policy)` does the same
+on a copy and leaves `state` alone, for a caller that keeps the new state only once the events
+are recorded (the monitor: a log that refuses them leaves nothing to undo).
+
+A log is re-decided by the rules it was written under, which its `monitor.started` events
+record, so a change of the rules never breaks `hbsm replay --verify` of an older history.
 
 Pure: no I/O, no clock (time is the fact's `ts`), no globals but the immutable machines.
 Replaying a log through `evolve` rebuilds exactly the state `decide` left behind, which is what
@@ -17,10 +20,9 @@ the graph.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
-from typing import Any, Final
+from typing import Final
 
+import msgspec
 from transitions import Machine
 
 from hbsm.events import (
@@ -48,6 +50,7 @@ __all__ = [
     "ServiceMachine",
     "UnknownRulesError",
     "decide",
+    "decided",
     "evolve",
     "evolve_probe",
     "machine_for",
@@ -60,42 +63,15 @@ ADMIN_ACTIONS: Final = ("pause", "resume", "reset", "probe_now", "repair_now", "
 # Every version of the rules this hbsm can decide by (see hbsm.state.RULES).
 KNOWN_RULES: Final = (1, 2)
 
-# transitions logs a warning per skipped convenience method when model_override=True: for
-# thousands of models that is most of add_model's time, and it is expected here, not a problem.
-logging.getLogger("transitions").setLevel(logging.ERROR)
-
 
 class UnknownRulesError(ValueError):
     """A log written under decision rules this hbsm does not know (a newer hbsm wrote it)."""
 
 
-class _Models(list[Any]):
-    """The machine's model list, with membership by identity in a set.
-
-    `Machine.add_model` checks `model not in machine.models` once per model: a list scan, so
-    adding 10,000 services cost a quadratic half second. transitions only appends to, removes
-    from, iterates and indexes this list, which a list subclass keeps working.
-    """
-
-    def __init__(self, models: Iterable[Any] = ()) -> None:
-        super().__init__(models)
-        self._ids = {id(m) for m in self}
-
-    def __contains__(self, model: object) -> bool:
-        return id(model) in self._ids
-
-    def append(self, model: Any) -> None:
-        super().append(model)
-        self._ids.add(id(model))
-
-    def remove(self, model: Any) -> None:
-        super().remove(model)
-        self._ids.discard(id(model))
-
-
 class ServiceMachine:
-    """One shared `transitions.Machine` for a version of the rules; every service's state is a
-    model of it."""
+    """One shared `transitions.Machine` for a version of the rules. It holds no models: a
+    trigger is fired on the ServiceState at hand (transitions reads and sets its `state`), so
+    any number of services, and copies of them, share it without being registered."""
 
     def __init__(self, rules: int = RULES) -> None:
         if rules not in KNOWN_RULES:
@@ -110,21 +86,12 @@ class ServiceMachine:
             initial="unknown",
             transitions=table(rules),
             auto_transitions=False,
-            model_override=True,  # add no per-model methods: triggers are fired by name
+            model_override=True,  # no per-model methods: triggers are fired by name
             send_event=True,
             ignore_invalid_triggers=True,
             before_state_change=[record_transition],
         )
-        self.machine.models = _Models(self.machine.models)
         self._events = self.machine.events
-
-    def add(self, states: Iterable[ServiceState]) -> None:
-        """Register services in one batch, keeping the state each already has."""
-        batch = list(states)
-        current = [s.state for s in batch]
-        self.machine.add_model(batch)  # add_model resets each model to the initial state
-        for s, name in zip(batch, current, strict=True):
-            s.state = name
 
     def fire(self, trigger: str, ctx: Context) -> bool:
         event = self._events.get(trigger)
@@ -168,6 +135,20 @@ def _probe_trigger(s: ServiceState, p: Probe, rules: int) -> tuple[str | None, s
     # No count in the words: the transition's `failures` has it, and the words stay true while
     # the service stays degraded and the count goes on.
     return "probe_failed", f"probe failed: {p.error or 'failed'}"
+
+
+def decided(
+    state: ServiceState,
+    fact: Event,
+    policy: Policy,
+    machine: ServiceMachine | None = None,
+) -> tuple[ServiceState, list[Event]]:
+    """`decide` on a copy of `state`: (the state after the fact and its decisions, the
+    decisions). `state` itself is left as it was."""
+    # A shallow copy is enough: evolve and the graph replace the one list field (`restarts`),
+    # never change it in place.
+    after = msgspec.structs.replace(state)
+    return after, decide(after, fact, policy, machine)
 
 
 def decide(

@@ -31,7 +31,7 @@ from hbsm.events import (
     RestartStarted,
     ServiceRegistered,
 )
-from hbsm.fsm import ServiceMachine, decide
+from hbsm.fsm import ServiceMachine, decided
 from hbsm.log import EventStore, LogError
 from hbsm.monitor.outage import LogUnwritableError, Outage, OutageWatch
 from hbsm.monitor.startup import StartUp, resume
@@ -130,7 +130,6 @@ class Monitor:
                 ),
             ]
         )
-        self.machine.add(self.states.values())
         startup = StartUp(self, resumed)
         await startup.start_supervised()
         # The pids must be on disk before anything else can go wrong: unknown to the next
@@ -275,16 +274,11 @@ class Monitor:
     def record(self, fact: Event) -> list[Event]:
         """Decide on a fact, append it with its decisions, then start what they ask for."""
         name: str = fact.service  # type: ignore[attr-defined]
-        state = self.states[name]  # the model registered with the shared machine
-        before = msgspec.structs.replace(state)
-        decisions = decide(state, fact, self.policies[name], self.machine)
-        try:
-            events = self._append([fact, *decisions])
-        except BaseException:
-            # The log refused the events (a full disk): the state stays what the log says.
-            for f in msgspec.structs.fields(ServiceState):
-                setattr(state, f.name, getattr(before, f.name))
-            raise
+        after, decisions = decided(self.states[name], fact, self.policies[name], self.machine)
+        events = self._append([fact, *decisions])
+        # Kept only once recorded: a log that refuses the events (a full disk) leaves the state
+        # what the log says.
+        self.states[name] = after
         effects = [e for e in events if isinstance(e, RepairStarted | RestartStarted)]
         if effects:
             self._pending.extend(effects)

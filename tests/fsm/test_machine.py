@@ -1,12 +1,21 @@
-"""The shared machine itself: one per version of the rules, services added in batches keeping
-their states, facts it does not know ignored, rules it does not know refused in so many words."""
+"""The shared machine itself: one per version of the rules, serving any number of services
+without registering them, `decided` on a copy, facts it does not know ignored, rules it does
+not know refused in so many words."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from hbsm.events import Admin
-from hbsm.fsm import KNOWN_RULES, ServiceMachine, UnknownRulesError, decide, machine_for
+from hbsm.events import Admin, Probe
+from hbsm.fsm import (
+    KNOWN_RULES,
+    ServiceMachine,
+    UnknownRulesError,
+    decide,
+    decided,
+    machine_for,
+)
 from hbsm.state import Policy, ServiceState
 
 
@@ -26,16 +35,27 @@ def test_one_machine_per_version_of_the_rules(rules: int) -> None:
     assert machine.rules == rules and machine_for(rules) is machine
 
 
-def test_services_added_in_a_batch_keep_their_states_and_are_models_by_identity() -> None:
+def test_decided_works_on_a_copy_and_leaves_the_state_alone() -> None:
+    policy = Policy(check_interval=5, max_retries=1)
+    state = ServiceState(name="web", state="healthy", restarts=[1.0])
+    before = msgspec.to_builtins(state)
+    fact = Probe(ts=10.0, service="web", ok=False, error="refused")
+    after, decisions = decided(state, fact, policy)
+    assert msgspec.to_builtins(state) == before  # untouched, its list too
+    assert after is not state and after.state == "repairing"
+    # The same decisions and the same state as decide gives on the state itself.
+    assert decide(state, fact, policy) == decisions
+    assert msgspec.to_builtins(state) == msgspec.to_builtins(after)
+
+
+def test_one_machine_serves_any_number_of_services_unregistered() -> None:
     machine = ServiceMachine()
-    states = [ServiceState(name=f"svc{i}", state=s) for i, s in enumerate(["healthy", "failed"])]
-    twin = ServiceState(name="svc0", state="healthy")  # equal fields, another service object
-    machine.add(states)
-    assert [s.state for s in states] == ["healthy", "failed"]  # not reset to `unknown`
-    assert all(s in machine.machine.models for s in states)
-    assert twin not in machine.machine.models
-    machine.machine.remove_model(states[0])
-    assert states[0] not in machine.machine.models and states[1] in machine.machine.models
+    policy = Policy(check_interval=5, max_retries=1)
+    states = [ServiceState(name=f"svc{i}", state="healthy") for i in range(3)]
+    for s in states[:2]:
+        decide(s, Probe(ts=1.0, service=s.name, ok=False), policy, machine)
+    assert [s.state for s in states] == ["repairing", "repairing", "healthy"]
+    assert machine.machine.models == []
 
 
 @pytest.mark.parametrize(("state", "action"), [("healthy", "resume"), ("failed", "repair_now")])

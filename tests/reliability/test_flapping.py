@@ -75,7 +75,6 @@ class FlappingRun:
         self.pattern = tuple(pattern)
         self.state = ServiceState(name=SERVICE)
         self.machine = ServiceMachine()
-        self.machine.add([self.state])
         notify = config.notify
         self.planner = NoticePlanner(on=notify.on, rate_per_hour=notify.rate_per_hour)
         # The same events planned without a rate limit: what would have gone out.

@@ -95,6 +95,7 @@ class FileEventLog(EventStore):
     ) -> None:
         # Use FileEventLog.open: it takes the lock and recovers the file first.
         self.path = path
+        self.where = str(path)
         self.last_seq = last_seq
         self.recovered = None
         self.segment = segment  # the active segment's number

@@ -21,6 +21,7 @@ _seq_of = attrgetter("seq")
 class MemoryEventLog(EventStore):
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self.last_seq = 0
+        self.where = "the event log in memory"
         self._clock = clock
         # Flushed events only: like a file, what is merely appended is not yet visible.
         self._events: list[Event] = []

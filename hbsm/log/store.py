@@ -65,6 +65,14 @@ class Follower(_Closable):
 
 class EventStore(_Closable):
     last_seq: int
+    # Where the events go, as an operator would look for them (a file's path): named in the
+    # monitor's messages when the store refuses writes.
+    where: str = "the event log"
+
+    @property
+    def unwritten_bytes(self) -> int | None:
+        """Bytes of appended events not yet written (None: the store cannot say)."""
+        return None
 
     @abc.abstractmethod
     def append(self, events: Sequence[Event]) -> list[Event]:

@@ -15,6 +15,7 @@ from hbsm.log import FileEventLog
 from hbsm.monitor.runtime import Monitor
 from hbsm.notify import Notifier
 from hbsm.probes import Prober
+from hbsm.projection import Projection
 from hbsm.repair import RepairRunner, Supervisor
 
 __all__ = ["open_monitor"]
@@ -29,11 +30,11 @@ def open_monitor(
     cannot be made or reached). The caller closes the log after `monitor.stop()`.
     """
     log_path = Path(config.log.path)
-    holder: list[Monitor] = []
+    projection = Projection()
 
     def snapshot(segment: int) -> Snapshot:
         # Each new log segment opens with the views as of now, so readers can start there.
-        return holder[0].projection.snapshot(segment, clock())
+        return projection.snapshot(segment, clock())
 
     store = FileEventLog.open(
         log_path,
@@ -53,9 +54,9 @@ def open_monitor(
             supervisor=supervisor,
             notifier=Notifier(config.notify),
             clock=clock,
+            projection=projection,
         )
     except BaseException:
         store.close()
         raise
-    holder.append(monitor)
     return store, monitor

@@ -63,6 +63,7 @@ class Monitor:
         supervisor: Supervisor,
         notifier: Notifier,
         clock: Callable[[], float] = time.time,
+        projection: Projection | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -71,7 +72,9 @@ class Monitor:
         self.supervisor = supervisor
         self.notifier = notifier
         self.clock = clock
-        self.projection = Projection()
+        # What the monitor has recorded, folded: its API's views (given by whoever also needs
+        # it before the monitor exists: the file log's snapshot of each new segment).
+        self.projection = projection if projection is not None else Projection()
         self.machine = ServiceMachine()
         self.services: dict[str, ServiceConfig] = {s.name: s for s in config.services}
         self.policies: dict[str, Policy] = {s.name: config.policy_for(s) for s in config.services}
@@ -87,7 +90,7 @@ class Monitor:
         # While the log refuses writes nothing is probed, decided or started until it takes
         # them again (no record, no side effect).
         self.outages = OutageWatch(
-            path=str(getattr(store, "path", "the event log")),
+            path=store.where,
             clock=clock,
             notify=lambda notice: self._spawn(self._notify(notice)),
             notify_on=config.notify.on,
@@ -190,9 +193,9 @@ class Monitor:
                 continue
             except OSError as exc:
                 if loop.time() >= deadline:
-                    unwritten = getattr(self.store, "unwritten_bytes", None)
+                    unwritten = self.store.unwritten_bytes
                     raise LogError(
-                        f"{getattr(self.store, 'path', 'the event log')}: stopping with "
+                        f"{self.store.where}: stopping with "
                         f"{unwritten if unwritten is not None else 'some'} bytes of events "
                         f"not written ({exc})"
                     ) from exc

@@ -152,3 +152,19 @@ def test_close_keeps_what_was_appended(store: EventStore) -> None:
     appended = store.append(probes(6))
     store.close()
     assert without_snapshots(list(store.read())) == appended
+
+
+def test_a_store_says_where_it_writes_and_what_it_has_not_written(
+    store: EventStore, tmp_path: Path
+) -> None:
+    # Both are named in the monitor's message when the store refuses writes at shutdown.
+    assert store.where
+    if isinstance(store, FileEventLog):
+        assert store.where == str(store.path) and store.where.startswith(str(tmp_path))
+    store.append(probes(2))
+    pending = store.unwritten_bytes
+    store.flush()
+    if pending is not None:  # a store that can tell: the appended bytes, then none
+        assert pending > 0 and store.unwritten_bytes == 0
+    else:
+        assert store.unwritten_bytes is None

@@ -40,6 +40,7 @@ from hbsm.events import (
 from hbsm.evolve import COUNTING_STATES, evolve, evolve_probe, holds_probe
 from hbsm.graph import Context, record_transition, table
 from hbsm.state import RULES, STATES, Policy, ServiceState
+from hbsm.vocabulary import ADMIN_ACTIONS, STATE_ACTIONS
 
 __all__ = [
     "ADMIN_ACTIONS",
@@ -59,7 +60,6 @@ __all__ = [
 # Events decide() consumes, and the ones it produces.
 FACTS: Final = (Probe, RepairFinished, RestartFinished, Admin, ProcessStarted, ProcessLost)
 DECISIONS: Final = (Transition, RepairStarted, RestartStarted)
-ADMIN_ACTIONS: Final = ("pause", "resume", "reset", "probe_now", "repair_now", "start", "stop")
 # Every version of the rules this hbsm can decide by (see hbsm.state.RULES).
 KNOWN_RULES: Final = (1, 2)
 
@@ -178,11 +178,7 @@ def decide(
         reason = f"supervised process {fact.pid} is gone" + (
             f": {fact.detail}" if fact.detail else ""
         )
-    elif (
-        isinstance(fact, Admin)
-        and fact.allowed
-        and fact.action in ("pause", "resume", "reset", "repair_now")
-    ):
+    elif isinstance(fact, Admin) and fact.allowed and fact.action in STATE_ACTIONS:
         trigger = fact.action
         reason = f"admin {fact.action}" + (f" by {fact.who}" if fact.who else "")
     # A repair step's own outcome only marks it done (the verification probe that follows

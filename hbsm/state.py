@@ -10,6 +10,9 @@ from typing import Final, Literal
 
 import msgspec
 
+# The vocabulary, re-exported: hbsm.state is where the pure core's data has always been found.
+from hbsm.vocabulary import ERROR_CLASSES, RESTART_STEP, STATES, StateName
+
 __all__ = [
     "ERROR_CLASSES",
     "RESTART_STEP",
@@ -19,35 +22,6 @@ __all__ = [
     "ServiceState",
     "StateName",
 ]
-
-StateName = Literal[
-    "unknown", "healthy", "degraded", "repairing", "restarting", "cooldown", "failed", "paused"
-]
-STATES: Final[tuple[str, ...]] = (
-    "unknown",
-    "healthy",
-    "degraded",
-    "repairing",
-    "restarting",
-    "cooldown",
-    "failed",
-    "paused",
-)
-
-# The failure classes a probe or the `diagnose` step can report.
-ERROR_CLASSES: Final[tuple[str, ...]] = (
-    "refused",
-    "timeout",
-    "dns",
-    "tls",
-    "protocol",
-    "http_5xx",
-    "http_4xx",
-    "body_mismatch",
-    "slow",
-    "command",
-    "other",
-)
 
 # The version of the decision rules `hbsm.fsm.decide` applies, recorded in every
 # `monitor.started` so a log is always re-decided by the rules it was written under:
@@ -62,10 +36,6 @@ ERROR_CLASSES: Final[tuple[str, ...]] = (
 #      process do not count; a supervised process found gone at start-up is restarted under
 #      the cooldown and the budget (`process.lost`).
 RULES: Final = 2
-
-# The ladder step that restarts the service: reaching it is a restart decision, guarded by the
-# cooldown and the restart budget, not a plain repair step.
-RESTART_STEP: Final = "restart"
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

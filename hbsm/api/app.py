@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 
 import msgspec
@@ -41,7 +40,7 @@ from hbsm.api import bodies
 from hbsm.api.body_limit import BodyLimit
 from hbsm.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hbsm.api.metrics import Metrics
-from hbsm.api.openapi import ADMIN_ACTIONS, document
+from hbsm.api.openapi import document
 from hbsm.api.refusals import Attempt, RefusalLimiter
 from hbsm.api.security import (
     PROXY_HEADERS,
@@ -56,13 +55,13 @@ from hbsm.api.sse import event_stream, parse_seq
 from hbsm.api.views import Answer, Views, error, wants_health_json
 from hbsm.events import Event, Transition
 from hbsm.log import LogError
+from hbsm.vocabulary import SERVICE_NAME, URL_SERVICE_ACTIONS, log_action
 
 __all__ = ["MAX_BODY", "ApiState", "create_app"]
 
 log = logging.getLogger("hbsm.api")
 
 MAX_BODY = 64 * 2**10
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -134,7 +133,7 @@ class ApiState:
 
     async def service(self, request: Request) -> Response:
         name = request.path_params["name"]
-        if not _NAME.fullmatch(name):
+        if not SERVICE_NAME.fullmatch(name):
             return _no_service(name)
         answer = self.views.service(
             name,
@@ -159,10 +158,10 @@ class ApiState:
 
     async def service_action(self, request: Request) -> Response:
         name, action = request.path_params["name"], request.path_params["action"]
-        if action not in ADMIN_ACTIONS:
-            choices = ", ".join(ADMIN_ACTIONS)
+        if action not in URL_SERVICE_ACTIONS:
+            choices = ", ".join(URL_SERVICE_ACTIONS)
             return respond(error(404, f"no admin action {action[:40]!r}; one of: {choices}"))
-        if not _NAME.fullmatch(name) or not self._known(name):
+        if not SERVICE_NAME.fullmatch(name) or not self._known(name):
             return _no_service(name)
         return await self._admin(request, action, name)
 
@@ -193,14 +192,14 @@ class ApiState:
         await self.record_refusals(self.refusals.due())
         if not decision.allowed:
             host = request.client.host if request.client is not None else "unknown"
-            attempt = Attempt(host, action.replace("-", "_"), service, who, source)
+            attempt = Attempt(host, log_action(action), service, who, source)
             await self._refused(attempt)
             return _denied(decision)
         what = f"{action} {service}" if service else action
         was_running = control.heartbeat_running
         try:
             events = await control.admin(
-                action.replace("-", "_"), service, who=who, source=source, allowed=True
+                log_action(action), service, who=who, source=source, allowed=True
             )
         except KeyError:
             return _no_service(service or "")

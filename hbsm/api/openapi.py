@@ -11,8 +11,9 @@ from typing import Any
 import msgspec
 
 from hbsm.api import bodies
+from hbsm.vocabulary import SERVICE_NAME, URL_SERVICE_ACTIONS
 
-__all__ = ["ADMIN_ACTIONS", "BODY_TYPES", "NAME_PATTERN", "components", "document"]
+__all__ = ["BODY_TYPES", "NAME_PATTERN", "components", "document"]
 
 BODY_TYPES: tuple[type[msgspec.Struct], ...] = (
     bodies.Health,
@@ -23,9 +24,7 @@ BODY_TYPES: tuple[type[msgspec.Struct], ...] = (
     bodies.HealthJson,
     bodies.ErrorBody,
 )
-# Per-service admin actions, as they appear in URLs.
-ADMIN_ACTIONS: tuple[str, ...] = ("pause", "resume", "reset", "probe-now", "repair-now")
-NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+NAME_PATTERN = f"^{SERVICE_NAME.pattern}$"
 _REF = "#/components/schemas/{name}"
 
 
@@ -169,7 +168,7 @@ def _paths() -> dict[str, Any]:
                         "name": "action",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "string", "enum": list(ADMIN_ACTIONS)},
+                        "schema": {"type": "string", "enum": list(URL_SERVICE_ACTIONS)},
                     },
                 ],
             )

@@ -22,10 +22,10 @@ import msgspec
 
 from hbsm.config.errors import ConfigError, key_part
 from hbsm.config.model import Config, fields_of
+from hbsm.vocabulary import SERVICE_NAME
 
 __all__ = ["MAX_FILE_BYTES", "decode_config", "read_toml"]
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _DICT_KEY = object()  # msgspec writes `[...]` for "some key of this table"
 _PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[\.\.\.\]")
 _TOML_POSITION = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
@@ -204,7 +204,7 @@ def _follow(path: str, raw: Any) -> tuple[str | None, Any, Any]:
             item = value[i] if isinstance(value, list) and i < len(value) else None
             name = item.get("name") if isinstance(item, Mapping) else None
             # A service by its name, when it is one a key can carry as is (else its index).
-            named = key == "services" and isinstance(name, str) and _SAFE_NAME.fullmatch(name)
+            named = key == "services" and isinstance(name, str) and SERVICE_NAME.fullmatch(name)
             label = name if named else str(i)
             key = f"{key or ''}[{label}]"
             value = item

@@ -22,6 +22,7 @@ import msgspec
 from hbsm.config.errors import ConfigError, key_part
 from hbsm.config.model import Config, ServiceConfig, fields_of
 from hbsm.state import ERROR_CLASSES, RESTART_STEP, Policy
+from hbsm.vocabulary import SERVICE_NAME, SERVICE_NAME_MAX
 
 __all__ = [
     "BUILTIN_STEPS",
@@ -39,8 +40,6 @@ REPAIR_GROUP = "hbsm.repairs"
 
 # The setting each built-in step cannot run without, under `[services.steps.<step>]`.
 _STEP_NEEDS = {"http": "url", "command": "argv", "signal": "pidfile"}
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_MAX_NAME = 128
 _HTTP_METHOD = re.compile(r"[A-Za-z]+")
 _INT64 = 2**63
 
@@ -187,12 +186,12 @@ def _check_name(i: int, service: ServiceConfig, seen: dict[str, int], blame: Bla
     key = f"services[{i}].name"
     if not name:
         raise blame(key, "must not be empty")
-    if not _SAFE_NAME.fullmatch(name) or set(name) == {"."} or len(name) > _MAX_NAME:
+    if not SERVICE_NAME.fullmatch(name) or set(name) == {"."}:
         # Names end up in URLs (/health/service/<name>) and file names (supervised output).
         raise blame(
             key,
             f"{name!r} is not a safe name: use letters, digits, '_', '-' and '.' "
-            f"(at most {_MAX_NAME} characters, not only dots)",
+            f"(at most {SERVICE_NAME_MAX} characters, not only dots)",
         )
     if name in seen:
         raise blame(key, f"duplicate service name {name!r} (first at services[{seen[name]}])")

@@ -240,24 +240,13 @@ class Config(_Strict):
             own = getattr(service, name)
             return own if own is not None else getattr(self, name)
 
-        ladders = pick("ladders")
-        return Policy(
-            check_interval=pick("check_interval"),
-            max_retries=pick("max_retries"),
-            success_threshold=pick("success_threshold"),
-            restart_cooldown=pick("restart_cooldown"),
-            cooldown_max=max(pick("cooldown_max"), pick("restart_cooldown")),
-            stable_period=pick("stable_period"),
-            restart_budget=pick("restart_budget"),
-            restart_window=pick("restart_window"),
-            ladder=tuple(pick("ladder")),
-            ladders={cls: tuple(steps) for cls, steps in ladders.items()},
-            on_restart_failure=pick("on_restart_failure"),
-            start_grace=pick("start_grace"),
-            repair_backoff=pick("repair_backoff"),
-            repair_backoff_max=pick("repair_backoff_max"),
-            repair_budget=pick("repair_budget"),
-        )
+        # Every Policy field is a threshold of the same name here and in ServiceConfig
+        # (tests/config checks the three agree); only the shapes differ.
+        picked = {name: pick(name) for name in Policy.__struct_fields__}
+        picked["cooldown_max"] = max(picked["cooldown_max"], picked["restart_cooldown"])
+        picked["ladder"] = tuple(picked["ladder"])
+        picked["ladders"] = {cls: tuple(steps) for cls, steps in picked["ladders"].items()}
+        return Policy(**picked)
 
 
 @functools.cache

@@ -17,7 +17,7 @@ from hbsm.events import MonitorView, Probe, ServiceView
 from hbsm.projection import Projection, next_action
 
 if TYPE_CHECKING:
-    from hbsm.monitor.outage import Outage
+    from hbsm.outage import Outage
 
 __all__ = [
     "AdminResult",

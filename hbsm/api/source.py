@@ -32,8 +32,8 @@ from hbsm.projection import Projection
 
 if TYPE_CHECKING:
     from hbsm.config import Config
-    from hbsm.monitor.outage import Outage
     from hbsm.monitor.runtime import Monitor
+    from hbsm.outage import Outage
 
 __all__ = ["ApiSource", "LogSource", "MonitorSource", "redact"]
 

@@ -28,7 +28,7 @@ from hbsm.projection import Projection
 
 if TYPE_CHECKING:
     from hbsm.flask.embedded import MonitorThread
-    from hbsm.monitor.outage import Outage
+    from hbsm.outage import Outage
 
 __all__ = [
     "READ_ONLY_MESSAGE",

@@ -25,7 +25,7 @@ from hbsm.flask.sources import HeartbeatSource
 from hbsm.projection import Projection
 
 if TYPE_CHECKING:
-    from hbsm.monitor.outage import Outage
+    from hbsm.outage import Outage
 
 __all__ = ["Views"]
 

@@ -14,12 +14,11 @@ import logging
 from collections.abc import Callable, Collection
 from typing import Any
 
-import msgspec
-
 from hbsm.events import LogOutage
 from hbsm.log import LogError
 from hbsm.notify import Notice
 from hbsm.notify.notice import LEVELS, iso_utc
+from hbsm.outage import Outage
 
 __all__ = ["OUTAGE_NOTICE_EVERY", "LogUnwritableError", "Outage", "OutageWatch"]
 
@@ -30,15 +29,6 @@ OUTAGE_NOTICE_EVERY = 300.0
 
 class LogUnwritableError(LogError):
     """An admin action asked for while the event log cannot be written: not carried out."""
-
-
-class Outage(msgspec.Struct, kw_only=True):
-    """The event log cannot be written (a full disk, say): since when, why, what was skipped."""
-
-    since: float
-    error: str
-    skipped: int = 0
-    noticed: bool = False  # a log_unwritable notice went out for it
 
 
 class OutageWatch:

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from transitions import Machine
 
+from hbsm.errors import HbsmError
 from hbsm.events import (
     Admin,
     Event,
@@ -65,7 +66,7 @@ KNOWN_RULES: Final = (1, 2)
 logging.getLogger("transitions").setLevel(logging.ERROR)
 
 
-class UnknownRulesError(ValueError):
+class UnknownRulesError(HbsmError, ValueError):
     """A log written under decision rules this hbsm does not know (a newer hbsm wrote it)."""
 
 

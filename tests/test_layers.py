@@ -39,7 +39,9 @@ def test_only_the_command_line_names_the_dashboard():
     assert offenders == []
 
 
-@pytest.mark.parametrize("module", ["hbsm.events", "hbsm.state", "hbsm.fsm", "hbsm.projection"])
+@pytest.mark.parametrize(
+    "module", ["hbsm.events", "hbsm.state", "hbsm.fsm", "hbsm.projection", "hbsm.describe"]
+)
 def test_pure_layers_do_no_io(module):
     loaded = _modules_after_import(module)
     assert module in loaded

@@ -3,5 +3,7 @@
 The core never imports the dashboard (`tui`) or any UI library.
 """
 
+from hbsm.errors import HbsmError
+
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = ["HbsmError", "__version__"]

@@ -10,11 +10,12 @@ from typing import Final, cast
 import msgspec
 
 from hbsm._event_kinds import EVENT_TYPES, TS_END, AnyEvent, Event, OpaqueEvent
+from hbsm.errors import HbsmError
 
 __all__ = ["EventDecodeError", "decode", "decode_lines", "encode", "encode_lines"]
 
 
-class EventDecodeError(ValueError):
+class EventDecodeError(HbsmError, ValueError):
     """A line that is not an event. `line` is 1-based within what was decoded."""
 
     def __init__(self, message: str, line: int | None = None) -> None:

@@ -25,6 +25,7 @@ from typing import Final
 import msgspec
 from transitions import Machine
 
+from hbsm.errors import HbsmError
 from hbsm.events import (
     Admin,
     Event,
@@ -64,7 +65,7 @@ DECISIONS: Final = (Transition, RepairStarted, RestartStarted)
 KNOWN_RULES: Final = (1, 2)
 
 
-class UnknownRulesError(ValueError):
+class UnknownRulesError(HbsmError, ValueError):
     """A log written under decision rules this hbsm does not know (a newer hbsm wrote it)."""
 
 

@@ -40,7 +40,15 @@ def test_only_the_command_line_names_the_dashboard():
 
 
 @pytest.mark.parametrize(
-    "module", ["hbsm.vocabulary", "hbsm.events", "hbsm.state", "hbsm.fsm", "hbsm.projection"]
+    "module",
+    [
+        "hbsm.vocabulary",
+        "hbsm.events",
+        "hbsm.state",
+        "hbsm.fsm",
+        "hbsm.projection",
+        "hbsm.describe",
+    ],
 )
 def test_pure_layers_do_no_io(module):
     loaded = _modules_after_import(module)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hbsm._format import duration
 from hbsm.log import ReadStats
-from hbsm.replay._format import duration
 from hbsm.replay.clock import ClockStep
 
 __all__ = ["damage_notes"]

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Final
 
+from hbsm._format import latency
 from hbsm.events import ServiceView
 from hbsm.projection import next_action
 
@@ -13,7 +14,6 @@ __all__ = [
     "STATE_RANK",
     "clock",
     "countdown",
-    "describe",
     "duration",
     "latency",
     "next_text",
@@ -89,16 +89,6 @@ def next_text(view: ServiceView, now: float) -> str:
     return f"{label} {left}" if left else label
 
 
-def latency(ms: float | None) -> str:
-    if ms is None:
-        return "-"
-    if ms >= 10_000:
-        return f"{ms / 1000:.0f} s"
-    if ms >= 1000:
-        return f"{ms / 1000:.1f} s"
-    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
-
-
 def sparkline(values: Sequence[float | None], width: int = 16) -> str:
     """The last `width` latencies as bars scaled to their own max; `✗` for a probe without one."""
     tail = list(values[-width:])
@@ -113,68 +103,3 @@ def sparkline(values: Sequence[float | None], width: int = 16) -> str:
         else:
             out.append(_BARS[min(len(_BARS) - 1, int(v / top * (len(_BARS) - 1) + 0.5))])
     return "".join(out)
-
-
-def describe(event: object) -> str:
-    """One line saying what an event is about (its time, seq and service are shown apart)."""
-    from hbsm.events import (
-        Admin,
-        MonitorStarted,
-        MonitorStopped,
-        Notification,
-        OpaqueEvent,
-        Probe,
-        ProcessLost,
-        ProcessStarted,
-        ProcessStopped,
-        RepairFinished,
-        RepairStarted,
-        RestartFinished,
-        RestartStarted,
-        ServiceRegistered,
-        Snapshot,
-        Transition,
-    )
-
-    e = event
-    if isinstance(e, Probe):
-        if e.ok and e.error is None:
-            return f"probe ok {latency(e.latency_ms)}"
-        status = f" {e.status}" if e.status is not None else ""
-        return f"probe FAIL {e.error or ''}{status} {e.detail}".rstrip()
-    if isinstance(e, Transition):
-        why = f" ({e.reason})" if e.reason else ""
-        return f"{e.src} → {e.dst} on {e.trigger}{why}"
-    if isinstance(e, RepairStarted):
-        return f"repair run {e.run} step {e.index + 1} {e.step} started"
-    if isinstance(e, RepairFinished):
-        result = "ok" if e.ok else "FAILED"
-        return f"repair run {e.run} step {e.step} {result} in {e.duration_ms:.0f} ms"
-    if isinstance(e, RestartStarted):
-        return f"restart #{e.attempt} started (cooldown {duration(e.cooldown_s)} after)"
-    if isinstance(e, RestartFinished):
-        code = f" exit {e.exit_code}" if e.exit_code is not None else ""
-        return f"restart {'ok' if e.ok else 'FAILED'}{code} in {e.duration_ms:.0f} ms"
-    if isinstance(e, ProcessStarted):
-        return f"process {e.pid} {'adopted' if e.adopted else 'started'}"
-    if isinstance(e, ProcessLost):
-        return f"process {e.pid} gone (found at start-up)"
-    if isinstance(e, ProcessStopped):
-        return f"process {e.pid} stopped by hbsm"
-    if isinstance(e, ServiceRegistered):
-        return f"registered {e.probe_kind} {e.target}"
-    if isinstance(e, Admin):
-        who = f" by {e.who}" if e.who else ""
-        refused = "" if e.allowed else " REFUSED"
-        return f"admin {e.action}{who}{refused}"
-    if isinstance(e, Notification):
-        return f"notify {e.level}: {e.message}"
-    if isinstance(e, MonitorStarted):
-        return f"monitor started (pid {e.pid}, {e.version})"
-    if isinstance(e, MonitorStopped):
-        return f"monitor stopped: {e.reason}"
-    if isinstance(e, Snapshot):
-        return f"snapshot: segment {e.segment}, {len(e.services)} services"
-    if isinstance(e, OpaqueEvent):
-        return f"{e.type} (unknown to this version)"
-    return type(e).__name__

@@ -22,6 +22,7 @@ from typing import Any
 import uvicorn
 
 from hbsm.api.guard import ACCEPT_BATCH, Limits, connection_cap, protocol_class
+from hbsm.errors import HbsmError
 
 __all__ = ["ApiServer", "ListenError", "bind"]
 
@@ -31,7 +32,7 @@ log = logging.getLogger("hbsm.api")
 _SWEEP_EVERY = 1.0
 
 
-class ListenError(Exception):
+class ListenError(HbsmError):
     """The API cannot listen on the address asked for (in use, not ours, no such host)."""
 
 

@@ -28,6 +28,7 @@ from hbsm.api.bodies import (
     HeartbeatStatus,
     ServiceHealth,
 )
+from hbsm.errors import HbsmError
 
 __all__ = ["Check", "Unreachable", "normalize_url", "run_checks"]
 
@@ -40,7 +41,7 @@ STATES = frozenset(
 HEALTH_JSON = "application/health+json"
 
 
-class Unreachable(Exception):
+class Unreachable(HbsmError):
     """Nothing answers at the URL: no check can run."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from hbsm.errors import HbsmError
+
 __all__ = ["ConfigError", "key_part"]
 
 # Environment variables whose value must never be echoed back in an error message.
@@ -11,7 +13,7 @@ _SECRET_VARS = frozenset({"HEARTBEAT_ADMIN_TOKEN"})
 _MAX_VALUE_CHARS = 80
 
 
-class ConfigError(Exception):
+class ConfigError(HbsmError):
     """The configuration cannot be used; start-up stops with `str(error)`, always one line.
 
     * `source`: the TOML file's path, or the environment variable's name (`HEARTBEAT_PORT`),

@@ -22,6 +22,7 @@ import msgspec
 
 from hbsm.api.bodies import AdminResult
 from hbsm.api.source import redact
+from hbsm.errors import HbsmError
 from hbsm.log import CorruptLineError, LogError, LogFollower
 from hbsm.log.follower import SegmentPrunedError
 from hbsm.projection import Projection
@@ -48,11 +49,11 @@ ADMIN_TIMEOUT = 30.0
 READ_ONLY_MESSAGE = "read-only: this app projects the log of another hbsm run; use its own API"
 
 
-class NotRunning(Exception):
+class NotRunning(HbsmError):
     """The source cannot answer now (monitor not started, stopped, or busy past the timeout)."""
 
 
-class ReadOnly(Exception):
+class ReadOnly(HbsmError):
     """Admin actions are not possible: this source only projects another process's log."""
 
 

@@ -11,6 +11,7 @@ from itertools import islice
 from operator import attrgetter, lt
 from typing import NamedTuple
 
+from hbsm.errors import HbsmError
 from hbsm.events import Event, EventDecodeError, OpaqueEvent, decode, decode_lines
 
 __all__ = ["BAD_KEPT", "NO_SEQ", "BadLine", "Decoded", "decode_block"]
@@ -35,7 +36,7 @@ class Decoded(NamedTuple):
 BAD_KEPT = 20
 
 
-class BadLine(Exception):
+class BadLine(HbsmError):
     """The first bad line of a block (raised only without skip_bad). `index` is 0-based within
     the block, `start`/`end` its byte range (end past the newline); `events` the good ones before
     it, so a reader can deliver them before reporting the error."""

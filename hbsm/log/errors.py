@@ -1,4 +1,4 @@
-"""The exception tree of the event log.
+"""The exception tree of the event log (a branch of hbsm.errors.HbsmError's).
 
     LogError                  anything the log cannot do; str() is one line naming the file
     ├── LogLockedError        another writer holds the log's lock
@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from hbsm.errors import HbsmError
+
 __all__ = ["CorruptLineError", "LogError", "LogLockedError", "SeqHole", "SeqHoleError"]
 
 
@@ -22,7 +24,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-class LogError(Exception):
+class LogError(HbsmError):
     """Base of every log error."""
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hbsm.config.model import RestartConfig
+from hbsm.errors import HbsmError
 from hbsm.repair._process import alive, group_gone, kill_group
 
 __all__ = ["Supervisor", "SupervisorError"]
@@ -35,7 +36,7 @@ _TAIL_BYTES = 2000
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-class SupervisorError(RuntimeError):
+class SupervisorError(HbsmError, RuntimeError):
     """A supervised process could not be started (or died at once)."""
 
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import msgspec
 
+from hbsm._format import iso
 from hbsm.events import TYPE_NAMES, Event, OpaqueEvent, Probe
 from hbsm.log.errors import SeqHole
 from hbsm.projection import Projection
-from hbsm.replay._format import iso
 from hbsm.replay.clock import ClockStep, ClockWatch
 from hbsm.replay.incidents import Incident, IncidentTracker, ServiceTally, mean
 from hbsm.replay.timeline import TimelineEntry, entry

@@ -19,8 +19,8 @@ from typing import Final
 
 import msgspec
 
+from hbsm._format import duration, iso
 from hbsm.events import Event, OpaqueEvent
-from hbsm.replay._format import duration, iso
 
 __all__ = ["STEP_NAMED", "ClockStep", "ClockWatch"]
 

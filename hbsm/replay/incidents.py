@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from hbsm._format import iso
 from hbsm.events import (
     Event,
     OpaqueEvent,
@@ -33,7 +34,6 @@ from hbsm.events import (
     Snapshot,
     Transition,
 )
-from hbsm.replay._format import iso
 from hbsm.replay.window import Window
 
 __all__ = ["SICK", "Incident", "IncidentTracker", "ServiceTally", "mean"]

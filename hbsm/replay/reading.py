@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from hbsm.errors import HbsmError
 from hbsm.events import Event, EventDecodeError, OpaqueEvent, decode
 from hbsm.log import CorruptLineError, LogError, ReadStats, read_blocks, segment_paths
 from hbsm.log.errors import SeqHole, SeqHoleError
@@ -25,7 +26,7 @@ __all__ = ["PROG", "BadInput", "Reading", "err", "locate"]
 PROG = "hbsm replay"
 
 
-class BadInput(Exception):
+class BadInput(HbsmError):
     """One line for stderr; exit 2."""
 
 

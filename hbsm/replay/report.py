@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from hbsm.replay._format import duration, rate
+from hbsm._format import duration, rate
 from hbsm.replay.analysis import Hole, ReplayReport, StatsReport
 from hbsm.replay.clock import STEP_NAMED, ClockStep
 from hbsm.replay.incidents import Incident

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from hbsm._format import duration, tail
 from hbsm.events import (
     Admin,
     Event,
@@ -34,7 +35,6 @@ from hbsm.events import (
     type_name,
 )
 from hbsm.fsm import DECISIONS, FACTS, ServiceMachine, UnknownRulesError, decide, machine_for
-from hbsm.replay._format import duration, tail
 from hbsm.state import RULES, Policy, ServiceState
 
 __all__ = ["Divergence", "Verifier", "VerifyResult", "recorded_machine", "short"]

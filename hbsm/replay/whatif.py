@@ -25,6 +25,7 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
+from hbsm.errors import HbsmError
 from hbsm.events import (
     Admin,
     Event,
@@ -69,7 +70,7 @@ APPROXIMATION: Final = (
 POLICY_KEYS: Final[tuple[str, ...]] = Policy.__struct_fields__
 
 
-class OverrideError(ValueError):
+class OverrideError(HbsmError, ValueError):
     """A bad --set; str() is one line naming the --set and the key."""
 
 

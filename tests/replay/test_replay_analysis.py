@@ -9,6 +9,7 @@ import msgspec
 import pytest
 from replay_scenarios import INTERVAL, T0, Recorder, outage, stamp
 
+from hbsm._format import duration, iso
 from hbsm.events import (
     LATENCY_HISTORY,
     Event,
@@ -21,7 +22,6 @@ from hbsm.events import (
 )
 from hbsm.projection import Projection
 from hbsm.replay import Analysis, Window, parse_time
-from hbsm.replay._format import duration, iso
 from hbsm.replay.analysis import ReplayReport
 from hbsm.state import Policy
 

@@ -195,3 +195,33 @@ def test_checkpoints_make_a_seek_equal_a_fold() -> None:
         got = {n: v.fsm.state for n, v in board.projection.services.items()}
         assert got == {n: v.fsm.state for n, v in expected.services.items()}
         assert board.projection.monitor.events_total == index + 1
+
+
+async def test_the_feed_words_the_logs_own_events_as_the_timeline_does() -> None:
+    from hbsm import events as ev
+    from hbsm.describe import describe
+    from hbsm.replay.timeline import entry
+    from tui.widgets.feed import EventFeed
+
+    events: list[ev.Event] = [
+        ev.MonitorStarted(seq=1, ts=1.0, pid=7, version="0.1.0"),
+        ev.LogRecovered(seq=2, ts=1.0, path="hbsm.jsonl", offset=99, cut_bytes=17),
+        ev.LogOutage(seq=3, ts=70.0, since=10.0, error="disk full", skipped=4),
+    ]
+    board = ReplayBoard(list(events), "log events")
+    board.seek(len(events) - 1)
+    app = DashboardApp(replay_boards=[board])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        lines = str(app.main.query_one(EventFeed).content).splitlines()
+    assert len(lines) == 3  # newest first
+    assert lines[0].endswith(
+        "log unwritable for 60.0 s (disk full): 4 probes not run, no repair or restart started"
+    )
+    assert lines[1].endswith(
+        "log recovered: cut a torn line of 17 bytes at offset 99 of hbsm.jsonl"
+    )
+    for line, event in zip(lines, reversed(events), strict=True):
+        timeline = entry(event)
+        assert timeline is not None and line.endswith(timeline.text)
+        assert line.endswith(describe(event, with_service=False))

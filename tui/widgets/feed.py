@@ -6,8 +6,9 @@ from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Static
 
+from hbsm.describe import describe
 from tui.board import FEED_FILTERS, Board, service_of
-from tui.format import clock, describe
+from tui.format import clock
 
 __all__ = ["EventFeed"]
 
@@ -30,7 +31,7 @@ class EventFeed(Static):
             text.append(clock(e.ts), style="dim")
             text.append(f" #{e.seq:<6} ", style="dim")
             text.append(f"{service_of(e) or '-':<12} ", style="bold")
-            line = describe(e)
+            line = describe(e, with_service=False)  # the service has its column
             text.append(line, style="red" if "FAIL" in line else "")
         if not events:
             text.append("no events", style="dim")

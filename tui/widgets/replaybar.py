@@ -6,8 +6,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from hbsm.describe import describe
 from tui.board import ReplayBoard, service_of
-from tui.format import describe, stamp
+from tui.format import stamp
 
 __all__ = ["ReplayBar", "ReplayNotice"]
 
@@ -25,7 +26,7 @@ class ReplayBar(Static):
         text.append("\n ")
         name = service_of(e)
         text.append(f"{name}: " if name else "", style="bold")
-        text.append(describe(e), style="italic")
+        text.append(describe(e, with_service=False), style="italic")
         self.update(text)
 
 

@@ -1,10 +1,10 @@
-"""Small formatting helpers shared by the replay modules: times, durations, output tails."""
+"""Small formatting helpers: times, durations, latencies, output tails (replay, describe)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["duration", "iso", "millis", "rate", "tail"]
+__all__ = ["duration", "iso", "latency", "millis", "rate", "tail"]
 
 
 def iso(ts: float) -> str:
@@ -36,6 +36,17 @@ def duration(seconds: float | None) -> str:
 
 def millis(ms: float) -> str:
     return duration(ms / 1000.0)
+
+
+def latency(ms: float | None) -> str:
+    """A probe's latency as the dashboard shows it: `1.3 ms`, `42 ms`, `1.5 s`, `12 s`; `-`."""
+    if ms is None:
+        return "-"
+    if ms >= 10_000:
+        return f"{ms / 1000:.0f} s"
+    if ms >= 1000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
 
 
 def tail(output: str, width: int = 80) -> str:

@@ -1,0 +1,42 @@
+"""`HbsmError`: the one base of every error hbsm raises for a caller to handle.
+
+`except HbsmError` catches all of them. Each class lives beside the code that raises it (its
+module on the right); where callers already caught one by a built-in base, it keeps that base
+too (named after `+`), so nothing that caught it before stops catching it.
+
+    HbsmError
+    ├── LogError               hbsm.log: anything the event log cannot do; one line naming the file
+    │   ├── LogLockedError     hbsm.log: another writer holds the log's lock
+    │   ├── CorruptLineError   hbsm.log: a line that is not an event, or whose seq does not increase
+    │   │   └── SeqHoleError   hbsm.log: a segment begins past the seq after the previous one's last
+    │   ├── SegmentPrunedError hbsm.log: retention deleted the segment a follower needed next
+    │   └── LogUnwritableError hbsm.monitor.outage: an admin action while the log cannot be written
+    ├── BadLine                hbsm.log.blocks: a block's first bad line, read without skip_bad
+    ├── EventDecodeError       hbsm.events, + ValueError: a line that is not an event
+    ├── UnknownRulesError      hbsm.fsm, + ValueError: a log written under rules this hbsm lacks
+    ├── ConfigError            hbsm.config: the configuration cannot be used (one line: where, why)
+    ├── SupervisorError        hbsm.repair, + RuntimeError: a supervised process did not start
+    ├── ListenError            hbsm.api: the API cannot listen on the address asked for
+    ├── NotRunning             hbsm.flask: the blueprint's monitor cannot answer now
+    ├── ReadOnly               hbsm.flask: an admin action on a blueprint that follows another log
+    ├── OverrideError          hbsm.replay, + ValueError: a bad `hbsm replay --set`
+    ├── BadInput               hbsm.replay.reading: a file `hbsm replay` cannot read (exit 2)
+    └── Unreachable            hbsm.check.checks: nothing answers at the URL `hbsm check` was given
+
+Outside the tree, on purpose: private exceptions that steer control flow inside one module and
+never reach a caller.
+
+* `_BadEncoding` (hbsm.probes._http): a body that cannot be decoded; the prober turns it into a
+  failed probe.
+* `_Refused` (hbsm.api.guard): stops the HTTP parser on a request that broke a limit; the guard
+  answers it in JSON.
+* `_Failed` (hbsm.check.checks): one check's failure; `hbsm check` turns it into a FAIL line.
+"""
+
+from __future__ import annotations
+
+__all__ = ["HbsmError"]
+
+
+class HbsmError(Exception):
+    """Base of every error hbsm raises for a caller to handle."""

@@ -120,7 +120,7 @@ class LogFold:
         self.projection = projection
         self._lock = lock if lock is not None else contextlib.nullcontext()
         self.last_seq = after_seq
-        self._follower = LogFollower(self.path, from_start=True, after_seq=after_seq)
+        self._follower: LogFollower | None = None  # opened by the first poll
         # What the events after last_seq were lost to, until the next event read says where
         # they end: a pruned segment (number, retention) or a reason.
         self._pruned: SegmentPrunedError | None = None
@@ -134,6 +134,8 @@ class LogFold:
         gaps: list[Gap] = []
         events: list[Event | OpaqueEvent] = []
         while len(gaps) < MAX_GAPS_PER_POLL:
+            if self._follower is None:
+                self._follower = LogFollower(self.path, from_start=True, after_seq=self.last_seq)
             try:
                 events = self._follower.poll()
             except SegmentPrunedError as exc:
@@ -170,15 +172,16 @@ class LogFold:
         return [EventsMissing(self.path, *lost, why=why)]
 
     def reopen(self, why: str) -> None:
-        """Start reading again (after an error that was not a gap) at the active segment's
-        start, skipping what was read already; the projection is kept. Events lost meanwhile
-        are reported, with `why`, when the next are read."""
-        self._follower.close()
-        self._follower = LogFollower(self.path, from_start=True, after_seq=self.last_seq)
+        """Start reading again (after an error that was not a gap) at the next poll, from the
+        active segment's start, skipping what was read already; the projection is kept. Events
+        lost meanwhile are reported, with `why`, when the next are read."""
+        self.close()
         self._why = self._why or why
 
     def close(self) -> None:
-        self._follower.close()
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
 
     def __enter__(self) -> LogFold:
         return self

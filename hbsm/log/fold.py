@@ -30,8 +30,8 @@ from hbsm.projection import Projection
 __all__ = ["BadLine", "EventsMissing", "Gap", "LogFold", "SegmentPruned", "Step", "describe"]
 
 # A poll that keeps meeting trouble (a run of bad lines, prune after prune) returns after this
-# many gaps with what it has; the next poll goes on.
-MAX_GAPS_PER_POLL = 100
+# many reads with what it has; the next poll goes on.
+MAX_READS_PER_POLL = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,8 @@ class BadLine:
 class SegmentPruned:
     """Segment `segment` was gone (pruned by retention, or deleted when `retention` is False)
     before it was read: events `first`..`last` are lost to this reader, which went on at the
-    next segment kept (its snapshot, seq `last + 1`)."""
+    next segment kept (its snapshot, seq `last + 1`). Handed back with that snapshot, the first
+    event read after the loss, which is what says where the loss ends."""
 
     path: Path
     segment: int
@@ -133,7 +134,7 @@ class LogFold:
         is then as it was before the call."""
         gaps: list[Gap] = []
         events: list[Event | OpaqueEvent] = []
-        while len(gaps) < MAX_GAPS_PER_POLL:
+        for _ in range(MAX_READS_PER_POLL):
             if self._follower is None:
                 self._follower = LogFollower(self.path, from_start=True, after_seq=self.last_seq)
             try:

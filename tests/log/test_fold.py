@@ -122,3 +122,18 @@ def test_without_a_projection_the_events_are_handed_back_unfolded(tmp_path: Path
     with LogFold(path, None) as fold:
         step = fold.poll()
     assert step.events == stamped and step.version is None and fold.last_seq == stamped[-1].seq
+
+
+def test_reopened_it_goes_on_after_what_it_read_with_nothing_twice(tmp_path: Path) -> None:
+    path = tmp_path / "heartbeat.jsonl"
+    with FileEventLog.open(path) as log, LogFold(path, Projection()) as fold:
+        log.append(registered())
+        log.flush()
+        read = fold.poll().events
+        fold.reopen("reading was interrupted (a test)")
+        new = log.append(failures("web", 2))
+        log.flush()
+        step = fold.poll()
+    assert step.events == new and step.gaps == ()  # nothing lost: the reason is not said
+    assert seqs(read + step.events) == list(range(1, new[-1].seq + 1))
+    assert fold.projection.services["web"].fsm.state == "degraded"

@@ -130,8 +130,8 @@ class LogFold:
     def poll(self) -> Step:
         """Read one batch (bounded, as LogFollower's poll), fold it, and say what happened.
 
-        Raises what is not a gap (the log cannot be read, say: LogError, OSError); the fold
-        is then as it was before the call."""
+        Raises what is not a gap (the log cannot be read, say: LogError, OSError); nothing is
+        folded by that call, and the next one reads on from the same place."""
         gaps: list[Gap] = []
         events: list[Event | OpaqueEvent] = []
         for _ in range(MAX_READS_PER_POLL):

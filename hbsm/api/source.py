@@ -28,7 +28,7 @@ import msgspec
 
 from hbsm.config.secrets import mask_secrets
 from hbsm.log import Follower, LogFollower
-from hbsm.log.fold import BadLine, LogFold, describe
+from hbsm.log.fold import LineSkipped, LogFold, describe
 from hbsm.log.follower import position_after
 from hbsm.projection import Projection
 
@@ -224,7 +224,7 @@ class LogSource:
             while True:
                 step = self._fold.poll()
                 for gap in step.gaps:
-                    if isinstance(gap, BadLine):
+                    if isinstance(gap, LineSkipped):
                         self.bad_lines += 1
                     log.warning("%s", describe(gap))
                 if not step.events:

@@ -23,7 +23,7 @@ import msgspec
 from hbsm.api.bodies import AdminResult
 from hbsm.api.source import redact
 from hbsm.log import LogError
-from hbsm.log.fold import BadLine, LogFold, describe
+from hbsm.log.fold import LineSkipped, LogFold, describe
 from hbsm.projection import Projection
 
 if TYPE_CHECKING:
@@ -351,7 +351,7 @@ class FollowSource(HeartbeatSource):
             return True
         step = fold.poll()
         for gap in step.gaps:
-            if not isinstance(gap, BadLine):
+            if not isinstance(gap, LineSkipped):
                 self.lost.append((gap.first, gap.last))
             self._report(describe(gap))
         self.last_seq = fold.last_seq

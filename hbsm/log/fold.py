@@ -27,7 +27,7 @@ from hbsm.log.errors import CorruptLineError
 from hbsm.log.follower import LogFollower, SegmentPrunedError
 from hbsm.projection import Projection
 
-__all__ = ["BadLine", "EventsMissing", "Gap", "LogFold", "SegmentPruned", "Step", "describe"]
+__all__ = ["EventsMissing", "Gap", "LineSkipped", "LogFold", "SegmentPruned", "Step", "describe"]
 
 # A poll that keeps meeting trouble (a run of bad lines, prune after prune) returns after this
 # many reads with what it has; the next poll goes on.
@@ -35,7 +35,7 @@ MAX_READS_PER_POLL = 100
 
 
 @dataclass(frozen=True, slots=True)
-class BadLine:
+class LineSkipped:
     """A line (or the rest of a damaged segment) that could not be decoded and was passed over.
     `line` is 1-based in `path` (a closed segment's uncompressed text)."""
 
@@ -69,7 +69,7 @@ class EventsMissing:
     why: str = ""
 
 
-Gap = BadLine | SegmentPruned | EventsMissing
+Gap = LineSkipped | SegmentPruned | EventsMissing
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ class Step:
 def describe(gap: Gap) -> str:
     """The sentence an operator reads about `gap`, in the API's log, the blueprint's status and
     the dashboard alike."""
-    if isinstance(gap, BadLine):
+    if isinstance(gap, LineSkipped):
         return f"skipped a bad line: {os.fspath(gap.path)}, line {gap.line}: {gap.reason}"
     if isinstance(gap, SegmentPruned):
         why = (
@@ -146,7 +146,7 @@ class LogFold:
                 continue
             except CorruptLineError as exc:
                 # Passed over by the next poll; the event it held, if any, is missing.
-                bad = BadLine(Path(exc.path), exc.line, exc.reason)
+                bad = LineSkipped(Path(exc.path), exc.line, exc.reason)
                 gaps.append(bad)
                 self._why = self._why or (
                     f"skipped as bad ({os.fspath(bad.path)}, line {bad.line}: {bad.reason})"

@@ -10,7 +10,7 @@ from support.clock import ManualClock
 
 from hbsm.events import Event, MonitorStarted, Probe, ServiceRegistered, Snapshot, Transition
 from hbsm.log import FileEventLog, read_history
-from hbsm.log.fold import BadLine, EventsMissing, LogFold, SegmentPruned, describe
+from hbsm.log.fold import EventsMissing, LineSkipped, LogFold, SegmentPruned, describe
 from hbsm.projection import Projection
 
 from .log_support import seqs
@@ -108,7 +108,7 @@ def test_a_bad_line_is_a_value_and_the_event_it_held_is_said_missing(tmp_path: P
     gaps = [gap for step in steps for gap in step.gaps]
     assert len(gaps) == 2
     bad, missing = gaps
-    assert isinstance(bad, BadLine) and (bad.path, bad.line) == (path, 4)
+    assert isinstance(bad, LineSkipped) and (bad.path, bad.line) == (path, 4)
     assert describe(bad).startswith(f"skipped a bad line: {path}, line 4: ")
     assert isinstance(missing, EventsMissing) and (missing.first, missing.last) == (4, 4)
     assert describe(missing).startswith(f"{path}: events 4..4 were lost to this reader: skipped")

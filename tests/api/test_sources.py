@@ -244,12 +244,12 @@ def test_log_source_never_serves_no_services_while_it_catches_up_over_a_pruned_s
         for _ in range(8):  # rotations past the segment after the one the source has read
             written.apply_all(writer.append(failing("svc0001", 6)))
             writer.flush()
-        # Segment 1, the next the source needs, is pruned.
-        assert "heartbeat.00000001.jsonl.gz" not in {p.name for p in segment_paths(path)}
-        with caplog.at_level(logging.WARNING, logger="hbsm.api"):
-            source.refresh()
     finally:
-        writer.close()
+        writer.close()  # and with it the pruning, done off the writer's thread, is over
+    # Segment 1, the next the source needs, is pruned.
+    assert "heartbeat.00000001.jsonl.gz" not in {p.name for p in segment_paths(path)}
+    with caplog.at_level(logging.WARNING, logger="hbsm.api"):
+        source.refresh()
 
     # Every fold after the first found the three services there: no request in between was
     # answered from an empty map (a projection made afresh, say).

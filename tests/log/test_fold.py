@@ -52,18 +52,21 @@ def test_a_fold_behind_a_pruned_segment_reports_it_and_keeps_every_service(
         snapshot=lambda segment: written.snapshot(segment, clock()),
         clock=clock,
     )
-    with log, LogFold(path, Projection()) as fold:
-        written.apply_all(log.append(registered()))
-        log.flush()
-        first = fold.poll()
-        assert seqs(first.events) == list(range(1, log.last_seq + 1)) and first.gaps == ()
-        assert first.version == fold.projection.version
-        assert sorted(fold.projection.services) == NAMES
-        read_up_to = fold.last_seq
-        for _ in range(10):  # rotations, with only one closed segment kept: the fold is behind
-            written.apply_all(log.append(failures("db", 4)))
+    with LogFold(path, Projection()) as fold:
+        with log:
+            written.apply_all(log.append(registered()))
             log.flush()
-        last = log.last_seq
+            first = fold.poll()
+            assert seqs(first.events) == list(range(1, log.last_seq + 1)) and first.gaps == ()
+            assert first.version == fold.projection.version
+            assert sorted(fold.projection.services) == NAMES
+            read_up_to = fold.last_seq
+            for _ in range(10):  # rotations, one closed segment kept: the fold is behind
+                written.apply_all(log.append(failures("db", 4)))
+                log.flush()
+            last = log.last_seq
+        # Closed: compression and pruning (off the writer's thread) are over, so which segment
+        # is the oldest kept no longer depends on how the machine scheduled them.
 
         steps = []
         while not steps or steps[-1].events:

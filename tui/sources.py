@@ -6,7 +6,7 @@ growing by thousands of events per second costs the UI a few folds and repaints 
 one per event (the toolong pattern: a tailing thread posting coalescing messages). The app calls
 `ack()` when it has applied a batch.
 
-`LogTail` follows a file log by (segment, offset) across rotations with `hbsm.log.LogFollower`.
+`LogTail` follows a file log by (segment, offset) across rotations with `hbsm.log.fold.LogFold`.
 `ApiStream` follows a remote instance's `GET /events` (SSE), resuming with Last-Event-ID after a
 reconnect, and sends admin actions. No Textual here.
 """
@@ -24,8 +24,8 @@ from typing import Any, Final
 import httpx
 
 from hbsm.events import Event, EventDecodeError, OpaqueEvent, decode
-from hbsm.log import CorruptLineError, LogError, LogFollower
-from hbsm.log.follower import SegmentPrunedError
+from hbsm.log import LogError
+from hbsm.log.fold import LineSkipped, LogFold, Step, describe
 
 __all__ = ["AdminAnswer", "ApiStream", "Batch", "LogTail", "Source"]
 
@@ -123,10 +123,11 @@ class Source:
 class LogTail(Source):
     """Follows the file log at `path` from the start of its active segment (its snapshot).
 
-    Every event is delivered once, in order. If the dashboard falls so far behind that
-    retention deletes a segment before it is read, the events lost are reported (an error
-    naming their seqs) and it goes on from the oldest segment kept, whose opening snapshot puts
-    the board right again: a gap is said, never silently skipped."""
+    Every event is delivered once, in order, as `hbsm.log.fold.LogFold` reads it. If the
+    dashboard falls so far behind that retention deletes a segment before it is read, it goes
+    on from the oldest segment kept, whose opening snapshot puts the board right again, and the
+    gap the fold hands back is reported (an error naming the seqs lost, a warning for a bad
+    line, in the fold's own words): a gap is said, never silently skipped."""
 
     def __init__(
         self, path: str | os.PathLike[str], *, poll: float = POLL, interval: float | None = None
@@ -136,71 +137,39 @@ class LogTail(Source):
         self.poll = poll
         self.label = f"log {self.path}"
         self.last_seq = 0  # of the last event read (0: none yet)
-        # Why the events after last_seq may be missing (reported with the next batch).
-        self._loss: str | None = None
 
     def _run(self) -> None:
-        follower: LogFollower | None = None
+        # No projection in the fold: the board folds what is delivered, on the UI thread.
+        fold = LogFold(self.path, None)
         warned = ""
         while not self._stop.is_set():
             got = 0
             try:
-                if follower is None:
-                    # Fix (tests/reliability): after an error, not from the active segment's
-                    # start all over again (its events were delivered a second time): what was
-                    # read is dropped by seq, and what could not be read is reported below.
-                    follower = LogFollower(self.path, from_start=True, after_seq=self.last_seq)
-                batch = follower.poll()
-                got = len(batch)
-                self._take(batch)
+                step = fold.poll()
+                got = len(step.events)
+                self._take(step)
                 warned = ""
-            except CorruptLineError as exc:
-                self._report("warning", f"skipped a bad line: {exc}")
-                self._loss = f"skipped as bad ({exc})"
-            except SegmentPrunedError as exc:
-                # Fix (tests/reliability): fell behind the retention. Say which events are
-                # lost (with the next batch, which shows where they end) and go on at the
-                # oldest segment kept, rather than at the active one after a second's wait.
-                self._loss = (
-                    f"segment {exc.segment} was pruned (retention) before it was read"
-                    if exc.retention
-                    else f"segment {exc.segment} is missing (deleted by hand, or lost)"
-                )
-                assert follower is not None
-                follower.skip_pruned()
-                continue
             except Exception as exc:
                 # Fix (tests/reliability): anything else (a bug of ours, say) ended the thread
-                # and froze the board without a word: report it and start reading again.
+                # and froze the board without a word: report it and start reading again, after
+                # what was delivered (not from the active segment's start all over again).
                 if str(exc) != warned:
                     warned = str(exc)
                     what = str(exc) if isinstance(exc, LogError | OSError) else repr(exc)
                     self._report("error", f"cannot follow {self.path}: {what}")
-                if follower is not None:
-                    follower.close()
-                    follower = None
-                    self._loss = f"reading was interrupted ({exc})"
+                fold.reopen(f"reading was interrupted ({exc})")
                 self._stop.wait(1.0)
             self._flush()
             if not got:
                 self._stop.wait(self.poll)
-        if follower is not None:
-            follower.close()
+        fold.close()
 
-    def _take(self, batch: Batch) -> None:
-        if not batch:
-            return
-        first = batch[0].seq
-        if self.last_seq and first > self.last_seq + 1:
-            why = self._loss or "they are not in the log"
-            self._report(
-                "error",
-                f"{self.path}: events {self.last_seq + 1}..{first - 1} were lost to the "
-                f"dashboard: {why}; going on from seq {first}",
-            )
-        self._loss = None
-        self.last_seq = batch[-1].seq
-        self._add(batch)
+    def _take(self, step: Step) -> None:
+        for gap in step.gaps:
+            self._report("warning" if isinstance(gap, LineSkipped) else "error", describe(gap))
+        if step.events:
+            self.last_seq = step.events[-1].seq
+            self._add(step.events)
 
 
 class ApiStream(Source):

@@ -8,8 +8,9 @@ admin actions.
 * `MonitorSource(monitor)`: the monitor's own projection, in the monitor's asyncio loop. No lock
   is needed there (everything runs on one thread), so `lock` is a no-op.
 * `LogSource(path)`: a projection of a log written by another process, kept up to date by a
-  thread polling a LogFollower every `poll_interval` s. Usable from asyncio and from plain
-  threads (a WSGI server): decoding happens outside the lock, folding and reading inside it.
+  thread polling a `hbsm.log.fold.LogFold` every `poll_interval` s. Usable from asyncio and from
+  plain threads (a WSGI server): decoding happens outside the lock, folding and reading inside
+  it. A gap in what it could read is logged; the projection is never emptied by one.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 import msgspec
 
 from hbsm.config.secrets import mask_secrets
-from hbsm.log import CorruptLineError, Follower, LogError, LogFollower
+from hbsm.log import Follower, LogFollower
+from hbsm.log.fold import LineSkipped, LogFold, describe
 from hbsm.log.follower import position_after
 from hbsm.projection import Projection
 
@@ -163,8 +165,9 @@ class LogSource:
         self._clock = clock
         self._lock = threading.RLock()
         self._projection = Projection()
-        # From the start of the active segment: its snapshot holds everything before it.
-        self._follower = LogFollower(self.path, from_start=True)
+        # From the start of the active segment: its snapshot holds everything before it. Fallen
+        # behind a pruned segment it goes on at the next one kept, the projection kept as it is.
+        self._fold = LogFold(self.path, self._projection, lock=self._lock)
         self._poll_lock = threading.Lock()  # one poller at a time (thread and refresh())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -214,33 +217,19 @@ class LogSource:
     # Keeping up
 
     def refresh(self) -> int:
-        """Fold every event written since the last call; how many there were."""
+        """Fold every event written since the last call; how many there were. A gap (a bad
+        line passed over, events lost to a pruned segment) is logged as a warning."""
         with self._poll_lock:
             folded = 0
             while True:
-                try:
-                    batch = self._follower.poll()
-                except CorruptLineError as exc:
-                    # Reported once; the follower then passes over the bad line.
-                    self.bad_lines += 1
-                    log.warning("%s", exc)
-                    continue
-                except LogError as exc:
-                    # Fell behind a pruned segment, say: start again from the active segment.
-                    log.warning("%s; reading the log again from its active segment", exc)
-                    self._restart()
-                    continue
-                if not batch:
+                step = self._fold.poll()
+                for gap in step.gaps:
+                    if isinstance(gap, LineSkipped):
+                        self.bad_lines += 1
+                    log.warning("%s", describe(gap))
+                if not step.events:
                     return folded
-                with self._lock:
-                    self._projection.apply_all(batch)
-                folded += len(batch)
-
-    def _restart(self) -> None:
-        self._follower.close()
-        self._follower = LogFollower(self.path, from_start=True)
-        with self._lock:
-            self._projection = Projection()
+                folded += len(step.events)
 
     def start(self) -> Self:
         """Fold what the log holds now, then keep folding in a daemon thread."""
@@ -266,7 +255,7 @@ class LogSource:
             self._thread.join(5)
             self._thread = None
         with self._poll_lock:
-            self._follower.close()
+            self._fold.close()
 
     def __enter__(self) -> Self:
         return self.start()

@@ -23,8 +23,8 @@ import msgspec
 from hbsm.api.bodies import AdminResult
 from hbsm.api.source import redact
 from hbsm.errors import HbsmError
-from hbsm.log import CorruptLineError, LogError, LogFollower
-from hbsm.log.follower import SegmentPrunedError
+from hbsm.log import LogError
+from hbsm.log.fold import LineSkipped, LogFold, describe
 from hbsm.projection import Projection
 
 if TYPE_CHECKING:
@@ -233,9 +233,12 @@ class FollowSource(HeartbeatSource):
     The lock is held while folding and while a body is built; reading and decoding the file
     happen outside it. Admin actions raise ReadOnly: only the writer can act.
 
-    Every event is folded once, in order. Fallen so far behind that retention deleted a segment
-    before it was read, it logs (and keeps in `error` and `lost`) which events are lost and
-    goes on from the oldest segment kept, whose opening snapshot puts the projection right."""
+    Every event is folded once, in order, by a `hbsm.log.fold.LogFold`. Fallen so far behind
+    that retention deleted a segment before it was read, it goes on from the oldest segment kept,
+    whose opening snapshot puts the projection right (never emptied meanwhile); the gaps it
+    hands back are logged and kept here (`error`: the last trouble, `lost`: the seqs lost).
+    Starting over with an empty projection is left to errors that are no gap (the log cannot be
+    read, or a bug), as the routes must not serve a projection frozen by one."""
 
     mode: Literal["embedded", "follow"] = "follow"
     read_only = True
@@ -261,10 +264,9 @@ class FollowSource(HeartbeatSource):
         self._thread: threading.Thread | None = None
         self.error: str | None = None
         # The seq of the last event folded (0: none yet), and the (first, last) seqs of every
-        # run of events lost to this app (pruned by retention before it read them).
+        # run of events lost to this app (pruned by retention before it read them, say).
         self.last_seq = 0
         self.lost: list[tuple[int, int]] = []
-        self._loss: str | None = None
 
     @property
     def admin_token(self) -> str | None:
@@ -306,28 +308,13 @@ class FollowSource(HeartbeatSource):
             self._thread.join(timeout)
 
     def _follow(self) -> None:
-        follower: LogFollower | None = None
+        fold: LogFold | None = None
         try:
             while True:
                 try:
-                    if follower is None:
-                        follower = LogFollower(self.path, from_start=True)
-                    caught_up = self._poll(follower)
-                except CorruptLineError as exc:
-                    # The follower passes over the bad line on the next poll.
-                    self._report(exc)
-                    self._loss = f"skipped as bad ({exc})"
-                    continue
-                except SegmentPrunedError as exc:
-                    # Fix (tests/reliability): fell behind the retention. The projection is
-                    # kept and the follower goes on at the oldest segment still there: its
-                    # snapshot puts the projection right, and the next batch's first seq says
-                    # which events were lost (reported by _poll), instead of a restart from an
-                    # empty projection that served "no services" meanwhile.
-                    self._loss = f"segment {exc.segment} was pruned (retention) before it was read"
-                    assert follower is not None
-                    follower.skip_pruned()
-                    continue
+                    if fold is None:
+                        fold = LogFold(self.path, self._projection, lock=self._lock)
+                    caught_up = self._poll(fold)
                 except Exception as exc:
                     # The log is not readable, or a bug of ours: start over from the active
                     # segment, which opens with a snapshot of everything before it. The thread
@@ -335,9 +322,9 @@ class FollowSource(HeartbeatSource):
                     if not isinstance(exc, LogError | OSError):
                         log.exception("following %s failed", self.path)
                     self._report(exc)
-                    if follower is not None:
-                        follower.close()
-                        follower = None
+                    if fold is not None:
+                        fold.close()
+                        fold = None
                     with self._lock:
                         self._projection = Projection()
                         self._generation += 1
@@ -348,8 +335,8 @@ class FollowSource(HeartbeatSource):
                     if self._stop.wait(self.poll_interval):
                         return
         finally:
-            if follower is not None:
-                follower.close()
+            if fold is not None:
+                fold.close()
             self._caught_up.set()
 
     def _report(self, exc: Exception | str) -> None:
@@ -358,22 +345,15 @@ class FollowSource(HeartbeatSource):
             log.warning("following %s: %s", self.path, message)
         self.error = message
 
-    def _poll(self, follower: LogFollower) -> bool:
-        """Fold one batch; True when the follower had nothing more to give."""
+    def _poll(self, fold: LogFold) -> bool:
+        """Fold one batch; True when the log had nothing more to give. A gap (a bad line passed
+        over, events lost to a pruned segment) is reported, and the seqs lost kept in `lost`."""
         if self._stop.is_set():
             return True
-        events = follower.poll()
-        if not events:
-            return True
-        first = events[0].seq
-        if self.last_seq and first > self.last_seq + 1:
-            lost = (self.last_seq + 1, first - 1)
-            self.lost.append(lost)
-            why = self._loss or "they are not in the log"
-            self._report(f"events {lost[0]}..{lost[1]} were lost to this app: {why}; "
-                         f"going on from seq {first}")  # fmt: skip
-        self._loss = None
-        with self._lock:
-            self._projection.apply_all(events)
-            self.last_seq = events[-1].seq
-        return False
+        step = fold.poll()
+        for gap in step.gaps:
+            if not isinstance(gap, LineSkipped):
+                self.lost.append((gap.first, gap.last))
+            self._report(describe(gap))
+        self.last_seq = fold.last_seq
+        return not step.events

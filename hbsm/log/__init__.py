@@ -3,7 +3,8 @@
 Everything outside this package goes through `EventStore` (append, flush, read, follow, close),
 so a replicated stream can later stand in for the file. `FileEventLog` is the JSONL file on
 disk, `MemoryEventLog` the in-memory reference, `read_history` and `LogFollower` the lock-free
-readers the replay, the API and the dashboard use.
+readers the replay, the API and the dashboard use; `hbsm.log.fold.LogFold` folds a followed log
+into a projection and hands its gaps back as values.
 
 Exceptions: LogError ⊃ LogLockedError (another writer holds the lock), CorruptLineError (a bad
 line, with file and line number; its subclass SeqHoleError in hbsm.log.errors: a segment begins

@@ -4,20 +4,25 @@ projection version (1,000 services: one encode per version, not per request), an
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
 import msgspec
+import pytest
 from support.waiting import wait_for_sync
 
 from hbsm.api import LogSource, create_app
+from hbsm.api import source as api_source
 from hbsm.api.bodies import DetailedHealth, Health
 from hbsm.api.source import redact
 from hbsm.api.views import Views
-from hbsm.events import Event, MonitorStarted, Probe, ServiceRegistered, Transition
-from hbsm.log import FileEventLog
+from hbsm.events import Event, MonitorStarted, OpaqueEvent, Probe, ServiceRegistered, Transition
+from hbsm.log import FileEventLog, read_history, segment_paths
+from hbsm.projection import Projection
 
 
 def write(path: Path, events: list[Event]) -> FileEventLog:
@@ -194,3 +199,66 @@ def test_redact_masks_secrets() -> None:
     assert shown["services"][0]["url"] == "http://a/"
     assert shown["login_url"] is None
     assert config["admin_token"] == "abc"  # the original is untouched
+
+
+class FoldWatcher(Projection):
+    """The real Projection, noting which services it held when each batch was folded into it:
+    what a request served between the previous fold and this one saw."""
+
+    made: list[FoldWatcher] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before: list[set[str]] = []
+        FoldWatcher.made.append(self)
+
+    def apply_all(self, events: Iterable[Event | OpaqueEvent]) -> int:
+        self.before.append(set(self.services))
+        return super().apply_all(events)
+
+
+def test_log_source_never_serves_no_services_while_it_catches_up_over_a_pruned_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression: fallen behind a segment retention pruned, LogSource started again from an
+    # empty projection, so until it had folded the active segment's snapshot every request was
+    # answered with no services at all.
+    monkeypatch.setattr(api_source, "Projection", FoldWatcher)
+    FoldWatcher.made = []
+    path = tmp_path / "events" / "heartbeat.jsonl"
+    written = Projection()
+    writer = FileEventLog.open(
+        path,
+        max_bytes=2_000,
+        keep_segments=1,
+        snapshot=lambda segment: written.snapshot(segment, time.time()),
+    )
+    names = {"svc0000", "svc0001", "svc0002"}
+    try:
+        written.apply_all(writer.append(services(3, time.time())))
+        writer.flush()
+        source = LogSource(path)
+        source.refresh()
+        assert set(source.projection.services) == names
+        served = source.projection
+        for _ in range(8):  # rotations past the segment after the one the source has read
+            written.apply_all(writer.append(failing("svc0001", 6)))
+            writer.flush()
+    finally:
+        writer.close()  # and with it the pruning, done off the writer's thread, is over
+    # Segment 1, the next the source needs, is pruned.
+    assert "heartbeat.00000001.jsonl.gz" not in {p.name for p in segment_paths(path)}
+    with caplog.at_level(logging.WARNING, logger="hbsm.api"):
+        source.refresh()
+
+    # Every fold after the first found the three services there: no request in between was
+    # answered from an empty map (a projection made afresh, say).
+    folds = [before for projection in FoldWatcher.made for before in projection.before]
+    assert folds[0] == set() and all(before == names for before in folds[1:]), folds
+    assert source.projection is served
+    assert set(source.projection.services) == names
+    expected = Projection()
+    expected.apply_all(read_history(path))
+    assert msgspec.to_builtins(source.projection.services) == msgspec.to_builtins(expected.services)
+    assert source.projection.services["svc0001"].fsm.state == "degraded"
+    assert any("were lost to this reader" in r.getMessage() for r in caplog.records)

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 import msgspec
 
 from hbsm.config.secrets import mask_secrets
+from hbsm.events import Event
 from hbsm.log import Follower, LogFollower
 from hbsm.log.fold import LineSkipped, LogFold, describe
 from hbsm.log.follower import position_after
@@ -37,9 +38,35 @@ if TYPE_CHECKING:
     from hbsm.monitor.runtime import Monitor
     from hbsm.outage import Outage
 
-__all__ = ["ApiSource", "LogSource", "MonitorSource", "redact"]
+__all__ = ["ApiSource", "Control", "LogSource", "MonitorSource", "redact"]
 
 log = logging.getLogger("hbsm.api")
+
+
+class Control(Protocol):
+    """What the API asks of the monitor that carries out admin actions (hbsm.monitor.Monitor
+    is one): the API depends on this, not on the monitor."""
+
+    @property
+    def services(self) -> Mapping[str, Any]:
+        """The monitored services, by name."""
+        ...
+
+    @property
+    def heartbeat_running(self) -> bool: ...
+
+    async def admin(
+        self,
+        action: str,
+        service: str | None = None,
+        *,
+        who: str = "",
+        source: str = "",
+        allowed: bool = True,
+        suppressed: int = 0,
+    ) -> list[Event]:
+        """Record an operator's action (allowed or not) and carry it out if allowed."""
+        ...
 
 
 class ApiSource(Protocol):
@@ -58,7 +85,7 @@ class ApiSource(Protocol):
     def log_path(self) -> str: ...
 
     @property
-    def control(self) -> Monitor | None:
+    def control(self) -> Control | None:
         """The monitor that carries out admin actions; None when only reading a log."""
         ...
 
@@ -121,7 +148,7 @@ class MonitorSource:
         return self._log_path
 
     @property
-    def control(self) -> Monitor | None:
+    def control(self) -> Control | None:
         return self.monitor
 
     def now(self) -> float:
@@ -192,7 +219,7 @@ class LogSource:
         return str(self.path)
 
     @property
-    def control(self) -> Monitor | None:
+    def control(self) -> Control | None:
         return None
 
     def now(self) -> float:

@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import time
+from typing import Any
 
 from hbsm.config.model import ServiceConfig
 
@@ -54,6 +55,16 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+async def _kill_when_started(spawn: asyncio.Future[tuple[Any, Any]]) -> None:
+    """Let a start that was cancelled finish, then kill the new process's whole group."""
+    try:
+        transport, _ = await spawn
+    except (OSError, asyncio.CancelledError):
+        return  # it never ran
+    _kill_group(transport.get_pid())
+    transport.close()
+
+
 def _tail_text(tail: bytes, limit: int) -> str:
     text = " ".join(tail.decode("utf-8", "replace").split())
     return text if len(text) <= limit else "…" + text[-(limit - 1) :]
@@ -68,8 +79,8 @@ async def probe_command(service: ServiceConfig) -> Outcome:
     exited: asyncio.Future[None] = loop.create_future()
     closed: asyncio.Future[None] = loop.create_future()
     started = time.perf_counter()
-    try:
-        transport, capture = await loop.subprocess_exec(
+    spawn = asyncio.ensure_future(
+        loop.subprocess_exec(
             lambda: _Capture(exited, closed),
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
@@ -77,6 +88,14 @@ async def probe_command(service: ServiceConfig) -> Outcome:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
+    )
+    try:
+        # Shielded: cancelled mid-start, asyncio would kill the child alone, and whatever it had
+        # started already (seen on a loaded machine) would outlive the probe.
+        transport, capture = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        await _kill_when_started(spawn)
+        raise
     except OSError as exc:
         return Outcome(False, error="command", detail=short(f"{what}: cannot run: {exc}"))
     pid = transport.get_pid()

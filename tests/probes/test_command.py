@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -118,3 +119,23 @@ async def test_a_straggler_holding_the_output_does_not_hold_the_probe(
     assert result.ok, result  # not a timeout waiting for the straggler's end of the output
     straggler = int(pidfile.read_text())
     await wait_for(lambda: gone(straggler), f"straggler {straggler} gone", KILLED)
+
+
+@pytest.mark.parametrize("yields", [0, 1, 2, 3, 5, 8])
+async def test_a_probe_cancelled_while_its_command_starts_leaves_nothing_running(
+    prober: Prober, tmp_path: Path, yields: int
+) -> None:
+    # Cancelled at some point of the start (which point depends on `yields` and on the
+    # machine): whatever the command managed to start dies with it.
+    pidfile = tmp_path / "sleep.pid"
+    script = f"sleep 30 & echo $! > {pidfile}; wait"
+    task = asyncio.create_task(prober.probe(command("sh", "-c", script, timeout=30)))
+    for _ in range(yields):
+        await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.3)  # time for a shell that ran to write its pidfile
+    if pidfile.exists() and pidfile.read_text().strip():
+        sleeper = int(pidfile.read_text())
+        await wait_for(lambda: gone(sleeper), f"grandchild {sleeper} gone", KILLED)

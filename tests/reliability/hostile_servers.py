@@ -51,6 +51,8 @@ class HostileTarget:
         # path -> bytes written for that answer before it ended or the client went away
         self.sent: dict[str, int] = {}
         self.finished: set[str] = set()  # paths whose answer is over (client gone or all sent)
+        # Connections open now, by the path asked for ("": its request not read yet).
+        self.open: dict[int, str] = {}
         self._bombs: dict[tuple[str, int], bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
@@ -94,15 +96,18 @@ class HostileTarget:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         path = "/"
+        self.open[id(writer)] = ""
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             path = head.split(b"\r\n", 1)[0].split(b" ")[1].decode("latin-1")
+            self.open[id(writer)] = path
             self.sent[path] = 0
             await self._answer(path, writer)
         except (ConnectionError, asyncio.IncompleteReadError, IndexError):
             pass  # the client went away: what was sent is recorded
         finally:
             self.finished.add(path)
+            self.open.pop(id(writer), None)
             writer.close()
 
     async def _write(self, path: str, writer: asyncio.StreamWriter, data: bytes) -> None:

@@ -200,4 +200,11 @@ async def test_fifty_trickling_targets_at_once_all_time_out_by_their_deadline(
     assert time.monotonic() - started < TIMEOUT + SLACK
     for result in results:
         assert_failed(result, "timeout")
-    await wait_for(lambda: all(p in hostile.finished for p in paths), "all 50 connections closed")
+    # On a loaded machine a probe can time out before the server has read its request, so the
+    # server never learns its path: wait for no connection of these (or of no path yet) open.
+    wanted = set(paths)
+    await wait_for(
+        lambda: not any(p in wanted or p == "" for p in list(hostile.open.values())),
+        "all 50 connections closed",
+    )
+    assert wanted & hostile.finished  # the probes did reach the server and were answered

@@ -90,11 +90,7 @@ def _repair_finished(e: RepairFinished) -> str:
     text = f"repair run {e.run}: step {e.step} {outcome} in {millis(e.duration_ms)}"
     if e.error_class:
         text += f", found {e.error_class}"
-    if e.interrupted:
-        text += ", interrupted"
-    if e.output.strip():
-        text += f": {tail(e.output)}"
-    return text
+    return text + _how_it_ended(e.interrupted, e.output)
 
 
 def _restart_started(e: RestartStarted) -> str:
@@ -108,11 +104,14 @@ def _restart_finished(e: RestartFinished) -> str:
     text = f"restart {'ok' if e.ok else 'FAILED'} in {millis(e.duration_ms)}"
     if e.exit_code is not None:
         text += f", exit {e.exit_code}"
-    if e.interrupted:
-        text += ", interrupted"
-    if e.output.strip():
-        text += f": {tail(e.output)}"
-    return text
+    return text + _how_it_ended(e.interrupted, e.output)
+
+
+def _how_it_ended(interrupted: bool, output: str) -> str:
+    """The end a repair step's or a restart's outcome shares: interrupted, the output's tail."""
+    return (", interrupted" if interrupted else "") + (
+        f": {tail(output)}" if output.strip() else ""
+    )
 
 
 def _process_started(e: ProcessStarted) -> str:

@@ -25,7 +25,7 @@ import httpx
 
 from hbsm.events import Event, EventDecodeError, OpaqueEvent, decode
 from hbsm.log import LogError
-from hbsm.log.fold import LineSkipped, LogFold, Step, describe
+from hbsm.log.fold import LineSkipped, LogFold, Step, describe_gap
 
 __all__ = ["AdminAnswer", "ApiStream", "Batch", "LogTail", "Source"]
 
@@ -166,7 +166,7 @@ class LogTail(Source):
 
     def _take(self, step: Step) -> None:
         for gap in step.gaps:
-            self._report("warning" if isinstance(gap, LineSkipped) else "error", describe(gap))
+            self._report("warning" if isinstance(gap, LineSkipped) else "error", describe_gap(gap))
         if step.events:
             self.last_seq = step.events[-1].seq
             self._add(step.events)

@@ -29,7 +29,7 @@ import msgspec
 from hbsm.config.secrets import mask_secrets
 from hbsm.events import Event
 from hbsm.log import Follower, LogFollower
-from hbsm.log.fold import LineSkipped, LogFold, describe
+from hbsm.log.fold import LineSkipped, LogFold, describe_gap
 from hbsm.log.follower import position_after
 from hbsm.projection import Projection
 
@@ -253,7 +253,7 @@ class LogSource:
                 for gap in step.gaps:
                     if isinstance(gap, LineSkipped):
                         self.bad_lines += 1
-                    log.warning("%s", describe(gap))
+                    log.warning("%s", describe_gap(gap))
                 if not step.events:
                     return folded
                 folded += len(step.events)

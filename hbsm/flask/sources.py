@@ -24,7 +24,7 @@ from hbsm.api.bodies import AdminResult
 from hbsm.api.source import redact
 from hbsm.errors import HbsmError
 from hbsm.log import LogError
-from hbsm.log.fold import LineSkipped, LogFold, describe
+from hbsm.log.fold import LineSkipped, LogFold, describe_gap
 from hbsm.projection import Projection
 
 if TYPE_CHECKING:
@@ -354,6 +354,6 @@ class FollowSource(HeartbeatSource):
         for gap in step.gaps:
             if not isinstance(gap, LineSkipped):
                 self.lost.append((gap.first, gap.last))
-            self._report(describe(gap))
+            self._report(describe_gap(gap))
         self.last_seq = fold.last_seq
         return not step.events

@@ -95,7 +95,6 @@ class FileEventLog(EventStore):
     ) -> None:
         # Use FileEventLog.open: it takes the lock and recovers the file first.
         self.path = path
-        self.where = str(path)
         self.last_seq = last_seq
         self.recovered = None
         self.segment = segment  # the active segment's number
@@ -188,6 +187,10 @@ class FileEventLog(EventStore):
             raise
         log._rotate_due = log._size >= max_bytes
         return log
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     @property
     def unwritten_bytes(self) -> int:

@@ -7,7 +7,7 @@ said (file and line); a segment that retention pruned before it was read is skip
 oldest segment still kept, whose opening snapshot holds the state the lost events led to, so
 the projection is never emptied; and the events missing are named by seq once the next event
 read shows where they end. `LogFold.poll()` returns all of that as a `Step`: the caller decides
-what to do with it (log it, keep it for a status, show it), and `describe()` words each gap the
+what to do with it (log it, keep it for a status, show it), and `describe_gap()` words each gap the
 same way for every reader.
 
 No I/O here besides reading the log; threads, locks around the projection and messages are the
@@ -27,7 +27,15 @@ from hbsm.log.errors import CorruptLineError
 from hbsm.log.follower import LogFollower, SegmentPrunedError
 from hbsm.projection import Projection
 
-__all__ = ["EventsMissing", "Gap", "LineSkipped", "LogFold", "SegmentPruned", "Step", "describe"]
+__all__ = [
+    "EventsMissing",
+    "Gap",
+    "LineSkipped",
+    "LogFold",
+    "SegmentPruned",
+    "Step",
+    "describe_gap",
+]
 
 # A poll that keeps meeting trouble (a run of bad lines, prune after prune) returns after this
 # many reads with what it has; the next poll goes on.
@@ -82,7 +90,7 @@ class Step:
     version: int | None
 
 
-def describe(gap: Gap) -> str:
+def describe_gap(gap: Gap) -> str:
     """The sentence an operator reads about `gap`, in the API's log, the blueprint's status and
     the dashboard alike."""
     if isinstance(gap, LineSkipped):

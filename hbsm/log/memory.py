@@ -21,12 +21,15 @@ _seq_of = attrgetter("seq")
 class MemoryEventLog(EventStore):
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self.last_seq = 0
-        self.where = "the event log in memory"
         self._clock = clock
         # Flushed events only: like a file, what is merely appended is not yet visible.
         self._events: list[Event] = []
         self._pending: list[Event] = []
         self._closed = False
+
+    @property
+    def where(self) -> str:
+        return "the event log in memory"
 
     def append(self, events: Sequence[Event]) -> list[Event]:
         self._check_open()

@@ -65,9 +65,12 @@ class Follower(_Closable):
 
 class EventStore(_Closable):
     last_seq: int
-    # Where the events go, as an operator would look for them (a file's path): named in the
-    # monitor's messages when the store refuses writes.
-    where: str = "the event log"
+
+    @property
+    def where(self) -> str:
+        """Where the events go, as an operator would look for them (a file's path): named in
+        the monitor's messages when the store refuses writes."""
+        return "the event log"
 
     @property
     def unwritten_bytes(self) -> int | None:

@@ -10,7 +10,7 @@ from support.clock import ManualClock
 
 from hbsm.events import Event, MonitorStarted, Probe, ServiceRegistered, Snapshot, Transition
 from hbsm.log import FileEventLog, read_history
-from hbsm.log.fold import EventsMissing, LineSkipped, LogFold, SegmentPruned, describe
+from hbsm.log.fold import EventsMissing, LineSkipped, LogFold, SegmentPruned, describe_gap
 from hbsm.projection import Projection
 
 from .log_support import seqs
@@ -82,7 +82,7 @@ def test_a_fold_behind_a_pruned_segment_reports_it_and_keeps_every_service(
     # The segment it needed next (after draining the one it had open), and exactly what is
     # lost: up to the snapshot of the oldest segment kept, where it went on.
     assert gap.segment == 1 and read_up_to < gap.first and gap.last == kept[0].seq - 1
-    assert describe(gap) == (
+    assert describe_gap(gap) == (
         f"{path}: events {gap.first}..{gap.last} were lost to this reader: segment 1 was pruned "
         f"(retention) before it was read; going on from seq {kept[0].seq}"
     )
@@ -112,9 +112,11 @@ def test_a_bad_line_is_a_value_and_the_event_it_held_is_said_missing(tmp_path: P
     assert len(gaps) == 2
     bad, missing = gaps
     assert isinstance(bad, LineSkipped) and (bad.path, bad.line) == (path, 4)
-    assert describe(bad).startswith(f"skipped a bad line: {path}, line 4: ")
+    assert describe_gap(bad).startswith(f"skipped a bad line: {path}, line 4: ")
     assert isinstance(missing, EventsMissing) and (missing.first, missing.last) == (4, 4)
-    assert describe(missing).startswith(f"{path}: events 4..4 were lost to this reader: skipped")
+    assert describe_gap(missing).startswith(
+        f"{path}: events 4..4 were lost to this reader: skipped"
+    )
     assert sorted(fold.projection.services) == NAMES
 
 

@@ -17,8 +17,7 @@ too (named after `+`), so nothing that caught it before stops catching it.
     ├── ConfigError            hbsm.config: the configuration cannot be used (one line: where, why)
     ├── SupervisorError        hbsm.repair, + RuntimeError: a supervised process did not start
     ├── ListenError            hbsm.api: the API cannot listen on the address asked for
-    ├── NotRunning             hbsm.flask: the blueprint's monitor cannot answer now
-    ├── ReadOnly               hbsm.flask: an admin action on a blueprint that follows another log
+    ├── NotRunning             hbsm.api.source: no monitor to answer now (one embedded in Flask)
     ├── OverrideError          hbsm.replay, + ValueError: a bad `hbsm replay --set`
     ├── BadInput               hbsm.replay.reading: a file `hbsm replay` cannot read (exit 2)
     └── Unreachable            hbsm.check.checks: nothing answers at the URL `hbsm check` was given

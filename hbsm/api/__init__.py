@@ -4,24 +4,35 @@
     app = create_app(MonitorSource(monitor))        # the live monitor (`hbsm run` does this)
     app = create_app(LogSource(path).start())       # a log another process writes (read-only)
 
-Modules: `bodies` (the response Structs, shared with hbsm.flask), `source` (where answers come
+Modules: `routes` (the route table, said once), `handler` (every route answered, framework-
+neutral: a `Request` in, an `Answer` out), `admin` (admin actions and their refusals), `answer`
+(`Answer`, media types, errors), `bodies` (the response Structs), `source` (where answers come
 from), `views` (encoded answers cached per projection version), `security` (bearer token /
-loopback), `metrics` (/metrics), `sse` (/events), `openapi` (/openapi.json), `app` (routes and
-errors), `server` (uvicorn in the monitor's loop). `create_app` and `ApiServer` are imported on
-first use, so `hbsm.api.bodies` and `hbsm.api.source` do not load Starlette or uvicorn.
+loopback), `metrics` (/metrics), `sse` (/events), `openapi` (/openapi.json, from the route
+table), `app` (the Starlette adapter), `server` (uvicorn in the monitor's loop). hbsm.flask's
+blueprint is the other adapter over the same handler. `create_app` and `ApiServer` are imported
+on first use, so `hbsm.api.bodies` and `hbsm.api.source` do not load Starlette or uvicorn.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hbsm.api.source import ApiSource, LogSource, MonitorSource
+from hbsm.api.source import LogSource, MonitorSource, NotRunning, Source
 
 if TYPE_CHECKING:
     from hbsm.api.app import create_app
     from hbsm.api.server import ApiServer, ListenError
 
-__all__ = ["ApiServer", "ApiSource", "ListenError", "LogSource", "MonitorSource", "create_app"]
+__all__ = [
+    "ApiServer",
+    "ListenError",
+    "LogSource",
+    "MonitorSource",
+    "NotRunning",
+    "Source",
+    "create_app",
+]
 
 
 def __getattr__(name: str) -> Any:

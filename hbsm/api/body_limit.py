@@ -5,11 +5,9 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hbsm.api.views import error
+from hbsm.api.answer import error
 
 __all__ = ["BodyLimit"]
-
-_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 class BodyLimit:
@@ -78,9 +76,6 @@ class BodyLimit:
     async def _reject(
         scope: Scope, receive: Receive, send: Send, status: int, why: str, close: bool
     ) -> None:
-        answer = error(status, why)
-        headers = {**_HEADERS, "Connection": "close"} if close else _HEADERS
-        response = Response(
-            answer.body, status_code=status, media_type=answer.media_type, headers=headers
-        )
+        answer = error(status, why, extra={"Connection": "close"} if close else None)
+        response = Response(answer.body, status_code=status, headers=answer.headers())
         await response(scope, receive, send)

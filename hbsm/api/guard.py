@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from hbsm.api.views import error
+from hbsm.api.answer import error
 
 __all__ = ["ACCEPT_BATCH", "Limits", "connection_cap", "protocol_class"]
 

@@ -37,7 +37,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from hbsm.api.source import ApiSource
+from hbsm.api.source import Source
 from hbsm.events import Event, OpaqueEvent, Probe
 from hbsm.log import CorruptLineError, Follower, LogError
 from hbsm.state import STATES
@@ -62,7 +62,7 @@ class _Series:
 class LatencyHistogram:
     """Per-service probe latency histograms, fed from the log (see the module's docstring)."""
 
-    def __init__(self, source: ApiSource, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
+    def __init__(self, source: Source, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
         self.source = source
         self.buckets = tuple(buckets)
         self.series: dict[str, _Series] = {}
@@ -158,7 +158,7 @@ def _fmt(bound: float) -> str:
 
 
 class _Collector:
-    def __init__(self, source: ApiSource, latency: LatencyHistogram) -> None:
+    def __init__(self, source: Source, latency: LatencyHistogram) -> None:
         self.source = source
         self.latency = latency
 
@@ -210,7 +210,7 @@ class Metrics:
     `await asyncio.to_thread(metrics.update)` (reads the log), then `render()` (reads the
     projection). From a thread with a LogSource: `scrape()` does all three."""
 
-    def __init__(self, source: ApiSource) -> None:
+    def __init__(self, source: Source) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.latency = LatencyHistogram(source)
         self.registry.register(_Collector(source, self.latency))

@@ -11,9 +11,11 @@ from typing import Any
 import msgspec
 
 from hbsm.api import bodies
+from hbsm.api.routes import ROUTES, Reply, Route
+from hbsm.api.sse import MAX_SEQ
 from hbsm.vocabulary import SERVICE_NAME, URL_SERVICE_ACTIONS
 
-__all__ = ["BODY_TYPES", "NAME_PATTERN", "components", "document"]
+__all__ = ["BODY_TYPES", "NAME_PATTERN", "components", "document", "paths"]
 
 BODY_TYPES: tuple[type[msgspec.Struct], ...] = (
     bodies.Health,
@@ -37,196 +39,80 @@ def _ref(cls: type[msgspec.Struct]) -> dict[str, str]:
     return {"$ref": _REF.format(name=cls.__name__)}
 
 
-def _json(cls: type[msgspec.Struct], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(cls)}}}
-
-
-def _health(cls: type[msgspec.Struct], description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {
-            "application/json": {"schema": _ref(cls)},
-            "application/health+json": {"schema": _ref(bodies.HealthJson)},
-        },
-    }
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _json(bodies.ErrorBody, description)
-
-
-_DEFAULT = _error("an error (404 unknown route, 405 wrong method, 413 body too large, ...)")
-_ACCEPT = {
-    "name": "Accept",
-    "in": "header",
-    "required": False,
-    "description": "application/health+json for the IETF health-check format",
-    "schema": {"type": "string"},
-}
-_NAME = {
-    "name": "name",
-    "in": "path",
-    "required": True,
-    "description": "a service name",
-    "schema": {"type": "string", "pattern": NAME_PATTERN},
-}
+_DEFAULT = Reply(
+    "an error (404 unknown route, 405 wrong method, 413 body too large, ...)", bodies.ErrorBody
+)
 _ADMIN_ERRORS = {
-    "401": _error("no bearer token, and one is required"),
-    "403": _error("wrong token, or no token set and the client is not loopback"),
+    "401": Reply("no bearer token, and one is required", bodies.ErrorBody),
+    "403": Reply("wrong token, or no token set and the client is not loopback", bodies.ErrorBody),
 }
 _ADMIN_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {}]
+# The parameters routes name (hbsm.api.routes.Route.parameters).
+_PARAMETERS: dict[str, dict[str, Any]] = {
+    "accept": {
+        "name": "Accept",
+        "in": "header",
+        "required": False,
+        "description": "application/health+json for the IETF health-check format",
+        "schema": {"type": "string"},
+    },
+    "name": {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "a service name",
+        "schema": {"type": "string", "pattern": NAME_PATTERN},
+    },
+    "action": {
+        "name": "action",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": list(URL_SERVICE_ACTIONS)},
+    },
+    "since": {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "description": "events after this seq (default: new events only)",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+    },
+    "last-event-id": {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "pattern": r"^[0-9]{1,19}$"},
+    },
+}
 
 
-def _op(
-    summary: str, responses: dict[str, Any], *, admin: bool = False, **extra: Any
-) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, **extra, "responses": {**responses}}
-    if admin:
+def _reply(reply: Reply) -> dict[str, Any]:
+    if reply.body is None:
+        kind = "object" if reply.media == "application/json" else "string"
+        content = {reply.media: {"schema": {"type": kind}}}
+    else:
+        content = {reply.media: {"schema": _ref(reply.body)}}
+        if reply.health:
+            content["application/health+json"] = {"schema": _ref(bodies.HealthJson)}
+    return {"description": reply.description, "content": content}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    replies = {**route.replies, **(_ADMIN_ERRORS if route.admin else {}), "default": _DEFAULT}
+    op: dict[str, Any] = {"summary": route.summary, "operationId": route.name}
+    if route.parameters:
+        op["parameters"] = [_PARAMETERS[name] for name in route.parameters]
+    op["responses"] = {status: _reply(reply) for status, reply in replies.items()}
+    if route.admin:
         op["security"] = _ADMIN_SECURITY
-        op["responses"].update(_ADMIN_ERRORS)
-    op["responses"]["default"] = _DEFAULT
     return op
 
 
-def _paths() -> dict[str, Any]:
-    admin_result = _json(bodies.AdminResult, "the action's outcome")
-    read_only = _error("this instance only reads a log: no monitor to act on")
-    not_json = _error("a request body that is not JSON (none is needed; any JSON is ignored)")
-    return {
-        "/health": {
-            "get": _op(
-                "Overall health",
-                {
-                    "200": _health(bodies.Health, "no critical service is unhealthy"),
-                    "503": _health(bodies.Health, "a critical service is not healthy"),
-                },
-                operationId="health",
-                parameters=[_ACCEPT],
-            )
-        },
-        "/health/detailed": {
-            "get": _op(
-                "Every service in detail (targets only for admin-authorized clients)",
-                {
-                    "200": _health(bodies.DetailedHealth, "no critical service is unhealthy"),
-                    "503": _health(bodies.DetailedHealth, "a critical service is not healthy"),
-                },
-                operationId="healthDetailed",
-                parameters=[_ACCEPT],
-            )
-        },
-        "/health/service/{name}": {
-            "get": _op(
-                "One service (its target only for admin-authorized clients)",
-                {
-                    "200": _health(bodies.ServiceHealth, "the service"),
-                    "503": _health(bodies.HealthJson, "health+json only: the service fails"),
-                    "404": _error("no such service"),
-                },
-                operationId="healthService",
-                parameters=[_NAME, _ACCEPT],
-            )
-        },
-        "/admin/heartbeat/status": {
-            "get": _op(
-                "Monitor status: running, config in force, counts, log position",
-                {"200": _json(bodies.HeartbeatStatus, "the status")},
-                admin=True,
-                operationId="heartbeatStatus",
-            )
-        },
-        "/admin/heartbeat/start": {
-            "post": _op(
-                "Start monitoring (idempotent; recorded as an admin event)",
-                {"200": admin_result, "400": not_json, "409": read_only},
-                admin=True,
-                operationId="heartbeatStart",
-            )
-        },
-        "/admin/heartbeat/stop": {
-            "post": _op(
-                "Stop monitoring (idempotent; recorded as an admin event)",
-                {"200": admin_result, "400": not_json, "409": read_only},
-                admin=True,
-                operationId="heartbeatStop",
-            )
-        },
-        "/admin/service/{name}/{action}": {
-            "post": _op(
-                "A per-service action (recorded as an admin event)",
-                {
-                    "200": admin_result,
-                    "400": not_json,
-                    "404": _error("no such service or action"),
-                    "409": read_only,
-                },
-                admin=True,
-                operationId="serviceAction",
-                parameters=[
-                    _NAME,
-                    {
-                        "name": "action",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "enum": list(URL_SERVICE_ACTIONS)},
-                    },
-                ],
-            )
-        },
-        "/metrics": {
-            "get": _op(
-                "Prometheus metrics",
-                {
-                    "200": {
-                        "description": "the text exposition format 0.0.4",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-                operationId="metrics",
-            )
-        },
-        "/events": {
-            "get": _op(
-                "The event log as server-sent events",
-                {
-                    "200": {
-                        "description": "`id: <seq>`, `event: <type>`, `data: <event JSON>`",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    },
-                    "400": _error("`since` or Last-Event-ID is not a sequence number"),
-                },
-                admin=True,
-                operationId="events",
-                parameters=[
-                    {
-                        "name": "since",
-                        "in": "query",
-                        "required": False,
-                        "description": "events after this seq (default: new events only)",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-                    },
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "pattern": r"^[0-9]{1,19}$"},
-                    },
-                ],
-            )
-        },
-        "/openapi.json": {
-            "get": _op(
-                "This document",
-                {
-                    "200": {
-                        "description": "OpenAPI 3.1",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    }
-                },
-                operationId="openapi",
-            )
-        },
-    }
+def paths() -> dict[str, Any]:
+    """Every route of hbsm.api.routes, as OpenAPI's `paths`."""
+    described: dict[str, Any] = {}
+    for route in ROUTES:
+        described.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return described
 
 
 def document(version: str) -> dict[str, Any]:
@@ -239,7 +125,7 @@ def document(version: str) -> dict[str, Any]:
             "routes (and internal URLs) need `Authorization: Bearer <token>` when an admin "
             "token is set; without one they answer loopback clients only.",
         },
-        "paths": _paths(),
+        "paths": paths(),
         "components": {
             "schemas": components(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

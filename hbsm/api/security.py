@@ -180,11 +180,14 @@ def authorize(
     )
 
 
-def client_label(client: tuple[str, int] | None) -> str:
-    """A client address as an `admin` event records it: host:port, [v6]:port, or "unknown"."""
-    if client is None:
+def client_label(client: tuple[str, int | None] | None) -> str:
+    """A client address as an `admin` event records it: host:port, [v6]:port, the host alone
+    when the server did not say the port, or "unknown"."""
+    if client is None or not client[0]:
         return "unknown"
     host, port = client[0], client[1]
+    if port is None:
+        return host
     if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"

@@ -141,7 +141,7 @@ class ApiServer:
         while True:
             await asyncio.sleep(_SWEEP_EVERY)
             try:
-                await state.record_refusals(state.refusals.due())
+                await state.desk.record_refusals(state.refusals.due())
             except Exception:  # never the end of the sweeping, nor of the server
                 log.exception("recording refused admin attempts")
 
@@ -164,6 +164,6 @@ class ApiServer:
             # No request can come any more: what was only counted is recorded now, while the
             # monitor (stopped after the API) still writes the log.
             try:
-                await state.record_refusals(state.refusals.drain())
+                await state.desk.record_refusals(state.refusals.drain())
             except Exception:
                 log.exception("recording refused admin attempts")

@@ -1,16 +1,23 @@
 """Where the API's answers come from: a monitor in this process, or a log another one writes.
 
-`ApiSource` is what the routes need: the projection (read under `lock`), the admin token, the
-config in force (redacted), the log's path, a clock, a way to follow new events (for `/events`
+`Source` is what the request handler (hbsm.api.handler) needs, whichever framework serves it:
+the projection (read under `lock`), the admin token, the config in force (redacted), the log's
+path, one clock (`now()`), one outage view (`outage`), a way to follow new events (for `/events`
 and the latency histogram of `/metrics`), and, for a live monitor only, `control` to carry out
 admin actions.
 
 * `MonitorSource(monitor)`: the monitor's own projection, in the monitor's asyncio loop. No lock
-  is needed there (everything runs on one thread), so `lock` is a no-op.
+  is needed there (everything runs on one thread), so `lock` is a no-op. The Flask blueprint's
+  embedded monitor is one too (hbsm.flask.sources.EmbeddedSource), its requests handed to the
+  monitor's loop.
 * `LogSource(path)`: a projection of a log written by another process, kept up to date by a
   thread polling a `hbsm.log.fold.LogFold` every `poll_interval` s. Usable from asyncio and from
   plain threads (a WSGI server): decoding happens outside the lock, folding and reading inside
-  it. A gap in what it could read is logged; the projection is never emptied by one.
+  it. A gap in what it could read is logged and kept (`lost`, `error`); the projection is never
+  emptied by one, nor by a log it cannot read for a while (it reads on from where it was).
+
+A source that cannot answer now (an embedded monitor not started yet, or shut down) raises
+`NotRunning`; the handler answers 503 with its message.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 import msgspec
 
 from hbsm.config.secrets import mask_secrets
+from hbsm.errors import HbsmError
 from hbsm.events import Event
-from hbsm.log import Follower, LogFollower
+from hbsm.log import Follower, LogError, LogFollower
 from hbsm.log.fold import LineSkipped, LogFold, describe_gap
 from hbsm.log.follower import position_after
 from hbsm.projection import Projection
@@ -38,9 +46,13 @@ if TYPE_CHECKING:
     from hbsm.monitor.runtime import Monitor
     from hbsm.outage import Outage
 
-__all__ = ["ApiSource", "Control", "LogSource", "MonitorSource", "redact"]
+__all__ = ["Control", "LogSource", "MonitorSource", "NotRunning", "Source", "redact"]
 
 log = logging.getLogger("hbsm.api")
+
+
+class NotRunning(HbsmError):
+    """The source cannot answer now (monitor not started, stopped, or busy past a timeout)."""
 
 
 class Control(Protocol):
@@ -69,7 +81,7 @@ class Control(Protocol):
         ...
 
 
-class ApiSource(Protocol):
+class Source(Protocol):
     @property
     def projection(self) -> Projection: ...
 
@@ -86,7 +98,8 @@ class ApiSource(Protocol):
 
     @property
     def control(self) -> Control | None:
-        """The monitor that carries out admin actions; None when only reading a log."""
+        """The monitor that carries out admin actions; None when only reading a log. Raises
+        NotRunning when there is a monitor that cannot act now."""
         ...
 
     def now(self) -> float: ...
@@ -126,10 +139,26 @@ def redact(value: Any) -> Any:
 class MonitorSource:
     """The live monitor: its projection, its control, its store's followers."""
 
-    def __init__(self, monitor: Monitor, log_path: str | None = None) -> None:
-        self.monitor = monitor
-        self._log_path = log_path if log_path is not None else str(monitor.config.log.path)
+    def __init__(
+        self,
+        monitor: Monitor | None,
+        log_path: str | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # None only for a subclass whose `monitor` comes later (hbsm.flask's embedded one).
+        self._monitor = monitor
+        if log_path is None:
+            assert monitor is not None
+            log_path = str(monitor.config.log.path)
+        self._log_path = log_path
+        self._clock = clock
         self._lock = contextlib.nullcontext()
+
+    @property
+    def monitor(self) -> Monitor:
+        assert self._monitor is not None
+        return self._monitor
 
     @property
     def projection(self) -> Projection:
@@ -152,7 +181,7 @@ class MonitorSource:
         return self.monitor
 
     def now(self) -> float:
-        return time.time()
+        return self._clock()
 
     @property
     def outage(self) -> Outage | None:
@@ -175,7 +204,12 @@ class MonitorSource:
 class LogSource:
     """A projection of the log at `path`, kept current by a polling thread (`start()`/`close()`,
     or `with LogSource(path) as source:`). `refresh()` folds what is new, once, on the caller's
-    thread: tests and single-threaded callers can use it without the thread."""
+    thread: tests and single-threaded callers can use it without the thread.
+
+    What it could not read is kept for whoever shows it: `lost` the (first, last) seqs of every
+    run of events lost to this reader (pruned by retention before it read them, say), `error`
+    the last trouble met, `bad_lines` how many lines were passed over, `last_seq` the seq of
+    the last event folded."""
 
     def __init__(
         self,
@@ -199,8 +233,10 @@ class LogSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.bad_lines = 0
+        self.error: str | None = None
+        self.lost: list[tuple[int, int]] = []
 
-    # ApiSource
+    # Source
 
     @property
     def projection(self) -> Projection:
@@ -243,9 +279,20 @@ class LogSource:
 
     # Keeping up
 
+    @property
+    def last_seq(self) -> int:
+        return self._fold.last_seq
+
+    @property
+    def following(self) -> bool:
+        """Whether the polling thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def refresh(self) -> int:
         """Fold every event written since the last call; how many there were. A gap (a bad
-        line passed over, events lost to a pruned segment) is logged as a warning."""
+        line passed over, events lost to a pruned segment) is logged as a warning and kept.
+        Raises what is not a gap (the log cannot be read); the next call reads on from where
+        this one stopped."""
         with self._poll_lock:
             folded = 0
             while True:
@@ -253,7 +300,9 @@ class LogSource:
                 for gap in step.gaps:
                     if isinstance(gap, LineSkipped):
                         self.bad_lines += 1
-                    log.warning("%s", describe_gap(gap))
+                    else:
+                        self.lost.append((gap.first, gap.last))
+                    self._report(describe_gap(gap))
                 if not step.events:
                     return folded
                 folded += len(step.events)
@@ -261,7 +310,7 @@ class LogSource:
     def start(self) -> Self:
         """Fold what the log holds now, then keep folding in a daemon thread."""
         if self._thread is None:
-            self.refresh()
+            self._poll_safely()
             self._stop.clear()
             self._thread = threading.Thread(
                 target=self._run, name=f"hbsm-log-source:{self.path.name}", daemon=True
@@ -271,10 +320,24 @@ class LogSource:
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_interval):
-            try:
-                self.refresh()
-            except Exception:  # keep following: one bad poll must not end the projection
-                log.exception("following %s", self.path)
+            self._poll_safely()
+
+    def _poll_safely(self) -> None:
+        try:
+            self.refresh()
+        except Exception as exc:
+            # Keep following: the routes must not serve a projection frozen by one bad poll.
+            # The next poll reads on from the active segment, skipping what was folded.
+            if not isinstance(exc, LogError | OSError):
+                log.exception("following %s failed", self.path)
+            self._report(f"following {self.path}: {exc}")
+            with self._poll_lock:
+                self._fold.reopen(str(exc))
+
+    def _report(self, message: str) -> None:
+        if message != self.error:  # once per distinct trouble, not once per poll
+            log.warning("%s", message)
+        self.error = message
 
     def close(self) -> None:
         self._stop.set()

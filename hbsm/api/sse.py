@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 
-from hbsm.api.source import ApiSource
+from hbsm.api.source import Source
 from hbsm.events import Event, OpaqueEvent, encode, type_name
 from hbsm.log import CorruptLineError, Follower, LogError
 
@@ -48,7 +48,7 @@ def format_event(event: Event | OpaqueEvent) -> bytes:
 
 
 async def event_stream(
-    source: ApiSource,
+    source: Source,
     after_seq: int,
     *,
     closing: threading.Event,

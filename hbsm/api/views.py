@@ -11,48 +11,15 @@ version and per second, whatever the request rate.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
 from hbsm.api import bodies
-from hbsm.api.source import ApiSource
+from hbsm.api.answer import HEALTH_JSON, Answer
+from hbsm.api.source import Source
 
-__all__ = ["HEALTH_JSON", "JSON", "Answer", "Views", "error", "wants_health_json"]
-
-JSON = "application/json"
-HEALTH_JSON = "application/health+json"
-
-
-class Answer(NamedTuple):
-    status: int
-    body: bytes
-    media_type: str = JSON
-
-
-def error(status: int, message: str, detail: dict[str, Any] | None = None) -> Answer:
-    return Answer(
-        status, bodies.encode(bodies.ErrorBody(error=message, status=status, detail=detail))
-    )
-
-
-def wants_health_json(accept: str | None) -> bool:
-    """Whether an Accept header asks for application/health+json (with a q above 0)."""
-    if not accept or "health+json" not in accept:
-        return False
-    for item in accept.split(","):
-        kind, *params = (part.strip() for part in item.split(";"))
-        if kind.lower() != HEALTH_JSON:
-            continue
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    return float(value) > 0
-                except ValueError:
-                    return False
-        return True
-    return False
+__all__ = ["Views"]
 
 
 def _version() -> str:
@@ -64,7 +31,7 @@ def _version() -> str:
 class Views:
     """The read routes' answers for one source."""
 
-    def __init__(self, source: ApiSource, *, max_age: float = 1.0) -> None:
+    def __init__(self, source: Source, *, max_age: float = 1.0) -> None:
         self.source = source
         self.max_age = max_age
         # key -> (projection identity, version, built at, answer)
@@ -167,9 +134,8 @@ class Views:
                 config=config,
                 outage=source.outage,
             )
-            if source.control is not None:
-                # The scheduler itself, not what the log last said about it.
-                body = msgspec.structs.replace(body, running=source.running())
+            # A live monitor's scheduler itself, not what the log last said about it.
+            body = msgspec.structs.replace(body, running=source.running())
         return Answer(200, bodies.encode(body))
 
     @staticmethod

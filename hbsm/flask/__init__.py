@@ -7,13 +7,14 @@
     handle = follow_log(app, "events/heartbeat.jsonl")   # or: project another `hbsm run`'s log
     handle.stop()                                 # also done at interpreter exit
 
-Either way the app answers the heartbeat routes with the same bodies, byte for byte, as the
-standalone API of `hbsm run` (`hbsm.api.bodies`). `heartbeat_blueprint(source)` is the bare
-Blueprint, for a source set up by hand (`EmbeddedSource`, `FollowSource`).
+Either way the app answers every route of the standalone API of `hbsm run` (the health and
+admin routes, /metrics, /events, /openapi.json) with the same bytes: the blueprint is a thin
+Flask adapter over that API's request handler (hbsm.api.handler). `heartbeat_blueprint(source)`
+is the bare Blueprint, for a source set up by hand (`EmbeddedSource`, `hbsm.api.LogSource`).
 
 Threads: Flask answers on request threads; the embedded monitor runs on its own asyncio loop
-in a daemon thread, and bodies are built on that loop; a followed log is folded by a thread
-holding a lock that body building takes too. Bodies are cached per projection version.
+in a daemon thread, and requests are answered on that loop; a followed log is folded by a
+thread holding a lock that answering takes too. Bodies are cached per projection version.
 """
 
 try:
@@ -21,23 +22,16 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("hbsm.flask needs Flask: pip install 'hbsm[flask]'") from exc
 
+from hbsm.api.source import LogSource, NotRunning
 from hbsm.flask.blueprint import heartbeat_blueprint
 from hbsm.flask.handle import HeartbeatHandle, follow_log, init_heartbeat
-from hbsm.flask.sources import (
-    EmbeddedSource,
-    FollowSource,
-    HeartbeatSource,
-    NotRunning,
-    ReadOnly,
-)
+from hbsm.flask.sources import EmbeddedSource
 
 __all__ = [
     "EmbeddedSource",
-    "FollowSource",
     "HeartbeatHandle",
-    "HeartbeatSource",
+    "LogSource",
     "NotRunning",
-    "ReadOnly",
     "follow_log",
     "heartbeat_blueprint",
     "init_heartbeat",

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Literal, Self, TypeVar
 from flask import Blueprint, Flask
 
 from hbsm.api.refusals import RefusalLimiter
+from hbsm.api.source import LogSource, Source
 from hbsm.config import Config, LoadedConfig
-from hbsm.flask.blueprint import heartbeat_blueprint
+from hbsm.flask.blueprint import HeartbeatRoutes
 from hbsm.flask.embedded import MonitorThread, resolve_config
-from hbsm.flask.sources import EmbeddedSource, FollowSource, HeartbeatSource
+from hbsm.flask.sources import READ_TIMEOUT, EmbeddedSource
 from hbsm.projection import Projection
 
 if TYPE_CHECKING:
@@ -44,14 +45,15 @@ class HeartbeatHandle:
     def __init__(
         self,
         app: Flask,
-        source: HeartbeatSource,
-        blueprint: Blueprint,
+        source: Source,
+        routes: HeartbeatRoutes,
         *,
         runner: MonitorThread | None = None,
     ) -> None:
         self.app = app
         self.source = source
-        self.blueprint = blueprint
+        self.routes = routes
+        self.blueprint: Blueprint = routes.blueprint
         self._runner = runner
         self._lock = threading.Lock()
         self._stopped = False
@@ -59,7 +61,7 @@ class HeartbeatHandle:
 
     @property
     def mode(self) -> Literal["embedded", "follow"]:
-        return self.source.mode
+        return "embedded" if self._runner is not None else "follow"
 
     @property
     def config(self) -> Config | None:
@@ -81,13 +83,19 @@ class HeartbeatHandle:
     def running(self) -> bool:
         if self._runner is not None:
             return self._runner.state == "running"
-        assert isinstance(self.source, FollowSource)
-        return self.source.running
+        assert isinstance(self.source, LogSource)
+        return self.source.following
 
     def read(self, fn: Callable[[Projection], T]) -> T:
         """`fn(projection)` while nothing mutates the projection (on the monitor's loop, or
-        under the follower's lock); keep it short."""
-        return self.source.read(fn)
+        under the follower's lock); keep it short. Raises NotRunning as the routes answer 503."""
+        source = self.source
+
+        async def call() -> T:
+            with source.lock:
+                return fn(source.projection)
+
+        return self.routes.dispatcher.run(call, READ_TIMEOUT)
 
     def start(self) -> None:
         """Start the monitor (or follower) thread; idempotent. Raises what kept it from
@@ -98,7 +106,7 @@ class HeartbeatHandle:
         if self._runner is not None:
             self._runner.start()
         else:
-            assert isinstance(self.source, FollowSource)
+            assert isinstance(self.source, LogSource)
             self.source.start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -108,11 +116,12 @@ class HeartbeatHandle:
                 return
             self._stopped = True
         atexit.unregister(self.stop)
+        self.routes.close()  # while the monitor still records what it drains
         if self._runner is not None:
             self._runner.stop(timeout=timeout)
         else:
-            assert isinstance(self.source, FollowSource)
-            self.source.stop(timeout)
+            assert isinstance(self.source, LogSource)
+            self.source.close()
 
     def __enter__(self) -> Self:
         return self
@@ -190,8 +199,8 @@ def follow_log(
     """
     if admin_token is None:
         admin_token = os.environ.get("HEARTBEAT_ADMIN_TOKEN", "").strip() or None
-    source = FollowSource(Path(path), admin_token=admin_token, poll_interval=poll_interval,
-                          clock=clock)  # fmt: skip
+    source = LogSource(Path(path), admin_token=admin_token, poll_interval=poll_interval,
+                       clock=clock)  # fmt: skip
     handle = _install(app, source, url_prefix)
     handle.start()
     return handle
@@ -199,7 +208,7 @@ def follow_log(
 
 def _install(
     app: Flask,
-    source: HeartbeatSource,
+    source: Source,
     url_prefix: str | None,
     *,
     runner: MonitorThread | None = None,
@@ -207,8 +216,8 @@ def _install(
 ) -> HeartbeatHandle:
     if EXTENSION in app.extensions:
         raise RuntimeError("hbsm is already set up in this app (app.extensions['hbsm'])")
-    blueprint = heartbeat_blueprint(source, refusals=refusals)
-    app.register_blueprint(blueprint, url_prefix=url_prefix)
-    handle = HeartbeatHandle(app, source, blueprint, runner=runner)
+    routes = HeartbeatRoutes(source, refusals=refusals)
+    app.register_blueprint(routes.blueprint, url_prefix=url_prefix)
+    handle = HeartbeatHandle(app, source, routes, runner=runner)
     app.extensions[EXTENSION] = handle
     return handle

@@ -9,7 +9,10 @@ MODE is one of:
                 gets when httptools is installed (uvicorn's "auto"; the monitor owns the loop)
   uvicorn-fast  the same app, uvicorn with --http httptools --loop uvloop
   flask         a plain Flask app on werkzeug's development server (threaded), serving the same
-                /health and /health/detailed bytes, encoded once at start-up (access log off)
+                /health and /health/detailed bytes, encoded once at start-up (access log off):
+                the floor for any Flask app
+  blueprint     hbsm's Flask blueprint (heartbeat_blueprint over the LogSource) in a Flask app
+                on the same server: what `follow_log` serves
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from typing import Any
 
 from hbsm.api import LogSource
 
@@ -58,10 +62,7 @@ def _uvicorn(source: LogSource, mode: str) -> None:
 
 
 def _flask(source: LogSource) -> None:
-    import logging
-
     from flask import Flask, Response
-    from werkzeug.serving import make_server
 
     from hbsm.api.views import Views
 
@@ -77,12 +78,30 @@ def _flask(source: LogSource) -> None:
     def get_detailed() -> Response:
         return Response(detailed.body, status=detailed.status, mimetype="application/json")
 
+    _serve_flask(app)
+
+
+def _serve_flask(app: Any) -> None:
+    import logging
+
+    from werkzeug.serving import make_server
+
     # No access log: a line per request on stderr would flood the bench's output (and cost the
     # baseline CPU that is not serving).
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     print(server.port, flush=True)
     server.serve_forever()
+
+
+def _blueprint(source: LogSource) -> None:
+    from flask import Flask
+
+    from hbsm.flask import heartbeat_blueprint
+
+    app = Flask("bench")
+    app.register_blueprint(heartbeat_blueprint(source))
+    _serve_flask(app)
 
 
 def main() -> int:
@@ -92,6 +111,8 @@ def main() -> int:
     source.refresh()  # the log is complete: no polling thread needed
     if mode == "flask":
         _flask(source)
+    elif mode == "blueprint":
+        _blueprint(source)
     else:
         _uvicorn(source, mode)
     return 0

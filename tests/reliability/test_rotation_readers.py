@@ -1,6 +1,6 @@
 """Issue 8, fault 7: the event log rotates many times a second under load (another process
 writes it, as `hbsm run` does) while the dashboard's reader (tui.sources.LogTail, as
-`hbsm dashboard --log` drives it) and the Flask blueprint's reader (follow mode, FollowSource)
+`hbsm dashboard --log` drives it) and the Flask blueprint's reader (follow mode, hbsm.api.LogSource)
 follow it.
 
 Each reader delivers every event exactly once, in order: the seqs it delivers are exactly
@@ -35,10 +35,10 @@ from flask import Flask
 from support.waiting import wait_for_sync
 
 from hbsm.api import bodies
+from hbsm.api import source as api_source
 from hbsm.api.source import redact
 from hbsm.events import Event, OpaqueEvent, Snapshot
 from hbsm.flask import HeartbeatHandle, follow_log
-from hbsm.flask import sources as flask_sources
 from hbsm.log import read_history, segment_paths
 from hbsm.projection import Projection
 from tui.board import LiveBoard
@@ -271,9 +271,9 @@ class Blueprint:
         self.client = self.app.test_client()
 
     @property
-    def source(self) -> flask_sources.FollowSource:
+    def source(self) -> api_source.LogSource:
         source = self.handle.source
-        assert isinstance(source, flask_sources.FollowSource)
+        assert isinstance(source, api_source.LogSource)
         return source
 
     @property
@@ -319,8 +319,8 @@ def expected_bodies(path: Path, projection: Projection) -> dict[str, Any]:
 
 @pytest.fixture
 def recording(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """FollowSource folds into a RecordingProjection."""
-    monkeypatch.setattr(flask_sources, "Projection", RecordingProjection)
+    """The blueprint's LogSource folds into a RecordingProjection."""
+    monkeypatch.setattr(api_source, "Projection", RecordingProjection)
     RecordingProjection.gate = None
     RecordingProjection.stalled = threading.Event()
     yield

@@ -78,16 +78,10 @@ class _Refused(Exception):
 
 
 def _raw_answer(status: int, message: str) -> bytes:
-    body = error(status, message).body
-    head = [
-        STATUS_LINE[status],
-        b"content-type: application/json\r\n",
-        b"content-length: %d\r\n" % len(body),
-        b"cache-control: no-store\r\n",
-        b"x-content-type-options: nosniff\r\n",
-        b"connection: close\r\n\r\n",
-    ]
-    return b"".join(head) + body
+    answer = error(status, message, extra={"Connection": "close"})
+    headers = {**answer.headers(), "Content-Length": str(len(answer.body))}
+    head = b"".join(b"%s: %s\r\n" % (k.lower().encode(), v.encode()) for k, v in headers.items())
+    return STATUS_LINE[status] + head + b"\r\n" + answer.body
 
 
 class GuardedProtocol(HttpToolsProtocol):

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from hbsm.api import bodies
+from hbsm.api.answer import HEALTH_JSON, JSON
 from hbsm.api.routes import ROUTES, Reply, Route
 from hbsm.api.sse import MAX_SEQ
 from hbsm.vocabulary import SERVICE_NAME, URL_SERVICE_ACTIONS
@@ -87,12 +88,12 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
 
 def _reply(reply: Reply) -> dict[str, Any]:
     if reply.body is None:
-        kind = "object" if reply.media == "application/json" else "string"
+        kind = "object" if reply.media == JSON else "string"
         content = {reply.media: {"schema": {"type": kind}}}
     else:
         content = {reply.media: {"schema": _ref(reply.body)}}
         if reply.health:
-            content["application/health+json"] = {"schema": _ref(bodies.HealthJson)}
+            content[HEALTH_JSON] = {"schema": _ref(bodies.HealthJson)}
     return {"description": reply.description, "content": content}
 
 

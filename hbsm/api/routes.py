@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from hbsm.api import bodies
+from hbsm.api.answer import JSON
 
 __all__ = ["ROUTES", "Reply", "Route", "allowed_methods", "match"]
 
@@ -25,7 +26,7 @@ class Reply:
 
     description: str
     body: type[msgspec.Struct] | None = None
-    media: str = "application/json"
+    media: str = JSON
     health: bool = False  # also answered as application/health+json
 
 

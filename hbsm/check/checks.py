@@ -19,6 +19,7 @@ import httpx
 import msgspec
 
 from hbsm import __version__
+from hbsm.api.answer import HEALTH_JSON, JSON
 from hbsm.api.bodies import (
     AdminResult,
     DetailedHealth,
@@ -29,16 +30,12 @@ from hbsm.api.bodies import (
     ServiceHealth,
 )
 from hbsm.errors import HbsmError
+from hbsm.vocabulary import STATES
 
 __all__ = ["Check", "Unreachable", "normalize_url", "run_checks"]
 
 Verdict = Literal["pass", "fail", "skip"]
 B = TypeVar("B", bound=msgspec.Struct)
-
-STATES = frozenset(
-    {"unknown", "healthy", "degraded", "repairing", "restarting", "cooldown", "failed", "paused"}
-)
-HEALTH_JSON = "application/health+json"
 
 
 class Unreachable(HbsmError):
@@ -327,7 +324,7 @@ def _decode(
     kind: type[B],
     statuses: tuple[int, ...],
     *,
-    media_type: str = "application/json",
+    media_type: str = JSON,
 ) -> B:
     code = response.status_code
     if code not in statuses:

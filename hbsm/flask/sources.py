@@ -124,8 +124,8 @@ class Dispatcher:
             close = _aclose(chunks)
             try:
                 asyncio.run_coroutine_threadsafe(close, loop).result(_CLOSE_TIMEOUT)
-            except RuntimeError:  # the loop has closed: nothing left to close there
-                close.close()
+            except (RuntimeError, concurrent.futures.CancelledError):
+                close.close()  # the loop closed, or stopped before running it: never started
             except Exception:  # a stream that failed closing ends all the same
                 pass
 
@@ -172,7 +172,14 @@ def _serve_forever(loop: asyncio.AbstractEventLoop) -> None:
     try:
         loop.run_forever()
     finally:
+        # What still runs (an event stream between two chunks) is cancelled, so the request
+        # thread waiting for it gets its answer (the stream ends) instead of waiting for ever.
         with contextlib.suppress(Exception):
+            left = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in left:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 

@@ -3,6 +3,7 @@ logged, and ended with its client, the log follower behind it closed, or with th
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -20,10 +21,8 @@ def open_log_files(log_path: Path) -> int:
     folder = str(log_path.parent)
     count = 0
     for fd in os.listdir("/proc/self/fd"):
-        try:
+        with contextlib.suppress(OSError):  # closed meanwhile
             count += os.readlink(f"/proc/self/fd/{fd}").startswith(folder)
-        except OSError:
-            pass  # closed meanwhile
     return count
 
 

@@ -11,7 +11,8 @@ they are the standalone app's JSON; the host app's other error pages are left al
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from typing import Any
 
 from flask import Blueprint, Response, request
 from flask.blueprints import BlueprintSetupState
@@ -95,12 +96,9 @@ class HeartbeatRoutes:
                     return inner
         return None
 
-    def _respond(self, work: Callable[[], Awaitable[Answer]], timeout: float) -> Response:
-        async def answer() -> Answer:
-            return await work()
-
+    def _respond(self, work: Callable[[], Coroutine[Any, Any, Answer]], timeout: float) -> Response:
         try:
-            got = self.dispatcher.run(answer, timeout)
+            got = self.dispatcher.run(work, timeout)
         except NotRunning as exc:
             got = error(503, str(exc))
         body: bytes | Iterator[bytes] = got.body
@@ -126,7 +124,7 @@ def heartbeat_blueprint(
     name: str = "hbsm_heartbeat",
     refusals: RefusalLimiter | None = None,
 ) -> Blueprint:
-    """A Blueprint serving `source` (an `EmbeddedSource`, a `hbsm.api.LogSource`) at every
+    """A Blueprint serving `source` (an `EmbeddedSource`, a started `hbsm.api.LogSource`) at every
     route of the API (under `url_prefix`, if given). `refusals`: how refused admin attempts are
     rate-limited (default: 10 recorded a minute per client host)."""
     blueprint = HeartbeatRoutes(source, name=name, refusals=refusals).blueprint

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import inspect
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -37,6 +38,9 @@ READ_TIMEOUT = 5.0
 ADMIN_TIMEOUT = 30.0
 # How long a closing event stream waits for its generator to be closed on the loop.
 _CLOSE_TIMEOUT = 5.0
+# The longest wait for one chunk of an event stream: it sends a keep-alive every 15 s (by
+# default) when nothing happens, so a longer silence means its loop no longer runs.
+_STEP_TIMEOUT = 60.0
 
 
 class EmbeddedSource(MonitorSource):
@@ -79,6 +83,8 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._own: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
         self._closed = False
+        self._streams = threading.Condition()
+        self._open = 0  # event streams being served
 
     def run(self, work: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
         """`await work()` on the right loop; its result. Raises NotRunning when there is no
@@ -87,16 +93,11 @@ class Dispatcher:
         for loop in self._loops():
             if loop is None:  # closed: on a loop of this call's own, in this thread
                 return asyncio.run(work())
-            coro = work()
             try:
-                future = asyncio.run_coroutine_threadsafe(coro, loop)
+                return _await_on(loop, work(), timeout)
             except RuntimeError:  # the loop closed meanwhile: the next one
-                coro.close()
                 continue
-            try:
-                return future.result(timeout)
             except concurrent.futures.TimeoutError:
-                future.cancel()
                 raise NotRunning(f"the monitor did not answer within {timeout:g} s") from None
             except concurrent.futures.CancelledError:
                 continue  # the loop was shut down before it ran
@@ -114,20 +115,22 @@ class Dispatcher:
         async def step() -> bytes:
             return await anext(chunks)
 
+        with self._streams:
+            self._open += 1
         try:
             while True:
                 try:
-                    yield asyncio.run_coroutine_threadsafe(step(), loop).result()
+                    yield _await_on(loop, step(), _STEP_TIMEOUT)
                 except (StopAsyncIteration, RuntimeError, concurrent.futures.CancelledError):
                     return  # the stream ended, or its loop did
+                except concurrent.futures.TimeoutError:
+                    return  # a loop that stopped answering: end rather than hang the thread
         finally:
-            close = _aclose(chunks)
-            try:
-                asyncio.run_coroutine_threadsafe(close, loop).result(_CLOSE_TIMEOUT)
-            except (RuntimeError, concurrent.futures.CancelledError):
-                close.close()  # the loop closed, or stopped before running it: never started
-            except Exception:  # a stream that failed closing ends all the same
-                pass
+            with contextlib.suppress(Exception):  # a stream failing to close ends all the same
+                _await_on(loop, _aclose(chunks), _CLOSE_TIMEOUT)
+            with self._streams:
+                self._open -= 1
+                self._streams.notify_all()
 
     def _loops(self) -> Iterator[asyncio.AbstractEventLoop | None]:
         """The monitor's loop while it runs; else (the monitor gone, or none) our own loop
@@ -155,8 +158,11 @@ class Dispatcher:
             return self._own[0]
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the loop thread of its own; later calls run on a loop of their own in the
-        calling thread (slower, but no thread outlives the app's handle)."""
+        """Stop the loop thread of its own, once the open streams have ended (they end at their
+        next poll once the handler is closing; at most `timeout` s); later calls run on a loop
+        of their own in the calling thread (slower, but no thread outlives the app's handle)."""
+        with self._streams:
+            self._streams.wait_for(lambda: self._open == 0, timeout)
         with self._lock:
             self._closed = True
             own, self._own = self._own, None
@@ -165,6 +171,24 @@ class Dispatcher:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout)
+
+
+def _await_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+    """`coro` run on `loop` (another thread's), its result within `timeout` s. A coroutine
+    that never started (the loop closed, stopped or cancelled it first) is closed here, so it
+    is not left behind unawaited."""
+    try:
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+    except RuntimeError:  # the loop has closed
+        coro.close()
+        raise
+    try:
+        return future.result(timeout)
+    except BaseException:
+        future.cancel()
+        if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            coro.close()
+        raise
 
 
 def _serve_forever(loop: asyncio.AbstractEventLoop) -> None:

@@ -4,17 +4,25 @@ One asyncio loop. Every fact (probe result, repair or restart outcome, admin act
 `Monitor.record`: the state machine decides, the fact and its decisions are appended to the log
 together, the projection folds them, and only then — after a flush when a decision starts a side
 effect — do repair steps and restarts run, each in its own task so no service waits on another.
+
+`Monitor` is what its callers hold (`hbsm run`, the API, the Flask embedding, the tests): its
+life cycle (`start`, `stop`), the scheduler, operators' actions (`admin`), and the state the
+other parts share. The work is done by its collaborators, one module each:
+
+* hbsm/monitor/recording.py (`Recorder`): the write path, from a fact to the log, with flushing
+  and the log's outages;
+* hbsm/monitor/effects.py (`Effects`): the probes, repair steps, restarts and notifications
+  that run once their decision is on disk;
+* hbsm/monitor/startup.py: resuming from the log and taking up unfinished work at `start`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 import msgspec
 
@@ -27,13 +35,14 @@ from hbsm.events import (
     MonitorStarted,
     MonitorStopped,
     ProcessStopped,
-    RepairStarted,
     RestartStarted,
     ServiceRegistered,
 )
-from hbsm.fsm import ServiceMachine, decided
-from hbsm.log import EventStore, LogError
-from hbsm.monitor.outage import LogUnwritableError, Outage, OutageWatch
+from hbsm.fsm import ServiceMachine
+from hbsm.log import EventStore
+from hbsm.monitor.effects import Effects
+from hbsm.monitor.outage import LogUnwritableError, Outage
+from hbsm.monitor.recording import Recorder
 from hbsm.monitor.startup import StartUp, resume
 from hbsm.notify import Notifier
 from hbsm.probes import Prober, Scheduler
@@ -43,11 +52,6 @@ from hbsm.state import RULES, Policy, ServiceState
 
 __all__ = ["Monitor"]
 
-log = logging.getLogger("hbsm.monitor")
-
-# How often buffered events are written when nothing forces a flush sooner (a side effect
-# always flushes first, whatever this says).
-FLUSH_EVERY = 0.2
 # Probes are not scheduled while an effect owns the service: its own verification probe decides.
 _EFFECT_STATES = frozenset({"repairing", "restarting"})
 
@@ -83,19 +87,10 @@ class Monitor:
         self.scheduler = Scheduler(self._scheduled_probe)
         self._scheduler_task: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self._effects: set[asyncio.Task[Any]] = set()
-        # Repair and restart decisions appended but not yet on disk: started by _flush.
-        self._pending: list[RepairStarted | RestartStarted] = []
-        self._dirty = False
-        # While the log refuses writes nothing is probed, decided or started until it takes
-        # them again (no record, no side effect).
-        self.outages = OutageWatch(
-            path=store.where,
-            clock=clock,
-            notify=lambda notice: self._spawn(self._notify(notice)),
-            notify_on=config.notify.on,
-            retry_every=FLUSH_EVERY,
-        )
+        # The write path and the side effects, each a module of its own; both read the state
+        # above through this monitor, so there is one copy of it.
+        self.effects = Effects(self)
+        self.recorder = Recorder(self)
         self.started_at: float | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -109,7 +104,7 @@ class Monitor:
         resumed = resume(self)
         now = self.clock()
         self.started_at = now
-        self._append(
+        self.recorder.append(
             [
                 MonitorStarted(
                     ts=now,
@@ -140,25 +135,14 @@ class Monitor:
         self.store.flush()
         startup.take_up_interrupted()
         self.store.flush()
-        self._flusher = asyncio.create_task(self._flush_periodically(), name="hbsm-flusher")
+        self._flusher = asyncio.create_task(self.recorder.flush_periodically(), name="hbsm-flusher")
         if self.config.enabled and self.config.auto_start:
             self._start_scheduler()
 
     async def stop(self, reason: str = "stopped", *, grace: float = 10.0) -> None:
         """Stop probing, let effects finish (or record them interrupted), flush, close."""
         await self._stop_scheduler()
-        # Fix (tests/monitor): an effect can start others while we wait (a repair step's failed
-        # verification decides a restart; any decision may notify). Waiting only for the tasks
-        # there at the start let those run on after monitor.stopped and the log's close: a
-        # restart.started never finished, and a process started that the log never learnt of.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self._effects and (remaining := deadline - loop.time()) > 0:
-            await asyncio.wait(set(self._effects), timeout=remaining)
-        pending = set(self._effects)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self.effects.settle(grace)
         for name, svc in self.services.items():
             if svc.restart.kind == "supervise" and svc.restart.stop_on_exit:
                 pid = self.supervisor.pid(name)
@@ -166,41 +150,19 @@ class Monitor:
                 if pid is not None:
                     # Stopped on purpose: the next start is a first start, not a crash's restart.
                     reason = "hbsm stopped (restart.stop_on_exit)"
-                    self._append([ProcessStopped(ts=self.clock(), service=name, pid=pid,
-                                                 reason=reason)])  # fmt: skip
+                    self.recorder.append([ProcessStopped(ts=self.clock(), service=name, pid=pid,
+                                                         reason=reason)])  # fmt: skip
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
         # Through an outage: what is buffered (and the outage itself) first, then the stop.
-        self.outages.quiet = True
-        await self._last_flush(loop.time() + grace)
-        self._append([MonitorStopped(ts=self.clock(), pid=os.getpid(), reason=reason)])
-        await self._last_flush(loop.time() + grace)
+        self.recorder.outages.quiet = True
+        loop = asyncio.get_running_loop()
+        await self.recorder.last_flush(loop.time() + grace)
+        self.recorder.append([MonitorStopped(ts=self.clock(), pid=os.getpid(), reason=reason)])
+        await self.recorder.last_flush(loop.time() + grace)
         await self.notifier.aclose()
         await self.prober.aclose()
-
-    async def _last_flush(self, deadline: float) -> None:
-        """Write what is buffered before stopping; through an outage, keep trying until the
-        grace period ends, then say how much could not be written."""
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                self.store.flush()
-                if self.outage is None:
-                    return
-                # Written too; not notified: the notifier is closing (the stderr says it).
-                self._append([self.outages.ended()])
-                continue
-            except OSError as exc:
-                if loop.time() >= deadline:
-                    unwritten = self.store.unwritten_bytes
-                    raise LogError(
-                        f"{self.store.where}: stopping with "
-                        f"{unwritten if unwritten is not None else 'some'} bytes of events "
-                        f"not written ({exc})"
-                    ) from exc
-                self.outages.failed(exc)
-                await asyncio.sleep(FLUSH_EVERY)
 
     def _start_scheduler(self) -> None:
         for name, policy in self.policies.items():
@@ -260,7 +222,7 @@ class Monitor:
             suppressed=suppressed,
         )
         # Recorded before it acts: an action the log cannot take is not carried out.
-        events = self._append([fact]) if service is None else self.record(fact)
+        events = self.recorder.append([fact]) if service is None else self.record(fact)
         if starting and not self.heartbeat_running:
             self._start_scheduler()
         elif stopping:
@@ -269,137 +231,30 @@ class Monitor:
             if self.heartbeat_running:
                 self.scheduler.probe_now(service)
             else:
-                self._spawn(self._probe_once(service))
+                self.effects.probe(service)
         return events
 
-    # --- the loop: facts in, decisions out, effects after -----------------------------------
+    # --- facts in, decisions out, effects after (hbsm/monitor/recording.py, effects.py) ------
 
     def record(self, fact: Event) -> list[Event]:
         """Decide on a fact, append it with its decisions, then start what they ask for."""
-        name: str = fact.service  # type: ignore[attr-defined]
-        after, decisions = decided(self.states[name], fact, self.policies[name], self.machine)
-        events = self._append([fact, *decisions])
-        # Kept only once recorded: a log that refuses the events (a full disk) leaves the state
-        # what the log says.
-        self.states[name] = after
-        effects = [e for e in events if isinstance(e, RepairStarted | RestartStarted)]
-        if effects:
-            self._pending.extend(effects)
-            self._flush()  # no record, no side effect: they start once it is on disk
-        return events
-
-    def _flush(self) -> bool:
-        """Write what is buffered; then start the effects whose decisions are now on disk.
-
-        A failed write (a full disk) begins an outage: effects stay pending and probing stops
-        until the periodic flusher finds the log writable again; they start once their record
-        is durable, never before.
-        """
-        try:
-            self.store.flush()
-        except OSError as exc:
-            self._dirty = True
-            self.outages.failed(exc)
-            return False
-        self._dirty = False
-        if self.outage is not None:
-            self._log_writable_again()
-        pending, self._pending = self._pending, []
-        for effect in pending:
-            if isinstance(effect, RepairStarted):
-                self._spawn(self._repair(effect))
-            else:
-                self._spawn(self._restart(effect))
-        return True
-
-    def _log_writable_again(self) -> None:
-        """Record the outage that just ended, and take up what it left waiting."""
-        self._append([self.outages.ended()])
-        # A verification probe that fell in the outage was not run: the scheduler leaves
-        # repairing services to their own probe, so run it now or the service stays stuck.
-        for name, state in self.states.items():
-            if state.state == "repairing" and state.step_done:
-                self._spawn(self._probe_once(name))
-
-    def _append(self, events: Iterable[Event]) -> list[Event]:
-        stamped = self.store.append(list(events))
-        self.projection.apply_all(stamped)
-        self._dirty = True
-        for notice in self.notifier.plan(stamped):
-            self._spawn(self._notify(notice))
-        return stamped
+        return self.recorder.record(fact)
 
     @property
     def outage(self) -> Outage | None:
         """The event log's outage now (None: it takes writes). Read by the API's /health."""
-        return self.outages.current
-
-    async def _scheduled_probe(self, name: str) -> None:
-        if self.states[name].state in _EFFECT_STATES or self.states[name].state == "paused":
-            return
-        await self._probe_once(name)
-
-    async def _probe_once(self, name: str) -> None:
-        if self.outage is not None:
-            # Its result could not be recorded, so nothing could be decided or done on it.
-            self.outage.skipped += 1
-            return
-        fact = await self.prober.probe(self.services[name])
-        if self.outage is not None:
-            self.outage.skipped += 1  # the log failed while this probe was in flight
-            return
-        self.record(fact)
-
-    async def _repair(self, started: RepairStarted) -> None:
-        svc = self.services[started.service]
-        view = self.projection.services.get(started.service)
-        failure = view.last_failure if view is not None else None
-        finished = await self.repairs.run_step(
-            svc, started, failure=failure, probe=lambda: self.prober.probe(svc)
-        )
-        self.record(finished)
-        state = self.states[started.service]
-        if state.state == "repairing" and state.step_done and state.run == started.run:
-            await self._probe_once(started.service)
+        return self.recorder.outage
 
     def spawn_probe(self, name: str) -> None:
         """Probe a service now, in a task of its own (a verification, say)."""
-        self._spawn(self._probe_once(name))
+        self.effects.probe(name)
 
     def spawn_restart(self, started: RestartStarted, *, note: str) -> None:
         """Carry out a restart the log already holds the decision of (taken up after a crash);
         `note` heads its output."""
-        self._spawn(self._restart(started, note=note))
+        self.effects.restart(started, note=note)
 
-    async def _restart(self, started: RestartStarted, *, note: str | None = None) -> None:
-        svc = self.services[started.service]
-        finished = await self.repairs.restart(svc, started)
-        if note is not None:
-            finished = msgspec.structs.replace(
-                finished, interrupted=True, output=f"{note}; {finished.output}"
-            )
-        self.record(finished)
-        # The new pid must be on disk at once: lost to a crash, the next start would not know
-        # the child it must adopt, and would start a second one.
-        self._flush()
-
-    async def _notify(self, notice: Any) -> None:
-        notifications = await self.notifier.send(notice)
-        if notifications:
-            self._append(notifications)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._effects.add(task)
-        task.add_done_callback(self._effect_done)
-
-    def _effect_done(self, task: asyncio.Task[Any]) -> None:
-        self._effects.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("effect failed", exc_info=task.exception())
-
-    async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_EVERY)
-            if self._dirty or self._pending:
-                self._flush()
+    async def _scheduled_probe(self, name: str) -> None:
+        if self.states[name].state in _EFFECT_STATES or self.states[name].state == "paused":
+            return
+        await self.effects.probe_once(name)

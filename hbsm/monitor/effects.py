@@ -1,0 +1,123 @@
+"""What the monitor does once a decision is on disk: probes, repair steps, restarts and
+notifications, each in an asyncio task of its own so that no service waits on another.
+
+`Effects` owns those tasks: it starts them (`spawn` and the named helpers), logs one that fails,
+and at shutdown waits for them, then cancels what is left (`settle`). Each outcome (a probe, a
+repair step's or a restart's result, the notifications sent) goes back through the monitor's
+`record` (or is appended), so it is a fact in the log like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from hbsm.events import RepairStarted, RestartStarted
+
+if TYPE_CHECKING:
+    from hbsm.monitor.runtime import Monitor
+
+__all__ = ["Effects"]
+
+log = logging.getLogger("hbsm.monitor")
+
+
+class Effects:
+    def __init__(self, monitor: Monitor) -> None:
+        self.m = monitor
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- starting them ------------------------------------------------------------------------
+
+    def start(self, decision: RepairStarted | RestartStarted) -> None:
+        """Carry out a repair step or a restart whose decision is on disk."""
+        if isinstance(decision, RepairStarted):
+            self.spawn(self._repair(decision))
+        else:
+            self.spawn(self._restart(decision))
+
+    def probe(self, name: str) -> None:
+        """Probe a service now, in a task of its own."""
+        self.spawn(self.probe_once(name))
+
+    def restart(self, started: RestartStarted, *, note: str) -> None:
+        """Carry out a restart taken up after a crash; `note` heads its output."""
+        self.spawn(self._restart(started, note=note))
+
+    def notify(self, notice: Any) -> None:
+        self.spawn(self._notify(notice))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        # Kept until done: asyncio holds only a weak reference to a task, and stop waits for it.
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("effect failed", exc_info=task.exception())
+
+    async def settle(self, grace: float) -> None:
+        """Let the effects finish within `grace` seconds, then cancel the rest."""
+        # Fix (tests/monitor): an effect can start others while we wait (a repair step's failed
+        # verification decides a restart; any decision may notify). Waiting only for the tasks
+        # there at the start let those run on after monitor.stopped and the log's close: a
+        # restart.started never finished, and a process started that the log never learnt of.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._tasks and (remaining := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+        pending = set(self._tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # --- the effects --------------------------------------------------------------------------
+
+    async def probe_once(self, name: str) -> None:
+        m = self.m
+        if m.outage is not None:
+            # Its result could not be recorded, so nothing could be decided or done on it.
+            m.outage.skipped += 1
+            return
+        fact = await m.prober.probe(m.services[name])
+        if m.outage is not None:
+            m.outage.skipped += 1  # the log failed while this probe was in flight
+            return
+        m.record(fact)
+
+    async def _repair(self, started: RepairStarted) -> None:
+        m = self.m
+        svc = m.services[started.service]
+        view = m.projection.services.get(started.service)
+        failure = view.last_failure if view is not None else None
+        finished = await m.repairs.run_step(
+            svc, started, failure=failure, probe=lambda: m.prober.probe(svc)
+        )
+        m.record(finished)
+        state = m.states[started.service]
+        if state.state == "repairing" and state.step_done and state.run == started.run:
+            await self.probe_once(started.service)
+
+    async def _restart(self, started: RestartStarted, *, note: str | None = None) -> None:
+        m = self.m
+        svc = m.services[started.service]
+        finished = await m.repairs.restart(svc, started)
+        if note is not None:
+            finished = msgspec.structs.replace(
+                finished, interrupted=True, output=f"{note}; {finished.output}"
+            )
+        m.record(finished)
+        # The new pid must be on disk at once: lost to a crash, the next start would not know
+        # the child it must adopt, and would start a second one.
+        m.recorder.flush()
+
+    async def _notify(self, notice: Any) -> None:
+        notifications = await self.m.notifier.send(notice)
+        if notifications:
+            self.m.recorder.append(notifications)

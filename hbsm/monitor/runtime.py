@@ -149,9 +149,9 @@ class Monitor:
                 await self.supervisor.stop(name, grace=svc.restart.grace)
                 if pid is not None:
                     # Stopped on purpose: the next start is a first start, not a crash's restart.
-                    reason = "hbsm stopped (restart.stop_on_exit)"
+                    why = "hbsm stopped (restart.stop_on_exit)"
                     self.recorder.append([ProcessStopped(ts=self.clock(), service=name, pid=pid,
-                                                         reason=reason)])  # fmt: skip
+                                                         reason=why)])  # fmt: skip
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)

@@ -28,6 +28,7 @@ from hbsm.events import (
     OpaqueEvent,
     Probe,
     ProcessLost,
+    ProcessStopped,
     ProcessStarted,
     RepairFinished,
     RepairStarted,
@@ -693,3 +694,18 @@ async def test_no_repair_runs_while_its_decision_cannot_be_written(
     (finished,) = of(history, RepairFinished, "web")
     assert started.seq < recorded.seq < finished.seq
     assert started.seq < finished.seq and finished.ts >= restored
+
+
+async def test_stopping_a_supervised_child_keeps_the_monitors_own_reason(
+    tmp_path: Path, children: Callable[..., ChildService], start_monitor: StartMonitor
+) -> None:
+    # The child's stop has its own reason; the monitor's `monitor.stopped` keeps the caller's
+    # (it once took the child's, so a SIGTERM read "restart.stop_on_exit" in the log).
+    api = children("api")
+    h = await start_monitor(make_config(log_path(tmp_path), [supervised(api, stop_on_exit=True)]))
+    await h.wait_state("api", "healthy")
+    history = await h.stop()
+
+    (stopped,) = of(history, ProcessStopped, "api")
+    assert stopped.reason == "hbsm stopped (restart.stop_on_exit)"
+    assert isinstance(history[-1], MonitorStopped) and history[-1].reason == "test over"

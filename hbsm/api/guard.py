@@ -33,7 +33,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from hbsm.api.answer import error
 
-__all__ = ["ACCEPT_BATCH", "Limits", "connection_cap", "protocol_class"]
+__all__ = ["ACCEPT_BATCH", "Limits", "connection_cap", "out_of_descriptors", "protocol_class"]
 
 log = logging.getLogger("hbsm.api")
 
@@ -57,11 +57,13 @@ def connection_cap(wanted: int, probes_in_flight: int) -> tuple[int, str]:
     """How many connections the API may hold at once, and why: `wanted`, unless the descriptor
     limit (RLIMIT_NOFILE) leaves less once the monitor's share is kept aside: two descriptors
     per probe in flight (a socket, or a command's pipes), 64 for the log, its readers and the
-    supervised services, and a batch of connections accepted before they can be refused."""
+    supervised services, and two batches of connections accepted before they can be refused."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted, f"at most {wanted} connections at once"
-    reserve = 2 * probes_in_flight + 64 + ACCEPT_BATCH
+    # Two batches: a connection replaced at the cap frees its descriptor one loop iteration
+    # after the newer one took its place, and by then the next batch may be accepted too.
+    reserve = 2 * probes_in_flight + 64 + 2 * ACCEPT_BATCH
     room = soft - reserve
     if room >= wanted:
         return wanted, f"at most {wanted} connections at once"
@@ -71,6 +73,28 @@ def connection_cap(wanted: int, probes_in_flight: int) -> tuple[int, str]:
         f"{reserve} of them kept for probes, repairs, the log and accepting; raise `ulimit -n` "
         "for more)"
     )
+
+
+# asyncio's words when accept() fails for want of descriptors (it then pauses accepting for 1 s).
+_ACCEPT_FAILED = "socket.accept() out of system resource"
+
+
+def out_of_descriptors(
+    loop: asyncio.AbstractEventLoop, context: dict[str, Any], previous: Any = None
+) -> None:
+    """An asyncio exception handler: a failed accept() for want of descriptors is one warning
+    line (asyncio writes a traceback), in hbsm's diagnostics, whose repeat guard counts the
+    repeats; anything else goes to `previous`, or to asyncio's default handler. The cap above
+    keeps descriptors for accepting, so this is for a burst that outran it."""
+    if context.get("message") == _ACCEPT_FAILED:
+        exc = context.get("exception")
+        log.warning("the API could not accept a connection: %s (out of descriptors; asyncio "
+                    "accepts again in 1 s)", exc)  # fmt: skip
+        return
+    if previous is not None:
+        previous(loop, context)
+    else:
+        loop.default_exception_handler(context)
 
 
 class _Refused(Exception):

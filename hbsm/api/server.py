@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import socket
 from collections.abc import Iterator
@@ -21,7 +22,13 @@ from typing import Any
 
 import uvicorn
 
-from hbsm.api.guard import ACCEPT_BATCH, Limits, connection_cap, protocol_class
+from hbsm.api.guard import (
+    ACCEPT_BATCH,
+    Limits,
+    connection_cap,
+    out_of_descriptors,
+    protocol_class,
+)
 from hbsm.errors import HbsmError
 
 __all__ = ["ApiServer", "ListenError", "bind"]
@@ -107,6 +114,8 @@ class ApiServer:
         self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        # The loop's exception handler before start() set ours (out_of_descriptors).
+        self._restore: tuple[asyncio.AbstractEventLoop, Any] | None = None
 
     @property
     def host(self) -> str:
@@ -124,6 +133,10 @@ class ApiServer:
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        previous = loop.get_exception_handler()
+        self._restore = (loop, previous)
+        loop.set_exception_handler(functools.partial(out_of_descriptors, previous=previous))
         self._task = asyncio.create_task(self.server.serve(sockets=[self.sock]), name="hbsm-api")
         while not self.server.started:
             if self._task.done():
@@ -160,6 +173,10 @@ class ApiServer:
             self._task = None
         with contextlib.suppress(OSError):
             self.sock.close()
+        if self._restore is not None:
+            loop, previous = self._restore
+            loop.set_exception_handler(previous)
+            self._restore = None
         if state is not None:
             # No request can come any more: what was only counted is recorded now, while the
             # monitor (stopped after the API) still writes the log.

@@ -42,7 +42,8 @@ __all__ = ["Handler", "Request"]
 
 log = logging.getLogger("hbsm.api")
 
-Endpoint = Callable[["Request", Mapping[str, str]], Awaitable[Answer]]
+Read = Callable[["Request", Mapping[str, str]], Answer]
+Action = Callable[["Request", Mapping[str, str]], Awaitable[Answer]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +89,20 @@ class Handler:
         self.sse_poll = sse_poll
         self._scrape_lock = asyncio.Lock()
         self._openapi = msgspec.json.encode(document(__version__))
-        self._endpoints: dict[str, Endpoint] = {
+        # Reads are plain functions of the projection; actions (and what reads the log) await.
+        self._reads: dict[str, Read] = {
             "health": self.health,
             "healthDetailed": self.detailed,
             "healthService": self.service,
             "heartbeatStatus": self.status,
+            "openapi": self.openapi,
+        }
+        self._actions: dict[str, Action] = {
             "heartbeatStart": self.start,
             "heartbeatStop": self.stop,
             "serviceAction": self.service_action,
             "metrics": self.scrape,
             "events": self.events,
-            "openapi": self.openapi,
         }
 
     @property
@@ -117,7 +121,28 @@ class Handler:
         """Answer `request`, already routed to `route` (a framework that routes itself)."""
         try:
             await self.desk.record_due()
-            return await self._endpoints[route.name](request, params)
+            read = self._reads.get(route.name)
+            if read is not None:
+                return read(request, params)
+            return await self._actions[route.name](request, params)
+        except NotRunning as exc:
+            return error(503, str(exc))
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return error(500, "internal error; the server's log has the details")
+
+    def answer_now(
+        self, route: Route, params: Mapping[str, str], request: Request
+    ) -> Answer | None:
+        """The answer of a read route, on the caller's thread, for a source whose `lock` guards
+        its projection (a followed log); None for a route that needs the event loop (an
+        action, /metrics, /events). Refused admin attempts are not recorded here: a source
+        read under its lock has no monitor to record them."""
+        read = self._reads.get(route.name)
+        if read is None:
+            return None
+        try:
+            return read(request, params)
         except NotRunning as exc:
             return error(503, str(exc))
         except Exception:
@@ -147,17 +172,17 @@ class Handler:
 
     # --- health -------------------------------------------------------------------------------
 
-    async def health(self, request: Request, params: Mapping[str, str]) -> Answer:
+    def health(self, request: Request, params: Mapping[str, str]) -> Answer:
         health_json = wants_health_json(request.headers.get("accept"))
         show = health_json and self.authorize(request).allowed  # only health+json has internals
         return self.views.health(health_json=health_json, show_internals=show)
 
-    async def detailed(self, request: Request, params: Mapping[str, str]) -> Answer:
+    def detailed(self, request: Request, params: Mapping[str, str]) -> Answer:
         health_json = wants_health_json(request.headers.get("accept"))
         show = self.authorize(request).allowed
         return self.views.detailed(show_targets=show, health_json=health_json)
 
-    async def service(self, request: Request, params: Mapping[str, str]) -> Answer:
+    def service(self, request: Request, params: Mapping[str, str]) -> Answer:
         name = params["name"]
         if not SERVICE_NAME.fullmatch(name):
             return no_service(name)
@@ -170,7 +195,7 @@ class Handler:
 
     # --- admin --------------------------------------------------------------------------------
 
-    async def status(self, request: Request, params: Mapping[str, str]) -> Answer:
+    def status(self, request: Request, params: Mapping[str, str]) -> Answer:
         decision = self.authorize(request)
         if not decision.allowed:
             return denied(decision)
@@ -233,7 +258,7 @@ class Handler:
         )
         return Answer(200, b"", EVENT_STREAM, {"X-Accel-Buffering": "no"}, stream)
 
-    async def openapi(self, request: Request, params: Mapping[str, str]) -> Answer:
+    def openapi(self, request: Request, params: Mapping[str, str]) -> Answer:
         return Answer(200, self._openapi)
 
 

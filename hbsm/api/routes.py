@@ -157,13 +157,22 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+# (method, path) of the routes without path parameters, for a lookup without a regex.
+_STATIC = {(m, r.path): r for r in ROUTES if "{" not in r.path for m in r.methods}
+_PARAMETRIZED = tuple(r for r in ROUTES if "{" in r.path)
+
+
 def match(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
     """The route for `method` and `path`, and its path parameters; None: no route takes both
     (then `allowed_methods(path)` tells a wrong method from an unknown path)."""
-    for route in ROUTES:
-        found = route.pattern.fullmatch(path)
-        if found is not None and method in route.methods:
-            return route, found.groupdict()
+    static = _STATIC.get((method, path))
+    if static is not None:
+        return static, {}
+    for route in _PARAMETRIZED:
+        if method in route.methods:
+            found = route.pattern.fullmatch(path)
+            if found is not None:
+                return route, found.groupdict()
     return None
 
 

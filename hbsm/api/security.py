@@ -62,6 +62,7 @@ class Decision:
     message: str = ""
 
 
+@functools.lru_cache(maxsize=1024)  # parsing an address costs more than the rest of a request
 def is_loopback(host: str | None) -> bool:
     """Whether a client address is loopback. Anything that is not an IP address is not."""
     if not host:

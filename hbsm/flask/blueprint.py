@@ -11,7 +11,7 @@ they are the standalone app's JSON; the host app's other error pages are left al
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -67,6 +67,10 @@ class HeartbeatRoutes:
 
         def view(**params: str) -> Response:
             asked = _request(self._ours(request.path) or request.path)
+            if self.dispatcher.runner is None:  # a followed log, read under its lock
+                now = self.handler.answer_now(route, params, asked)
+                if now is not None:  # a read: no hand-over to the loop thread
+                    return _response(now)
             return self._respond(lambda: self.handler.answer(route, params, asked), timeout)
 
         view.__name__ = route.name
@@ -101,10 +105,9 @@ class HeartbeatRoutes:
             got = self.dispatcher.run(work, timeout)
         except NotRunning as exc:
             got = error(503, str(exc))
-        body: bytes | Iterator[bytes] = got.body
         if got.stream is not None:
-            body = self.dispatcher.stream(got.stream)
-        return Response(body, status=got.status, headers=got.headers())
+            return _response(got, self.dispatcher.stream(got.stream))
+        return _response(got)
 
     def close(self) -> None:
         """End the open event streams, record the refusals only counted so far (while the
@@ -132,18 +135,31 @@ def heartbeat_blueprint(
     return blueprint
 
 
+def _response(answer: Answer, stream: Iterator[bytes] | None = None) -> Response:
+    body = answer.body if stream is None else stream
+    return Response(body, status=answer.status, headers=answer.headers())
+
+
 def _request(path: str) -> Request:
-    """Flask's request as the handler takes it. The body is read up to one byte past the
-    limit: the handler refuses a larger one, unread beyond that."""
+    """Flask's request as the handler takes it, read from the WSGI environ. The body is read
+    (when the head announces one) up to one byte past the limit: the handler refuses a larger
+    one, unread beyond that."""
     environ = request.environ
+    headers: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].replace("_", "-").lower()] = value
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").lower()] = environ[key]
+    announced = "content-length" in headers or "transfer-encoding" in headers
     port = str(environ.get("REMOTE_PORT", ""))
     host = request.remote_addr
-    headers: Mapping[str, str] = {name.lower(): value for name, value in request.headers.items()}
     return Request(
         method=request.method,
         path=path,
         headers=headers,
         query=environ.get("QUERY_STRING", ""),
-        body=request.stream.read(MAX_BODY + 1),
+        body=request.stream.read(MAX_BODY + 1) if announced else b"",
         client=(host, int(port) if port.isdigit() else None) if host else None,
     )

@@ -255,7 +255,9 @@ def _setup_logging(log_file: Path) -> None:
         handlers=[to_file, to_stderr],
         force=True,
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from hbsm.monitor.diagnostics import quiet_libraries
+
+    quiet_libraries()
 
 
 def _workdir(args: argparse.Namespace) -> Path | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from hbsm.config import LogConfig
 
-__all__ = ["RepeatGuard", "setup_logging"]
+__all__ = ["RepeatGuard", "quiet_libraries", "setup_logging"]
 
 
 @dataclass(slots=True)
@@ -140,7 +140,13 @@ def setup_logging(cfg: LogConfig) -> RepeatGuard:
         handler.setFormatter(formatter)
     guard = RepeatGuard(handlers)
     logging.basicConfig(level=cfg.level.upper(), handlers=[guard], force=True)
-    # One INFO line per probe request from httpx would drown what matters: every probe is
-    # in the event log already.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_libraries()
     return guard
+
+
+def quiet_libraries() -> None:
+    """Warnings and worse only from the libraries that narrate every step at INFO: an httpx
+    line per probe request, three `transitions` lines per state change (its callbacks). They
+    would drown what matters, and every probe and transition is in the event log already."""
+    for name in ("httpx", "transitions"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -54,3 +54,12 @@ def test_pure_layers_do_no_io(module):
     loaded = _modules_after_import(module)
     assert module in loaded
     assert not {"asyncio", "httpx", "socket", "subprocess", "textual"} & loaded
+
+
+def test_the_http_core_needs_no_flask_nor_the_monitor():
+    # The handler and its ASGI adapter are the API of `hbsm run` and of the Flask blueprint
+    # alike: Flask is the blueprint's own dependency (an extra), and the handler reaches the
+    # monitor only through the Control protocol.
+    loaded = _modules_after_import("hbsm.api.handler", "hbsm.api.app")
+    assert "hbsm.api.handler" in loaded
+    assert not {"flask", "werkzeug", "hbsm.flask", "hbsm.monitor.runtime"} & loaded

@@ -1,4 +1,4 @@
-"""The standalone HTTP API: a Starlette app over a projection of the event log.
+"""The standalone HTTP API: an ASGI app over a projection of the event log.
 
     from hbsm.api import MonitorSource, LogSource, create_app
     app = create_app(MonitorSource(monitor))        # the live monitor (`hbsm run` does this)
@@ -9,7 +9,7 @@ neutral: a `Request` in, an `Answer` out), `admin` (admin actions and their refu
 (`Answer`, media types, errors), `bodies` (the response Structs), `source` (where answers come
 from), `views` (encoded answers cached per projection version), `security` (bearer token /
 loopback), `metrics` (/metrics), `sse` (/events), `openapi` (/openapi.json, from the route
-table), `app` (the Starlette adapter), `server` (uvicorn in the monitor's loop). hbsm.flask's
+table), `app` (the ASGI adapter), `server` (uvicorn in the monitor's loop). hbsm.flask's
 blueprint is the other adapter over the same handler. `create_app` and `ApiServer` are imported
 on first use, so `hbsm.api.bodies` and `hbsm.api.source` do not load Starlette or uvicorn.
 """

@@ -1,6 +1,6 @@
 """What every route answers, whatever framework serves it: `Answer` (status, headers, body).
 
-The framework adapters (hbsm.api.app for Starlette, hbsm.flask.blueprint for Flask) write an
+The framework adapters (hbsm.api.app for ASGI, hbsm.flask.blueprint for Flask) write an
 Answer out as it is: `headers()` is every header the answer carries, Content-Type included, so
 the two cannot differ by a default of their own (Starlette adds `; charset=utf-8` to text types,
 Flask to others).

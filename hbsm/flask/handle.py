@@ -20,6 +20,7 @@ from hbsm.api.source import LogSource, Source
 from hbsm.config import Config, LoadedConfig
 from hbsm.flask.blueprint import HeartbeatRoutes
 from hbsm.flask.embedded import MonitorThread, resolve_config
+from hbsm.flask.shutdown import stop_on_sigterm
 from hbsm.flask.sources import READ_TIMEOUT, EmbeddedSource
 from hbsm.projection import Projection
 
@@ -57,6 +58,7 @@ class HeartbeatHandle:
         self._runner = runner
         self._lock = threading.Lock()
         self._stopped = False
+        self._on_stop: list[Callable[[], None]] = []
         atexit.register(self.stop)
 
     @property
@@ -109,16 +111,23 @@ class HeartbeatHandle:
             assert isinstance(self.source, LogSource)
             self.source.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the thread and wait for it (at most `timeout` s); idempotent."""
+    def on_stop(self, undo: Callable[[], None]) -> None:
+        """Call `undo` when the handle stops (what it set up in the process: a handler)."""
+        self._on_stop.append(undo)
+
+    def stop(self, timeout: float = 30.0, *, reason: str = "the Flask app stopped") -> None:
+        """Stop the thread and wait for it (at most `timeout` s); idempotent. `reason`: what
+        the embedded monitor's `monitor.stopped` says."""
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
         atexit.unregister(self.stop)
+        for undo in self._on_stop:
+            undo()
         self.routes.close()  # while the monitor still records what it drains
         if self._runner is not None:
-            self._runner.stop(timeout=timeout)
+            self._runner.stop(reason, timeout=timeout)
         else:
             assert isinstance(self.source, LogSource)
             self.source.close()
@@ -160,6 +169,7 @@ def init_heartbeat(
     runner = MonitorThread(resolved, clock=time.time)
     source = EmbeddedSource(runner, clock=clock)
     handle = _install(app, source, url_prefix, runner=runner, refusals=refusals)
+    handle.on_stop(stop_on_sigterm(lambda why: handle.stop(reason=why)))
     if start:
         try:
             handle.start()

@@ -94,7 +94,7 @@ def test_a_failed_lazy_start_leaves_the_host_app_serving(embedded, log_path, tar
     assert first.running and not second.running
 
 
-@pytest.mark.parametrize("how", ["atexit", "handle.stop()"])
+@pytest.mark.parametrize("how", ["atexit", "handle.stop()", "SIGTERM"])
 def test_the_monitor_stops_cleanly_when_the_process_ends(tmp_path, log_path, how):
     script = textwrap.dedent(
         f"""
@@ -113,16 +113,21 @@ def test_the_monitor_stops_cleanly_when_the_process_ends(tmp_path, log_path, how
         app.test_client().post("/admin/heartbeat/stop")
         if {how!r} == "handle.stop()":
             handle.stop()
+        if {how!r} == "SIGTERM":  # as a process manager stops the app (no atexit then)
+            import os, signal
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)  # not reached: the default ends the process
         print("exiting", flush=True)
         """
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
-    assert done.returncode == 0, done.stderr
+    # Ended by the signal as the default would (-15), once the stop is recorded.
+    assert done.returncode == (-15 if how == "SIGTERM" else 0), done.stderr
     history = events(log_path)
     assert isinstance(history[0], MonitorStarted)
     assert isinstance(history[-1], MonitorStopped), history[-1]
-    assert history[-1].reason == "the Flask app stopped"
+    assert history[-1].reason == ("SIGTERM" if how == "SIGTERM" else "the Flask app stopped")
     assert [e.action for e in history if isinstance(e, Admin)] == ["stop"]
     assert msgspec.json.decode(log_path.read_bytes().splitlines()[-1])["type"] == "monitor.stopped"

@@ -47,8 +47,11 @@ class LoadedConfig:
         return self.policies[service]
 
 
-def resolve_path(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
-    """The TOML file to read: `path`, else $HEARTBEAT_CONFIG, else ./hbsm.toml if it exists."""
+def resolve_path(
+    path: str | os.PathLike[str] | None, env: Mapping[str, str], *, discover: bool = True
+) -> Path | None:
+    """The TOML file to read: `path`, else $HEARTBEAT_CONFIG, else (`discover`) ./hbsm.toml if
+    it exists."""
     if path is not None:
         return Path(path)  # read_toml reports a missing file, naming it
     named = env.get(CONFIG_VAR, "").strip()
@@ -59,6 +62,8 @@ def resolve_path(path: str | os.PathLike[str] | None, env: Mapping[str, str]) ->
         if not candidate.exists():
             raise ConfigError.in_env(CONFIG_VAR, named, None, "no such file")
         return candidate  # read_toml reports a file it cannot use (a device, say), naming it
+    if not discover:
+        return None
     local = Path(DEFAULT_FILE)
     return local if local.is_file() else None
 
@@ -68,14 +73,17 @@ def load_config(
     env: Mapping[str, str] | None = None,
     *,
     embedded_login_url: str | None = None,
+    discover: bool = True,
 ) -> LoadedConfig:
     """Read, overlay and check the configuration; raises ConfigError (one line) if it is bad.
 
     `env`: the environment to apply (default `os.environ`). `embedded_login_url`: the host
     Flask app's login page, when hbsm runs embedded in it (used only without services).
+    `discover`: without `path` nor $HEARTBEAT_CONFIG, read ./hbsm.toml if there is one (as
+    `hbsm run` does); an embedded monitor reads only what it is told to.
     """
     environ: Mapping[str, str] = os.environ if env is None else env
-    file = resolve_path(path, environ)
+    file = resolve_path(path, environ, discover=discover)
     where = str(file) if file is not None else None
     raw: dict[str, Any] = read_toml(file) if file is not None else {}
     config = decode_config(raw, where)

@@ -179,24 +179,26 @@ def resolve_config(
 ) -> Config:
     """The Config the embedded monitor runs with.
 
-    A Config or LoadedConfig is taken as it is. A path (or None: `$HEARTBEAT_CONFIG`, else
-    ./hbsm.toml, else the built-in defaults) is loaded with `load_config`, the environment laid
-    over it; without services configured, hbsm monitors what the original feature did — this
-    app's own `/health` (under `url_prefix`) and its login page: `login_url` if set, else the
-    app's own (a `/login` rule, or an endpoint named `login`) when it has one, else
-    `<host:port>/login`. `log_path` replaces the log's path.
+    A Config or LoadedConfig is taken as it is. A path is loaded with `load_config`, the
+    environment laid over it (a missing file is a ConfigError naming it); None means the
+    built-in defaults and the environment (`$HEARTBEAT_CONFIG` may name a file): a `hbsm.toml`
+    that happens to be in the working directory is not read, as the app never asked for it;
+    without services configured, hbsm monitors what the original feature did — this app's own
+    `/health` (under `url_prefix`) and its login page: `login_url` if set, else the app's own (a
+    `/login` rule, or an endpoint named `login`) when it has one, else `<host:port>/login`.
+    `log_path` replaces the log's path.
     """
     if isinstance(config, Config):
         resolved = config
     elif isinstance(config, LoadedConfig):
         resolved = config.config
     else:
-        loaded = load_config(config)
+        loaded = load_config(config, discover=False)
         login = _login_rule(app)
         # A login_url the operator set (file or HEARTBEAT_LOGIN_URL) wins over the app's route.
         if login is not None and not loaded.config.login_url:
             base = own_base_url(loaded.config.host, loaded.config.port)
-            loaded = load_config(config, embedded_login_url=base + login)
+            loaded = load_config(config, embedded_login_url=base + login, discover=False)
         resolved = _prefixed_own_health(loaded.config, url_prefix)
     if log_path is not None:
         log = msgspec.structs.replace(resolved.log, path=os.fspath(log_path))

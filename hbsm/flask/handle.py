@@ -157,13 +157,15 @@ def init_heartbeat(
     """Run an hbsm monitor inside `app` (the original feature's embedded mode) and serve the
     heartbeat routes from it.
 
-    `config`: a Config, a LoadedConfig, a path to hbsm.toml, or None for `load_config()` (with
-    no services configured: this app's `/health` and its login page — call this after the login
-    route is defined). `log_path` overrides the config's event log. The monitor starts now, on
-    a thread with its own asyncio loop; with `start=False` it starts at the app's first
-    request instead (for processes that import the app but never serve: a reloader's parent, a
-    pre-fork master). One monitor per log: a second process gets the log's lock error.
-    `refusals`: how refused admin attempts are rate-limited (hbsm.api.refusals).
+    `config`: a Config, a LoadedConfig, a path to hbsm.toml (missing: a ConfigError naming it),
+    or None for the built-in defaults and the environment, `$HEARTBEAT_CONFIG` included
+    (./hbsm.toml is not looked for; with no services configured: this app's `/health` and its
+    login page — call this after the login route is defined). `log_path` overrides the config's
+    event log. The monitor starts now, on a thread with its own asyncio loop; with `start=False`
+    it starts at the app's first request instead (for processes that import the app but never
+    serve: a reloader's parent, a pre-fork master). One monitor per log: a second process gets
+    the log's lock error. `refusals`: how refused admin attempts are rate-limited
+    (hbsm.api.refusals).
     """
     resolved = resolve_config(app, config, log_path=log_path, url_prefix=url_prefix)
     runner = MonitorThread(resolved, clock=time.time)

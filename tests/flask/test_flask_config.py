@@ -15,8 +15,9 @@ from support.configs import service
 from support.net import free_port
 from support.waiting import wait_for_sync
 
-from hbsm.config import load_config
+from hbsm.config import ConfigError, load_config
 from hbsm.events import Admin, MonitorStarted, MonitorStopped
+from hbsm.flask import init_heartbeat
 from hbsm.flask.embedded import resolve_config
 
 
@@ -131,3 +132,21 @@ def test_the_monitor_stops_cleanly_when_the_process_ends(tmp_path, log_path, how
     assert history[-1].reason == ("SIGTERM" if how == "SIGTERM" else "the Flask app stopped")
     assert [e.action for e in history if isinstance(e, Admin)] == ["stop"]
     assert msgspec.json.decode(log_path.read_bytes().splitlines()[-1])["type"] == "monitor.stopped"
+
+
+def test_none_reads_no_file_it_was_not_given(tmp_path, monkeypatch):
+    # A hbsm.toml in the working directory (another tool's, say) is not the app's config:
+    # None is the defaults and the environment; a file is read when named, there or by
+    # $HEARTBEAT_CONFIG.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hbsm.toml").write_text('[[services]]\nname = "stray"\nurl = "http://x/"\n')
+    assert "stray" not in urls(resolve_config(flask_app(), None))
+    monkeypatch.setenv("HEARTBEAT_CONFIG", str(tmp_path / "hbsm.toml"))
+    assert "stray" in urls(resolve_config(flask_app(), None))
+
+
+def test_a_named_file_that_is_missing_is_one_config_error(tmp_path):
+    missing = tmp_path / "nope" / "hbsm.toml"
+    with pytest.raises(ConfigError) as caught:
+        init_heartbeat(flask_app(), missing)
+    assert str(caught.value) == f"{missing}: no such file"

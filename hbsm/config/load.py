@@ -73,14 +73,16 @@ def load_config(
     env: Mapping[str, str] | None = None,
     *,
     embedded_login_url: str | None = None,
+    embedded_health_url: str | None = None,
     discover: bool = True,
 ) -> LoadedConfig:
     """Read, overlay and check the configuration; raises ConfigError (one line) if it is bad.
 
     `env`: the environment to apply (default `os.environ`). `embedded_login_url`: the host
-    Flask app's login page, when hbsm runs embedded in it (used only without services).
-    `discover`: without `path` nor $HEARTBEAT_CONFIG, read ./hbsm.toml if there is one (as
-    `hbsm run` does); an embedded monitor reads only what it is told to.
+    Flask app's login page, when hbsm runs embedded in it (used only without services), and
+    `embedded_health_url` that app's own `/health`, when it has one. `discover`: without
+    `path` nor $HEARTBEAT_CONFIG, read ./hbsm.toml if there is one (as `hbsm run` does); an
+    embedded monitor reads only what it is told to.
     """
     environ: Mapping[str, str] = os.environ if env is None else env
     file = resolve_path(path, environ, discover=discover)
@@ -94,7 +96,9 @@ def load_config(
         if "ladder" not in raw:
             config.services = [_restartless(config, s) for s in config.services]
     else:
-        config.services, special = _original_services(config, embedded_login_url, raw, applied)
+        config.services, special = _original_services(
+            config, embedded_login_url, embedded_health_url, raw, applied
+        )
 
     sources = collect_sources(config, raw, applied, default_services=special)
     validate(config, Blame(where, applied), BUILTIN_STEPS | registered_steps())
@@ -116,6 +120,7 @@ def _restartless(config: Config, service: ServiceConfig) -> ServiceConfig:
 def _original_services(
     config: Config,
     embedded_login_url: str | None,
+    embedded_health_url: str | None,
     raw: Mapping[str, Any],
     applied: Mapping[str, tuple[str, str]],
 ) -> tuple[list[ServiceConfig], dict[str, dict[str, Source]]]:
@@ -135,11 +140,17 @@ def _original_services(
         login_source = (
             "env" if "login_url" in applied else "file" if "login_url" in raw else "default"
         )
-    # hbsm cannot restart itself: `main_service` is the process doing the restarting, and when
-    # embedded, both it and the login page live in the host's Flask app, which hbsm does not
-    # own. So the ladder only diagnoses: the failure is classified, recorded and notified.
-    services = [
-        ServiceConfig(
+    if embedded_health_url:
+        # The host app's own /health, probed as a load balancer would: a 503 is a failure.
+        main = ServiceConfig(
+            name="main_service",
+            url=embedded_health_url,
+            description="the app's own /health",
+            critical=True,
+            ladder=["diagnose"],
+        )
+    else:
+        main = ServiceConfig(
             name="main_service",
             url=f"{base}/health",
             description="the monitor's own API",
@@ -148,8 +159,11 @@ def _original_services(
             # the same, and counting that as a failure would keep it down for good.
             probe=ProbeConfig(expect_status=[200, 503]),
             ladder=["diagnose"],
-        ),
-    ]
+        )
+    # hbsm cannot restart itself: `main_service` is the process doing the restarting, and when
+    # embedded, both it and the login page live in the host's Flask app, which hbsm does not
+    # own. So the ladder only diagnoses: the failure is classified, recorded and notified.
+    services = [main]
     if login_url is None:
         return services, {}
     services.append(

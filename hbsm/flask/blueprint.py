@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Flask, Response, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -25,7 +25,7 @@ from hbsm.api.routes import ROUTES, Route
 from hbsm.api.source import NotRunning, Source
 from hbsm.flask.sources import ADMIN_TIMEOUT, READ_TIMEOUT, Dispatcher, EmbeddedSource
 
-__all__ = ["HeartbeatRoutes", "heartbeat_blueprint"]
+__all__ = ["HeartbeatRoutes", "heartbeat_blueprint", "routes_taken"]
 
 # The paths the blueprint answers routing errors under (without a url_prefix): each route's
 # path up to its parameters, at most two segments deep.
@@ -118,6 +118,21 @@ class HeartbeatRoutes:
             with contextlib.suppress(Exception):  # the monitor gone already: nothing to do
                 self.dispatcher.run(lambda: desk.record_refusals(desk.refusals.drain()), 5.0)
         self.dispatcher.close()
+
+
+def routes_taken(app: Flask, url_prefix: str | None = None) -> list[str]:
+    """The routes of the table the app already serves itself, under `url_prefix`, each as
+    "GET /health (the app's endpoint 'health')": Flask keeps the first rule for a path, so
+    hbsm's would be hidden there."""
+    prefix = (url_prefix or "").rstrip("/")
+    taken = []
+    for route in ROUTES:
+        path = prefix + route.flask_rule
+        for rule in app.url_map.iter_rules():
+            if rule.rule == path and route.method in (rule.methods or ()):
+                taken.append(f"{route.method} {path} (the app's endpoint {rule.endpoint!r})")
+                break
+    return taken
 
 
 def heartbeat_blueprint(

@@ -26,7 +26,7 @@ from hbsm.monitor.build import open_monitor
 if TYPE_CHECKING:
     from flask import Flask
 
-__all__ = ["MonitorThread", "resolve_config"]
+__all__ = ["MonitorThread", "own_health_rule", "resolve_config"]
 
 log = logging.getLogger("hbsm.flask")
 
@@ -194,16 +194,31 @@ def resolve_config(
         resolved = config.config
     else:
         loaded = load_config(config, discover=False)
+        base = own_base_url(loaded.config.host, loaded.config.port)
         login = _login_rule(app)
+        health = own_health_rule(app)
         # A login_url the operator set (file or HEARTBEAT_LOGIN_URL) wins over the app's route.
-        if login is not None and not loaded.config.login_url:
-            base = own_base_url(loaded.config.host, loaded.config.port)
-            loaded = load_config(config, embedded_login_url=base + login, discover=False)
-        resolved = _prefixed_own_health(loaded.config, url_prefix)
+        login_url = base + login if login is not None and not loaded.config.login_url else None
+        health_url = base + health if health is not None else None
+        if login_url is not None or health_url is not None:
+            loaded = load_config(config, embedded_login_url=login_url,
+                                 embedded_health_url=health_url, discover=False)  # fmt: skip
+        resolved = loaded.config
+        if health is None:  # then main_service probes hbsm's own /health, under the prefix
+            resolved = _prefixed_own_health(resolved, url_prefix)
     if log_path is not None:
         log = msgspec.structs.replace(resolved.log, path=os.fspath(log_path))
         resolved = msgspec.structs.replace(resolved, log=log)
     return resolved
+
+
+def own_health_rule(app: Flask) -> str | None:
+    """ "/health" when the app serves a GET /health of its own (not hbsm's)."""
+    for rule in app.url_map.iter_rules():
+        ours = rule.endpoint.startswith("hbsm_heartbeat.")
+        if rule.rule == "/health" and "GET" in (rule.methods or ()) and not ours:
+            return rule.rule
+    return None
 
 
 def _login_rule(app: Flask) -> str | None:

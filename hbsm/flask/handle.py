@@ -18,7 +18,7 @@ from flask import Blueprint, Flask
 from hbsm.api.refusals import RefusalLimiter
 from hbsm.api.source import LogSource, Source
 from hbsm.config import Config, LoadedConfig
-from hbsm.flask.blueprint import HeartbeatRoutes
+from hbsm.flask.blueprint import HeartbeatRoutes, routes_taken
 from hbsm.flask.embedded import MonitorThread, resolve_config
 from hbsm.flask.shutdown import stop_on_sigterm
 from hbsm.flask.sources import READ_TIMEOUT, EmbeddedSource
@@ -228,6 +228,14 @@ def _install(
 ) -> HeartbeatHandle:
     if EXTENSION in app.extensions:
         raise RuntimeError("hbsm is already set up in this app (app.extensions['hbsm'])")
+    taken = routes_taken(app, url_prefix)
+    if taken:
+        # One line, naming both sides: the app keeps its routes, hbsm's are hidden there.
+        log.warning(
+            "hbsm: this app already serves %s, so hbsm's route there is hidden; pass "
+            'url_prefix="/heartbeat" (or another) to serve all of hbsm\'s routes under it',
+            ", ".join(taken),
+        )
     routes = HeartbeatRoutes(source, refusals=refusals)
     app.register_blueprint(routes.blueprint, url_prefix=url_prefix)
     handle = HeartbeatHandle(app, source, routes, runner=runner)

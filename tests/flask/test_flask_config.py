@@ -3,6 +3,7 @@ stop at interpreter exit."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -150,3 +151,42 @@ def test_a_named_file_that_is_missing_is_one_config_error(tmp_path):
     with pytest.raises(ConfigError) as caught:
         init_heartbeat(flask_app(), missing)
     assert str(caught.value) == f"{missing}: no such file"
+
+
+def test_an_app_with_its_own_health_keeps_it_and_is_probed_as_a_load_balancer_would(
+    embedded, served, monkeypatch, caplog
+):
+    # The app's /health is the app's: hbsm says in one line that its own is hidden there,
+    # and main_service probes the app's, where a 503 is a failure.
+    app = Flask("host")
+    verdict = {"status": 200}
+
+    @app.get("/health")
+    def health():
+        return {"app": "mine"}, verdict["status"]
+
+    server = served(app)
+    monkeypatch.setenv("HEARTBEAT_PORT", str(server.port))
+    monkeypatch.setenv("HEARTBEAT_CHECK_INTERVAL", "0.1")
+    with caplog.at_level(logging.WARNING, logger="hbsm.flask"):
+        _, handle = embedded(app=app, url_prefix="/heartbeat")
+        assert not caplog.records  # under a prefix: nothing hidden
+        other = Flask("other")
+        other.add_url_rule("/health", "app_health", health)
+        embedded(app=other, start=False)  # the warning comes at set-up
+    (warning,) = caplog.records
+    assert warning.getMessage().startswith(
+        "hbsm: this app already serves GET /health (the app's endpoint 'app_health'), so hbsm's "
+        "route there is hidden"
+    )
+    server.serve()
+    client = app.test_client()
+    assert client.get("/health").get_json() == {"app": "mine"}  # the app's, untouched
+
+    def main_service() -> str:
+        return client.get("/heartbeat/health").get_json()["services"]["main_service"]
+
+    assert handle.config.services[0].url == f"http://127.0.0.1:{server.port}/health"
+    wait_for_sync(lambda: main_service() == "healthy", "the app's /health probed healthy")
+    verdict["status"] = 503  # what a load balancer takes the app out of rotation for
+    wait_for_sync(lambda: main_service() != "healthy", "a 503 counted as a failure")

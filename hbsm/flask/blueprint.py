@@ -67,7 +67,10 @@ class HeartbeatRoutes:
 
         def view(**params: str) -> Response:
             asked = _request(self._ours(request.path) or request.path)
-            if self.dispatcher.runner is None:  # a followed log, read under its lock
+            runner = self.dispatcher.runner
+            # A followed log (read under its lock), or a monitor whose loop has ended or never
+            # runs (nothing mutates its projection): reads need no hand-over to a loop.
+            if runner is None or runner.finished():
                 now = self.handler.answer_now(route, params, asked)
                 if now is not None:  # a read: no hand-over to the loop thread
                     return _response(now)

@@ -26,11 +26,13 @@ from hbsm.monitor.build import open_monitor
 if TYPE_CHECKING:
     from flask import Flask
 
-__all__ = ["MonitorThread", "own_health_rule", "resolve_config"]
+__all__ = ["DISABLED", "MonitorThread", "own_health_rule", "resolve_config"]
 
 log = logging.getLogger("hbsm.flask")
 
-State = Literal["new", "starting", "running", "stopping", "stopped"]
+State = Literal["new", "starting", "running", "stopping", "stopped", "disabled"]
+# Why an embedded monitor that is switched off does nothing.
+DISABLED = "monitoring is disabled (enabled = false, or HEARTBEAT_ENABLED=false)"
 
 
 class MonitorThread:
@@ -63,7 +65,12 @@ class MonitorThread:
         self._error: BaseException | None = None
 
     def start(self) -> None:
+        """Start monitoring; with `enabled = false` nothing at all: no thread, no log opened,
+        no process started (the state says "disabled")."""
         with self._state_lock:
+            if not self.config.enabled:
+                self.state = "disabled"
+                return
             if self.state != "new":
                 if self.state == "stopped" and self.monitor is None:
                     raise RuntimeError("the embedded monitor failed to start") from self._error
@@ -80,6 +87,8 @@ class MonitorThread:
     def stop(self, reason: str = "the Flask app stopped", timeout: float = 30.0) -> None:
         """Stop monitoring and end the thread; idempotent."""
         with self._state_lock:
+            if self.state == "disabled":
+                return
             if self.state in ("new", "stopped"):
                 self.state = "stopped"
                 return
@@ -96,10 +105,12 @@ class MonitorThread:
                 log.warning("the embedded monitor did not stop within %g s", timeout)
 
     def finished(self) -> bool:
-        """The loop is done: nothing will mutate the projection any more."""
-        return self.state == "stopped"
+        """The loop is done (or never runs): nothing will mutate the projection any more."""
+        return self.state in ("stopped", "disabled")
 
     def why_not_running(self) -> str:
+        if self.state == "disabled":
+            return DISABLED
         if self.state in ("new", "starting"):
             return "the embedded monitor has not started yet"
         if self._error is not None:

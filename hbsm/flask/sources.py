@@ -24,10 +24,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from hbsm.api.source import Control, MonitorSource, NotRunning, redact
+from hbsm.events import Event, OpaqueEvent
+from hbsm.log import Follower
+from hbsm.projection import Projection
 
 if TYPE_CHECKING:
     from hbsm.flask.embedded import MonitorThread
     from hbsm.monitor import Monitor
+    from hbsm.outage import Outage
 
 __all__ = ["ADMIN_TIMEOUT", "READ_TIMEOUT", "Dispatcher", "EmbeddedSource"]
 
@@ -50,6 +54,7 @@ class EmbeddedSource(MonitorSource):
     def __init__(self, runner: MonitorThread, *, clock: Callable[[], float] = time.time) -> None:
         super().__init__(None, str(runner.config.log.path), clock=clock)
         self.runner = runner
+        self._nothing = Projection()
 
     @property
     def monitor(self) -> Monitor:
@@ -57,6 +62,24 @@ class EmbeddedSource(MonitorSource):
         if monitor is None:
             raise NotRunning(self.runner.why_not_running())
         return monitor
+
+    @property
+    def projection(self) -> Projection:
+        if self.runner.state == "disabled":
+            return self._nothing  # an app that monitors nothing: every body says so
+        return self.monitor.projection
+
+    @property
+    def outage(self) -> Outage | None:
+        return None if self.runner.state == "disabled" else self.monitor.outage
+
+    def running(self) -> bool:
+        return False if self.runner.state == "disabled" else self.monitor.heartbeat_running
+
+    def follow(self, after_seq: int) -> Follower:
+        if self.runner.state == "disabled":
+            return _NoEvents()
+        return self.monitor.store.follow(after_seq)
 
     @property
     def admin_token(self) -> str | None:
@@ -134,8 +157,11 @@ class Dispatcher:
 
     def _loops(self) -> Iterator[asyncio.AbstractEventLoop | None]:
         """The monitor's loop while it runs; else (the monitor gone, or none) our own loop
-        thread; None once closed."""
+        thread; None (the caller's thread) once closed, or when monitoring is disabled."""
         runner = self.runner
+        if runner is not None and runner.state == "disabled":
+            yield None  # nothing runs, nor will: in the caller's thread, no thread of ours
+            return
         if runner is not None:
             loop = runner.loop
             if loop is not None and runner.state in ("running", "stopping"):
@@ -189,6 +215,18 @@ def _await_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], tim
         if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
             coro.close()
         raise
+
+
+class _NoEvents(Follower):
+    """The follower of a log that is never written (monitoring disabled)."""
+
+    position = 0
+
+    def poll(self) -> list[Event | OpaqueEvent]:
+        return []
+
+    def close(self) -> None:
+        pass
 
 
 def _serve_forever(loop: asyncio.AbstractEventLoop) -> None:

@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
 
 import msgspec
 import pytest
@@ -190,3 +191,29 @@ def test_an_app_with_its_own_health_keeps_it_and_is_probed_as_a_load_balancer_wo
     wait_for_sync(lambda: main_service() == "healthy", "the app's /health probed healthy")
     verdict["status"] = 503  # what a load balancer takes the app out of rotation for
     wait_for_sync(lambda: main_service() != "healthy", "a 503 counted as a failure")
+
+
+def test_disabled_monitoring_opens_nothing_and_the_routes_say_so(
+    embedded, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEARTBEAT_ENABLED", "false")
+    before = {t.name for t in threading.enumerate()}
+    app, handle = embedded(app=flask_app())
+    assert not handle.running
+    assert not (tmp_path / "events").exists()  # no log opened, so no lock taken either
+    assert {t.name for t in threading.enumerate()} == before  # no thread
+
+    client = app.test_client()
+    health = client.get("/health")  # the app is up: 200, monitoring nothing
+    assert health.status_code == 200
+    assert health.get_json()["monitoring"] is False and health.get_json()["services"] == {}
+    refused = client.post("/admin/heartbeat/start")
+    assert refused.status_code == 503
+    assert "monitoring is disabled" in refused.get_json()["error"]
+    status = client.get("/admin/heartbeat/status").get_json()
+    assert status["running"] is False
+    # A second app in the same folder is no obstacle: nothing holds the log.
+    _, second = embedded(app=flask_app("second"))
+    assert not second.running
+    assert not (tmp_path / "events").exists() and {t.name for t in threading.enumerate()} == before

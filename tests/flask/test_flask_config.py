@@ -193,9 +193,7 @@ def test_an_app_with_its_own_health_keeps_it_and_is_probed_as_a_load_balancer_wo
     wait_for_sync(lambda: main_service() != "healthy", "a 503 counted as a failure")
 
 
-def test_disabled_monitoring_opens_nothing_and_the_routes_say_so(
-    embedded, tmp_path, monkeypatch
-):
+def test_disabled_monitoring_opens_nothing_and_the_routes_say_so(embedded, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HEARTBEAT_ENABLED", "false")
     before = {t.name for t in threading.enumerate()}

@@ -39,3 +39,15 @@ if os.environ.get("HBSM_MUTATE"):
         machines are built once per process and shared (hbsm.fsm.machine_for), so it saw only
         the first test build one, and a mutant of the table met that test alone."""
         hbsm.fsm._SHARED.clear()
+
+
+@pytest.fixture(autouse=True)
+def _never_reexec_the_test_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An embedded monitor in this process whose app is restarted (restart.kind "self", the
+    default when embedded) would re-execute pytest itself. It fails the test instead, loudly:
+    self-restarts are tested with apps in processes of their own."""
+
+    def refuse() -> None:
+        raise AssertionError("a monitor inside the test process tried to re-execute it")
+
+    monkeypatch.setattr("hbsm.repair.self_restart.reexec", refuse)

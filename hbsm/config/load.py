@@ -18,7 +18,7 @@ import msgspec
 from hbsm.config.decode import decode_config, read_toml
 from hbsm.config.env import CONFIG_VAR, apply_env
 from hbsm.config.errors import ConfigError
-from hbsm.config.model import Config, ProbeConfig, ServiceConfig
+from hbsm.config.model import Config, ProbeConfig, RestartConfig, ServiceConfig
 from hbsm.config.sources import Source, collect_sources
 from hbsm.config.validate import BUILTIN_STEPS, Blame, registered_steps, validate
 from hbsm.state import RESTART_STEP, Policy
@@ -74,13 +74,15 @@ def load_config(
     *,
     embedded_login_url: str | None = None,
     embedded_health_url: str | None = None,
+    embedded: bool = False,
     discover: bool = True,
 ) -> LoadedConfig:
     """Read, overlay and check the configuration; raises ConfigError (one line) if it is bad.
 
     `env`: the environment to apply (default `os.environ`). `embedded_login_url`: the host
     Flask app's login page, when hbsm runs embedded in it (used only without services), and
-    `embedded_health_url` that app's own `/health`, when it has one. `discover`: without
+    `embedded_health_url` that app's own `/health`, when it has one; `embedded`: hbsm runs
+    inside the app it watches (which it may then restart). `discover`: without
     `path` nor $HEARTBEAT_CONFIG, read ./hbsm.toml if there is one (as `hbsm run` does); an
     embedded monitor reads only what it is told to.
     """
@@ -97,7 +99,7 @@ def load_config(
             config.services = [_restartless(config, s) for s in config.services]
     else:
         config.services, special = _original_services(
-            config, embedded_login_url, embedded_health_url, raw, applied
+            config, embedded, embedded_login_url, embedded_health_url, raw, applied
         )
 
     sources = collect_sources(config, raw, applied, default_services=special)
@@ -119,6 +121,7 @@ def _restartless(config: Config, service: ServiceConfig) -> ServiceConfig:
 
 def _original_services(
     config: Config,
+    embedded: bool,
     embedded_login_url: str | None,
     embedded_health_url: str | None,
     raw: Mapping[str, Any],
@@ -140,6 +143,11 @@ def _original_services(
         login_source = (
             "env" if "login_url" in applied else "file" if "login_url" in raw else "default"
         )
+    # Embedded, the app is this process: restarting it is restarting this process, after
+    # diagnosing and checking the configuration, as the original feature did. Standalone,
+    # `hbsm run` cannot restart itself (its own API is main_service): it only diagnoses.
+    own = RestartConfig(kind="self") if embedded else RestartConfig()
+    ladder = ["diagnose", "check_config", "restart"] if embedded else ["diagnose"]
     if embedded_health_url:
         # The host app's own /health, probed as a load balancer would: a 503 is a failure.
         main = ServiceConfig(
@@ -147,7 +155,8 @@ def _original_services(
             url=embedded_health_url,
             description="the app's own /health",
             critical=True,
-            ladder=["diagnose"],
+            restart=own,
+            ladder=ladder,
         )
     else:
         main = ServiceConfig(
@@ -158,21 +167,23 @@ def _original_services(
             # Its own /health answers 503 while a critical service is down: the API is up all
             # the same, and counting that as a failure would keep it down for good.
             probe=ProbeConfig(expect_status=[200, 503]),
-            ladder=["diagnose"],
+            restart=own,
+            ladder=ladder,
         )
-    # hbsm cannot restart itself: `main_service` is the process doing the restarting, and when
-    # embedded, both it and the login page live in the host's Flask app, which hbsm does not
-    # own. So the ladder only diagnoses: the failure is classified, recorded and notified.
     services = [main]
     if login_url is None:
         return services, {}
+    # The app's own login page is restarted with the app; one elsewhere (an SSO) is only
+    # diagnosed: restarting this process would not mend it.
+    ours = bool(embedded_login_url)
     services.append(
         ServiceConfig(
             name="login_page",
             url=login_url,
             description="admin login page",
             critical=False,
-            ladder=["diagnose"],
+            restart=own if ours else RestartConfig(),
+            ladder=ladder if ours else ["diagnose"],
         )
     )
     return services, {"login_page": {"url": login_source}}

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 ProbeKind = Literal["http", "tcp", "command"]
-RestartKind = Literal["supervise", "command", "none"]
+RestartKind = Literal["supervise", "command", "self", "none"]
 
 
 class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -84,7 +84,8 @@ class StepConfig(_Frozen, frozen=True):
 
 class RestartConfig(_Frozen, frozen=True):
     # supervise: hbsm starts argv itself, keeps its pid, restarts it. command: run argv (e.g.
-    # ["systemctl", "restart", "x"]). none: the ladder's restart step cannot run (fails).
+    # ["systemctl", "restart", "x"]). self: restart the process hbsm runs in (an app that
+    # embeds its monitor: hbsm.repair.self_restart). none: the restart step cannot run (fails).
     kind: RestartKind = "none"
     argv: list[str] = []
     cwd: str | None = None

@@ -259,7 +259,7 @@ def _check_probe(k: str, service: ServiceConfig, blame: Blame) -> None:
 
 def _check_restart(k: str, service: ServiceConfig, blame: Blame) -> None:
     restart = service.restart
-    if restart.kind != "none" and (not restart.argv or not restart.argv[0]):
+    if restart.kind in ("supervise", "command") and (not restart.argv or not restart.argv[0]):
         raise blame(f"{k}.restart.argv", f"restart.kind {restart.kind!r} needs argv")
     if restart.timeout <= 0:
         raise blame(f"{k}.restart.timeout", "must be > 0")

@@ -204,7 +204,7 @@ def resolve_config(
     elif isinstance(config, LoadedConfig):
         resolved = config.config
     else:
-        loaded = load_config(config, discover=False)
+        loaded = load_config(config, embedded=True, discover=False)
         base = own_base_url(loaded.config.host, loaded.config.port)
         login = _login_rule(app)
         health = own_health_rule(app)
@@ -212,7 +212,7 @@ def resolve_config(
         login_url = base + login if login is not None and not loaded.config.login_url else None
         health_url = base + health if health is not None else None
         if login_url is not None or health_url is not None:
-            loaded = load_config(config, embedded_login_url=login_url,
+            loaded = load_config(config, embedded_login_url=login_url, embedded=True,
                                  embedded_health_url=health_url, discover=False)  # fmt: skip
         resolved = loaded.config
         if health is None:  # then main_service probes hbsm's own /health, under the prefix

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hbsm.events import RepairStarted, RestartStarted
+from hbsm.events import MonitorStopped, RepairStarted, RestartFinished, RestartStarted
+from hbsm.repair import self_restart
 
 if TYPE_CHECKING:
     from hbsm.monitor.runtime import Monitor
@@ -107,6 +109,9 @@ class Effects:
     async def _restart(self, started: RestartStarted, *, note: str | None = None) -> None:
         m = self.m
         svc = m.services[started.service]
+        if svc.restart.kind == "self":
+            await self._restart_self(started)
+            return
         finished = await m.repairs.restart(svc, started)
         if note is not None:
             finished = msgspec.structs.replace(
@@ -116,6 +121,33 @@ class Effects:
         # The new pid must be on disk at once: lost to a crash, the next start would not know
         # the child it must adopt, and would start a second one.
         m.recorder.flush()
+
+    async def _restart_self(self, started: RestartStarted) -> None:
+        """Restart the process this monitor runs in (hbsm.repair.self_restart). The decision
+        is on disk; the stop and why go with it, then the log is closed (its lock released)
+        and the process re-executed: the new one resumes from the log and finishes the
+        restart. Never returns when it restarts."""
+        m = self.m
+        if self_restart.how() != "exec":
+            m.record(
+                RestartFinished(
+                    ts=m.clock(),
+                    service=started.service,
+                    ok=False,
+                    output=(
+                        'restart.kind "self" under gunicorn is not supported yet: set '
+                        'restart.kind = "command" (e.g. kill -HUP the master)'
+                    ),
+                )
+            )
+            return
+        why = f"restarting the process for {started.service} (re-executing it)"
+        log.warning("hbsm: %s: %s", why, " ".join(self_restart.command_line()))
+        m.recorder.append([MonitorStopped(ts=m.clock(), pid=os.getpid(), reason=why)])
+        loop = asyncio.get_running_loop()
+        await m.recorder.last_flush(loop.time() + 10.0)
+        m.store.close()
+        self_restart.reexec()
 
     async def _notify(self, notice: Any) -> None:
         notifications = await self.m.notifier.send(notice)

@@ -231,6 +231,18 @@ class StartUp:
         m = self.monitor
         svc = m.services[name]
         state = m.states[name]
+        if svc.restart.kind == "self":
+            # This process is the restarted one: the restart took.
+            m.record(
+                RestartFinished(
+                    ts=m.clock(),
+                    service=name,
+                    ok=True,
+                    pid=os.getpid(),
+                    output=f"the process was started again (pid {os.getpid()}): restarted",
+                )
+            )
+            return
         if svc.restart.kind != "supervise":
             m.record(
                 RestartFinished(

@@ -215,3 +215,20 @@ def test_disabled_monitoring_opens_nothing_and_the_routes_say_so(embedded, tmp_p
     _, second = embedded(app=flask_app("second"))
     assert not second.running
     assert not (tmp_path / "events").exists() and {t.name for t in threading.enumerate()} == before
+
+
+def test_embedded_the_app_is_repaired_in_grades_up_to_restarting_itself(monkeypatch):
+    # The original feature's ladder for the app it is part of; standalone, `hbsm run` cannot
+    # restart itself, and a login page elsewhere (an SSO) is not mended by restarting this app.
+    embedded_defaults = resolve_config(flask_app(), None).services
+    assert [(s.name, s.ladder, s.restart.kind) for s in embedded_defaults] == [
+        ("main_service", ["diagnose", "check_config", "restart"], "self"),
+        ("login_page", ["diagnose", "check_config", "restart"], "self"),
+    ]
+    standalone = load_config(None, {}, discover=False).config.services
+    assert [(s.name, s.ladder, s.restart.kind) for s in standalone] == [
+        ("main_service", ["diagnose"], "none")
+    ]
+    monkeypatch.setenv("HEARTBEAT_LOGIN_URL", "https://sso.example/login")
+    sso = resolve_config(flask_app(), None).services[1]
+    assert (sso.name, sso.ladder, sso.restart.kind) == ("login_page", ["diagnose"], "none")

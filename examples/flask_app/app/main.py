@@ -1,0 +1,66 @@
+"""A small Flask application that watches itself and heals itself, with hbsm embedded.
+
+    python app/main.py                    # from examples/flask_app/; serves on port 5000
+
+The shape of the original feature: the app's pages (`/`, `/health`, `/login`), its own config
+file (app/config.json), and the heartbeat embedded with `init_heartbeat`: with no services named
+in hbsm.toml it watches this app's `/health` and `/login`, and repairs in grades (diagnose,
+check the configuration, restart the app, the restart waiting out its cooldown). Two demo
+routes break the app on purpose, until it restarts: `POST /demo/break/login` (the login page
+answers 500) and `POST /demo/break/hang` (`/login` stops answering).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+from flask import Flask, abort
+
+from hbsm.config import ConfigError
+from hbsm.flask import init_heartbeat
+
+HERE = Path(__file__).resolve().parent
+SETTINGS = json.loads((HERE / "config.json").read_text(encoding="utf-8"))
+
+app = Flask(__name__)
+# What the demo routes break; only a restart of the process mends it (it lives in memory).
+broken = {"login": False, "hang": False}
+_never = threading.Event()
+
+
+@app.get("/")
+def index() -> dict[str, object]:
+    return {"app": SETTINGS["name"], "pages": ["/login", "/health", "/health/detailed"]}
+
+
+@app.get("/login")
+def login() -> str:
+    if broken["hang"]:
+        _never.wait()  # a request that never ends: the heartbeat's probe times out
+    if broken["login"]:
+        abort(500)
+    return "<form method=post><input name=user><input name=password type=password></form>"
+
+
+@app.post("/demo/break/<what>")
+def demo_break(what: str) -> dict[str, object]:
+    if what not in broken:
+        abort(404)
+    broken[what] = True
+    return {"broken": what, "mended by": "a restart of the app"}
+
+
+try:
+    # hbsm.toml beside app/: thresholds and the log; no services, so the app's own pages.
+    heartbeat = init_heartbeat(app, HERE.parent / "hbsm.toml")
+except ConfigError as exc:
+    sys.exit(f"hbsm: {exc}")
+
+if __name__ == "__main__":
+    config = heartbeat.config
+    assert config is not None
+    # The heartbeat probes this app at its port: the one it serves on.
+    app.run(host=config.host, port=config.port, threaded=True)

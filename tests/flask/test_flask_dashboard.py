@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from heartbeat_support import events, flask_app, flask_config
 from support.configs import service
-from support.dashboard import row_state
+from support.dashboard import ask, row_state, select_row
 from support.waiting import wait_for
 
 from hbsm.events import Admin
 from tui.app import DashboardApp
-from tui.screens.confirm import ConfirmScreen
 from tui.sources import ApiStream
-from tui.widgets.services import ServicesTable
 
 
 async def test_the_dashboard_follows_and_drives_a_flask_apps_monitor(
@@ -30,11 +28,8 @@ async def test_the_dashboard_follows_and_drives_a_flask_apps_monitor(
         await wait_for(
             lambda: row_state(dashboard, "api") == "healthy", "api healthy", pause=pilot.pause
         )
-        table = dashboard.main.query_one(ServicesTable)
-        table.move_cursor(row=table.get_row_index("api"))
-        await pilot.press("p")
-        await pilot.pause()
-        assert isinstance(dashboard.screen, ConfirmScreen)
+        select_row(dashboard, "api")
+        await ask(pilot, dashboard, "p")
         await pilot.press("y")
         await wait_for(
             lambda: row_state(dashboard, "api") == "paused", "api paused", pause=pilot.pause

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from support.dashboard import row_state
+from support.dashboard import ask, row_state, select_row
 from support.waiting import wait_for
 
 from hbsm.events import Admin
 from tui.app import DashboardApp
-from tui.screens.confirm import ConfirmScreen
 from tui.sources import ApiStream
-from tui.widgets.services import ServicesTable
 
 SIZE = (140, 40)
 
@@ -28,11 +26,8 @@ async def test_admin_action_with_confirmation_reaches_the_monitor(start_api: Any
         await wait_for(
             lambda: row_state(app, "web") == "healthy", "web row healthy", pause=pilot.pause
         )
-        table = app.main.query_one(ServicesTable)
-        table.move_cursor(row=table.get_row_index("web"))
-        await pilot.press("p")
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmScreen)
+        select_row(app, "web")
+        await ask(pilot, app, "p")
         await pilot.press("n")  # cancelled: nothing sent
         await pilot.pause()
         assert not [e for e in live.admin_events() if e.action == "pause"]
@@ -68,9 +63,7 @@ async def test_api_errors_are_notifications_not_crashes(start_api: Any) -> None:
             "the refused stream reported",
             pause=pilot.pause,
         )
-        await pilot.press("t")  # start/stop the heartbeat, refused too
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmScreen)
+        await ask(pilot, app, "t")  # start/stop the heartbeat, refused too
         await pilot.press("y")
         await wait_for(
             lambda: sum(1 for s, m in _notes(app) if s == "error" and "403" in m) >= 2,

@@ -44,10 +44,12 @@ if os.environ.get("HBSM_MUTATE"):
 @pytest.fixture(autouse=True)
 def _never_reexec_the_test_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """An embedded monitor in this process whose app is restarted (restart.kind "self", the
-    default when embedded) would re-execute pytest itself. It fails the test instead, loudly:
+    default when embedded) would re-execute pytest itself (or signal its parent). It fails the
+    test instead, loudly:
     self-restarts are tested with apps in processes of their own."""
 
     def refuse() -> None:
         raise AssertionError("a monitor inside the test process tried to re-execute it")
 
     monkeypatch.setattr("hbsm.repair.self_restart.reexec", refuse)
+    monkeypatch.setattr("hbsm.repair.self_restart.reload_gunicorn", refuse)

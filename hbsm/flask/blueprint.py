@@ -67,10 +67,7 @@ class HeartbeatRoutes:
 
         def view(**params: str) -> Response:
             asked = _request(self._ours(request.path) or request.path)
-            runner = self.dispatcher.runner
-            # A followed log (read under its lock), or a monitor whose loop has ended or never
-            # runs (nothing mutates its projection): reads need no hand-over to a loop.
-            if runner is None or runner.finished():
+            if self.dispatcher.reads_here():  # no hand-over to a loop thread
                 now = self.handler.answer_now(route, params, asked)
                 if now is not None:  # a read: no hand-over to the loop thread
                     return _response(now)

@@ -20,6 +20,7 @@ import msgspec
 
 from hbsm.config import Config, LoadedConfig, load_config
 from hbsm.config.load import own_base_url
+from hbsm.log import LogLockedError
 from hbsm.monitor import Monitor
 from hbsm.monitor.build import open_monitor
 
@@ -30,7 +31,7 @@ __all__ = ["DISABLED", "MonitorThread", "own_health_rule", "resolve_config"]
 
 log = logging.getLogger("hbsm.flask")
 
-State = Literal["new", "starting", "running", "stopping", "stopped", "disabled"]
+State = Literal["new", "starting", "running", "stopping", "stopped", "disabled", "standby"]
 # Why an embedded monitor that is switched off does nothing.
 DISABLED = "monitoring is disabled (enabled = false, or HEARTBEAT_ENABLED=false)"
 
@@ -63,6 +64,8 @@ class MonitorThread:
         self._stop: asyncio.Event | None = None
         self._reason = "stopped"
         self._error: BaseException | None = None
+        # The pid holding the log's lock, while this one stands by ("standby").
+        self.holder: int | None = None
 
     def start(self) -> None:
         """Start monitoring; with `enabled = false` nothing at all: no thread, no log opened,
@@ -71,6 +74,10 @@ class MonitorThread:
             if not self.config.enabled:
                 self.state = "disabled"
                 return
+            if self.state == "standby":  # another try at the log's lock: from the start
+                self.state = "new"
+                self._ready = threading.Event()
+                self._error = None
             if self.state != "new":
                 if self.state == "stopped" and self.monitor is None:
                     raise RuntimeError("the embedded monitor failed to start") from self._error
@@ -81,15 +88,22 @@ class MonitorThread:
         if not self._ready.wait(self.startup_timeout):
             raise RuntimeError(f"the embedded monitor did not start within "
                                f"{self.startup_timeout:g} s")  # fmt: skip
-        if self._error is not None:
-            raise self._error
+        error = self._error
+        if isinstance(error, LogLockedError):
+            # Another process of this app monitors (a gunicorn worker, say): stand by.
+            with self._state_lock:
+                if self.state == "stopped":
+                    self.state = "standby"
+                    self.holder = error.pid
+        if error is not None:
+            raise error
 
     def stop(self, reason: str = "the Flask app stopped", timeout: float = 30.0) -> None:
         """Stop monitoring and end the thread; idempotent."""
         with self._state_lock:
             if self.state == "disabled":
                 return
-            if self.state in ("new", "stopped"):
+            if self.state in ("new", "stopped", "standby"):
                 self.state = "stopped"
                 return
             self._reason = reason
@@ -111,6 +125,11 @@ class MonitorThread:
     def why_not_running(self) -> str:
         if self.state == "disabled":
             return DISABLED
+        if self.state == "standby":
+            return (
+                f"the monitor of this app runs in another process (pid {self.holder}); this "
+                "one serves its log, and takes over if that one ends"
+            )
         if self.state in ("new", "starting"):
             return "the embedded monitor has not started yet"
         if self._error is not None:

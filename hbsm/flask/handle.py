@@ -22,6 +22,7 @@ from hbsm.flask.blueprint import HeartbeatRoutes, routes_taken
 from hbsm.flask.embedded import MonitorThread, resolve_config
 from hbsm.flask.shutdown import stop_on_sigterm
 from hbsm.flask.sources import READ_TIMEOUT, EmbeddedSource
+from hbsm.log import LogLockedError
 from hbsm.projection import Projection
 
 if TYPE_CHECKING:
@@ -59,6 +60,9 @@ class HeartbeatHandle:
         self._lock = threading.Lock()
         self._stopped = False
         self._on_stop: list[Callable[[], None]] = []
+        # Standing by while another process monitors: the thread that tries to take over.
+        self._standing: threading.Thread | None = None
+        self._end_standby = threading.Event()
         atexit.register(self.stop)
 
     @property
@@ -106,10 +110,48 @@ class HeartbeatHandle:
             if self._stopped:
                 raise RuntimeError("this heartbeat handle has been stopped")
         if self._runner is not None:
-            self._runner.start()
+            try:
+                self._runner.start()
+            except LogLockedError:
+                if self._runner.state != "standby":
+                    raise
+                self._stand_by()
         else:
             assert isinstance(self.source, LogSource)
             self.source.start()
+
+    def _stand_by(self) -> None:
+        """Another process of this app monitors (one gunicorn worker of several): serve its
+        log, and try the log's lock every check interval, to take over if that one ends."""
+        runner, source = self._runner, self.source
+        assert runner is not None and isinstance(source, EmbeddedSource)
+        if source.standby is None:
+            config = runner.config
+            source.standby = LogSource(config.log.path, admin_token=config.admin_token or None,
+                                       clock=source.now).start()  # fmt: skip
+            log.warning("hbsm: %s", runner.why_not_running())
+        if self._standing is None:
+            self._standing = threading.Thread(target=self._take_over, name="hbsm-standby",
+                                              daemon=True)  # fmt: skip
+            self._standing.start()
+
+    def _take_over(self) -> None:
+        runner, source = self._runner, self.source
+        assert runner is not None and isinstance(source, EmbeddedSource)
+        while not self._end_standby.wait(max(0.05, runner.config.check_interval)):
+            try:
+                runner.start()
+            except LogLockedError:
+                continue  # still held: stand by
+            except Exception:
+                log.exception("hbsm: taking over monitoring failed; standing by")
+                continue
+            reader, source.standby = source.standby, None
+            if reader is not None:
+                reader.close()
+            log.warning("hbsm: the log's monitor ended: this process (pid %d) monitors now",
+                        os.getpid())  # fmt: skip
+            return
 
     def on_stop(self, undo: Callable[[], None]) -> None:
         """Call `undo` when the handle stops (what it set up in the process: a handler)."""
@@ -126,6 +168,11 @@ class HeartbeatHandle:
         for undo in self._on_stop:
             undo()
         self.routes.close()  # while the monitor still records what it drains
+        self._end_standby.set()
+        if self._standing is not None:
+            self._standing.join(timeout)
+        if isinstance(self.source, EmbeddedSource) and self.source.standby is not None:
+            self.source.standby.close()
         if self._runner is not None:
             self._runner.stop(reason, timeout=timeout)
         else:
@@ -163,9 +210,10 @@ def init_heartbeat(
     login page — call this after the login route is defined). `log_path` overrides the config's
     event log. The monitor starts now, on a thread with its own asyncio loop; with `start=False`
     it starts at the app's first request instead (for processes that import the app but never
-    serve: a reloader's parent, a pre-fork master). One monitor per log: a second process gets
-    the log's lock error. `refusals`: how refused admin attempts are rate-limited
-    (hbsm.api.refusals).
+    serve: a reloader's parent, a pre-fork master). One monitor per log: in a second process
+    (another gunicorn worker) it stands by, serving the log the first one writes, and takes
+    over within a check interval of that one ending. `refusals`: how refused admin attempts
+    are rate-limited (hbsm.api.refusals).
     """
     resolved = resolve_config(app, config, log_path=log_path, url_prefix=url_prefix)
     runner = MonitorThread(resolved, clock=time.time)

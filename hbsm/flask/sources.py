@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from hbsm.api.source import Control, MonitorSource, NotRunning, redact
+from hbsm.api.source import Control, LogSource, MonitorSource, NotRunning, redact
 from hbsm.events import Event, OpaqueEvent
 from hbsm.log import Follower
 from hbsm.projection import Projection
@@ -49,11 +49,14 @@ _STEP_TIMEOUT = 60.0
 
 class EmbeddedSource(MonitorSource):
     """The Monitor a `MonitorThread` runs: a `MonitorSource` that exists before the monitor
-    does, and says why it cannot answer (NotRunning) while there is none."""
+    does, and says why it cannot answer (NotRunning) while there is none. While another
+    process of the app holds the log (the runner stands by), `standby` (a `LogSource` of that
+    log) answers instead; with monitoring disabled, an empty projection does."""
 
     def __init__(self, runner: MonitorThread, *, clock: Callable[[], float] = time.time) -> None:
         super().__init__(None, str(runner.config.log.path), clock=clock)
         self.runner = runner
+        self.standby: LogSource | None = None
         self._nothing = Projection()
 
     @property
@@ -63,23 +66,42 @@ class EmbeddedSource(MonitorSource):
             raise NotRunning(self.runner.why_not_running())
         return monitor
 
+    def _reader(self) -> LogSource | None:
+        """The log's reader while this process stands by, else None."""
+        standby = self.standby
+        return standby if standby is not None and self.runner.state == "standby" else None
+
     @property
     def projection(self) -> Projection:
         if self.runner.state == "disabled":
             return self._nothing  # an app that monitors nothing: every body says so
-        return self.monitor.projection
+        reader = self._reader()
+        return reader.projection if reader is not None else self.monitor.projection
+
+    @property
+    def lock(self) -> contextlib.AbstractContextManager[Any]:
+        reader = self._reader()
+        return reader.lock if reader is not None else super().lock
 
     @property
     def outage(self) -> Outage | None:
-        return None if self.runner.state == "disabled" else self.monitor.outage
+        if self.runner.state == "disabled" or self._reader() is not None:
+            return None
+        return self.monitor.outage
 
     def running(self) -> bool:
-        return False if self.runner.state == "disabled" else self.monitor.heartbeat_running
+        if self.runner.state == "disabled":
+            return False
+        reader = self._reader()
+        return reader.running() if reader is not None else self.monitor.heartbeat_running
 
     def follow(self, after_seq: int) -> Follower:
         if self.runner.state == "disabled":
             return _NoEvents()
-        return self.monitor.store.follow(after_seq)
+        reader = self._reader()
+        return (
+            reader.follow(after_seq) if reader is not None else self.monitor.store.follow(after_seq)
+        )
 
     @property
     def admin_token(self) -> str | None:
@@ -93,6 +115,9 @@ class EmbeddedSource(MonitorSource):
         return self.monitor
 
     def config_view(self) -> dict[str, Any]:
+        reader = self._reader()
+        if reader is not None:
+            return reader.config_view()  # what the monitoring process recorded
         config = msgspec.to_builtins(self.runner.config)
         return redact(config) if isinstance(config, dict) else {}
 
@@ -108,6 +133,12 @@ class Dispatcher:
         self._closed = False
         self._streams = threading.Condition()
         self._open = 0  # event streams being served
+
+    def reads_here(self) -> bool:
+        """Whether a read may be answered on the request thread: a followed log (read under
+        its lock), or a monitor whose loop has ended, never runs, or stands by."""
+        runner = self.runner
+        return runner is None or runner.finished() or runner.state == "standby"
 
     def run(self, work: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
         """`await work()` on the right loop; its result. Raises NotRunning when there is no
@@ -161,6 +192,9 @@ class Dispatcher:
         runner = self.runner
         if runner is not None and runner.state == "disabled":
             yield None  # nothing runs, nor will: in the caller's thread, no thread of ours
+            return
+        if runner is not None and runner.state == "standby":
+            yield self._own_loop()  # the log another process writes: read under its lock
             return
         if runner is not None:
             loop = runner.loop

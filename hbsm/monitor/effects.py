@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hbsm.events import MonitorStopped, RepairStarted, RestartFinished, RestartStarted
+from hbsm.events import MonitorStopped, RepairStarted, RestartStarted
 from hbsm.repair import self_restart
 
 if TYPE_CHECKING:
@@ -128,23 +128,18 @@ class Effects:
         and the process re-executed: the new one resumes from the log and finishes the
         restart. Never returns when it restarts."""
         m = self.m
-        if self_restart.how() != "exec":
-            m.record(
-                RestartFinished(
-                    ts=m.clock(),
-                    service=started.service,
-                    ok=False,
-                    output=(
-                        'restart.kind "self" under gunicorn is not supported yet: set '
-                        'restart.kind = "command" (e.g. kill -HUP the master)'
-                    ),
-                )
-            )
+        loop = asyncio.get_running_loop()
+        if self_restart.how() == "gunicorn":
+            # The master reloads every worker gracefully, this one included (its SIGTERM is
+            # recorded as it stops); the worker that takes the log next finishes the restart.
+            await m.recorder.last_flush(loop.time() + 10.0)
+            master = self_restart.reload_gunicorn()
+            log.warning("hbsm: restarting the app for %s: SIGHUP to the gunicorn master "
+                        "(pid %d)", started.service, master)  # fmt: skip
             return
         why = f"restarting the process for {started.service} (re-executing it)"
         log.warning("hbsm: %s: %s", why, " ".join(self_restart.command_line()))
         m.recorder.append([MonitorStopped(ts=m.clock(), pid=os.getpid(), reason=why)])
-        loop = asyncio.get_running_loop()
         await m.recorder.last_flush(loop.time() + 10.0)
         m.store.close()
         self_restart.reexec()

@@ -14,17 +14,20 @@ the new process resumes from it, counts the restart as done, and keeps its coold
 so an app that keeps failing is not restarted faster than its cooldown allows.
 
 Under gunicorn a worker is not the process to re-execute (its master owns the socket and the
-workers): `how()` says so, and the restart is refused with a message until that is supported.
+workers): the master is sent SIGHUP, its graceful reload: new workers load the app afresh
+while the old ones finish their requests and stop. The worker that takes the log's lock next
+resumes from it and finishes the restart (another worker, standing by, or a new one).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import sys
 from typing import Literal, NoReturn
 
-__all__ = ["how", "reexec"]
+__all__ = ["command_line", "how", "reexec", "reload_gunicorn"]
 
 
 def how() -> Literal["exec", "gunicorn"]:
@@ -59,3 +62,10 @@ def _werkzeug_socket() -> int | None:
         return fd if is_socket and os.get_inheritable(fd) else None
     except OSError:  # closed meanwhile
         return None
+
+
+def reload_gunicorn() -> int:
+    """SIGHUP to this worker's gunicorn master (a graceful reload of every worker); its pid."""
+    master = os.getppid()
+    os.kill(master, signal.SIGHUP)
+    return master

@@ -84,17 +84,40 @@ def test_no_config_at_all_watches_the_app_itself(embedded, served, monkeypatch, 
     assert handle.config is not None and handle.config.log.path == "events/heartbeat.jsonl"
 
 
-def test_a_failed_lazy_start_leaves_the_host_app_serving(embedded, log_path, target):
-    config = flask_config(log_path, [service("api", target.svc_url("api"))])
-    _, first = embedded(config)
-    app, second = embedded(config, start=False)  # the same log: its lock is taken
+def test_a_failed_lazy_start_leaves_the_host_app_serving(embedded, tmp_path, target):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the log's folder should be")
+    config = flask_config(blocker / "heartbeat.jsonl", [service("api", target.svc_url("api"))])
+    app, handle = embedded(config, start=False)
     client = app.test_client()
     assert client.get("/").data == b"the host app"
     answer = client.get("/health")
     assert answer.status_code == 503
     assert "failed to start" in answer.get_json()["error"]
     assert client.get("/").status_code == 200  # no retry on every request
+    assert not handle.running
+
+
+def test_a_second_process_of_the_app_stands_by_and_takes_over(embedded, log_path, target):
+    # Two processes of one app (gunicorn workers, say): one monitors; the other serves the log
+    # it writes, and monitors from where it left off once it ends.
+    config = flask_config(log_path, [service("api", target.svc_url("api"))])
+    _, first = embedded(config)
+    app, second = embedded(config)
+    client = app.test_client()
     assert first.running and not second.running
+    wait_for_sync(
+        lambda: client.get("/health").get_json()["services"] == {"api": "healthy"},
+        "the standby serves what the monitor writes",
+    )
+    refused = client.post("/admin/heartbeat/stop")
+    assert refused.status_code == 503 and "runs in another process" in refused.get_json()["error"]
+    first.stop()
+    wait_for_sync(lambda: second.running, "the standby took over")
+    history = events(log_path)
+    starts = [e for e in history if isinstance(e, MonitorStarted)]
+    assert len(starts) == 2  # the second resumed the log the first wrote
+    assert client.post("/admin/heartbeat/stop").status_code == 200  # it acts now
 
 
 @pytest.mark.parametrize("how", ["atexit", "handle.stop()", "SIGTERM"])

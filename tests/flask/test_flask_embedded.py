@@ -8,15 +8,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from heartbeat_support import events, flask_app, flask_config
+from heartbeat_support import events, flask_config
 from support.configs import service
 from support.waiting import wait_for_sync
 
 from hbsm.api import bodies
 from hbsm.api.routes import ROUTES
 from hbsm.events import Admin, LogOutage, MonitorStopped
-from hbsm.flask import init_heartbeat
-from hbsm.log import LogLockedError
 
 STATUS = "/admin/heartbeat/status"
 START = "/admin/heartbeat/start"
@@ -329,13 +327,6 @@ def test_lazy_start_on_the_first_request(embedded, target, log_path):
     assert client.get("/").status_code == 200  # any request of the app starts it
     assert handle.running
     wait_probed(client, "api")
-
-
-def test_a_second_writer_fails_at_init(embedded, target, log_path):
-    embedded(two_services(target, log_path))
-    with pytest.raises(LogLockedError):
-        init_heartbeat(flask_app("second"), two_services(target, log_path))
-    assert [t.name for t in threading.enumerate()].count("hbsm-monitor") == 1
 
 
 def test_concurrent_requests_while_probing(embedded, target, log_path):

@@ -7,7 +7,8 @@ file (app/config.json), and the heartbeat embedded with `init_heartbeat`: with n
 in hbsm.toml it watches this app's `/health` and `/login`, and repairs in grades (diagnose,
 check the configuration, restart the app, the restart waiting out its cooldown). Two demo
 routes break the app on purpose, until it restarts: `POST /demo/break/login` (the login page
-answers 500) and `POST /demo/break/hang` (`/login` stops answering).
+answers 500) and `POST /demo/break/hang` (`/login` stops answering). The break is a file beside
+the event log, so that every worker of a gunicorn sees it; the app clears it when it starts.
 """
 
 from __future__ import annotations
@@ -26,9 +27,14 @@ HERE = Path(__file__).resolve().parent
 SETTINGS = json.loads((HERE / "config.json").read_text(encoding="utf-8"))
 
 app = Flask(__name__)
-# What the demo routes break; only a restart of the process mends it (it lives in memory).
-broken = {"login": False, "hang": False}
+FAULTS = ("login", "hang")
 _never = threading.Event()
+
+
+def broken(what: str) -> Path:
+    """The file that says `what` is broken (beside the event log; cleared at start)."""
+    assert heartbeat.config is not None
+    return Path(heartbeat.config.log.path).parent / f"broken-{what}"
 
 
 @app.get("/")
@@ -38,18 +44,19 @@ def index() -> dict[str, object]:
 
 @app.get("/login")
 def login() -> str:
-    if broken["hang"]:
+    if broken("hang").exists():
         _never.wait()  # a request that never ends: the heartbeat's probe times out
-    if broken["login"]:
+    if broken("login").exists():
         abort(500)
     return "<form method=post><input name=user><input name=password type=password></form>"
 
 
 @app.post("/demo/break/<what>")
 def demo_break(what: str) -> dict[str, object]:
-    if what not in broken:
+    if what not in FAULTS:
         abort(404)
-    broken[what] = True
+    broken(what).parent.mkdir(parents=True, exist_ok=True)
+    broken(what).touch()
     return {"broken": what, "mended by": "a restart of the app"}
 
 
@@ -58,6 +65,9 @@ try:
     heartbeat = init_heartbeat(app, HERE.parent / "hbsm.toml")
 except ConfigError as exc:
     sys.exit(f"hbsm: {exc}")
+
+for fault in FAULTS:  # a fresh start of the app mends what the demo routes broke
+    broken(fault).unlink(missing_ok=True)
 
 if __name__ == "__main__":
     config = heartbeat.config

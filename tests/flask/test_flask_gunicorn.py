@@ -1,0 +1,133 @@
+"""examples/flask_app under gunicorn with 3 workers, each importing the app (hbsm embedded):
+one worker monitors (the log's lock elects it), the others serve the log it writes; killed,
+it is taken over from where it left off, and every worker answers with the same view."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from support.net import free_port
+from support.waiting import wait_for_sync
+
+from hbsm.events import MonitorStarted, MonitorStopped, RestartFinished, RestartStarted
+from hbsm.log import read_history
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask_app"
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+WORKERS = 3
+
+
+class Served:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.log = workdir / "events" / "heartbeat.jsonl"
+        env = {
+            **os.environ,
+            "HEARTBEAT_PORT": str(self.port),
+            "HEARTBEAT_EVENT_LOG": str(self.log),
+            "HEARTBEAT_CHECK_INTERVAL": "0.2",
+            "HEARTBEAT_MAX_RETRIES": "2",
+            "HEARTBEAT_RESTART_COOLDOWN": "2",
+        }
+        self.err = workdir / "gunicorn.err"
+        self.process = subprocess.Popen(
+            [
+                GUNICORN,
+                "--workers",
+                str(WORKERS),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--chdir",
+                str(EXAMPLE),
+                "app.main:app",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.err.open("wb"),
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def history(self) -> list:
+        return list(read_history(self.log)) if self.log.exists() else []
+
+    def monitors(self) -> list[int]:
+        """The pids that started monitoring, in order."""
+        return [e.pid for e in self.history() if isinstance(e, MonitorStarted)]
+
+    def services(self) -> dict[str, str] | None:
+        try:
+            return dict(httpx.get(self.base + "/health", timeout=5).json()["services"])
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+
+
+def all_say(served: Served, services: dict[str, str]) -> bool:
+    """Whether enough answers in a row (from whichever workers gunicorn picks) all say so."""
+    return all(served.services() == services for _ in range(3 * WORKERS))
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    app = Served(tmp_path)
+    try:
+        yield app
+    finally:
+        if app.process.poll() is None:
+            app.process.send_signal(signal.SIGTERM)
+            try:
+                app.process.wait(30)
+            except subprocess.TimeoutExpired:
+                app.process.kill()
+                app.process.wait(10)
+
+
+def test_one_worker_monitors_another_takes_over_and_all_serve_the_same(served):
+    healthy = {"main_service": "healthy", "login_page": "healthy"}
+    # Every worker serves the same services (the others a poll behind the monitor's).
+    wait_for_sync(lambda: all_say(served, healthy), "every worker: watched and healthy", 60)
+    assert len(served.monitors()) == 1  # exactly one monitor
+
+    first = served.monitors()[0]
+    os.kill(first, signal.SIGKILL)  # the monitoring worker dies without a word
+    wait_for_sync(lambda: len(served.monitors()) == 2, "another worker took over", 60)
+    second = served.monitors()[1]
+    assert second != first
+    wait_for_sync(lambda: all_say(served, healthy), "every worker: healthy again", 60)
+
+    served.process.send_signal(signal.SIGTERM)  # gunicorn stops its workers gracefully
+    assert served.process.wait(30) == 0
+    stopped = {e.pid: e.reason for e in served.history() if isinstance(e, MonitorStopped)}
+    assert stopped[second] == "SIGTERM"
+    # Every monitor but the killed one recorded its stop (a worker still standing by when the
+    # master stopped them one by one may have taken over for the last moments, and stopped).
+    assert set(stopped) == set(served.monitors()) - {first}
+    assert "Traceback" not in served.err.read_text()
+
+
+def test_restarting_the_app_is_a_graceful_reload_of_every_worker(served):
+    healthy = {"main_service": "healthy", "login_page": "healthy"}
+    wait_for_sync(lambda: served.services() == healthy, "the app watched and healthy", 60)
+    (decider,) = served.monitors()
+    assert httpx.post(served.base + "/demo/break/login", timeout=5).status_code == 200
+
+    def restarted() -> list:
+        return [e for e in served.history() if isinstance(e, RestartFinished)]
+
+    wait_for_sync(lambda: restarted(), "the app restarted", 60)
+    (started,) = [e for e in served.history() if isinstance(e, RestartStarted)]
+    (finished,) = restarted()
+    # Decided by one worker's monitor, finished by the next one's: the reload replaced them.
+    assert started.service == "login_page" and finished.ok
+    assert finished.pid is not None and finished.pid != decider
+    wait_for_sync(lambda: served.services() == healthy, "the login page mended", 60)
+    assert httpx.get(served.base + "/login", timeout=5).status_code == 200
+    stops = [(e.pid, e.reason) for e in served.history() if isinstance(e, MonitorStopped)]
+    assert (decider, "SIGTERM") in stops  # the old worker recorded its stop

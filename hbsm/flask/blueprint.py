@@ -43,8 +43,10 @@ class HeartbeatRoutes:
         refusals: RefusalLimiter | None = None,
     ) -> None:
         self.handler = Handler(source, refusals=refusals)
-        runner = source.runner if isinstance(source, EmbeddedSource) else None
-        self.dispatcher = Dispatcher(runner)
+        if isinstance(source, EmbeddedSource):
+            self.dispatcher = Dispatcher(source.runner, source.standing_by)
+        else:
+            self.dispatcher = Dispatcher()
         self.blueprint = Blueprint(name, __name__)
         self._prefixes: list[str] = []
         self.blueprint.record(self._remember_prefix)

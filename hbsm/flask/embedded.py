@@ -27,13 +27,22 @@ from hbsm.monitor.build import open_monitor
 if TYPE_CHECKING:
     from flask import Flask
 
-__all__ = ["DISABLED", "MonitorThread", "own_health_rule", "resolve_config"]
+__all__ = ["DISABLED", "MonitorThread", "own_health_rule", "resolve_config", "standby_message"]
 
 log = logging.getLogger("hbsm.flask")
 
 State = Literal["new", "starting", "running", "stopping", "stopped", "disabled", "standby"]
 # Why an embedded monitor that is switched off does nothing.
 DISABLED = "monitoring is disabled (enabled = false, or HEARTBEAT_ENABLED=false)"
+
+
+def standby_message(holder: int | None) -> str:
+    """Why a process standing by does not act: it names the one that does."""
+    who = f"pid {holder}" if holder is not None else "another process"
+    return (
+        f"the monitor of this app runs in another process ({who}); this one serves its log, "
+        "and takes over if that one ends"
+    )
 
 
 class MonitorThread:
@@ -126,10 +135,7 @@ class MonitorThread:
         if self.state == "disabled":
             return DISABLED
         if self.state == "standby":
-            return (
-                f"the monitor of this app runs in another process (pid {self.holder}); this "
-                "one serves its log, and takes over if that one ends"
-            )
+            return standby_message(self.holder)
         if self.state in ("new", "starting"):
             return "the embedded monitor has not started yet"
         if self._error is not None:

@@ -25,6 +25,7 @@ import msgspec
 
 from hbsm.api.source import Control, LogSource, MonitorSource, NotRunning, redact
 from hbsm.events import Event, OpaqueEvent
+from hbsm.flask.embedded import standby_message
 from hbsm.log import Follower
 from hbsm.projection import Projection
 
@@ -66,10 +67,14 @@ class EmbeddedSource(MonitorSource):
             raise NotRunning(self.runner.why_not_running())
         return monitor
 
+    def standing_by(self) -> bool:
+        """Whether this process serves another one's log (standing by, or trying its lock)."""
+        return self.standby is not None and self.runner.state != "running"
+
     def _reader(self) -> LogSource | None:
         """The log's reader while this process stands by, else None."""
         standby = self.standby
-        return standby if standby is not None and self.runner.state == "standby" else None
+        return standby if standby is not None and self.runner.state != "running" else None
 
     @property
     def projection(self) -> Projection:
@@ -111,6 +116,8 @@ class EmbeddedSource(MonitorSource):
     def control(self) -> Control | None:
         # Not while the monitor is stopping: a `start` then would restart its scheduler.
         if self.runner.state != "running":
+            if self.standing_by():
+                raise NotRunning(standby_message(self.runner.holder))
             raise NotRunning(self.runner.why_not_running())
         return self.monitor
 
@@ -126,8 +133,14 @@ class Dispatcher:
     """Runs the handler's coroutines for request threads: on the embedded monitor's loop while
     it runs (`runner`), else on a loop thread of its own, started when first needed."""
 
-    def __init__(self, runner: MonitorThread | None = None) -> None:
+    def __init__(
+        self,
+        runner: MonitorThread | None = None,
+        standing_by: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.runner = runner
+        # True while the process serves another one's log (hbsm.flask.handle's standby).
+        self.standing_by = standing_by
         self._lock = threading.Lock()
         self._own: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
         self._closed = False
@@ -138,7 +151,7 @@ class Dispatcher:
         """Whether a read may be answered on the request thread: a followed log (read under
         its lock), or a monitor whose loop has ended, never runs, or stands by."""
         runner = self.runner
-        return runner is None or runner.finished() or runner.state == "standby"
+        return runner is None or runner.finished() or self.standing_by()
 
     def run(self, work: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
         """`await work()` on the right loop; its result. Raises NotRunning when there is no
@@ -193,7 +206,7 @@ class Dispatcher:
         if runner is not None and runner.state == "disabled":
             yield None  # nothing runs, nor will: in the caller's thread, no thread of ours
             return
-        if runner is not None and runner.state == "standby":
+        if self.standing_by():
             yield self._own_loop()  # the log another process writes: read under its lock
             return
         if runner is not None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import msgspec
 import pytest
@@ -112,6 +113,10 @@ def test_a_second_process_of_the_app_stands_by_and_takes_over(embedded, log_path
     )
     refused = client.post("/admin/heartbeat/stop")
     assert refused.status_code == 503 and "runs in another process" in refused.get_json()["error"]
+    # Trying the lock (every check interval, 0.1 s here) never interrupts what it serves.
+    until = time.monotonic() + 1.0
+    while time.monotonic() < until:
+        assert client.get("/health").status_code == 200
     first.stop()
     wait_for_sync(lambda: second.running, "the standby took over")
     history = events(log_path)

@@ -6,72 +6,26 @@ agrees with the log."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from support.net import free_port
+from example_support import ExampleRun
 from support.waiting import wait_for_sync
 
 from hbsm.events import MonitorStarted, MonitorStopped, RepairStarted, RestartStarted
-from hbsm.log import read_history
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask_app"
-
-
-class ExampleApp:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.log = workdir / "events" / "heartbeat.jsonl"
-        env = {
-            **os.environ,
-            "HEARTBEAT_PORT": str(self.port),
-            "HEARTBEAT_EVENT_LOG": str(self.log),
-            "HEARTBEAT_CHECK_INTERVAL": "0.2",
-            "HEARTBEAT_MAX_RETRIES": "2",
-            "HEARTBEAT_RESTART_COOLDOWN": "2",
-        }
-        self.err = workdir / "app.err"
-        self.process = subprocess.Popen(
-            [sys.executable, "app/main.py"],
-            cwd=EXAMPLE,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self.err.open("wb"),
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.base + path, timeout=10)
-
-    def post(self, path: str) -> httpx.Response:
-        return httpx.post(self.base + path, timeout=10)
-
-    def history(self) -> list:
-        return list(read_history(self.log)) if self.log.exists() else []
-
-    def services(self) -> dict[str, str]:
-        try:
-            return dict(self.get("/health").json()["services"])
-        except (httpx.HTTPError, ValueError, KeyError):
-            return {}
 
 
 @pytest.fixture
-def example(tmp_path: Path) -> Iterator[ExampleApp]:
-    app = ExampleApp(tmp_path)
+def example(tmp_path: Path) -> Iterator[ExampleRun]:
+    app = ExampleRun(tmp_path, lambda port: [sys.executable, "app/main.py"])
     try:
         yield app
     finally:
-        if app.process.poll() is None:
-            app.process.kill()
-            app.process.wait(10)
+        app.stop()
 
 
 def of(history: list, kind: type, service: str) -> list:
@@ -97,7 +51,7 @@ def test_the_example_serves_the_original_routes_and_restarts_itself_when_login_b
 
         def mended(restarts: int = restarts) -> bool:
             restarted = len(of(example.history(), RestartStarted, "login_page")) == restarts
-            return restarted and example.services().get("login_page") == "healthy"
+            return restarted and (example.services() or {}).get("login_page") == "healthy"
 
         assert example.post("/demo/break/login").status_code == 200
         assert example.get("/login").status_code == 500

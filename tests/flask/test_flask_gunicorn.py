@@ -6,87 +6,36 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from support.net import free_port
+from example_support import ExampleRun
 from support.waiting import wait_for_sync
 
-from hbsm.events import MonitorStarted, MonitorStopped, RestartFinished, RestartStarted
-from hbsm.log import read_history
+from hbsm.events import MonitorStopped, RestartFinished, RestartStarted
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask_app"
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 WORKERS = 3
 
 
-class Served:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.log = workdir / "events" / "heartbeat.jsonl"
-        env = {
-            **os.environ,
-            "HEARTBEAT_PORT": str(self.port),
-            "HEARTBEAT_EVENT_LOG": str(self.log),
-            "HEARTBEAT_CHECK_INTERVAL": "0.2",
-            "HEARTBEAT_MAX_RETRIES": "2",
-            "HEARTBEAT_RESTART_COOLDOWN": "2",
-        }
-        self.err = workdir / "gunicorn.err"
-        self.process = subprocess.Popen(
-            [
-                GUNICORN,
-                "--workers",
-                str(WORKERS),
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--chdir",
-                str(EXAMPLE),
-                "app.main:app",
-            ],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self.err.open("wb"),
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def history(self) -> list:
-        return list(read_history(self.log)) if self.log.exists() else []
-
-    def monitors(self) -> list[int]:
-        """The pids that started monitoring, in order."""
-        return [e.pid for e in self.history() if isinstance(e, MonitorStarted)]
-
-    def services(self) -> dict[str, str] | None:
-        try:
-            return dict(httpx.get(self.base + "/health", timeout=5).json()["services"])
-        except (httpx.HTTPError, ValueError, KeyError):
-            return None
-
-
-def all_say(served: Served, services: dict[str, str]) -> bool:
+def all_say(served: ExampleRun, services: dict[str, str]) -> bool:
     """Whether enough answers in a row (from whichever workers gunicorn picks) all say so."""
     return all(served.services() == services for _ in range(3 * WORKERS))
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    app = Served(tmp_path)
+def served(tmp_path: Path) -> Iterator[ExampleRun]:
+    def command(port: int) -> list[str]:
+        return [GUNICORN, "--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}", "app.main:app"]
+
+    app = ExampleRun(tmp_path, command)
     try:
         yield app
     finally:
-        if app.process.poll() is None:
-            app.process.send_signal(signal.SIGTERM)
-            try:
-                app.process.wait(30)
-            except subprocess.TimeoutExpired:
-                app.process.kill()
-                app.process.wait(10)
+        app.stop()
 
 
 def test_one_worker_monitors_another_takes_over_and_all_serve_the_same(served):

@@ -144,8 +144,12 @@ class HeartbeatHandle:
             except LogLockedError:
                 continue  # still held: stand by
             except Exception:
-                log.exception("hbsm: taking over monitoring failed; standing by")
-                continue
+                # Not the lock: the monitor cannot start here at all (and would not at the
+                # next try either). Said once; this process goes on serving the log.
+                log.exception(
+                    "hbsm: taking over monitoring failed; this process only serves the log"
+                )
+                return
             reader, source.standby = source.standby, None
             if reader is not None:
                 reader.close()

@@ -125,11 +125,8 @@ class Handler:
             if read is not None:
                 return read(request, params)
             return await self._actions[route.name](request, params)
-        except NotRunning as exc:
-            return error(503, str(exc))
-        except Exception:
-            log.exception("%s %s failed", request.method, request.path)
-            return error(500, "internal error; the server's log has the details")
+        except Exception as exc:
+            return _failed(request, exc)
 
     def answer_now(
         self, route: Route, params: Mapping[str, str], request: Request
@@ -143,11 +140,8 @@ class Handler:
             return None
         try:
             return read(request, params)
-        except NotRunning as exc:
-            return error(503, str(exc))
-        except Exception:
-            log.exception("%s %s failed", request.method, request.path)
-            return error(500, "internal error; the server's log has the details")
+        except Exception as exc:
+            return _failed(request, exc)
 
     def no_route(self, request: Request) -> Answer:
         path = request.path[:200]
@@ -260,6 +254,15 @@ class Handler:
 
     def openapi(self, request: Request, params: Mapping[str, str]) -> Answer:
         return Answer(200, self._openapi)
+
+
+def _failed(request: Request, exc: Exception) -> Answer:
+    """A source that cannot answer now is a 503; anything else is a bug of ours: a 500 with no
+    traceback in the answer (the log has it)."""
+    if isinstance(exc, NotRunning):
+        return error(503, str(exc))
+    log.error("%s %s failed", request.method, request.path, exc_info=exc)
+    return error(500, "internal error; the server's log has the details")
 
 
 def no_service(name: str) -> Answer:

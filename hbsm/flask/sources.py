@@ -58,7 +58,7 @@ class EmbeddedSource(MonitorSource):
         super().__init__(None, str(runner.config.log.path), clock=clock)
         self.runner = runner
         self.standby: LogSource | None = None
-        self._nothing = Projection()
+        self._idle = _Idle()
 
     @property
     def monitor(self) -> Monitor:
@@ -71,41 +71,36 @@ class EmbeddedSource(MonitorSource):
         """Whether this process serves another one's log (standing by, or trying its lock)."""
         return self.standby is not None and self.runner.state != "running"
 
-    def _reader(self) -> LogSource | None:
-        """The log's reader while this process stands by, else None."""
-        standby = self.standby
-        return standby if standby is not None and self.runner.state != "running" else None
+    def _elsewhere(self) -> _Idle | LogSource | None:
+        """What answers instead of the monitor, if anything: nothing monitored (disabled), or
+        the log another process writes (standing by)."""
+        if self.runner.state == "disabled":
+            return self._idle
+        return self.standby if self.standing_by() else None
 
     @property
     def projection(self) -> Projection:
-        if self.runner.state == "disabled":
-            return self._nothing  # an app that monitors nothing: every body says so
-        reader = self._reader()
-        return reader.projection if reader is not None else self.monitor.projection
+        other = self._elsewhere()
+        return other.projection if other is not None else self.monitor.projection
 
     @property
     def lock(self) -> contextlib.AbstractContextManager[Any]:
-        reader = self._reader()
-        return reader.lock if reader is not None else super().lock
+        other = self._elsewhere()
+        return other.lock if other is not None else super().lock
 
     @property
     def outage(self) -> Outage | None:
-        if self.runner.state == "disabled" or self._reader() is not None:
-            return None
-        return self.monitor.outage
+        other = self._elsewhere()
+        return other.outage if other is not None else self.monitor.outage
 
     def running(self) -> bool:
-        if self.runner.state == "disabled":
-            return False
-        reader = self._reader()
-        return reader.running() if reader is not None else self.monitor.heartbeat_running
+        other = self._elsewhere()
+        return other.running() if other is not None else self.monitor.heartbeat_running
 
     def follow(self, after_seq: int) -> Follower:
-        if self.runner.state == "disabled":
-            return _NoEvents()
-        reader = self._reader()
+        other = self._elsewhere()
         return (
-            reader.follow(after_seq) if reader is not None else self.monitor.store.follow(after_seq)
+            other.follow(after_seq) if other is not None else self.monitor.store.follow(after_seq)
         )
 
     @property
@@ -122,9 +117,8 @@ class EmbeddedSource(MonitorSource):
         return self.monitor
 
     def config_view(self) -> dict[str, Any]:
-        reader = self._reader()
-        if reader is not None:
-            return reader.config_view()  # what the monitoring process recorded
+        if self.standby is not None and self.standing_by():
+            return self.standby.config_view()  # what the monitoring process recorded
         config = msgspec.to_builtins(self.runner.config)
         return redact(config) if isinstance(config, dict) else {}
 
@@ -262,6 +256,22 @@ def _await_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], tim
         if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
             coro.close()
         raise
+
+
+class _Idle:
+    """What an app that monitors nothing (`enabled = false`) answers from: no services, no
+    monitoring, no events."""
+
+    def __init__(self) -> None:
+        self.projection = Projection()
+        self.lock = contextlib.nullcontext()
+        self.outage: Outage | None = None
+
+    def running(self) -> bool:
+        return False
+
+    def follow(self, after_seq: int) -> Follower:
+        return _NoEvents()
 
 
 class _NoEvents(Follower):

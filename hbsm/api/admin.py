@@ -4,7 +4,8 @@ An admin action, allowed or not, is recorded as an `admin` event (who: "token" /
 "anonymous"; source: the client's host:port) before it is answered. A denied one gets 401/403
 after being recorded, at most 10 a minute per client host: the others are counted and the count
 recorded later (hbsm.api.refusals), when the handler next runs or when the server sweeps. A
-source that only reads a log has no monitor to act: 409, nothing recorded.
+source that only reads a log has no monitor to act: 409, nothing recorded. A process serving
+the log of another process of its app relays the action to that one (hbsm.api.relay).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class AdminDesk:
         self.refusals = refusals
 
     def knows(self, name: str) -> bool:
-        control = self.source.control
+        control = None if self.source.relay is not None else self.source.control
         if control is not None:
             return name in control.services
         with self.source.lock:
@@ -49,6 +50,9 @@ class AdminDesk:
     ) -> Answer:
         """`action` (a URL action: start, stop, pause, repair-now, ...) on the whole monitor
         (`service` None) or one service, for a client `decision` allows or refuses."""
+        relay = self.source.relay
+        if relay is not None:  # the monitor is another process's: it answers
+            return await relay.act(body, decision, client, action, service)
         problem = admin_body_problem(body)
         if problem is not None:
             return error(400, problem)

@@ -42,11 +42,21 @@ from hbsm.log.follower import position_after
 from hbsm.projection import Projection
 
 if TYPE_CHECKING:
+    from hbsm.api.answer import Answer
+    from hbsm.api.security import Decision
     from hbsm.config import Config
     from hbsm.monitor.runtime import Monitor
     from hbsm.outage import Outage
 
-__all__ = ["Control", "LogSource", "MonitorSource", "NotRunning", "Source", "redact"]
+__all__ = [
+    "Control",
+    "LogSource",
+    "MonitorSource",
+    "NotRunning",
+    "Relay",
+    "Source",
+    "redact",
+]
 
 log = logging.getLogger("hbsm.api")
 
@@ -81,6 +91,20 @@ class Control(Protocol):
         ...
 
 
+class Relay(Protocol):
+    """Admin actions carried out by the monitor of another process (hbsm.api.relay), its
+    answer relayed as it is."""
+
+    async def act(
+        self,
+        body: bytes,
+        decision: Decision,
+        client: tuple[str, int | None] | None,
+        action: str,
+        service: str | None,
+    ) -> Answer: ...
+
+
 class Source(Protocol):
     @property
     def projection(self) -> Projection: ...
@@ -100,6 +124,12 @@ class Source(Protocol):
     def control(self) -> Control | None:
         """The monitor that carries out admin actions; None when only reading a log. Raises
         NotRunning when there is a monitor that cannot act now."""
+        ...
+
+    @property
+    def relay(self) -> Relay | None:
+        """The monitor of another process that carries out admin actions for this one (the
+        process serving the log another process of its app writes); None otherwise."""
         ...
 
     def now(self) -> float: ...
@@ -180,6 +210,10 @@ class MonitorSource:
     def control(self) -> Control | None:
         return self.monitor
 
+    @property
+    def relay(self) -> Relay | None:
+        return None
+
     def now(self) -> float:
         return self._clock()
 
@@ -256,6 +290,10 @@ class LogSource:
 
     @property
     def control(self) -> Control | None:
+        return None
+
+    @property
+    def relay(self) -> Relay | None:
         return None
 
     def now(self) -> float:

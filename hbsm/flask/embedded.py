@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
+from hbsm.api.relay import RelayServer
 from hbsm.config import Config, LoadedConfig, load_config
 from hbsm.config.load import own_base_url
 from hbsm.log import LogLockedError
@@ -75,6 +76,9 @@ class MonitorThread:
         self._error: BaseException | None = None
         # The pid holding the log's lock, while this one stands by ("standby").
         self.holder: int | None = None
+        # Served on the monitor's loop while it monitors: the admin actions that the app's other
+        # processes (standing by) relay to it.
+        self.relay: RelayServer | None = None
 
     def start(self) -> None:
         """Start monitoring; with `enabled = false` nothing at all: no thread, no log opened,
@@ -189,10 +193,23 @@ class MonitorThread:
             log.info("hbsm: monitoring %d services; event log %s",
                      len(monitor.services), config.log.path)  # fmt: skip
             if not stopping:
+                await self._open_relay()
                 await self._stop.wait()
+            if self.relay is not None:
+                await self.relay.close()
             await monitor.stop(self._reason, grace=self.stop_grace)
         finally:
             store.close()
+
+    async def _open_relay(self) -> None:
+        if self.relay is None:
+            return
+        try:
+            await self.relay.start()
+        except OSError as exc:
+            # Admin actions reaching the app's other processes answer 503 instead; this one's
+            # own are not concerned.
+            log.warning("hbsm: the app's other processes cannot relay admin actions here: %s", exc)
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, Self, TypeVar
 from flask import Blueprint, Flask
 
 from hbsm.api.refusals import RefusalLimiter
+from hbsm.api.relay import RELAY_SUPPORTED, RelayServer
 from hbsm.api.source import LogSource, Source
 from hbsm.config import Config, LoadedConfig
 from hbsm.flask.blueprint import HeartbeatRoutes, routes_taken
@@ -223,6 +224,8 @@ def init_heartbeat(
     runner = MonitorThread(resolved, clock=time.time)
     source = EmbeddedSource(runner, clock=clock)
     handle = _install(app, source, url_prefix, runner=runner, refusals=refusals)
+    if RELAY_SUPPORTED:
+        runner.relay = RelayServer(resolved.log.path, handle.routes.handler.desk)
     handle.on_stop(stop_on_sigterm(lambda why: handle.stop(reason=why)))
     if start:
         try:

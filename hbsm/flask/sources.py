@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from hbsm.api.source import Control, LogSource, MonitorSource, NotRunning, redact
+from hbsm.api.relay import RELAY_SUPPORTED, RelayClient
+from hbsm.api.source import Control, LogSource, MonitorSource, NotRunning, Relay, redact
 from hbsm.events import Event, OpaqueEvent
 from hbsm.flask.embedded import standby_message
 from hbsm.log import Follower
@@ -59,6 +60,11 @@ class EmbeddedSource(MonitorSource):
         self.runner = runner
         self.standby: LogSource | None = None
         self._idle = _Idle()
+        self._relay = (
+            RelayClient(runner.config.log.path, lambda: standby_message(runner.holder))
+            if RELAY_SUPPORTED
+            else None
+        )
 
     @property
     def monitor(self) -> Monitor:
@@ -115,6 +121,11 @@ class EmbeddedSource(MonitorSource):
                 raise NotRunning(standby_message(self.runner.holder))
             raise NotRunning(self.runner.why_not_running())
         return self.monitor
+
+    @property
+    def relay(self) -> Relay | None:
+        # Standing by, admin actions go to the process that monitors.
+        return self._relay if self.standing_by() else None
 
     def config_view(self) -> dict[str, Any]:
         if self.standby is not None and self.standing_by():

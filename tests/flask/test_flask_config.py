@@ -111,8 +111,27 @@ def test_a_second_process_of_the_app_stands_by_and_takes_over(embedded, log_path
         lambda: client.get("/health").get_json()["services"] == {"api": "healthy"},
         "the standby serves what the monitor writes",
     )
-    refused = client.post("/admin/heartbeat/stop")
-    assert refused.status_code == 503 and "runs in another process" in refused.get_json()["error"]
+    # An admin action reaching the standby is carried out by the monitor, its answer relayed:
+    # the same bytes as the monitor's own, and recorded once, by the monitor.
+    monitor_client = first.app.test_client()
+    for action, done in (("stop", "heartbeat stopped"), ("start", "heartbeat started")):
+        assert client.post(f"/admin/heartbeat/{action}").get_json()["message"] == done
+        direct = monitor_client.post(f"/admin/heartbeat/{action}")  # idempotent: "already"
+        relayed = client.post(f"/admin/heartbeat/{action}")
+        assert relayed.status_code == 200 and relayed.data == direct.data
+    assert first.monitor is not None and first.monitor.heartbeat_running
+    paused = client.post("/admin/service/api/pause")
+    assert paused.get_json()["state"] == "paused"
+    assert client.post("/admin/service/nope/pause").status_code == 404
+    refused = client.post("/admin/heartbeat/stop", headers={"Origin": "http://elsewhere"})
+    assert refused.status_code == 403
+    recorded = [("stop", True)] * 3 + [("start", True)] * 3 + [("pause", True), ("stop", False)]
+    wait_for_sync(
+        lambda: (
+            [(e.action, e.allowed) for e in events(log_path) if isinstance(e, Admin)] == recorded
+        ),
+        "every action recorded once, by the monitor",
+    )
     # Trying the lock (every check interval, 0.1 s here) never interrupts what it serves.
     until = time.monotonic() + 1.0
     while time.monotonic() < until:

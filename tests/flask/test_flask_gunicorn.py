@@ -1,6 +1,7 @@
-"""examples/flask_app under gunicorn with 3 workers, each importing the app (hbsm embedded):
-one worker monitors (the log's lock elects it), the others serve the log it writes; killed,
-it is taken over from where it left off, and every worker answers with the same view."""
+"""examples/flask_app under gunicorn with 4 workers, each importing the app (hbsm embedded):
+one worker monitors (the log's lock elects it), the others serve the log it writes and relay
+admin actions to it; killed, it is taken over from where it left off, and every worker
+answers with the same view, and the README's curl commands as documented."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from example_support import ExampleRun
+from example_support import ExampleRun, answers_as_documented
 from support.waiting import wait_for_sync
 
-from hbsm.events import MonitorStopped, RestartFinished, RestartStarted
+from hbsm.events import Admin, MonitorStopped, RestartFinished, RestartStarted
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
-WORKERS = 3
+WORKERS = 4
 
 
 def all_say(served: ExampleRun, services: dict[str, str]) -> bool:
@@ -26,16 +27,44 @@ def all_say(served: ExampleRun, services: dict[str, str]) -> bool:
     return all(served.services() == services for _ in range(3 * WORKERS))
 
 
+def gunicorn(port: int) -> list[str]:
+    return [GUNICORN, "--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}", "app.main:app"]
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[ExampleRun]:
-    def command(port: int) -> list[str]:
-        return [GUNICORN, "--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}", "app.main:app"]
-
-    app = ExampleRun(tmp_path, command)
+    app = ExampleRun(tmp_path, gunicorn)
     try:
         yield app
     finally:
         app.stop()
+
+
+def test_the_readme_curls_answer_as_documented_from_any_worker(tmp_path):
+    # The README's thresholds; its curls, POSTs included, land on whichever worker gunicorn
+    # picks: a standing-by worker relays an admin action to the monitoring one.
+    served = ExampleRun(tmp_path, gunicorn, fast=False)
+    try:
+        healthy = {"main_service": "healthy", "login_page": "healthy"}
+
+        def monitoring() -> bool:
+            return all(served.get("/health").json()["monitoring"] for _ in range(3 * WORKERS))
+
+        for _ in range(3):
+            # The standing-by workers read the log a poll (0.2 s) behind the monitor.
+            wait_for_sync(lambda: all_say(served, healthy), "every worker: healthy", 60)
+            wait_for_sync(monitoring, "every worker: monitoring (started again)", 60)
+            assert answers_as_documented(served) == []
+        assert len(served.monitors()) == 1  # acted on by the one monitor, whichever was asked
+        wait_for_sync(
+            lambda: (
+                [e.action for e in served.history() if isinstance(e, Admin)]
+                == ["stop", "start"] * 3
+            ),
+            "each action recorded once",
+        )
+    finally:
+        served.stop()
 
 
 def test_one_worker_monitors_another_takes_over_and_all_serve_the_same(served):

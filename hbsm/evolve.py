@@ -23,6 +23,7 @@ from hbsm.events import (
     Transition,
 )
 from hbsm.state import Policy, ServiceState
+from hbsm.vocabulary import CHECK_CONFIG_STEP
 
 __all__ = ["COUNTING_STATES", "evolve", "evolve_probe", "holds_probe"]
 
@@ -106,6 +107,8 @@ def _evolve_transition(s: ServiceState, e: Transition) -> None:
 
 
 def _evolve_repair_started(s: ServiceState, e: RepairStarted) -> None:
+    if e.index == 0:  # a new run: no check of the configuration yet
+        s.config_broken = ""
     s.run = e.run
     s.ladder = e.ladder
     s.step_index = e.index
@@ -125,6 +128,9 @@ def _evolve_repair_finished(s: ServiceState, e: RepairFinished) -> None:
         s.step_done = True
         if e.error_class is not None:
             s.last_error = e.error_class
+        if e.step == CHECK_CONFIG_STEP:
+            broken = not e.ok and not e.interrupted
+            s.config_broken = (e.output.splitlines() or ["broken"])[0] if broken else ""
 
 
 def _evolve_restart_started(s: ServiceState, e: RestartStarted) -> None:

@@ -62,7 +62,7 @@ __all__ = [
 FACTS: Final = (Probe, RepairFinished, RestartFinished, Admin, ProcessStarted, ProcessLost)
 DECISIONS: Final = (Transition, RepairStarted, RestartStarted)
 # Every version of the rules this hbsm can decide by (see hbsm.state.RULES).
-KNOWN_RULES: Final = (1, 2)
+KNOWN_RULES: Final = (1, 2, 3)
 
 
 class UnknownRulesError(HbsmError, ValueError):

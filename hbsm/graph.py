@@ -89,6 +89,15 @@ def _ladder_exhausted(ev: EventData) -> bool:
     return _ctx(ev).next_step is None
 
 
+def _held(c: Context) -> bool:
+    """The run reaches its restart step while its last check found the configuration broken."""
+    return c.rules >= 3 and c.next_step == RESTART_STEP and bool(c.state.config_broken)
+
+
+def _restart_held(ev: EventData) -> bool:
+    return _held(_ctx(ev))
+
+
 def _within_budget(ev: EventData) -> bool:
     c = _ctx(ev)
     return len(c.restarts_in_window()) < c.policy.restart_budget
@@ -145,18 +154,18 @@ def _cooldown_until(c: Context, trigger: str) -> float:
     return (s.last_restart if s.last_restart is not None else c.fact.ts) + s.cooldown_s
 
 
-def _giving_up(c: Context, trigger: str) -> str:
+def _giving_up(c: Context, trigger: str, reason: str) -> str:
     """Why the service is `failed`: the loudest decision the machine takes, in so many words."""
-    if trigger == "step_failed" and c.next_step is None:
+    if trigger == "step_failed" and (c.next_step is None or _held(c)):
         return (
             f"repair budget spent: {c.state.failed_runs + 1} repair run(s) in a row did not fix "
-            f"it (budget {c.policy.repair_budget}); needs an operator's reset. {c.reason}"
+            f"it (budget {c.policy.repair_budget}); needs an operator's reset. {reason}"
         )
     spent = len(c.restarts_in_window())
     return (
         f"restart budget spent: {spent} restart(s) in the last "
         f"{c.policy.restart_window:g} s (budget {c.policy.restart_budget}); "
-        f"needs an operator's reset. {c.reason}"
+        f"needs an operator's reset. {reason}"
     )
 
 
@@ -181,8 +190,13 @@ def record_transition(ev: EventData) -> None:
         if trigger == "step_failed" and c.rules >= 2:
             until = c.fact.ts + c.policy.repair_delay(s.failed_runs + 1)
     reason = c.reason
+    if trigger == "step_failed" and _held(c):
+        reason = (
+            f"restart held: the configuration is broken ({s.config_broken}); a restart would "
+            f"not load it: mend it, and the next repair run restarts. {reason}"
+        )
     if dst == "failed" and trigger in ("step_failed", "probe_failed", "process_lost"):
-        reason = _giving_up(c, trigger)
+        reason = _giving_up(c, trigger, reason)
     c.emit(
         Transition(
             ts=c.fact.ts,
@@ -304,6 +318,12 @@ def table(rules: int) -> list[dict[str, Any]]:
              "conditions": [_ladder_exhausted, _repair_budget_spent]},
         ]  # fmt: skip
         lost = _restart_rows(rules, "process_lost", _WATCHED, [])
+    held = [
+        {"trigger": "step_failed", "source": "repairing", "dest": "failed",
+         "conditions": [_restart_held, _repair_budget_spent]},
+        {"trigger": "step_failed", "source": "repairing", "dest": "degraded",
+         "conditions": [_restart_held]},
+    ]  # fmt: skip
     return [
         # Probes outside a repair run.
         {"trigger": "probe_ok", "source": ["unknown", "degraded", "cooldown"], "dest": "healthy",
@@ -311,6 +331,8 @@ def table(rules: int) -> list[dict[str, Any]]:
         *probe_failed,
         # A repair step has finished: the verification probe decides what comes next.
         {"trigger": "verified", "source": "repairing", "dest": "healthy"},
+        # A broken configuration: no restart, the run ends as one without a restart step does.
+        *(held if rules >= 3 else []),
         *_restart_rows(rules, "step_failed", "repairing", [_next_is_restart]),
         *exhausted,
         {"trigger": "step_failed", "source": "repairing", "dest": "degraded",

@@ -35,7 +35,12 @@ __all__ = [
 #      count against `repair_budget`; failures inside `start_grace` after hbsm (re)started a
 #      process do not count; a supervised process found gone at start-up is restarted under
 #      the cooldown and the budget (`process.lost`).
-RULES: Final = 2
+#   3  a repair run does not restart while its last `check_config` found the configuration
+#      broken: the run ends there as a ladder without a restart does (degraded, backing off,
+#      counted against `repair_budget`), saying which file is broken. A restart into a
+#      configuration that does not load takes down what still answers (a gunicorn master whose
+#      workers cannot boot exits); the next run, once the file is mended, restarts.
+RULES: Final = 3
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -180,6 +185,9 @@ class ServiceState(msgspec.Struct, kw_only=True, eq=False):
     # the time before which no new run starts (their backoff). Reset when it is healthy again.
     failed_runs: int = 0
     repair_after: float = 0.0
+    # What the repair run's last `check_config` found broken (the first line of its output);
+    # "" when it passed, or has not run in this run.
+    config_broken: str = ""
     # The longest healthy stretch since the last restart: long enough resets the backoff.
     stable_span: float = 0.0
     paused_from: str | None = None

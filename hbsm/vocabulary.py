@@ -13,6 +13,7 @@ from typing import Final, Literal
 
 __all__ = [
     "ADMIN_ACTIONS",
+    "CHECK_CONFIG_STEP",
     "ERROR_CLASSES",
     "HEARTBEAT_ACTIONS",
     "RESTART_STEP",
@@ -59,6 +60,10 @@ ERROR_CLASSES: Final[tuple[str, ...]] = (
 # The ladder step that restarts the service: reaching it is a restart decision, guarded by the
 # cooldown and the restart budget, not a plain repair step.
 RESTART_STEP: Final = "restart"
+# The ladder step that checks the service's configuration: while the last one of a repair run
+# found it broken, the run does not restart (a restart into a configuration that does not load
+# takes down what still answers).
+CHECK_CONFIG_STEP: Final = "check_config"
 
 # Admin actions as the event log records them (`admin.action`). An operator takes one on a
 # service, or starts and stops the heartbeat (all probing) as a whole.

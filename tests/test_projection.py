@@ -4,20 +4,20 @@ import msgspec
 import pytest
 
 from hbsm import events as ev
-from hbsm.fsm import decide
+from hbsm.fsm import decide, machine_for
 from hbsm.projection import Projection, next_action
-from hbsm.state import Policy, ServiceState
+from hbsm.state import RULES, Policy, ServiceState
 
 POLICY = Policy(check_interval=5, max_retries=2, restart_cooldown=60, cooldown_max=600)
 
 
-def _run(facts_by_ts, policy=POLICY, service="web"):
+def _run(facts_by_ts, policy=POLICY, service="web", rules=RULES):
     """Feed facts through decide like the monitor does: fact, then its decisions."""
     state = ServiceState(name=service)
     log = [ev.ServiceRegistered(ts=0.0, service=service, policy=policy, critical=True)]
     for fact in facts_by_ts:
         log.append(fact)
-        log.extend(decide(state, fact, policy))
+        log.extend(decide(state, fact, policy, machine_for(rules)))
     return state, [msgspec.structs.replace(e, seq=i) for i, e in enumerate(log, start=1)]
 
 
@@ -180,7 +180,9 @@ def _story() -> list[ev.Event]:
         ev.RestartFinished(ts=15, service="web", ok=True, pid=101),
         _probe(20, True),  # healthy
     ]  # fmt: skip
-    _, log = _run(facts)
+    # Decided by the rules its monitor.started records (the current ones would not restart
+    # after a failed check_config).
+    _, log = _run(facts, rules=2)
     tail = [
         ev.Admin(ts=30, action="stop", who="ops"),
         ev.Admin(ts=31, action="start", who="ops"),
@@ -328,7 +330,7 @@ def test_every_run_and_every_restart_is_counted():
         _probe(1, False), _probe(6, False),  # run 1
         ev.RepairFinished(ts=7, service="web", run=1, step="diagnose", index=0, ok=False),
         _probe(8, False),
-        ev.RepairFinished(ts=9, service="web", run=1, step="check_config", index=1, ok=False),
+        ev.RepairFinished(ts=9, service="web", run=1, step="check_config", index=1, ok=True),
         _probe(10, False),  # restart 1
         ev.RestartFinished(ts=12, service="web", ok=False, output="exit 1"),  # failed: failed
     ]  # fmt: skip
@@ -341,7 +343,7 @@ def test_every_run_and_every_restart_is_counted():
         _probe(20, False), _probe(25, False),  # degraded again: run 2
         ev.RepairFinished(ts=26, service="web", run=2, step="diagnose", index=0, ok=False),
         _probe(27, False),
-        ev.RepairFinished(ts=28, service="web", run=2, step="check_config", index=1, ok=False),
+        ev.RepairFinished(ts=28, service="web", run=2, step="check_config", index=1, ok=True),
         _probe(29, False),  # restart 2 (no cooldown here)
     ]  # fmt: skip
     _, log = _run(d + more, policy=Policy(check_interval=5, max_retries=2, restart_cooldown=0,

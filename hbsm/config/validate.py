@@ -22,7 +22,7 @@ import msgspec
 from hbsm.config.errors import ConfigError, key_part
 from hbsm.config.model import Config, ServiceConfig, fields_of
 from hbsm.state import ERROR_CLASSES, RESTART_STEP, Policy
-from hbsm.vocabulary import SERVICE_NAME, SERVICE_NAME_MAX
+from hbsm.vocabulary import CHECK_CONFIG_STEP, SERVICE_NAME, SERVICE_NAME_MAX
 
 __all__ = [
     "BUILTIN_STEPS",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 BUILTIN_STEPS: frozenset[str] = frozenset(
-    {"diagnose", "check_config", "http", "command", "signal", RESTART_STEP}
+    {"diagnose", CHECK_CONFIG_STEP, "http", "command", "signal", RESTART_STEP}
 )
 # Custom repair steps are Python callables registered under this entry-point group.
 REPAIR_GROUP = "hbsm.repairs"

@@ -64,7 +64,10 @@ async def check_config(ctx: StepContext) -> StepOutcome:
         lines.append(await _port_report(s.port))
     bad = [line for good, line in results if not good]
     if bad:
-        lines.append(f"{len(bad)} of {len(results)} files broken")
+        # The first broken file first, in one line: what the state machine quotes when it
+        # holds a restart back.
+        lines.remove(bad[0])
+        lines.insert(0, f"{len(bad)} of {len(results)} files broken: {bad[0]}")
     return StepOutcome(ok=not bad, output="\n".join(lines))
 
 

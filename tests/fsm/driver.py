@@ -148,14 +148,16 @@ class Driver:
 
     def finish_step(
         self,
-        ok: bool = False,
+        ok: bool = True,
         *,
         error_class: str | None = None,
         run: int | None = None,
         index: int | None = None,
         after: float = 2.0,
     ) -> list[Event]:
-        """The outcome of the repair step in flight (or of the run/index given)."""
+        """The outcome of the repair step in flight (or of the run/index given). `ok`: the step
+        ran through (whether it fixed anything, the verification probe says); a check_config
+        that is not ok found the configuration broken."""
         s = self.state
         run = s.run if run is None else run
         index = s.step_index if index is None else index
@@ -209,9 +211,11 @@ class Driver:
         assert self.current == "repairing", self.current
         return out
 
-    def fail_step(self, error: str = "timeout", *, error_class: str | None = None) -> list[Event]:
+    def fail_step(
+        self, error: str = "timeout", *, error_class: str | None = None, ok: bool = True
+    ) -> list[Event]:
         """The step in flight finishes without fixing it: a verification probe still fails."""
-        out = self.finish_step(error_class=error_class)
+        out = self.finish_step(ok, error_class=error_class)
         return out + self.fail(error)
 
     def climb_to_restart(self) -> list[Event]:

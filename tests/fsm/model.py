@@ -20,11 +20,13 @@ Where the design leaves a detail open the reference follows hbsm's documented ch
 where it does): a human reset starts the restart budget over; `success_threshold` applies to
 every passing probe that would make the service healthy.
 
-The current rules (2) add: probes count during a cooldown; a restart step reached before the
+Rules 2 add: probes count during a cooldown; a restart step reached before the
 cooldown's deadline waits for it and restarts at the first failed probe from then on; repair
 runs that end without a restart back off (`repair_backoff`, doubling, capped) and past
 `repair_budget` in a row make the service failed; failed probes inside the start grace after a
 process hbsm started do not count; a lost process is restarted under the cooldown and budget.
+Rules 3 add: a run whose last check_config found the configuration broken does not restart; it
+ends as a run without a restart step does.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class Checker:
     restart_pending: bool = False
     failed_runs: int = 0
     repair_after: float = 0.0
+    # Rules 3: the run's last check_config found the configuration broken (no restart then).
+    config_broken: bool = False
     # The log, and `evolve` alone applied to it (invariant 5, checked at every step).
     facts: list[Event] = field(default_factory=list)
     log: list[Event] = field(default_factory=list)
@@ -192,6 +196,8 @@ class Checker:
             self.step_finished = True
             if fact.error_class is not None:
                 self.last_class = fact.error_class
+            if fact.step == "check_config":
+                self.config_broken = not fact.ok and not fact.interrupted
 
     # --- what the design says the fact leads to -------------------------------------------------
 
@@ -215,7 +221,7 @@ class Checker:
         assert self.step is not None
         ladder = self._effective_ladder()
         nxt = self.step.index + 1
-        if nxt >= len(ladder):
+        if nxt >= len(ladder) or self._held():
             budget = self.policy.repair_budget
             if self.rules >= 2 and budget > 0 and self.failed_runs + 1 >= budget:
                 return "failed", "step_failed"
@@ -223,6 +229,13 @@ class Checker:
         if ladder[nxt] != RESTART_STEP:
             return "step", ladder[nxt]
         return self._restart_due(ts, "step_failed")
+
+    def _held(self) -> bool:
+        """Rules 3: the run reaches its restart step with its configuration found broken."""
+        assert self.step is not None
+        ladder, nxt = self._effective_ladder(), self.step.index + 1
+        at_restart = nxt < len(ladder) and ladder[nxt] == RESTART_STEP
+        return self.rules >= 3 and at_restart and self.config_broken
 
     def _restart_due(self, ts: float, trigger: str) -> tuple[str, str]:
         """A restart is called for: done, given up on (budget), or waiting (cooldown). The
@@ -329,7 +342,7 @@ class Checker:
         exhausted = (
             t.trigger == "step_failed"
             and self.step is not None
-            and (self.step.index + 1 >= len(self._effective_ladder()))
+            and (self.step.index + 1 >= len(self._effective_ladder()) or self._held())
         )
         if t.dst == "failed" and exhausted:
             # Past the repair budget: that many runs in a row did not fix it.
@@ -390,6 +403,7 @@ class Checker:
         assert self.state == "repairing", r
         assert r.step != RESTART_STEP, r  # reaching restart is a restart decision
         if self.step is None:  # a new run
+            self.config_broken = False
             assert (r.run, r.index) == (self.run + 1, 0), (r, self.run)
             assert r.ladder == self.policy.ladder_for(self.last_class), (r, self.last_class)
         else:  # the next step, after a failed verification of a finished one

@@ -8,20 +8,21 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
 from hbsm.config.decode import decode_config, read_toml
 from hbsm.config.env import CONFIG_VAR, apply_env
 from hbsm.config.errors import ConfigError
-from hbsm.config.model import Config, ProbeConfig, RestartConfig, ServiceConfig
+from hbsm.config.model import Config, ProbeConfig, RestartConfig, ServiceConfig, StepConfig
 from hbsm.config.sources import Source, collect_sources
 from hbsm.config.validate import BUILTIN_STEPS, Blame, registered_steps, validate
 from hbsm.state import RESTART_STEP, Policy
+from hbsm.vocabulary import CHECK_CONFIG_STEP
 
 __all__ = ["DEFAULT_FILE", "LoadedConfig", "load_config", "resolve_path"]
 
@@ -74,6 +75,7 @@ def load_config(
     *,
     embedded_login_url: str | None = None,
     embedded_health_url: str | None = None,
+    embedded_config_files: Sequence[str] = (),
     embedded: bool = False,
     discover: bool = True,
 ) -> LoadedConfig:
@@ -81,8 +83,10 @@ def load_config(
 
     `env`: the environment to apply (default `os.environ`). `embedded_login_url`: the host
     Flask app's login page, when hbsm runs embedded in it (used only without services), and
-    `embedded_health_url` that app's own `/health`, when it has one; `embedded`: hbsm runs
-    inside the app it watches (which it may then restart). `discover`: without
+    `embedded_health_url` that app's own `/health`, when it has one, and
+    `embedded_config_files` its own configuration files (what the `check_config` step of those
+    services checks); `embedded`: hbsm runs inside the app it watches (which it may then
+    restart). `discover`: without
     `path` nor $HEARTBEAT_CONFIG, read ./hbsm.toml if there is one (as `hbsm run` does); an
     embedded monitor reads only what it is told to.
     """
@@ -99,7 +103,11 @@ def load_config(
             config.services = [_restartless(config, s) for s in config.services]
     else:
         config.services, special = _original_services(
-            config, embedded, embedded_login_url, embedded_health_url, raw, applied
+            config,
+            embedded,
+            EmbeddedApp(embedded_login_url, embedded_health_url, tuple(embedded_config_files)),
+            raw,
+            applied,
         )
 
     sources = collect_sources(config, raw, applied, default_services=special)
@@ -119,11 +127,18 @@ def _restartless(config: Config, service: ServiceConfig) -> ServiceConfig:
     return msgspec.structs.replace(service, ladder=ladder)
 
 
+class EmbeddedApp(NamedTuple):
+    """What the host Flask app of an embedded monitor tells of itself (all optional)."""
+
+    login_url: str | None
+    health_url: str | None
+    config_files: tuple[str, ...]
+
+
 def _original_services(
     config: Config,
     embedded: bool,
-    embedded_login_url: str | None,
-    embedded_health_url: str | None,
+    host: EmbeddedApp,
     raw: Mapping[str, Any],
     applied: Mapping[str, tuple[str, str]],
 ) -> tuple[list[ServiceConfig], dict[str, dict[str, Source]]]:
@@ -136,8 +151,8 @@ def _original_services(
     base = own_base_url(config.host, config.port)
     login_source: Source = "default"
     login_url: str | None = None
-    if embedded_login_url:
-        login_url = embedded_login_url
+    if host.login_url:
+        login_url = host.login_url
     elif config.login_url:
         login_url = config.login_url
         login_source = (
@@ -147,15 +162,20 @@ def _original_services(
     # diagnosing and checking the configuration, as the original feature did. Standalone,
     # `hbsm run` cannot restart itself (its own API is main_service): it only diagnoses.
     own = RestartConfig(kind="self") if embedded else RestartConfig()
-    ladder = ["diagnose", "check_config", "restart"] if embedded else ["diagnose"]
-    if embedded_health_url:
+    ladder = ["diagnose", CHECK_CONFIG_STEP, RESTART_STEP] if embedded else ["diagnose"]
+    # The app's configuration files, checked before restarting it (and no restart while one
+    # is broken: the app would not start again).
+    files = list(host.config_files)
+    steps = {CHECK_CONFIG_STEP: StepConfig(files=files)} if files and embedded else {}
+    if host.health_url:
         # The host app's own /health, probed as a load balancer would: a 503 is a failure.
         main = ServiceConfig(
             name="main_service",
-            url=embedded_health_url,
+            url=host.health_url,
             description="the app's own /health",
             critical=True,
             restart=own,
+            steps=steps,
             ladder=ladder,
         )
     else:
@@ -168,6 +188,7 @@ def _original_services(
             # the same, and counting that as a failure would keep it down for good.
             probe=ProbeConfig(expect_status=[200, 503]),
             restart=own,
+            steps=steps,
             ladder=ladder,
         )
     services = [main]
@@ -175,7 +196,7 @@ def _original_services(
         return services, {}
     # The app's own login page is restarted with the app; one elsewhere (an SSO) is only
     # diagnosed: restarting this process would not mend it.
-    ours = bool(embedded_login_url)
+    ours = bool(host.login_url)
     services.append(
         ServiceConfig(
             name="login_page",
@@ -183,6 +204,7 @@ def _original_services(
             description="admin login page",
             critical=False,
             restart=own if ours else RestartConfig(),
+            steps=steps if ours else {},
             ladder=ladder if ours else ["diagnose"],
         )
     )

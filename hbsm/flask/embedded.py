@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
@@ -229,6 +229,7 @@ def resolve_config(
     *,
     log_path: str | os.PathLike[str] | None = None,
     url_prefix: str | None = None,
+    config_files: Sequence[str | os.PathLike[str]] = (),
 ) -> Config:
     """The Config the embedded monitor runs with.
 
@@ -239,14 +240,18 @@ def resolve_config(
     without services configured, hbsm monitors what the original feature did — this app's own
     `/health` (under `url_prefix`) and its login page: `login_url` if set, else the app's own (a
     `/login` rule, or an endpoint named `login`) when it has one, else `<host:port>/login`.
-    `log_path` replaces the log's path.
+    `log_path` replaces the log's path. `config_files`: the app's own configuration files,
+    which those services' `check_config` step checks before a restart (a broken one holds the
+    restart back: the app would not start again); ignored with services configured or with a
+    Config given (name the files in their `[services.steps.check_config]`).
     """
     if isinstance(config, Config):
         resolved = config
     elif isinstance(config, LoadedConfig):
         resolved = config.config
     else:
-        loaded = load_config(config, embedded=True, discover=False)
+        files = tuple(os.fspath(f) for f in config_files)
+        loaded = load_config(config, embedded=True, discover=False, embedded_config_files=files)
         base = own_base_url(loaded.config.host, loaded.config.port)
         login = _login_rule(app)
         health = own_health_rule(app)
@@ -255,7 +260,8 @@ def resolve_config(
         health_url = base + health if health is not None else None
         if login_url is not None or health_url is not None:
             loaded = load_config(config, embedded_login_url=login_url, embedded=True,
-                                 embedded_health_url=health_url, discover=False)  # fmt: skip
+                                 embedded_health_url=health_url, discover=False,
+                                 embedded_config_files=files)  # fmt: skip
         resolved = loaded.config
         if health is None:  # then main_service probes hbsm's own /health, under the prefix
             resolved = _prefixed_own_health(resolved, url_prefix)

@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self, TypeVar
@@ -202,6 +202,7 @@ def init_heartbeat(
     *,
     log_path: str | os.PathLike[str] | None = None,
     url_prefix: str | None = None,
+    config_files: Sequence[str | os.PathLike[str]] = (),
     start: bool = True,
     clock: Callable[[], float] = time.time,
     refusals: RefusalLimiter | None = None,
@@ -213,14 +214,19 @@ def init_heartbeat(
     or None for the built-in defaults and the environment, `$HEARTBEAT_CONFIG` included
     (./hbsm.toml is not looked for; with no services configured: this app's `/health` and its
     login page — call this after the login route is defined). `log_path` overrides the config's
-    event log. The monitor starts now, on a thread with its own asyncio loop; with `start=False`
-    it starts at the app's first request instead (for processes that import the app but never
-    serve: a reloader's parent, a pre-fork master). One monitor per log: in a second process
+    event log. `config_files`: the app's own configuration files (say, the JSON it reads),
+    checked by those services' `check_config` step before restarting the app; while one is
+    broken the restart is held back, since the app would not start again.
+
+    The monitor starts now, on a thread with its own asyncio loop; with `start=False` it starts
+    at the app's first request instead (for processes that import the app but never serve: a
+    reloader's parent, a pre-fork master). One monitor per log: in a second process
     (another gunicorn worker) it stands by, serving the log the first one writes, and takes
     over within a check interval of that one ending. `refusals`: how refused admin attempts
     are rate-limited (hbsm.api.refusals).
     """
-    resolved = resolve_config(app, config, log_path=log_path, url_prefix=url_prefix)
+    resolved = resolve_config(app, config, log_path=log_path, url_prefix=url_prefix,
+                              config_files=config_files)  # fmt: skip
     runner = MonitorThread(resolved, clock=time.time)
     source = EmbeddedSource(runner, clock=clock)
     handle = _install(app, source, url_prefix, runner=runner, refusals=refusals)

@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,17 @@ def answers_as_documented(run: ExampleRun) -> list[str]:
         if not re.fullmatch(pattern.replace("5000", str(run.port)), body):
             wrong.append(f"{method} {path}: {body}")
     return wrong
+
+
+def verified(log: Path) -> bool:
+    """Whether `hbsm replay --verify` re-decides every decision of `log` the same (its output
+    on stderr when not)."""
+    run = subprocess.run(
+        [sys.executable, "-m", "hbsm", "replay", "--verify", str(log)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if run.returncode != 0:
+        print(run.stdout, run.stderr, file=sys.stderr)
+    return run.returncode == 0

@@ -7,16 +7,22 @@ agrees with the log."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from example_support import ExampleRun, answers_as_documented, documented_curls
+from example_support import ExampleRun, answers_as_documented, documented_curls, verified
 from support.waiting import wait_for_sync
 
-from hbsm.events import MonitorStarted, MonitorStopped, RepairStarted, RestartStarted
+from hbsm.events import (
+    MonitorStarted,
+    MonitorStopped,
+    RepairFinished,
+    RepairStarted,
+    RestartStarted,
+    Transition,
+)
 
 HEALTHY = {"main_service": "healthy", "login_page": "healthy"}
 
@@ -76,16 +82,54 @@ def test_the_example_serves_the_original_routes_and_restarts_itself_when_login_b
     stops = [e.reason for e in history if isinstance(e, MonitorStopped)]
     assert stops == ["restarting the process for login_page (re-executing it)"] * 2
 
-    verified = subprocess.run(
-        [sys.executable, "-m", "hbsm", "replay", "--verify", str(example.log)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified(example.log)
 
     example.process.send_signal(signal.SIGTERM)
     assert example.process.wait(30) == -signal.SIGTERM
     last = example.history()[-1]
     assert isinstance(last, MonitorStopped) and last.reason == "SIGTERM"
     assert "Traceback" not in example.err.read_text()
+
+
+def test_a_broken_config_file_holds_the_restart_until_it_is_mended(example):
+    wait_for_sync(lambda: example.services() == HEALTHY, "watched and healthy", 30)
+    good = example.settings.read_text()
+    example.settings.write_text('{"name": "flask-app example",\n  "greeting": }\n')  # a typo
+    assert example.get("/login").status_code == 500  # the app reads its config on every request
+
+    def held() -> list:
+        return [
+            e for e in of(example.history(), Transition, "login_page")
+            if e.reason.startswith("restart held")
+        ]  # fmt: skip
+
+    wait_for_sync(held, "the restart held back: the config file is broken", 60)
+    history = example.history()
+    diagnose, check = of(history, RepairFinished, "login_page")[:2]
+    assert (diagnose.step, check.step, check.ok) == ("diagnose", "check_config", False)
+    assert "config.json: invalid JSON at line 2, column 15" in check.output
+    (transition,) = held()
+    assert transition.dst == "degraded" and "config.json: invalid JSON" in transition.reason
+    assert not of(history, RestartStarted, "login_page")  # it would not have started again
+    assert [e.pid for e in history if isinstance(e, MonitorStarted)] == [example.process.pid]
+
+    example.settings.write_text(good)  # mended by hand: the app takes it at once
+    wait_for_sync(lambda: example.services() == HEALTHY, "healthy again, no restart", 30)
+    assert not of(example.history(), RestartStarted, "login_page")
+    assert verified(example.log)
+
+
+def test_a_hung_login_page_is_mended_by_restarting_the_app(example):
+    # Requests that never end (a deadlock, say): the probes time out; the restart re-executes
+    # the process with a request thread still stuck.
+    wait_for_sync(lambda: example.services() == HEALTHY, "watched and healthy", 30)
+    assert example.post("/demo/break/hang").status_code == 200
+    wait_for_sync(
+        lambda: of(example.history(), RestartStarted, "login_page"), "the app restarted", 90
+    )
+    wait_for_sync(lambda: example.services() == HEALTHY, "mended by the restart", 60)
+    diagnosed = of(example.history(), RepairFinished, "login_page")[0]
+    assert diagnosed.step == "diagnose" and diagnosed.error_class == "timeout"
+    assert example.get("/login").status_code == 200
+    assert example.process.poll() is None
+    assert verified(example.log)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from example_support import ExampleRun, answers_as_documented
+from example_support import ExampleRun, answers_as_documented, verified
 from support.waiting import wait_for_sync
 
-from hbsm.events import Admin, MonitorStopped, RestartFinished, RestartStarted
+from hbsm.events import Admin, MonitorStopped, RestartFinished, RestartStarted, Transition
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 WORKERS = 4
@@ -109,3 +109,43 @@ def test_restarting_the_app_is_a_graceful_reload_of_every_worker(served):
     assert httpx.get(served.base + "/login", timeout=5).status_code == 200
     stops = [(e.pid, e.reason) for e in served.history() if isinstance(e, MonitorStopped)]
     assert (decider, "SIGTERM") in stops  # the old worker recorded its stop
+
+
+def test_a_hung_monitoring_worker_is_replaced_and_another_takes_over(tmp_path):
+    # SIGSTOP: the worker neither answers nor probes, and holds the log's lock. gunicorn's
+    # master kills it once it misses its heartbeat (--timeout), and a standby takes over.
+    served = ExampleRun(tmp_path, lambda port: [*gunicorn(port), "--timeout", "2"])
+    try:
+        healthy = {"main_service": "healthy", "login_page": "healthy"}
+        wait_for_sync(lambda: served.services() == healthy, "watched and healthy", 60)
+        (hung,) = served.monitors()
+        os.kill(hung, signal.SIGSTOP)
+        wait_for_sync(lambda: len(served.monitors()) == 2, "another worker took over", 60)
+        assert served.monitors()[1] != hung
+        wait_for_sync(lambda: all_say(served, healthy), "every worker: healthy", 60)
+        wait_for_sync(lambda: not Path(f"/proc/{hung}").exists(), "the hung worker gone", 30)
+        assert verified(served.log)
+    finally:
+        served.stop()
+
+
+def test_a_broken_config_file_is_no_reason_to_reload_every_worker(served):
+    # A reload would start workers that cannot boot (gunicorn's master then exits): the
+    # restart is held back until the file is mended, and the app was never down.
+    healthy = {"main_service": "healthy", "login_page": "healthy"}
+    wait_for_sync(lambda: served.services() == healthy, "watched and healthy", 60)
+    good = served.settings.read_text()
+    served.settings.write_text("{")
+
+    def held() -> bool:
+        return any(
+            isinstance(e, Transition) and e.reason.startswith("restart held")
+            for e in served.history()
+        )
+
+    wait_for_sync(held, "the restart held back", 60)
+    served.settings.write_text(good)
+    wait_for_sync(lambda: all_say(served, healthy), "every worker: healthy again", 60)
+    assert not [e for e in served.history() if isinstance(e, RestartStarted)]
+    assert served.process.poll() is None and len(served.monitors()) == 1
+    assert verified(served.log)

@@ -3,9 +3,11 @@
     python app/main.py                    # from examples/flask_app/; serves on port 5000
 
 The shape of the original feature: the app's pages (`/`, `/health`, `/login`), its own config
-file (app/config.json), and the heartbeat embedded with `init_heartbeat`: with no services named
-in hbsm.toml it watches this app's `/health` and `/login`, and repairs in grades (diagnose,
-check the configuration, restart the app, the restart waiting out its cooldown). Two demo
+file (app/config.json, read again on every request, so a change needs no restart), and the
+heartbeat embedded with `init_heartbeat`: with no services named in hbsm.toml it watches this
+app's `/health` and `/login`, and repairs in grades (diagnose, check the configuration, restart
+the app, the restart waiting out its cooldown; no restart while app/config.json is broken, as
+the app would not start again). Two demo
 routes break the app on purpose, until it restarts: `POST /demo/break/login` (the login page
 answers 500) and `POST /demo/break/hang` (`/login` stops answering). The break is a file beside
 the event log, so that every worker of a gunicorn sees it; the app clears it when it starts.
@@ -17,14 +19,29 @@ import json
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, abort
+from markupsafe import escape
 
 from hbsm.config import ConfigError
 from hbsm.flask import init_heartbeat
 
 HERE = Path(__file__).resolve().parent
-SETTINGS = json.loads((HERE / "config.json").read_text(encoding="utf-8"))
+SETTINGS = HERE / "config.json"
+
+
+def settings() -> dict[str, Any]:
+    """app/config.json as it is now (it is small: read on every request). A file that does not
+    parse fails the pages that need it until it is mended."""
+    loaded: dict[str, Any] = json.loads(SETTINGS.read_text(encoding="utf-8"))
+    return loaded
+
+
+try:
+    settings()  # an app does not start on a broken configuration
+except (OSError, ValueError) as exc:
+    sys.exit(f"app: {SETTINGS}: {exc}")
 
 app = Flask(__name__)
 FAULTS = ("login", "hang")
@@ -39,7 +56,7 @@ def broken(what: str) -> Path:
 
 @app.get("/")
 def index() -> dict[str, object]:
-    return {"app": SETTINGS["name"], "pages": ["/login", "/health", "/health/detailed"]}
+    return {"app": settings()["name"], "pages": ["/login", "/health", "/health/detailed"]}
 
 
 @app.get("/login")
@@ -48,7 +65,9 @@ def login() -> str:
         _never.wait()  # a request that never ends: the heartbeat's probe times out
     if broken("login").exists():
         abort(500)
-    return "<form method=post><input name=user><input name=password type=password></form>"
+    greeting = settings()["greeting"]  # a broken config.json: 500
+    form = "<form method=post><input name=user><input name=password type=password></form>"
+    return f"<p>{escape(greeting)}</p>{form}"
 
 
 @app.post("/demo/break/<what>")
@@ -61,8 +80,9 @@ def demo_break(what: str) -> dict[str, object]:
 
 
 try:
-    # hbsm.toml beside app/: thresholds and the log; no services, so the app's own pages.
-    heartbeat = init_heartbeat(app, HERE.parent / "hbsm.toml")
+    # hbsm.toml beside app/: thresholds and the log; no services, so the app's own pages, and
+    # this app's config file checked before restarting it.
+    heartbeat = init_heartbeat(app, HERE.parent / "hbsm.toml", config_files=[SETTINGS])
 except ConfigError as exc:
     sys.exit(f"hbsm: {exc}")
 

@@ -1,11 +1,11 @@
 """Admin actions: authorized or refused, recorded, carried out, and answered in words.
 
 An admin action, allowed or not, is recorded as an `admin` event (who: "token" / "loopback" /
-"anonymous"; source: the client's host:port) before it is answered. A denied one gets 401/403
-after being recorded, at most 10 a minute per client host: the others are counted and the count
-recorded later (hbsm.api.refusals), when the handler next runs or when the server sweeps. A
-source that only reads a log has no monitor to act: 409, nothing recorded. A process serving
-the log of another process of its app relays the action to that one (hbsm.api.relay).
+"anonymous"; source: the client's host:port), on disk before it is answered. A denied one gets
+401/403 after being recorded, at most 10 a minute per client host: the others are counted and
+the count recorded later (hbsm.api.refusals), when the handler next runs or when the server
+sweeps. A source that only reads a log has no monitor to act: 409, nothing recorded. A process
+serving the log of another process of its app relays the action to that one (hbsm.api.relay).
 """
 
 from __future__ import annotations

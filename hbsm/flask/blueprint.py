@@ -43,8 +43,10 @@ class HeartbeatRoutes:
         refusals: RefusalLimiter | None = None,
     ) -> None:
         self.handler = Handler(source, refusals=refusals)
+        self._catch_up: Callable[[], None] | None = None
         if isinstance(source, EmbeddedSource):
             self.dispatcher = Dispatcher(source.runner, source.standing_by)
+            self._catch_up = source.catch_up
         else:
             self.dispatcher = Dispatcher()
         self.blueprint = Blueprint(name, __name__)
@@ -69,6 +71,8 @@ class HeartbeatRoutes:
 
         def view(**params: str) -> Response:
             asked = _request(self._ours(request.path) or request.path)
+            if self._catch_up is not None:
+                self._catch_up()
             if self.dispatcher.reads_here():  # no hand-over to a loop thread
                 now = self.handler.answer_now(route, params, asked)
                 if now is not None:  # a read: no hand-over to the loop thread

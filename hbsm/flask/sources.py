@@ -122,6 +122,15 @@ class EmbeddedSource(MonitorSource):
             raise NotRunning(self.runner.why_not_running())
         return self.monitor
 
+    def catch_up(self) -> None:
+        """Standing by: fold what the monitoring process wrote since the last poll, so that an
+        answer is as fresh as the log on disk (a client that acted through another worker
+        then reads its own action here). Trouble reading is the polling thread's to report."""
+        standby = self.standby
+        if standby is not None and self.standing_by():
+            with contextlib.suppress(Exception):
+                standby.refresh()
+
     @property
     def relay(self) -> Relay | None:
         # Standing by, admin actions go to the process that monitors.

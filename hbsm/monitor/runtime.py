@@ -223,6 +223,9 @@ class Monitor:
         )
         # Recorded before it acts: an action the log cannot take is not carried out.
         events = self.recorder.append([fact]) if service is None else self.record(fact)
+        # On disk before it is answered: an operator told "stopped" finds it in the log, and so
+        # does every process reading it (the other workers of an app, `hbsm replay`).
+        self.recorder.flush()
         if starting and not self.heartbeat_running:
             self._start_scheduler()
         elif stopping:

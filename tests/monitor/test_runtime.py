@@ -331,6 +331,8 @@ async def test_admin_start_stop_pause_resume_and_probe_now(
     assert again.detail == "already running" and m.heartbeat_running
     (stopped,) = of(await m.admin("stop", who="ops", source="127.0.0.1"), Admin)
     assert stopped.detail == "" and not m.heartbeat_running
+    # On disk by the time it is answered: what other processes reading the log see at once.
+    assert stopped in h.history()
     assert not m.projection.monitor.running
     (stopped_again,) = of(await m.admin("stop", who="ops", source="127.0.0.1"), Admin)
     assert stopped_again.detail == "already stopped" and not m.heartbeat_running

@@ -11,6 +11,7 @@ serving the log of another process of its app relays the action to that one (hbs
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 from hbsm.api import bodies
 from hbsm.api.answer import Answer, error
@@ -21,9 +22,19 @@ from hbsm.events import Event, Transition
 from hbsm.log import LogError
 from hbsm.vocabulary import log_action
 
-__all__ = ["AdminDesk", "denied", "heartbeat_result", "service_result"]
+__all__ = ["AdminAsk", "AdminDesk", "denied", "heartbeat_result", "service_result"]
 
 log = logging.getLogger("hbsm.api")
+
+
+class AdminAsk(NamedTuple):
+    """One admin request as the desk takes it."""
+
+    body: bytes
+    decision: Decision  # allowed or refused, by whom (hbsm.api.security.authorize)
+    client: tuple[str, int | None] | None
+    action: str  # a URL action: start, stop, pause, repair-now, ...
+    service: str | None  # None: the whole monitor
 
 
 class AdminDesk:
@@ -40,19 +51,13 @@ class AdminDesk:
         with self.source.lock:
             return name in self.source.projection.services
 
-    async def act(
-        self,
-        body: bytes,
-        decision: Decision,
-        client: tuple[str, int | None] | None,
-        action: str,
-        service: str | None,
-    ) -> Answer:
-        """`action` (a URL action: start, stop, pause, repair-now, ...) on the whole monitor
-        (`service` None) or one service, for a client `decision` allows or refuses."""
+    async def act(self, ask: AdminAsk) -> Answer:
+        """`ask.action` (a URL action: start, stop, pause, repair-now, ...) on the whole monitor
+        (`ask.service` None) or one service, for a client its decision allows or refuses."""
         relay = self.source.relay
         if relay is not None:  # the monitor is another process's: it answers
-            return await relay.act(body, decision, client, action, service)
+            return await relay.act(ask)
+        body, decision, client, action, service = ask
         problem = admin_body_problem(body)
         if problem is not None:
             return error(400, problem)

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from hbsm import __version__
-from hbsm.api.admin import AdminDesk, denied
+from hbsm.api.admin import AdminAsk, AdminDesk, denied
 from hbsm.api.answer import EVENT_STREAM, MAX_BODY, Answer, error, wants_health_json
 from hbsm.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hbsm.api.metrics import Metrics
@@ -214,7 +214,9 @@ class Handler:
         if len(request.body) > MAX_BODY:  # a framework that did not bound it before
             return error(413, f"request body larger than {MAX_BODY} bytes")
         decision = self.authorize(request)
-        return await self.desk.act(request.body, decision, request.client, action, service)
+        return await self.desk.act(
+            AdminAsk(request.body, decision, request.client, action, service)
+        )
 
     # --- beyond the health routes ---------------------------------------------------------------
 

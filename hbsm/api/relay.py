@@ -33,7 +33,7 @@ from pathlib import Path
 
 import msgspec
 
-from hbsm.api.admin import AdminDesk
+from hbsm.api.admin import AdminAsk, AdminDesk
 from hbsm.api.answer import MAX_BODY, Answer
 from hbsm.api.security import Decision
 from hbsm.api.source import NotRunning
@@ -117,7 +117,7 @@ class RelayServer:
             asked = _action_decoder.decode(line)
             decision = Decision(asked.allowed, asked.who, asked.status, asked.message)
             answer = await self.desk.act(
-                asked.body, decision, asked.client, asked.action, asked.service
+                AdminAsk(asked.body, decision, asked.client, asked.action, asked.service)
             )
             extra = dict(answer.extra) if answer.extra else None
             relayed = RelayedAnswer(answer.status, answer.body, answer.media_type, extra)
@@ -141,14 +141,8 @@ class RelayClient:
         self.address = relay_address(log_path)
         self.elsewhere = elsewhere
 
-    async def act(
-        self,
-        body: bytes,
-        decision: Decision,
-        client: tuple[str, int | None] | None,
-        action: str,
-        service: str | None,
-    ) -> Answer:
+    async def act(self, ask: AdminAsk) -> Answer:
+        body, decision, client, action, service = ask
         asked = RelayedAction(
             action, service, body, decision.allowed, decision.who, decision.status,
             decision.message, client,

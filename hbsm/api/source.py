@@ -42,8 +42,8 @@ from hbsm.log.follower import position_after
 from hbsm.projection import Projection
 
 if TYPE_CHECKING:
+    from hbsm.api.admin import AdminAsk
     from hbsm.api.answer import Answer
-    from hbsm.api.security import Decision
     from hbsm.config import Config
     from hbsm.monitor.runtime import Monitor
     from hbsm.outage import Outage
@@ -95,14 +95,7 @@ class Relay(Protocol):
     """Admin actions carried out by the monitor of another process (hbsm.api.relay), its
     answer relayed as it is."""
 
-    async def act(
-        self,
-        body: bytes,
-        decision: Decision,
-        client: tuple[str, int | None] | None,
-        action: str,
-        service: str | None,
-    ) -> Answer: ...
+    async def act(self, ask: AdminAsk) -> Answer: ...
 
 
 class Source(Protocol):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hbsm.api.admin import AdminDesk
+from hbsm.api.admin import AdminAsk, AdminDesk
 from hbsm.api.refusals import RefusalLimiter
 from hbsm.api.relay import RelayClient, RelayServer, relay_address
 from hbsm.api.security import Decision
@@ -46,14 +46,14 @@ async def test_a_relayed_action_is_answered_as_the_desk_answers_it(tmp_path):
     await server.start()
     try:
         client = RelayClient(log, lambda: "unused")
-        relayed = await client.act(b"", ALLOWED, ("127.0.0.1", 5000), "stop", None)
-        direct = await desk.act(b"", ALLOWED, ("127.0.0.1", 5000), "stop", None)
+        relayed = await client.act(AdminAsk(b"", ALLOWED, ("127.0.0.1", 5000), "stop", None))
+        direct = await desk.act(AdminAsk(b"", ALLOWED, ("127.0.0.1", 5000), "stop", None))
         assert relayed == direct and relayed.status == 409
         # A refusal travels as decided by the relaying process.
         refused = Decision(False, "anonymous", 403, "no token")
-        assert (await client.act(b"", refused, None, "stop", None)).status == 403
-        bad = await client.act(b"not json", ALLOWED, None, "start", None)
-        assert bad == await desk.act(b"not json", ALLOWED, None, "start", None)
+        assert (await client.act(AdminAsk(b"", refused, None, "stop", None))).status == 403
+        bad = await client.act(AdminAsk(b"not json", ALLOWED, None, "start", None))
+        assert bad == await desk.act(AdminAsk(b"not json", ALLOWED, None, "start", None))
         assert bad.status == 400
     finally:
         await server.close()
@@ -63,7 +63,7 @@ async def test_nobody_at_the_other_end_is_a_503_naming_who_monitors(tmp_path):
     log, _ = served_log(tmp_path)
     client = RelayClient(log, lambda: "the monitor of this app runs in another process (pid 7)")
     with pytest.raises(NotRunning, match=r"pid 7"):
-        await client.act(b"", ALLOWED, None, "stop", None)
+        await client.act(AdminAsk(b"", ALLOWED, None, "stop", None))
 
 
 async def test_a_second_server_for_one_log_cannot_listen(tmp_path):

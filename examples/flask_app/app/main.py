@@ -7,25 +7,32 @@ file (app/config.json, read again on every request, so a change needs no restart
 heartbeat embedded with `init_heartbeat`: with no services named in hbsm.toml it watches this
 app's `/health` and `/login`, and repairs in grades (diagnose, check the configuration, restart
 the app, the restart waiting out its cooldown; no restart while app/config.json is broken, as
-the app would not start again). Two demo
-routes break the app on purpose, until it restarts: `POST /demo/break/login` (the login page
-answers 500) and `POST /demo/break/hang` (`/login` stops answering). The break is a file beside
-the event log, so that every worker of a gunicorn sees it; the app clears it when it starts.
+the app would not start again). Two demo routes break the app on purpose, until it restarts:
+`POST /demo/break/login` (the login page answers 500) and `POST /demo/break/hang` (`/login`
+stops answering). The break is a file beside the event log, so that every worker of a gunicorn
+sees it, and it holds for the processes that began loading the app before it was made: a
+restarted app (re-executed, or gunicorn's fresh workers) began after it.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import threading
-from pathlib import Path
-from typing import Any
+import time
 
-from flask import Flask, abort
-from markupsafe import escape
+# When this process began loading the app, before the slow imports: a gunicorn worker that
+# boots late must not take a break its siblings marked while it was loading for an old one.
+STARTED = time.time()
 
-from hbsm.config import ConfigError
-from hbsm.flask import init_heartbeat
+import json  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from flask import Flask, abort  # noqa: E402
+from markupsafe import escape  # noqa: E402
+
+from hbsm.config import ConfigError  # noqa: E402
+from hbsm.flask import init_heartbeat  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = HERE / "config.json"
@@ -48,10 +55,18 @@ FAULTS = ("login", "hang")
 _never = threading.Event()
 
 
-def broken(what: str) -> Path:
-    """The file that says `what` is broken (beside the event log; cleared at start)."""
+def marker(what: str) -> Path:
+    """The file that says `what` is broken (beside the event log)."""
     assert heartbeat.config is not None
     return Path(heartbeat.config.log.path).parent / f"broken-{what}"
+
+
+def broken(what: str) -> bool:
+    """Whether `what` was broken since this process began: a restart mends it."""
+    try:
+        return marker(what).stat().st_mtime >= STARTED
+    except FileNotFoundError:
+        return False
 
 
 @app.get("/")
@@ -61,9 +76,9 @@ def index() -> dict[str, object]:
 
 @app.get("/login")
 def login() -> str:
-    if broken("hang").exists():
+    if broken("hang"):
         _never.wait()  # a request that never ends: the heartbeat's probe times out
-    if broken("login").exists():
+    if broken("login"):
         abort(500)
     greeting = settings()["greeting"]  # a broken config.json: 500
     form = "<form method=post><input name=user><input name=password type=password></form>"
@@ -74,8 +89,8 @@ def login() -> str:
 def demo_break(what: str) -> dict[str, object]:
     if what not in FAULTS:
         abort(404)
-    broken(what).parent.mkdir(parents=True, exist_ok=True)
-    broken(what).touch()
+    marker(what).parent.mkdir(parents=True, exist_ok=True)
+    marker(what).touch()
     return {"broken": what, "mended by": "a restart of the app"}
 
 
@@ -85,9 +100,6 @@ try:
     heartbeat = init_heartbeat(app, HERE.parent / "hbsm.toml", config_files=[SETTINGS])
 except ConfigError as exc:
     sys.exit(f"hbsm: {exc}")
-
-for fault in FAULTS:  # a fresh start of the app mends what the demo routes broke
-    broken(fault).unlink(missing_ok=True)
 
 if __name__ == "__main__":
     config = heartbeat.config

@@ -7,6 +7,8 @@ too (named after `+`), so nothing that caught it before stops catching it.
     HbsmError
     ├── LogError               hbsm.log: anything the event log cannot do; one line naming the file
     │   ├── LogLockedError     hbsm.log: another writer holds the log's lock
+    │   ├── LogUnavailableError hbsm.log: writes refused for now from outside (a NATS server down)
+    │   │   └── JetStreamWriterError hbsm.log.jetstream: another writer appended to the stream
     │   ├── CorruptLineError   hbsm.log: a line that is not an event, or whose seq does not increase
     │   │   └── SeqHoleError   hbsm.log: a segment begins past the seq after the previous one's last
     │   ├── SegmentPrunedError hbsm.log: retention deleted the segment a follower needed next

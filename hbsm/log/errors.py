@@ -28,6 +28,12 @@ class LogError(HbsmError):
     """Base of every log error."""
 
 
+class LogUnavailableError(LogError):
+    """The log cannot take writes now, for a reason outside this process (its server does not
+    answer, say); the same flush may succeed later. The monitor treats it as a full disk: an
+    outage, retried."""
+
+
 class LogLockedError(LogError):
     """A second writer tried to open a log; `pid` is the holder's (None if it could not be read)."""
 

@@ -21,6 +21,7 @@ def test_the_public_api_is_exactly_the_agreed_one() -> None:
             "LogError",
             "LogFollower",
             "LogLockedError",
+            "LogUnavailableError",
             "MemoryEventLog",
             "Position",
             "ReadStats",

@@ -1,0 +1,68 @@
+"""The JetStream event store (hbsm.log.jetstream) against a real nats-server: the whole store
+contract, and what only a shared stream can get wrong: a second writer, a retried flush, a
+server that is not there."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.clock import ManualClock
+from support.nats_server import NatsServer
+
+from hbsm.log import EventStore, LogError
+from hbsm.log.jetstream import JetStreamLog, JetStreamWriterError
+from log.log_support import probes, seqs
+from log.store_contract import EventStoreContract
+
+_names = (f"T{n}" for n in itertools.count())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    running = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    yield running
+    running.stop()
+
+
+class TestJetStreamLog(EventStoreContract):
+    @pytest.fixture(autouse=True)
+    def _server(self, server: NatsServer) -> None:
+        self.server = server
+
+    def make_store(self, tmp_path: Path, clock: ManualClock) -> EventStore:
+        # A stream of its own per test, on the one server of the module.
+        return JetStreamLog.open(self.server.url, stream=next(_names), clock=clock)
+
+
+def test_a_second_writer_is_refused_not_interleaved(server):
+    stream = next(_names)
+    with JetStreamLog.open(server.url, stream=stream) as first:
+        first.append(probes(2))
+        first.flush()
+        with JetStreamLog.open(server.url, stream=stream) as second:
+            assert second.last_seq == 2  # it resumes from the stream
+            second.append(probes(1))
+            second.flush()  # seq 3: the stream's next
+            first.append(probes(1))  # also seq 3, from a writer that lost track
+            with pytest.raises(JetStreamWriterError, match="another writer"):
+                first.flush()
+            assert seqs(list(second.read())) == [1, 2, 3]
+
+
+def test_a_reopened_stream_goes_on_from_its_last_seq(server):
+    stream = next(_names)
+    with JetStreamLog.open(server.url, stream=stream) as log:
+        log.append(probes(3))
+    with JetStreamLog.open(server.url, stream=stream) as log:
+        assert log.last_seq == 3
+        assert seqs(log.append(probes(1))) == [4]
+        log.flush()
+        assert seqs(list(log.read(after_seq=2))) == [3, 4]
+
+
+def test_no_server_is_a_log_error_naming_where():
+    with pytest.raises(LogError, match=r"nats://127\.0\.0\.1:1.*cannot connect"):
+        JetStreamLog.open("nats://127.0.0.1:1", timeout=2)

@@ -14,7 +14,7 @@ Exit codes:
     2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
          bad configuration, `hbsm run` on a non-loopback address without an admin token
     3    `hbsm run`: the event log cannot be used (held by another writer, corrupt);
-         `hbsm check`: the instance cannot be reached
+         `hbsm check`: the instance cannot be reached; `hbsm export`: the store cannot be read
     4    `hbsm run`: the API cannot listen (address in use, unknown host)
     130  interrupted (Ctrl-C)
     141  stdout closed early (e.g. piped into `head`)
@@ -40,6 +40,7 @@ COMMANDS: tuple[str, ...] = (
     "tui.command",
     "hbsm.config.command",
     "hbsm.replay.command",
+    "hbsm.export.command",
 )
 
 EXIT_CODES = """\
@@ -50,7 +51,7 @@ exit codes:
   2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
        bad configuration, run on a non-loopback address without an admin token
   3    run: the event log cannot be used (held by another writer, corrupt);
-       check: the instance cannot be reached
+       check: the instance cannot be reached; export: the store cannot be read
   4    run: the API cannot listen (address in use, unknown host)
   130  interrupted (Ctrl-C)
   141  stdout closed early (e.g. piped into head)"""

@@ -69,6 +69,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar("HEARTBEAT_AUTO_START", "auto_start", parse_bool, "start monitoring on start-up"),
     EnvVar("HEARTBEAT_EVENT_LOG", "log.path", _parse_str, "the JSONL event log"),
+    EnvVar("HEARTBEAT_EVENT_STORE", "log.store", _parse_str, "the log on NATS (nats://host:port)"),
     EnvVar("HEARTBEAT_HOST", "host", _parse_str, "API address (default 127.0.0.1)"),
     EnvVar("HEARTBEAT_PORT", "port", _parse_int, "API port (default 5000)"),
     EnvVar("HEARTBEAT_ADMIN_TOKEN", "admin_token", _parse_str, "bearer token for admin routes"),

@@ -167,6 +167,11 @@ class NotifyConfig(_Frozen, frozen=True):
 
 class LogConfig(_Frozen, frozen=True):
     path: str = "events/heartbeat.jsonl"
+    # The log in a NATS JetStream stream instead of the file at `path` ("nats://host:4222"; the
+    # `nats` extra): it outlives this host's disk, and `hbsm export` writes it out as JSONL.
+    # `path`'s folder still holds the supervised processes' output.
+    store: str | None = None
+    stream: str = "HBSM"  # the JetStream stream that holds it
     fsync: Literal["batch", "always", "interval", "never"] = "batch"
     max_bytes: int = 64 * 2**20
     keep_segments: int = 10

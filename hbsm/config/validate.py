@@ -149,6 +149,10 @@ def _check_log(config: Config, blame: Blame) -> None:
         raise blame("log.max_bytes", "must be > 0")
     if log.keep_segments < 0:
         raise blame("log.keep_segments", "must be >= 0")
+    if log.store is not None and not log.store.startswith(("nats://", "tls://")):
+        raise blame("log.store", f"must be a NATS URL (nats://host:port), got {log.store!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", log.stream):
+        raise blame("log.stream", f"must be 1-64 letters, digits, _ or -, got {log.stream!r}")
     if log.file is not None and not log.file.strip():
         raise blame("log.file", "must not be empty (leave it out for stderr only)")
     levels = logging.getLevelNamesMapping()

@@ -1,4 +1,5 @@
-"""Wiring a Monitor to its real parts: the file log, probes, repairs, supervisor, notifier.
+"""Wiring a Monitor to its real parts: the event log (a file, or a JetStream stream), probes,
+repairs, supervisor, notifier.
 
 `hbsm run` and the Flask blueprint's embedded mode both start a monitor this way.
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from hbsm.config import Config
 from hbsm.events import Snapshot
-from hbsm.log import FileEventLog
+from hbsm.log import EventStore, FileEventLog
 from hbsm.monitor.runtime import Monitor
 from hbsm.notify import Notifier
 from hbsm.probes import Prober
@@ -23,8 +24,9 @@ __all__ = ["open_monitor"]
 
 def open_monitor(
     config: Config, *, clock: Callable[[], float] = time.time
-) -> tuple[FileEventLog, Monitor]:
-    """Open the event log (taking its writer lock) and build the Monitor that writes it.
+) -> tuple[EventStore, Monitor]:
+    """Open the event log (the file, taking its writer lock, or the JetStream stream that
+    `log.store` names) and build the Monitor that writes it.
 
     Raises LogError when the log cannot be used (another writer holds it, or its directory
     cannot be made or reached). The caller closes the log after `monitor.stop()`.
@@ -36,14 +38,20 @@ def open_monitor(
         # Each new log segment opens with the views as of now, so readers can start there.
         return projection.snapshot(segment, clock())
 
-    store = FileEventLog.open(
-        log_path,
-        fsync=config.log.fsync,
-        max_bytes=config.log.max_bytes,
-        keep_segments=config.log.keep_segments,
-        snapshot=snapshot,
-        mode=0o640 if config.log.group_read else 0o600,
-    )
+    store: EventStore
+    if config.log.store:
+        from hbsm.log.jetstream import JetStreamLog  # the `nats` extra: only when asked for
+
+        store = JetStreamLog.open(config.log.store, stream=config.log.stream, clock=clock)
+    else:
+        store = FileEventLog.open(
+            log_path,
+            fsync=config.log.fsync,
+            max_bytes=config.log.max_bytes,
+            keep_segments=config.log.keep_segments,
+            snapshot=snapshot,
+            mode=0o640 if config.log.group_read else 0o600,
+        )
     try:
         supervisor = Supervisor(output_dir=log_path.parent)
         monitor = Monitor(

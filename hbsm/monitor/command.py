@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
 from hbsm.config import ConfigError, LoadedConfig, load_config
 from hbsm.log import LogError
@@ -46,6 +45,9 @@ def add_parser(
     parser.add_argument("--config", metavar="FILE", help="hbsm.toml (default: $HEARTBEAT_CONFIG "
                         "or ./hbsm.toml if present, else the built-in defaults)")  # fmt: skip
     parser.add_argument("--log", metavar="PATH", help="event log (overrides the config)")
+    parser.add_argument("--store", metavar="URL",
+                        help="keep the event log in NATS JetStream at URL (nats://host:4222), "
+                        "not in the file (overrides config, HEARTBEAT_EVENT_STORE)")  # fmt: skip
     parser.add_argument("--duration", type=float, metavar="SECONDS",
                         help="stop by itself after this long (for demos and tests)")  # fmt: skip
     parser.add_argument("--host", metavar="ADDRESS",
@@ -77,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         env["HEARTBEAT_HOST"] = args.host
     if getattr(args, "port", None):
         env["HEARTBEAT_PORT"] = str(args.port)
+    if getattr(args, "store", None):
+        env["HEARTBEAT_EVENT_STORE"] = args.store
     try:
         loaded = load_config(args.config, env)
     except ConfigError as exc:
@@ -129,8 +133,8 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
     from hbsm.monitor.build import open_monitor  # heavy: only `hbsm run` needs it
 
     config = loaded.config
-    log_path = Path(config.log.path)
     store, monitor = open_monitor(config)
+    log_path = store.where if config.log.store else config.log.path
     sock = None
     try:
         sock = bind(config.host, config.port) if api else None
@@ -188,7 +192,7 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
             sock.close()
         try:
             store.close()
-        except OSError as exc:
+        except (OSError, LogError) as exc:
             # The disk is still full: monitor.stop has said what was not written.
             log.error("closing the event log %s: %s", log_path, exc)
     return 0

@@ -58,7 +58,7 @@ class OutageWatch:
         self.quiet = False
         self._noticed_at: float | None = None
 
-    def failed(self, exc: OSError) -> None:
+    def failed(self, exc: Exception) -> None:
         """A write failed: an outage begins, said once; during one, nothing more is said."""
         if self.current is not None:
             return  # said once, when it began; the flusher retries quietly

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from hbsm.events import Event, RepairStarted, RestartStarted
 from hbsm.fsm import decided
-from hbsm.log import LogError
+from hbsm.log import LogError, LogUnavailableError
 from hbsm.monitor.outage import Outage, OutageWatch
 
 if TYPE_CHECKING:
@@ -76,13 +76,13 @@ class Recorder:
     def flush(self) -> bool:
         """Write what is buffered; then start the effects whose decisions are now on disk.
 
-        A failed write (a full disk) begins an outage: effects stay pending and probing stops
-        until the periodic flusher finds the log writable again; they start once their record
-        is durable, never before.
+        A failed write (a full disk, a log server that does not answer) begins an outage:
+        effects stay pending and probing stops until the periodic flusher finds the log writable
+        again; they start once their record is durable, never before.
         """
         try:
             self.m.store.flush()
-        except OSError as exc:
+        except (OSError, LogUnavailableError) as exc:
             self._dirty = True
             self.outages.failed(exc)
             return False
@@ -122,7 +122,7 @@ class Recorder:
                 # Written too; not notified: the notifier is closing (the stderr says it).
                 self.append([self.outages.ended()])
                 continue
-            except OSError as exc:
+            except (OSError, LogUnavailableError) as exc:
                 if loop.time() >= deadline:
                     unwritten = store.unwritten_bytes
                     raise LogError(

@@ -1,0 +1,105 @@
+"""`hbsm run --store nats://...`: the event log in a JetStream stream of a real nats-server, not
+in a file. Killed (SIGKILL) in a cooldown, a new `hbsm run` resumes from the stream as it does
+from a file: the cooldown holds; `hbsm export` writes the stream out as JSONL, which `hbsm
+replay --verify` checks like any log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support.configs import TIGHT, supervised
+from support.nats_server import NatsServer
+
+from hbsm.events import MonitorStarted, RestartStarted, Transition
+from hbsm.log import LogError
+from hbsm.log.jetstream import read_stream
+from hbsm.projection import Projection
+
+from .conftest import HbsmRun
+from .support import PY, ChildService, of, write_toml_config
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats").start()
+    yield server
+    server.stop()
+
+
+def service_is(url: str, name: str, state: str, restarts: int) -> bool:
+    projection = Projection()
+    try:
+        projection.apply_all(list(read_stream(url)))
+    except LogError:  # no stream yet
+        return False
+    view = projection.services.get(name)
+    return view is not None and view.fsm.state == state and view.restarts_total == restarts
+
+
+def test_run_keeps_its_log_in_jetstream_and_resumes_from_it(
+    tmp_path: Path,
+    nats_server: NatsServer,
+    children: Callable[..., ChildService],
+    hbsm_run: Callable[..., HbsmRun],
+) -> None:
+    api = children("api")
+    cooldown = 3.0
+    config = write_toml_config(
+        tmp_path / "hbsm.toml",
+        [supervised(api)],
+        log={"store": nats_server.url},
+        **{**TIGHT, "ladder": ["diagnose", "restart"], "restart_cooldown": cooldown,
+           "cooldown_max": cooldown},
+    )  # fmt: skip
+    url = nats_server.url
+    first = hbsm_run(config, None)
+    first.until(lambda: service_is(url, "api", "healthy", 0), "api healthy")
+    pid = Projection()
+    pid.apply_all(list(read_stream(url)))
+    os.kill(pid.services["api"].pid or 0, signal.SIGKILL)
+    first.until(lambda: service_is(url, "api", "cooldown", 1), "api restarted, in cooldown")
+    first.signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
+
+    second = hbsm_run(config, None)
+    second.until(lambda: service_is(url, "api", "healthy", 1), "resumed: api healthy")
+    now = Projection()
+    now.apply_all(list(read_stream(url)))
+    os.kill(now.services["api"].pid or 0, signal.SIGKILL)  # dies again at once
+    second.until(lambda: service_is(url, "api", "healthy", 2), "api restarted again")
+    second.signal(signal.SIGTERM)
+    assert second.wait() == 0, second.err()
+
+    exported = tmp_path / "exported.jsonl"
+    done = subprocess.run(
+        [PY, "-m", "hbsm", "export", "--store", url, "-o", str(exported)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    history = list(read_stream(url))
+    assert exported.read_bytes().count(b"\n") == len(history)
+    assert [e.seq for e in history] == list(range(1, len(history) + 1))  # the stream's seqs
+    assert len(of(history, MonitorStarted)) == 2
+    first_restart, second_restart = of(history, RestartStarted, "api")
+    assert second_restart.ts - first_restart.ts >= cooldown  # the cooldown held across the crash
+    assert of(history, Transition, "api")
+    checked = subprocess.run(
+        [PY, "-m", "hbsm", "replay", "--verify", str(exported)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert not (tmp_path / "events" / "heartbeat.jsonl").exists()  # no file log beside it
+
+
+def test_run_without_its_nats_server_exits_3_naming_it(
+    tmp_path: Path, hbsm_run: Callable[..., HbsmRun]
+) -> None:
+    config = write_toml_config(tmp_path / "hbsm.toml", [], log={"store": "nats://127.0.0.1:1"})
+    run = hbsm_run(config, None)
+    assert run.wait() == 3
+    assert "nats://127.0.0.1:1" in run.err() and "cannot connect" in run.err()

@@ -26,6 +26,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -47,6 +48,7 @@ from hbsm.log.store import EventStore, Follower, stamp
 __all__ = ["JetStreamLog", "JetStreamWriterError", "read_stream"]
 
 T = TypeVar("T")
+log = logging.getLogger("hbsm.log")
 
 DEFAULT_STREAM = "HBSM"
 # The server's answer to a message whose Nats-Expected-Last-Sequence is not the stream's last.
@@ -125,6 +127,9 @@ class JetStreamLog(EventStore):
         # Set once the stream refused this writer: it writes nothing more (what it buffered
         # would be refused the same), and says why again at every flush.
         self._fenced: JetStreamWriterError | None = None
+        # Whether the client is connected (set on its loop); while it is not, a flush fails at
+        # once instead of waiting out its timeout on the monitor's loop.
+        self._connected = True
         self.last_seq = 0
 
     @classmethod
@@ -141,6 +146,11 @@ class JetStreamLog(EventStore):
     def where(self) -> str:
         return f"the JetStream stream {self.stream} at {self.url}"
 
+    @property
+    def connected(self) -> bool:
+        """Whether the client is connected to the server now (it reconnects by itself)."""
+        return self._connected
+
     async def _connect(self) -> int:
         try:
             self._nc = await nats.connect(
@@ -148,6 +158,10 @@ class JetStreamLog(EventStore):
                 connect_timeout=self.timeout,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
+                # One line each, not nats-py's traceback per failed reconnection attempt.
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
             )
         except (OSError, nats.errors.Error) as exc:
             raise LogError(f"{self.where}: cannot connect: {exc or type(exc).__name__}") from None
@@ -155,6 +169,19 @@ class JetStreamLog(EventStore):
         self._acks = _Acks(self._nc, self.window)
         await self._acks.start()
         return await _ensure_stream(self._js, self.stream, self.prefix, self.replicas)
+
+    async def _on_error(self, exc: Exception) -> None:
+        if self._connected:  # while disconnected, each retry fails the same way: said once
+            log.warning("%s: %s", self.where, exc or type(exc).__name__)
+
+    async def _on_disconnected(self) -> None:
+        if self._connected:
+            self._connected = False
+            log.warning("%s: disconnected; reconnecting", self.where)
+
+    async def _on_reconnected(self) -> None:
+        self._connected = True
+        log.warning("%s: reconnected", self.where)
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -172,8 +199,11 @@ class JetStreamLog(EventStore):
             raise self._fenced
         if not self._pending:
             return
+        # The monitor names the store in its message: these say what is wrong with it.
+        if not self._connected:
+            raise LogUnavailableError("not connected to its NATS server (reconnecting)")
         try:
-            self._io.run(self._publish(self._pending), self.timeout, f"{self.where}: publishing")
+            self._io.run(self._publish(self._pending), self.timeout, "publishing")
         except JetStreamWriterError as exc:
             self._fenced = exc
             raise

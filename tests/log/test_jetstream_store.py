@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from support.clock import ManualClock
 from support.nats_server import NatsServer
+from support.waiting import wait_for_sync
 
-from hbsm.log import EventStore, LogError
+from hbsm.log import EventStore, LogError, LogUnavailableError
 from hbsm.log.jetstream import JetStreamLog, JetStreamWriterError
 from log.log_support import probes, seqs
 from log.store_contract import EventStoreContract
@@ -66,3 +67,22 @@ def test_a_reopened_stream_goes_on_from_its_last_seq(server):
 def test_no_server_is_a_log_error_naming_where():
     with pytest.raises(LogError, match=r"nats://127\.0\.0\.1:1.*cannot connect"):
         JetStreamLog.open("nats://127.0.0.1:1", timeout=2)
+
+
+def test_a_server_gone_and_back_is_an_outage_then_nothing_lost_or_doubled(tmp_path):
+    server = NatsServer(tmp_path / "nats").start()
+    try:
+        with JetStreamLog.open(server.url, stream="OUTAGE", timeout=5) as log:
+            log.append(probes(2))
+            log.flush()
+            server.stop()
+            wait_for_sync(lambda: not log.connected, "the client noticed")
+            log.append(probes(2))
+            with pytest.raises(LogUnavailableError, match="not connected"):
+                log.flush()  # at once: the monitor's loop is not held for the timeout
+            server.start()  # the same port and files: the stream is still there
+            wait_for_sync(lambda: log.connected, "reconnected", 30)
+            log.flush()  # what was kept, now written
+            assert seqs(list(log.read())) == [1, 2, 3, 4]
+    finally:
+        server.stop()

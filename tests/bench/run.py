@@ -23,6 +23,7 @@ from tests.bench import (
     bench_api,
     bench_append,
     bench_dashboard,
+    bench_jetstream,
     bench_memory,
     bench_monitor,
     bench_probes,
@@ -37,6 +38,7 @@ BENCHES: dict[str, Callable[[Context], None]] = {
     "replay": bench_replay.run,
     "cli": bench_replay.run_cli,
     "append": bench_append.run,
+    "jetstream": bench_jetstream.run,
     "probes": bench_probes.run,
     "api": bench_api.run,
     "memory": bench_memory.run,
@@ -44,7 +46,7 @@ BENCHES: dict[str, Callable[[Context], None]] = {
     "monitor": bench_monitor.run,
 }
 # Benchmarks that read the generated log: it is made (or taken from the cache) first.
-USES_LOG = {"replay", "cli", "append"}
+USES_LOG = {"replay", "cli", "append", "jetstream"}
 
 
 def _describe_log(ctx: Context) -> None:

@@ -9,7 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from support.net import free_port
+try:
+    from support.net import free_port
+except ModuleNotFoundError:  # imported as tests.support (by the benchmarks), not as support
+    from tests.support.net import free_port
 
 __all__ = ["NATS_SERVER", "NatsServer"]
 

@@ -86,24 +86,29 @@ async def test_a_peer_of_another_user_gets_nothing(tmp_path):
         pid = os.fork()
         if pid == 0:  # the child: another user, asking for a stop
             code = 3
+            report = (tmp_path / "child.err").open("w")  # opened while still root
             try:
                 os.setgid(NOBODY)
                 os.setuid(NOBODY)
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as peer:
                     peer.settimeout(10)
                     peer.connect(server.address)
-                    peer.sendall(
-                        b'{"action":"stop","service":null,"body":"","allowed":true,'
-                        b'"who":"loopback","status":200,"message":"","client":null}\n'
-                    )
                     try:
+                        peer.sendall(
+                            b'{"action":"stop","service":null,"body":"","allowed":true,'
+                            b'"who":"loopback","status":200,"message":"","client":null}\n'
+                        )
                         answer = peer.recv(65536)
-                    except ConnectionResetError:  # closed with the request unread
+                    except (BrokenPipeError, ConnectionResetError):  # closed on us, unread
                         answer = b""
                     code = 0 if answer == b"" else 1  # no answer
+            except BaseException as exc:  # what went wrong, for the parent's message
+                report.write(repr(exc))
+                report.flush()
+                raise
             finally:
                 os._exit(code)
         _, status = await asyncio.to_thread(os.waitpid, pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert os.waitstatus_to_exitcode(status) == 0, (tmp_path / "child.err").read_text()
     finally:
         await server.close()

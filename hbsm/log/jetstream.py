@@ -465,10 +465,16 @@ def _read_once(
     """The history, on a connection (and a loop thread) of its own: for a closed store."""
     io = _LoopThread("hbsm-jetstream-read")
 
+    async def quiet(exc: Exception) -> None:
+        pass  # the failure is raised below, in one line; not nats-py's traceback per attempt
+
     async def read() -> list[Event | OpaqueEvent]:
         try:
-            nc = await nats.connect(servers=[url], connect_timeout=timeout,
-                                    max_reconnect_attempts=0)  # fmt: skip
+            # Two attempts, half a second apart: a reader that cannot connect says so, it does
+            # not retry for minutes (nats-py's default: 60 attempts, 2 s apart).
+            nc = await nats.connect(servers=[url], connect_timeout=timeout, allow_reconnect=False,
+                                    max_reconnect_attempts=1, reconnect_time_wait=0.5,
+                                    error_cb=quiet)  # fmt: skip
         except (OSError, nats.errors.Error) as exc:
             raise LogError(f"the JetStream stream {stream} at {url}: cannot connect: "
                            f"{exc or type(exc).__name__}") from None  # fmt: skip

@@ -103,3 +103,17 @@ def test_run_without_its_nats_server_exits_3_naming_it(
     run = hbsm_run(config, None)
     assert run.wait() == 3
     assert "nats://127.0.0.1:1" in run.err() and "cannot connect" in run.err()
+
+
+def test_export_says_in_one_line_what_it_cannot_read(nats_server: NatsServer) -> None:
+    for store, stream, words in (
+        ("nats://127.0.0.1:1", "HBSM", "cannot connect"),  # nothing listens there
+        (nats_server.url, "NOPE", "no stream NOPE"),
+    ):
+        done = subprocess.run(
+            [PY, "-m", "hbsm", "export", "--store", store, "--stream", stream],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 3, done.stderr
+        assert done.stderr.startswith("hbsm export: ") and words in done.stderr
+        assert len(done.stderr.splitlines()) == 1 and done.stdout == ""

@@ -128,8 +128,9 @@ class JetStreamLog(EventStore):
         # would be refused the same), and says why again at every flush.
         self._fenced: JetStreamWriterError | None = None
         # Whether the client is connected (set on its loop); while it is not, a flush fails at
-        # once instead of waiting out its timeout on the monitor's loop.
-        self._connected = True
+        # once instead of waiting out its timeout on the monitor's loop. False until the first
+        # connection: the attempts before it are `open`'s to report, in one line.
+        self._connected = False
         self.last_seq = 0
 
     @classmethod
@@ -165,6 +166,7 @@ class JetStreamLog(EventStore):
             )
         except (OSError, nats.errors.Error) as exc:
             raise LogError(f"{self.where}: cannot connect: {exc or type(exc).__name__}") from None
+        self._connected = True
         self._js = self._nc.jetstream(timeout=self.timeout)
         self._acks = _Acks(self._nc, self.window)
         await self._acks.start()

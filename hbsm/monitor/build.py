@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hbsm.config import Config
 from hbsm.events import Snapshot
-from hbsm.log import EventStore, FileEventLog
+from hbsm.log import EventStore, FileEventLog, LogError
 from hbsm.monitor.runtime import Monitor
 from hbsm.notify import Notifier
 from hbsm.probes import Prober
@@ -40,7 +40,13 @@ def open_monitor(
 
     store: EventStore
     if config.log.store:
-        from hbsm.log.jetstream import JetStreamLog  # the `nats` extra: only when asked for
+        try:
+            from hbsm.log.jetstream import JetStreamLog  # the `nats` extra: only when asked for
+        except ImportError as exc:
+            raise LogError(
+                f"log.store = {config.log.store!r} needs the nats extra "
+                f"(pip install 'hbsm[nats]'): {exc}"
+            ) from None
 
         store = JetStreamLog.open(config.log.store, stream=config.log.stream, clock=clock)
     else:

@@ -43,7 +43,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from hbsm._event_codec import decode, encode
 from hbsm.events import Event, OpaqueEvent
 from hbsm.log.errors import LogError, LogUnavailableError
-from hbsm.log.store import EventStore, Follower, stamp
+from hbsm.log.store import EventStore, Follower
 
 __all__ = ["JetStreamLog", "JetStreamWriterError", "read_stream"]
 
@@ -189,11 +189,7 @@ class JetStreamLog(EventStore):
 
     def append(self, events: Sequence[Event]) -> list[Event]:
         self._check_open()
-        stamped = stamp(events, self.last_seq, self._clock)
-        if stamped:
-            self._pending.extend(stamped)
-            self.last_seq = stamped[-1].seq
-        return stamped
+        return self._stamp_into(self._pending, events, self._clock)
 
     def flush(self) -> None:
         self._check_open()

@@ -11,7 +11,7 @@ from operator import attrgetter
 
 from hbsm.events import Event, OpaqueEvent
 from hbsm.log.errors import LogError
-from hbsm.log.store import EventStore, Follower, stamp
+from hbsm.log.store import EventStore, Follower
 
 __all__ = ["MemoryEventLog", "MemoryFollower"]
 
@@ -33,11 +33,7 @@ class MemoryEventLog(EventStore):
 
     def append(self, events: Sequence[Event]) -> list[Event]:
         self._check_open()
-        stamped = stamp(events, self.last_seq, self._clock)
-        if stamped:
-            self._pending.extend(stamped)
-            self.last_seq = stamped[-1].seq
-        return stamped
+        return self._stamp_into(self._pending, events, self._clock)
 
     def flush(self) -> None:
         self._check_open()

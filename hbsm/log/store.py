@@ -81,6 +81,16 @@ class EventStore(_Closable):
     def append(self, events: Sequence[Event]) -> list[Event]:
         """Stamp and buffer `events`; return them as stamped."""
 
+    def _stamp_into(
+        self, pending: list[Event], events: Sequence[Event], clock: Callable[[], float]
+    ) -> list[Event]:
+        """`events` stamped after `last_seq` and added to `pending`; `last_seq` moves on."""
+        stamped = stamp(events, self.last_seq, clock)
+        if stamped:
+            pending.extend(stamped)
+            self.last_seq = stamped[-1].seq
+        return stamped
+
     @abc.abstractmethod
     def flush(self) -> None:
         """Write what is buffered (durably under "batch"/"always"): call before a side effect."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import nats
 import pytest
@@ -18,11 +18,9 @@ TTL = 1.0
 _buckets = (f"leases-{n}" for n in itertools.count())
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    running = NatsServer(tmp_path_factory.mktemp("nats")).start()
-    yield running
-    running.stop()
+@pytest.fixture
+def server(module_nats_server: NatsServer) -> NatsServer:
+    return module_nats_server
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ server that is not there."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,11 +20,9 @@ from log.store_contract import EventStoreContract
 _names = (f"T{n}" for n in itertools.count())
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    running = NatsServer(tmp_path_factory.mktemp("nats")).start()
-    yield running
-    running.stop()
+@pytest.fixture
+def server(module_nats_server: NatsServer) -> NatsServer:
+    return module_nats_server
 
 
 class TestJetStreamLog(EventStoreContract):

@@ -13,6 +13,7 @@ import pytest
 from probes.servers import SwitchableTarget
 
 import hbsm.config.load
+from support.nats_server import NatsServer
 
 __all__ = ["clean_environment", "no_registered_steps", "stop_later", "target"]
 
@@ -61,3 +62,12 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def no_registered_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     """No custom repair steps from whatever happens to be installed: each test registers its own."""
     monkeypatch.setattr(hbsm.config.load, "registered_steps", frozenset)
+
+
+@pytest.fixture(scope="module")
+def module_nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A real nats-server with JetStream, shared by one test module's tests: each test uses a
+    stream or a bucket of its own on it."""
+    running = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    yield running
+    running.stop()

@@ -46,6 +46,7 @@ from hbsm.log.jetstream_read import (
     read_history,
     read_once,
     read_stream,
+    subject_prefix,
 )
 from hbsm.log.store import EventStore, Follower
 
@@ -92,7 +93,7 @@ class JetStreamLog(EventStore):
         self.replicas = replicas
         self.timeout = timeout
         self.window = window
-        self.prefix = f"hbsm.{stream}"
+        self.prefix = subject_prefix(stream)
         self._clock = clock
         self._pending: list[Event] = []
         self._closed = False
@@ -146,7 +147,7 @@ class JetStreamLog(EventStore):
         self._js = self._nc.jetstream(timeout=self.timeout)
         self._acks = Acks(self._nc, self.window)
         await self._acks.start()
-        return await _ensure_stream(self._js, self.stream, self.prefix, self.replicas)
+        return await _ensure_stream(self._js, self.stream, self.replicas)
 
     async def _on_error(self, exc: Exception) -> None:
         if self._connected:  # while disconnected, each retry fails the same way: said once
@@ -224,18 +225,15 @@ class JetStreamLog(EventStore):
 
     def read(self, after_seq: int = 0) -> Iterator[Event | OpaqueEvent]:
         # The history as of the call, like a file read. After close, on a connection of its own.
-        if self._nc is not None and not self._closed:
-            return iter(self._io.run(self._read(self._js_ctx(), after_seq), None,
-                                     f"{self.where}: reading"))  # fmt: skip
-        return iter(read_once(self.url, self.stream, self.prefix, after_seq, self.timeout))
-
-    async def _read(self, js: JetStreamContext, after_seq: int) -> list[Event | OpaqueEvent]:
-        return await read_history(js, self.stream, self.prefix, after_seq, self.timeout)
+        if not self._closed:
+            history = read_history(self._js_ctx(), self.stream, after_seq, self.timeout)
+            return iter(self._io.run(history, None, f"{self.where}: reading"))
+        return iter(read_once(self.url, self.stream, after_seq, self.timeout))
 
     def follow(self, after_seq: int = 0) -> Follower:
-        self._check_connected()
+        self._check_open()
         follower = JetStreamFollower(self._io, self._js_ctx(), self.stream, self.timeout, after_seq)
-        self._io.run(follower.start(self.prefix), self.timeout, f"{self.where}: following")
+        self._io.run(follower.start(), self.timeout, f"{self.where}: following")
         return follower
 
     def _js_ctx(self) -> JetStreamContext:
@@ -262,19 +260,15 @@ class JetStreamLog(EventStore):
         if self._closed:
             raise LogError(f"{self.where}: the log is closed")
 
-    def _check_connected(self) -> None:
-        if self._closed or self._nc is None:
-            raise LogError(f"{self.where}: the log is closed")
 
-
-async def _ensure_stream(js: JetStreamContext, stream: str, prefix: str, replicas: int) -> int:
+async def _ensure_stream(js: JetStreamContext, stream: str, replicas: int) -> int:
     """The stream's last seq; the stream is made first when it does not exist yet."""
     try:
         info = await js.stream_info(stream)
     except nats.js.errors.NotFoundError:
         config = StreamConfig(
             name=stream,
-            subjects=[f"{prefix}.>"],
+            subjects=[f"{subject_prefix(stream)}.>"],
             storage=StorageType.FILE,
             num_replicas=replicas,
             duplicate_window=_DUPLICATE_WINDOW,

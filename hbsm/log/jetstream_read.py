@@ -7,6 +7,7 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import nats
 import nats.errors
@@ -21,9 +22,35 @@ from hbsm.log.errors import LogError
 from hbsm.log.jetstream_io import LoopThread
 from hbsm.log.store import Follower
 
-__all__ = ["DEFAULT_STREAM", "JetStreamFollower", "read_history", "read_once", "read_stream"]
+__all__ = [
+    "DEFAULT_STREAM",
+    "JetStreamFollower",
+    "read_history",
+    "read_once",
+    "read_stream",
+    "subject_prefix",
+]
 
 DEFAULT_STREAM = "HBSM"
+
+
+def subject_prefix(stream: str) -> str:
+    """The subjects of a stream's events all begin with this (`<prefix>.svc.<service>`, ...)."""
+    return f"hbsm.{stream}"
+
+
+async def _subscribe_from(
+    js: JetStreamContext, stream: str, after_seq: int, **kwargs: Any
+) -> JetStreamContext.PushSubscription:
+    """An ordered consumer of every event of `stream` after `after_seq`."""
+    return await js.subscribe(
+        f"{subject_prefix(stream)}.>",
+        stream=stream,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        config=ConsumerConfig(opt_start_seq=after_seq + 1),
+        **kwargs,
+    )
 
 
 class JetStreamFollower(Follower):
@@ -42,7 +69,7 @@ class JetStreamFollower(Follower):
         self._sub: JetStreamContext.PushSubscription | None = None
         self._closed = False
 
-    async def start(self, prefix: str) -> None:
+    async def start(self) -> None:
         self._arrived = asyncio.Event()
 
         async def deliver(msg: Msg) -> None:
@@ -51,14 +78,7 @@ class JetStreamFollower(Follower):
             assert self._arrived is not None
             self._arrived.set()
 
-        self._sub = await self._js.subscribe(
-            f"{prefix}.>",
-            stream=self._stream,
-            cb=deliver,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            config=ConsumerConfig(opt_start_seq=self.position + 1),
-        )
+        self._sub = await _subscribe_from(self._js, self._stream, self.position, cb=deliver)
 
     async def _caught_up(self) -> None:
         info = await self._js.stream_info(self._stream)
@@ -91,8 +111,9 @@ class JetStreamFollower(Follower):
 
 
 async def read_history(
-    js: JetStreamContext, stream: str, prefix: str, after_seq: int, timeout: float
+    js: JetStreamContext, stream: str, after_seq: int, timeout: float
 ) -> list[Event | OpaqueEvent]:
+    """The events of `stream` after `after_seq` up to its last as of the call."""
     try:
         info = await js.stream_info(stream)
     except nats.js.errors.NotFoundError:
@@ -100,13 +121,7 @@ async def read_history(
     last = int(info.state.last_seq)
     if after_seq >= last:
         return []
-    sub = await js.subscribe(
-        f"{prefix}.>",
-        stream=stream,
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        config=ConsumerConfig(opt_start_seq=after_seq + 1),
-    )
+    sub = await _subscribe_from(js, stream, after_seq)
     out: list[Event | OpaqueEvent] = []
     try:
         while True:
@@ -128,12 +143,10 @@ def read_stream(
     url: str, stream: str = DEFAULT_STREAM, *, timeout: float = 10.0
 ) -> Iterator[Event | OpaqueEvent]:
     """The whole log of `stream` at `url`, oldest first (`hbsm export`). Raises LogError."""
-    return iter(read_once(url, stream, f"hbsm.{stream}", 0, timeout))
+    return iter(read_once(url, stream, 0, timeout))
 
 
-def read_once(
-    url: str, stream: str, prefix: str, after_seq: int, timeout: float
-) -> list[Event | OpaqueEvent]:
+def read_once(url: str, stream: str, after_seq: int, timeout: float) -> list[Event | OpaqueEvent]:
     """The history, on a connection (and a loop thread) of its own: for a closed store."""
     io = LoopThread("hbsm-jetstream-read")
 
@@ -151,8 +164,7 @@ def read_once(
             raise LogError(f"the JetStream stream {stream} at {url}: cannot connect: "
                            f"{exc or type(exc).__name__}") from None  # fmt: skip
         try:
-            return await read_history(nc.jetstream(timeout=timeout), stream, prefix,
-                                       after_seq, timeout)  # fmt: skip
+            return await read_history(nc.jetstream(timeout=timeout), stream, after_seq, timeout)
         finally:
             await nc.close()
 

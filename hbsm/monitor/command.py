@@ -134,7 +134,7 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
 
     config = loaded.config
     store, monitor = open_monitor(config)
-    log_path = store.where if config.log.store else config.log.path
+    log_path = store.where  # the file's path, or the stream and its server
     sock = None
     try:
         sock = bind(config.host, config.port) if api else None

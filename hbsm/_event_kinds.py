@@ -25,6 +25,7 @@ __all__ = [
     "Notification",
     "OpaqueEvent",
     "Probe",
+    "ProbeSeen",
     "ProcessLost",
     "ProcessStarted",
     "ProcessStopped",
@@ -32,10 +33,12 @@ __all__ = [
     "RepairStarted",
     "RestartFinished",
     "RestartStarted",
+    "ServiceOwned",
     "ServiceRegistered",
     "ServiceView",
     "Snapshot",
     "Transition",
+    "Vote",
     "type_name",
 ]
 
@@ -74,8 +77,20 @@ class ServiceRegistered(Event, tag="service.registered", frozen=True, kw_only=Tr
     probe_kind: str = "http"
 
 
+class Vote(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What another vantage point last saw of a service, as counted in a decision: its
+    `probe.seen` fact (at `seq`), whether it passed, and its failure class."""
+
+    node: str
+    ok: bool
+    seq: int
+    error: str | None = None
+
+
 class Probe(Event, tag="probe", frozen=True, kw_only=True):
-    """A probe's result: a fact."""
+    """A probe's result: a fact. With several nodes, the owner's probe: `ok` is then the
+    verdict of the quorum (this node's own result and `votes`, the other vantage points'
+    latest facts), and `error`/`detail` say what this node itself saw."""
 
     service: str
     ok: bool
@@ -84,6 +99,32 @@ class Probe(Event, tag="probe", frozen=True, kw_only=True):
     # One of hbsm.state.ERROR_CLASSES when ok is false (or "slow" on a slow success).
     error: str | None = None
     detail: str = ""
+    # The node that probed ("" for a single monitor), and the other vantage points counted.
+    node: str = ""
+    votes: tuple[Vote, ...] = ()
+
+
+class ProbeSeen(Event, tag="probe.seen", frozen=True, kw_only=True):
+    """A probe's result seen by a node that does not own the service: a vantage point's fact,
+    counted by the owner towards its quorum. Not decided on by itself."""
+
+    service: str
+    node: str
+    ok: bool
+    latency_ms: float | None = None
+    status: int | None = None
+    error: str | None = None
+    detail: str = ""
+
+
+class ServiceOwned(Event, tag="service.owned", frozen=True, kw_only=True):
+    """A node took a service's lease: from here on it alone decides and repairs it, resuming
+    from the state the log holds (`previous`: the node that owned it before, if known)."""
+
+    service: str
+    node: str
+    previous: str | None = None
+    reason: str = ""
 
 
 class Transition(Event, tag="transition", frozen=True, kw_only=True):
@@ -233,6 +274,10 @@ class ServiceView(msgspec.Struct, kw_only=True):
     repairs_total: int = 0
     restarts_total: int = 0
     last_reason: str = ""
+    # With several nodes: the node holding the service's lease (its decider), and each other
+    # vantage point's latest fact about it.
+    owner: str | None = None
+    seen: dict[str, ProbeSeen] = {}
 
 
 class MonitorView(msgspec.Struct, kw_only=True):
@@ -285,6 +330,8 @@ AnyEvent = (
     | MonitorStopped
     | ServiceRegistered
     | Probe
+    | ProbeSeen
+    | ServiceOwned
     | Transition
     | RepairStarted
     | RepairFinished

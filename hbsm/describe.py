@@ -24,6 +24,7 @@ from hbsm.events import (
     Notification,
     OpaqueEvent,
     Probe,
+    ProbeSeen,
     ProcessLost,
     ProcessStarted,
     ProcessStopped,
@@ -31,6 +32,7 @@ from hbsm.events import (
     RepairStarted,
     RestartFinished,
     RestartStarted,
+    ServiceOwned,
     ServiceRegistered,
     Snapshot,
     Transition,
@@ -66,7 +68,22 @@ def _probe(e: Probe) -> str:
         if e.status is not None:
             parts.append(str(e.status))
         text = " ".join(parts)
+    if e.votes:
+        failing = sum(1 for v in e.votes if not v.ok)
+        text += f" [{failing} of {len(e.votes)} vantage points failing]"
     return text + (f": {tail(e.detail, 120)}" if e.detail.strip() else "")
+
+
+def _probe_seen(e: ProbeSeen) -> str:
+    text = f"seen by {e.node}: " + _probe(
+        Probe(service=e.service, ok=e.ok, latency_ms=e.latency_ms, status=e.status,
+              error=e.error, detail=e.detail)
+    )  # fmt: skip
+    return text
+
+
+def _service_owned(e: ServiceOwned) -> str:
+    return f"owned by {e.node}" + (f": {e.reason}" if e.reason else "")
 
 
 def _transition(e: Transition) -> str:
@@ -201,6 +218,8 @@ _DESCRIBERS: Final[dict[type, Callable[[Any], str]]] = {
     ProcessLost: _process_lost,
     ProcessStopped: _process_stopped,
     ServiceRegistered: _service_registered,
+    ProbeSeen: _probe_seen,
+    ServiceOwned: _service_owned,
     Admin: _admin,
     Notification: _notification,
     MonitorStarted: _monitor_started,

@@ -15,6 +15,7 @@ too (named after `+`), so nothing that caught it before stops catching it.
     │   └── LogUnwritableError hbsm.monitor.outage: an admin action while the log cannot be written
     ├── BadLine                hbsm.log.blocks: a block's first bad line, read without skip_bad
     ├── EventDecodeError       hbsm.events, + ValueError: a line that is not an event
+    ├── NotOwnerError          hbsm.cluster: an action on a service another node owns
     ├── UnknownRulesError      hbsm.fsm, + ValueError: a log written under rules this hbsm lacks
     ├── ConfigError            hbsm.config: the configuration cannot be used (one line: where, why)
     ├── SupervisorError        hbsm.repair, + RuntimeError: a supervised process did not start

@@ -23,6 +23,7 @@ from hbsm.events import (
     MonitorView,
     OpaqueEvent,
     Probe,
+    ProbeSeen,
     ProcessLost,
     ProcessStarted,
     ProcessStopped,
@@ -30,6 +31,7 @@ from hbsm.events import (
     RepairStarted,
     RestartFinished,
     RestartStarted,
+    ServiceOwned,
     ServiceRegistered,
     ServiceView,
     Snapshot,
@@ -89,6 +91,8 @@ class Projection:
             ProcessLost: self._on_process_gone,
             ProcessStopped: self._on_process_gone,
             ServiceRegistered: self._on_registered,
+            ServiceOwned: self._on_owned,
+            ProbeSeen: self._on_seen,
             MonitorStarted: self._on_monitor_started,
             MonitorStopped: self._on_monitor_stopped,
             Admin: self._on_admin,
@@ -221,6 +225,16 @@ class Projection:
         view.probe_kind = e.probe_kind
         view.registered_at = e.ts
 
+    def _on_owned(self, e: ServiceOwned) -> None:
+        self._view(e.service).owner = e.node
+
+    def _on_seen(self, e: ProbeSeen) -> None:
+        view = self._view(e.service)
+        if view.seen:
+            view.seen[e.node] = e
+        else:
+            view.seen = {e.node: e}  # never the shared default
+
     def _on_monitor_started(self, e: MonitorStarted) -> None:
         m = self.monitor
         m.running = True
@@ -276,5 +290,6 @@ class Projection:
 def _copy_view(view: ServiceView) -> ServiceView:
     fsm = msgspec.structs.replace(view.fsm, restarts=list(view.fsm.restarts))
     return msgspec.structs.replace(
-        view, fsm=fsm, latency_ts=list(view.latency_ts), latency_ms=list(view.latency_ms)
-    )
+        view, fsm=fsm, latency_ts=list(view.latency_ts), latency_ms=list(view.latency_ms),
+        seen=dict(view.seen),
+    )  # fmt: skip

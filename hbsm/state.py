@@ -76,6 +76,9 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     repair_backoff_max: float = 3600.0
     # That many such runs in a row and the service is `failed` (0: never give up).
     repair_budget: int = 5
+    # With several nodes: how many vantage points must see the service failing (within two
+    # check intervals) before a failed probe counts. 1: one node's word, as a single monitor.
+    quorum: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -103,6 +106,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             problems.append(("repair_backoff_max", "must be >= repair_backoff"))
         if self.repair_budget < 0:
             problems.append(("repair_budget", "must be >= 0 (0: no limit)"))
+        if self.quorum < 1:
+            problems.append(("quorum", "must be >= 1"))
         for cls in self.ladders:
             if cls not in ERROR_CLASSES:
                 known = ", ".join(ERROR_CLASSES)

@@ -66,7 +66,11 @@ EXAMPLES: dict[str, ev.Event] = {
     "snapshot": ev.Snapshot(seq=15, ts=24.0, segment=2),
     "log.recovered": ev.LogRecovered(seq=16, ts=25.0, path="hbsm.jsonl", offset=1234, cut_bytes=17),
     "log.outage": ev.LogOutage(seq=17, ts=100.0, since=40.0, error="disk full", skipped=12),
-}
+    "probe.seen": ev.ProbeSeen(seq=18, ts=101.0, service="web", node="b", ok=False,
+                               error="timeout"),
+    "service.owned": ev.ServiceOwned(seq=19, ts=102.0, service="web", node="b", previous="a",
+                                     reason="taken over from a"),
+}  # fmt: skip
 
 
 def test_every_kind_of_event_has_an_example():

@@ -12,7 +12,7 @@ def test_every_kind_the_log_documents_is_in_the_union():
         "monitor.started", "monitor.stopped", "service.registered", "probe", "transition",
         "repair.started", "repair.finished", "restart.started", "restart.finished",
         "process.started", "process.lost", "process.stopped", "notification", "admin",
-        "snapshot", "log.recovered", "log.outage",
+        "snapshot", "log.recovered", "log.outage", "probe.seen", "service.owned",
     }  # fmt: skip
     assert set(ev.EVENT_TYPES) == wanted
 

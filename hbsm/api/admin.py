@@ -18,6 +18,7 @@ from hbsm.api.answer import Answer, error
 from hbsm.api.refusals import Attempt, RefusalLimiter
 from hbsm.api.security import WWW_AUTHENTICATE, Decision, admin_body_problem, client_label
 from hbsm.api.source import NotRunning, Source
+from hbsm.cluster import NotOwnerError
 from hbsm.events import Event, Transition
 from hbsm.log import LogError
 from hbsm.vocabulary import log_action
@@ -83,6 +84,8 @@ class AdminDesk:
             )
         except KeyError:
             return error(404, f"no service named {(service or '')[:128]!r}")
+        except NotOwnerError as exc:
+            return error(409, str(exc))
         except LogError as exc:
             return error(503, f"the monitor cannot record this action now: {exc}")
         log.info("admin %s by %s from %s", what, who, source)
@@ -134,8 +137,8 @@ class AdminDesk:
                     allowed=False,
                     suppressed=suppressed,
                 )
-            except KeyError:
-                return  # no such service (any more): nothing to record it against
+            except (KeyError, NotOwnerError):
+                return  # no such service (any more), or its owner is another node's log
             except LogError as exc:
                 log.warning("admin %s refused, and could not be recorded: %s", what, exc)
         if not recorded:  # a full disk, say: counted again, recorded with a later one

@@ -15,6 +15,7 @@ from hbsm.config.errors import ConfigError
 from hbsm.config.load import LoadedConfig, load_config
 from hbsm.config.model import (
     ApiConfig,
+    ClusterConfig,
     Config,
     LogConfig,
     NotifyConfig,
@@ -32,6 +33,7 @@ __all__ = [
     "ENV_VARS",
     "REPAIR_GROUP",
     "ApiConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "EnvVar",

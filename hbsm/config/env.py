@@ -70,6 +70,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("HEARTBEAT_AUTO_START", "auto_start", parse_bool, "start monitoring on start-up"),
     EnvVar("HEARTBEAT_EVENT_LOG", "log.path", _parse_str, "the JSONL event log"),
     EnvVar("HEARTBEAT_EVENT_STORE", "log.store", _parse_str, "the log on NATS (nats://host:port)"),
+    EnvVar("HEARTBEAT_NODE", "cluster.node", _parse_str, "this node's name among several"),
     EnvVar("HEARTBEAT_HOST", "host", _parse_str, "API address (default 127.0.0.1)"),
     EnvVar("HEARTBEAT_PORT", "port", _parse_int, "API port (default 5000)"),
     EnvVar("HEARTBEAT_ADMIN_TOKEN", "admin_token", _parse_str, "bearer token for admin routes"),
@@ -94,7 +95,7 @@ def apply_env(config: Config, env: Mapping[str, str]) -> dict[str, tuple[str, st
             raise ConfigError.in_env(var.name, text, var.key, str(exc)) from None
         section, _, field = var.key.rpartition(".")
         if section:
-            # Nested settings are frozen Structs: replace the section (only `log` so far).
+            # Nested settings are frozen Structs: replace the section (`log`, `cluster`).
             parent = getattr(config, section)
             setattr(config, section, msgspec.structs.replace(parent, **{field: value}))
         else:

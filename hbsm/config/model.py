@@ -18,6 +18,7 @@ from hbsm.state import Policy
 
 __all__ = [
     "ApiConfig",
+    "ClusterConfig",
     "Config",
     "LogConfig",
     "NotifyConfig",
@@ -124,6 +125,7 @@ class ServiceConfig(_Frozen, frozen=True):
     repair_backoff: float | None = None
     repair_backoff_max: float | None = None
     repair_budget: int | None = None
+    quorum: int | None = None
 
 
 class WebhookConfig(_Frozen, frozen=True):
@@ -204,6 +206,17 @@ class ApiConfig(_Frozen, frozen=True):
     max_connections: int = 256
 
 
+class ClusterConfig(_Frozen, frozen=True):
+    """Several `hbsm run` nodes sharing one log in NATS JetStream (`log.store`)."""
+
+    # This node's name, unique in the cluster (`hbsm run --node`). None: a single monitor,
+    # which writes the stream alone.
+    node: str | None = None
+    # A node that stops renewing its leases (it died, or lost NATS) loses them this much later;
+    # they are renewed every third of it.
+    lease_ttl: float = 6.0
+
+
 class Config(_Strict):
     enabled: bool = True
     auto_start: bool = True
@@ -237,6 +250,9 @@ class Config(_Strict):
     repair_backoff: float = 60.0
     repair_backoff_max: float = 3600.0
     repair_budget: int = 5
+    # Vantage points that must agree a service fails, with several nodes ([cluster]).
+    quorum: int = 1
+    cluster: ClusterConfig = ClusterConfig()
     services: list[ServiceConfig] = []
 
     def policy_for(self, service: ServiceConfig) -> Policy:

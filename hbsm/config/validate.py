@@ -74,6 +74,7 @@ def validate(config: Config, blame: Blame, steps: frozenset[str]) -> dict[str, P
     _check_top(config, blame, steps)
     _check_api(config, blame)
     _check_log(config, blame)
+    _check_cluster(config, blame)
     _check_notify(config, blame)
     seen: dict[str, int] = {}
     for i, service in enumerate(config.services):
@@ -159,6 +160,26 @@ def _check_log(config: Config, blame: Blame) -> None:
     if log.level.upper() not in levels:
         known = "DEBUG, INFO, WARNING, ERROR, CRITICAL"
         raise blame("log.level", f"expected one of {known}, got {log.level!r}")
+
+
+def _check_cluster(config: Config, blame: Blame) -> None:
+    cluster = config.cluster
+    if cluster.lease_ttl < 1:
+        raise blame("cluster.lease_ttl", "must be >= 1 (seconds)")
+    if cluster.node is None:
+        return
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cluster.node):
+        raise blame("cluster.node", f"must be 1-64 letters, digits, _ or -, got {cluster.node!r}")
+    if config.log.store is None:
+        raise blame("cluster.node", "nodes share their log in NATS: set log.store (nats://...)")
+    for i, service in enumerate(config.services):
+        # Any node may come to own any service: a restart must work from every host.
+        if service.restart.kind in ("supervise", "self"):
+            raise blame(
+                f"services[{i}].restart.kind",
+                f"{service.name}: {service.restart.kind!r} restarts a process of this host; "
+                "with several nodes any of them may restart it: use a command",
+            )
 
 
 def _check_notify(config: Config, blame: Blame) -> None:

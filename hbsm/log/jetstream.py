@@ -37,7 +37,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
 from hbsm._event_codec import encode
-from hbsm.events import Event, OpaqueEvent
+from hbsm.events import Event, OpaqueEvent, ProbeSeen
 from hbsm.log.errors import LogError, LogUnavailableError
 from hbsm.log.jetstream_io import Acks, LoopThread
 from hbsm.log.jetstream_read import (
@@ -65,13 +65,15 @@ class JetStreamWriterError(LogUnavailableError):
     stays in an outage (probing, repairing and restarting nothing) and says why."""
 
 
-def subject_of(prefix: str, event: Event | OpaqueEvent) -> str:
-    """The subject an event is published on: its service's, or the monitor's."""
+def subject_of(prefix: str, event: Event | OpaqueEvent, node: str | None = None) -> str:
+    """The subject an event is published on: its service's; a vantage point's fact about a
+    service (`probe.seen`); or the monitor's own (with several nodes, the node's own)."""
     service = getattr(event, "service", None)
     if not service:
-        return f"{prefix}.monitor"
+        return f"{prefix}.monitor" if node is None else f"{prefix}.node.{node}"
     # A service name may hold dots (a token separator in a subject): one token per service.
-    return f"{prefix}.svc.{service.replace('.', '_')}"
+    kind = "seen" if isinstance(event, ProbeSeen) else "svc"
+    return f"{prefix}.{kind}.{service.replace('.', '_')}"
 
 
 class JetStreamLog(EventStore):
@@ -251,6 +253,7 @@ class JetStreamLog(EventStore):
                 self.flush()
         finally:
             self._closed = True
+            self._connected = False  # the drain's disconnection is ours: no warning about it
             if self._nc is not None:
                 with contextlib.suppress(Exception):
                     self._io.run(self._nc.drain(), self.timeout, f"{self.where}: closing")

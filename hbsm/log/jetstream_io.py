@@ -4,6 +4,7 @@ own for callers that are plain threads, and pipelined publishes whose every answ
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 from collections.abc import Coroutine
@@ -35,6 +36,11 @@ class LoopThread:
             return future.result()
         except TimeoutError:
             raise LogError(f"{what}: no answer within {timeout:g} s") from None
+
+    def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """`work` on the loop, not waited for: a caller on another loop awaits
+        `asyncio.wrap_future` of it, and goes on meanwhile."""
+        return asyncio.run_coroutine_threadsafe(work, self.loop)
 
     def stop(self) -> None:
         if self.loop.is_closed():

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import nats
 import nats.errors
 import nats.js.errors
@@ -25,6 +26,7 @@ from hbsm.log.store import Follower
 __all__ = [
     "DEFAULT_STREAM",
     "JetStreamFollower",
+    "event_of",
     "read_history",
     "read_once",
     "read_stream",
@@ -73,7 +75,7 @@ class JetStreamFollower(Follower):
         self._arrived = asyncio.Event()
 
         async def deliver(msg: Msg) -> None:
-            self._queue.append(decode(msg.data))
+            self._queue.append(event_of(msg))
             self._delivered = msg.metadata.sequence.stream
             assert self._arrived is not None
             self._arrived.set()
@@ -94,6 +96,11 @@ class JetStreamFollower(Follower):
             raise LogError("follower is closed")
         with contextlib.suppress(LogError):  # slow to arrive: the next poll has it
             self._io.run(self._caught_up(), self._timeout, "following")
+        return self.arrived()
+
+    def arrived(self) -> list[Event | OpaqueEvent]:
+        """What has arrived since the last call, without asking the server anything: for a
+        caller on an event loop, which must not wait."""
         new: list[Event | OpaqueEvent] = []
         while self._queue:
             new.append(self._queue.popleft())  # deque ends are thread-safe
@@ -108,6 +115,14 @@ class JetStreamFollower(Follower):
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 self._io.run(self._sub.unsubscribe(), self._timeout, "closing a follower")
+
+
+def event_of(msg: Msg) -> Event | OpaqueEvent:
+    """A message's event, its seq the stream's: where several nodes write, the stream numbers
+    their events (they are published without one)."""
+    event = decode(msg.data)
+    seq = msg.metadata.sequence.stream
+    return event if event.seq == seq else msgspec.structs.replace(event, seq=seq)
 
 
 async def read_history(
@@ -132,7 +147,7 @@ async def read_history(
                     f"the JetStream stream {stream}: reading stalled after seq "
                     f"{out[-1].seq if out else after_seq} (of {last}) for {timeout:g} s"
                 ) from None
-            out.append(decode(msg.data))
+            out.append(event_of(msg))
             if msg.metadata.sequence.stream >= last:
                 return out
     finally:

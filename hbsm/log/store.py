@@ -65,6 +65,9 @@ class Follower(_Closable):
 
 class EventStore(_Closable):
     last_seq: int
+    # Whether other processes append to the same log (several nodes on one stream): then the
+    # store numbers nothing itself, and a monitor learns the log's order by following it.
+    shared: bool = False
 
     @property
     def where(self) -> str:
@@ -94,6 +97,11 @@ class EventStore(_Closable):
     @abc.abstractmethod
     def flush(self) -> None:
         """Write what is buffered (durably under "batch"/"always"): call before a side effect."""
+
+    def take_refused(self) -> dict[str, str]:
+        """Services whose events a shared store refused since the last call, each with why
+        (another node owns them now): the decisions among those events are void."""
+        return {}
 
     @abc.abstractmethod
     def read(self, after_seq: int = 0) -> Iterator[Event | OpaqueEvent]:

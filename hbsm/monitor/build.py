@@ -48,7 +48,15 @@ def open_monitor(
                 f"(pip install 'hbsm[nats]'): {exc}"
             ) from None
 
-        store = JetStreamLog.open(config.log.store, stream=config.log.stream, clock=clock)
+        node = config.cluster.node
+        if node is None:
+            store = JetStreamLog.open(config.log.store, stream=config.log.stream, clock=clock)
+        else:
+            from hbsm.log.jetstream_shared import SharedStreamLog
+
+            store = SharedStreamLog.open(
+                config.log.store, node=node, stream=config.log.stream, clock=clock
+            )
     else:
         store = FileEventLog.open(
             log_path,
@@ -70,6 +78,12 @@ def open_monitor(
             clock=clock,
             projection=projection,
         )
+        if config.log.store and config.cluster.node is not None:
+            from hbsm.log.jetstream_shared import SharedStreamLog
+            from hbsm.monitor.cluster import ClusterRole
+
+            assert isinstance(store, SharedStreamLog)
+            monitor.cluster = ClusterRole(monitor, store, store.node, config.cluster.lease_ttl)
     except BaseException:
         store.close()
         raise

@@ -48,6 +48,10 @@ def add_parser(
     parser.add_argument("--store", metavar="URL",
                         help="keep the event log in NATS JetStream at URL (nats://host:4222), "
                         "not in the file (overrides config, HEARTBEAT_EVENT_STORE)")  # fmt: skip
+    parser.add_argument("--node", metavar="NAME",
+                        help="run as node NAME of several sharing the --store stream: each "
+                        "decides the services it holds the lease of (overrides cluster.node, "
+                        "HEARTBEAT_NODE)")  # fmt: skip
     parser.add_argument("--duration", type=float, metavar="SECONDS",
                         help="stop by itself after this long (for demos and tests)")  # fmt: skip
     parser.add_argument("--host", metavar="ADDRESS",
@@ -81,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         env["HEARTBEAT_PORT"] = str(args.port)
     if getattr(args, "store", None):
         env["HEARTBEAT_EVENT_STORE"] = args.store
+    if getattr(args, "node", None):
+        env["HEARTBEAT_NODE"] = args.node
     try:
         loaded = load_config(args.config, env)
     except ConfigError as exc:

@@ -91,7 +91,7 @@ class Effects:
         if m.outage is not None:
             m.outage.skipped += 1  # the log failed while this probe was in flight
             return
-        m.record(fact)
+        m.observe(fact)
 
     async def _repair(self, started: RepairStarted) -> None:
         m = self.m

@@ -67,7 +67,10 @@ class Recorder:
     def append(self, events: Iterable[Event]) -> list[Event]:
         m = self.m
         stamped = m.store.append(list(events))
-        m.projection.apply_all(stamped)
+        if not m.store.shared:
+            # A shared log is folded as the stream orders it, every node's events together
+            # (hbsm/monitor/cluster.py follows it).
+            m.projection.apply_all(stamped)
         self._dirty = True
         for notice in m.notifier.plan(stamped):
             m.effects.notify(notice)
@@ -89,9 +92,13 @@ class Recorder:
         self._dirty = False
         if self.outage is not None:
             self._log_writable_again()
+        refused = self.m.store.take_refused()
+        if refused and self.m.cluster is not None:
+            self.m.cluster.refused(refused)  # their decisions are void: nothing of theirs runs
         pending, self._pending = self._pending, []
         for effect in pending:
-            self.m.effects.start(effect)
+            if effect.service not in refused:
+                self.m.effects.start(effect)
         return True
 
     def _log_writable_again(self) -> None:
@@ -100,7 +107,7 @@ class Recorder:
         # A verification probe that fell in the outage was not run: the scheduler leaves
         # repairing services to their own probe, so run it now or the service stays stuck.
         for name, state in self.m.states.items():
-            if state.state == "repairing" and state.step_done:
+            if state.state == "repairing" and state.step_done and self.m.decides(name):
                 self.m.effects.probe(name)
 
     async def flush_periodically(self) -> None:

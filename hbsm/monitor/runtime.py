@@ -19,14 +19,17 @@ other parts share. The work is done by its collaborators, one module each:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from hbsm import __version__
+from hbsm.cluster import NotOwnerError
 from hbsm.config import Config, ServiceConfig
 from hbsm.config.secrets import mask_secrets
 from hbsm.events import (
@@ -34,9 +37,11 @@ from hbsm.events import (
     Event,
     MonitorStarted,
     MonitorStopped,
+    Probe,
     ProcessStopped,
     RestartStarted,
     ServiceRegistered,
+    type_name,
 )
 from hbsm.fsm import ServiceMachine
 from hbsm.log import EventStore
@@ -50,7 +55,12 @@ from hbsm.projection import Projection
 from hbsm.repair import RepairRunner, Supervisor
 from hbsm.state import RULES, Policy, ServiceState
 
+if TYPE_CHECKING:
+    from hbsm.monitor.cluster import ClusterRole
+
 __all__ = ["Monitor"]
+
+log = logging.getLogger("hbsm.monitor")
 
 # Probes are not scheduled while an effect owns the service: its own verification probe decides.
 _EFFECT_STATES = frozenset({"repairing", "restarting"})
@@ -92,6 +102,9 @@ class Monitor:
         self.effects = Effects(self)
         self.recorder = Recorder(self)
         self.started_at: float | None = None
+        # One node of several sharing the log (hbsm/monitor/cluster.py), set by open_monitor;
+        # None: this monitor decides every service.
+        self.cluster: ClusterRole | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -114,20 +127,15 @@ class Monitor:
                     config=mask_secrets(msgspec.to_builtins(self.config)),
                     rules=RULES,
                 ),
-                *(
-                    ServiceRegistered(
-                        ts=now,
-                        service=s.name,
-                        policy=self.policies[s.name],
-                        target=s.url or " ".join(s.probe.argv),
-                        description=s.description,
-                        critical=s.critical,
-                        probe_kind=s.probe.kind,
-                    )
-                    for s in self.services.values()
-                ),
+                # With several nodes, each service's owner registers it as it takes it over.
+                *(self.registration(name, now) for name in self.services if self.cluster is None),
             ]
         )
+        if self.cluster is not None:
+            self.store.flush()
+            await self.cluster.start()
+            self._start_flusher_and_scheduler()
+            return
         startup = StartUp(self, resumed)
         await startup.start_supervised()
         # The pids must be on disk before anything else can go wrong: unknown to the next
@@ -135,14 +143,32 @@ class Monitor:
         self.store.flush()
         startup.take_up_interrupted()
         self.store.flush()
+        self._start_flusher_and_scheduler()
+
+    def _start_flusher_and_scheduler(self) -> None:
         self._flusher = asyncio.create_task(self.recorder.flush_periodically(), name="hbsm-flusher")
         if self.config.enabled and self.config.auto_start:
             self._start_scheduler()
+
+    def registration(self, name: str, ts: float = 0.0) -> ServiceRegistered:
+        """The event that records `name`'s thresholds and target as in force from here on."""
+        s = self.services[name]
+        return ServiceRegistered(
+            ts=ts,
+            service=name,
+            policy=self.policies[name],
+            target=s.url or " ".join(s.probe.argv),
+            description=s.description,
+            critical=s.critical,
+            probe_kind=s.probe.kind,
+        )
 
     async def stop(self, reason: str = "stopped", *, grace: float = 10.0) -> None:
         """Stop probing, let effects finish (or record them interrupted), flush, close."""
         await self._stop_scheduler()
         await self.effects.settle(grace)
+        if self.cluster is not None:
+            await self.cluster.stop()
         for name, svc in self.services.items():
             if svc.restart.kind == "supervise" and svc.restart.stop_on_exit:
                 pid = self.supervisor.pid(name)
@@ -197,6 +223,9 @@ class Monitor:
         rate-limits the recording of refusals: hbsm.api.refusals)."""
         if service is not None and service not in self.services:
             raise KeyError(service)
+        if service is not None and self.cluster is not None and not self.decides(service):
+            view = self.projection.services.get(service)
+            raise NotOwnerError(service, view.owner if view is not None else None)
         if self.outage is not None:
             if not allowed:
                 return []  # refused anyway; there is nowhere to record it
@@ -241,7 +270,24 @@ class Monitor:
 
     def record(self, fact: Event) -> list[Event]:
         """Decide on a fact, append it with its decisions, then start what they ask for."""
+        name: str = fact.service  # type: ignore[attr-defined]
+        if not self.decides(name):
+            # Another node took the service over while this one was at work on it (a repair
+            # step that was running, say): the new owner takes that up from the log.
+            log.warning("%s: %s not recorded: another node owns it now", name, type_name(fact))
+            return []
         return self.recorder.record(fact)
+
+    def observe(self, probe: Probe) -> list[Event]:
+        """Record what a probe found: decided on here, or (another node owns the service) a
+        vantage point's fact for its owner."""
+        if self.cluster is not None:
+            return self.cluster.observe(probe)
+        return self.recorder.record(probe)
+
+    def decides(self, service: str) -> bool:
+        """Whether this monitor decides about `service` (with several nodes: owns it)."""
+        return self.cluster is None or self.cluster.decides(service)
 
     @property
     def outage(self) -> Outage | None:
@@ -258,6 +304,9 @@ class Monitor:
         self.effects.restart(started, note=note)
 
     async def _scheduled_probe(self, name: str) -> None:
-        if self.states[name].state in _EFFECT_STATES or self.states[name].state == "paused":
+        # A service another node owns is probed whatever it is doing: this node is one of its
+        # vantage points.
+        state = self.states[name].state
+        if (state in _EFFECT_STATES or state == "paused") and self.decides(name):
             return
         await self.effects.probe_once(name)

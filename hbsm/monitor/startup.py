@@ -47,7 +47,7 @@ from hbsm.state import ServiceState
 if TYPE_CHECKING:
     from hbsm.monitor.runtime import Monitor
 
-__all__ = ["Resumed", "StartUp", "resume"]
+__all__ = ["Resumed", "StartUp", "resume", "take_up"]
 
 log = logging.getLogger("hbsm.monitor")
 
@@ -205,85 +205,94 @@ class StartUp:
             state = m.states.get(name)
             if state is None or state.in_flight != in_flight:
                 continue
-            now = m.clock()
-            if in_flight.startswith("repair:"):
-                m.record(
-                    RepairFinished(
-                        ts=now,
-                        service=name,
-                        run=state.run,
-                        step=state.ladder[state.step_index],
-                        index=state.step_index,
-                        ok=False,
-                        interrupted=True,
-                        output="interrupted: hbsm stopped during this step",
-                    )
-                )
-                m.spawn_probe(name)
-            else:
-                self._finish_restart(name)
+            take_up(m, name, self.resumed.pids.get(name))
         for name, state in m.states.items():
             unverified = state.state == "repairing" and state.step_done
             if unverified and name not in self.resumed.in_flight:
                 m.spawn_probe(name)  # a finished step whose verification probe never ran
 
-    def _finish_restart(self, name: str) -> None:
-        m = self.monitor
-        svc = m.services[name]
-        state = m.states[name]
-        if svc.restart.kind == "self":
-            # This process is the restarted one: the restart took.
-            m.record(
-                RestartFinished(
-                    ts=m.clock(),
-                    service=name,
-                    ok=True,
-                    pid=os.getpid(),
-                    output=f"the process was started again (pid {os.getpid()}): restarted",
-                )
+
+def take_up(m: Monitor, name: str, recorded_pid: int | None = None) -> None:
+    """Finish or close the work on `name` that its state shows started and not finished (a
+    monitor stopped meanwhile: this one, or another node that owned it); run a verification
+    probe that never ran. `recorded_pid`: the supervised process the log last named."""
+    state = m.states[name]
+    in_flight = state.in_flight
+    if in_flight is None:
+        if state.state == "repairing" and state.step_done:
+            m.spawn_probe(name)  # a finished step whose verification probe never ran
+        return
+    if in_flight.startswith("repair:"):
+        m.record(
+            RepairFinished(
+                ts=m.clock(),
+                service=name,
+                run=state.run,
+                step=state.ladder[state.step_index],
+                index=state.step_index,
+                ok=False,
+                interrupted=True,
+                output="interrupted: hbsm stopped during this step",
             )
-            return
-        if svc.restart.kind != "supervise":
-            m.record(
-                RestartFinished(
-                    ts=m.clock(),
-                    service=name,
-                    ok=True,
-                    interrupted=True,
-                    output=(
-                        "interrupted: hbsm stopped during the restart command; whether it ran "
-                        "is unknown, and running it again could restart the service twice "
-                        "within its cooldown: counted as done"
-                    ),
-                )
+        )
+        m.spawn_probe(name)
+    else:
+        _finish_restart(m, name, recorded_pid)
+
+
+def _finish_restart(m: Monitor, name: str, before: int | None) -> None:
+    svc = m.services[name]
+    state = m.states[name]
+    if svc.restart.kind == "self":
+        # This process is the restarted one: the restart took.
+        m.record(
+            RestartFinished(
+                ts=m.clock(),
+                service=name,
+                ok=True,
+                pid=os.getpid(),
+                output=f"the process was started again (pid {os.getpid()}): restarted",
             )
-            return
-        before = self.resumed.pids.get(name)
-        now_pid = m.supervisor.pid(name) if m.supervisor.running(name) else None
-        if now_pid is not None and now_pid != before:
-            m.record(
-                RestartFinished(
-                    ts=m.clock(), service=name, ok=True, interrupted=True, pid=now_pid,
-                    output=(
-                        f"hbsm stopped during the restart, after it had started pid {now_pid}: "
-                        "adopted"
-                    ),
-                )
-            )  # fmt: skip
-            return
-        # The old process still runs (the restart never happened) or nothing runs (it stopped
-        # the old one and died before starting the new): carry the recorded decision out.
-        decided = RestartStarted(
-            ts=state.last_restart or m.clock(),
-            service=name,
-            attempt=len(state.restarts),
-            backoff=state.backoff,
-            cooldown_s=state.cooldown_s,
-            recent=list(state.restarts),
         )
-        m.spawn_restart(
-            decided, note="taken up after hbsm restarted (it stopped during this restart)"
+        return
+    if svc.restart.kind != "supervise":
+        m.record(
+            RestartFinished(
+                ts=m.clock(),
+                service=name,
+                ok=True,
+                interrupted=True,
+                output=(
+                    "interrupted: hbsm stopped during the restart command; whether it ran "
+                    "is unknown, and running it again could restart the service twice "
+                    "within its cooldown: counted as done"
+                ),
+            )
         )
+        return
+    now_pid = m.supervisor.pid(name) if m.supervisor.running(name) else None
+    if now_pid is not None and now_pid != before:
+        m.record(
+            RestartFinished(
+                ts=m.clock(), service=name, ok=True, interrupted=True, pid=now_pid,
+                output=(
+                    f"hbsm stopped during the restart, after it had started pid {now_pid}: "
+                    "adopted"
+                ),
+            )
+        )  # fmt: skip
+        return
+    # The old process still runs (the restart never happened) or nothing runs (it stopped
+    # the old one and died before starting the new): carry the recorded decision out.
+    decided = RestartStarted(
+        ts=state.last_restart or m.clock(),
+        service=name,
+        attempt=len(state.restarts),
+        backoff=state.backoff,
+        cooldown_s=state.cooldown_s,
+        recent=list(state.restarts),
+    )
+    m.spawn_restart(decided, note="taken up after hbsm restarted (it stopped during this restart)")
 
 
 def _same_process(pid: int, recorded_at: float | None) -> bool:

@@ -7,8 +7,12 @@ restart.finished, admin, process.started, process.lost) goes through `hbsm.fsm.d
 the rules the monitor that recorded it ran (its `monitor.started`, or the snapshot's monitor
 view; the current rules for a history with neither), and the decisions it returns are
 queued; every recorded decision (transition, repair.started, restart.started) must equal the
-next queued one in everything but `seq`. A fact arriving while decisions are still queued, or a
-recorded decision with none queued, is a divergence too. The first divergence ends the check.
+next queued one of its service in everything but `seq`. A fact arriving while decisions about
+its service are still queued, or a recorded decision with none queued, is a divergence too.
+(Queues are per service: where several nodes write one log, one service's fact and decisions
+may have other services' events between them.) A probe decided by a quorum of vantage points
+must hold the verdict of its votes, each the `probe.seen` fact it names (hbsm.cluster.quorum).
+The first divergence ends the check.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from typing import Any, Literal
 import msgspec
 
 from hbsm._format import duration, tail
+from hbsm.cluster.quorum import verdict, vote_window
 from hbsm.events import (
     Admin,
     Event,
     MonitorStarted,
     OpaqueEvent,
     Probe,
+    ProbeSeen,
     RepairFinished,
     RepairStarted,
     RestartFinished,
@@ -39,7 +45,7 @@ from hbsm.state import RULES, Policy, ServiceState
 
 __all__ = ["Divergence", "Verifier", "VerifyResult", "recorded_machine", "short"]
 
-DivergenceKind = Literal["differs", "missing", "unexpected", "unfinished"]
+DivergenceKind = Literal["differs", "missing", "unexpected", "unfinished", "votes"]
 
 
 class Divergence(msgspec.Struct, kw_only=True):
@@ -130,9 +136,12 @@ class Verifier:
         self.divergence: Divergence | None = None
         # The rules the facts are re-decided by; raises UnknownRulesError for a newer log's.
         self.machine: ServiceMachine = machine_for(RULES)
-        self._queue: deque[Event] = deque()
-        self._after: Event | None = None  # the fact whose decisions are queued
+        # Per service: the decisions still due, and the fact they answer.
+        self._queues: dict[str, deque[Event]] = {}
+        self._after: dict[str, Event] = {}
         self._last: Event | OpaqueEvent | None = None
+        # The vantage points' facts, by seq: what a quorum's votes name.
+        self._seen: dict[int, ProbeSeen] = {}
 
     def _wanted(self, service: str | None) -> bool:
         return service is not None and (not self.only or service in self.only)
@@ -158,6 +167,8 @@ class Verifier:
         elif isinstance(event, FACTS):
             if self._wanted(event.service):
                 self._decide(event)
+        elif isinstance(event, ProbeSeen):
+            self._seen[event.seq] = event
         elif isinstance(event, ServiceRegistered):
             self.policies[event.service] = event.policy
             if event.service in self.default_policy:
@@ -170,27 +181,55 @@ class Verifier:
         return self.divergence
 
     def _decide(self, fact: Event) -> None:
-        if self._queue:
+        name: str = fact.service  # type: ignore[attr-defined]
+        queue = self._queues.get(name)
+        if queue:
             self._diverge(
-                "missing", fact, expected=self._queue[0], recorded=None,
+                "missing", fact, expected=queue[0], recorded=None,
                 why=f"the log has {short(fact)} where the decision was due",
             )  # fmt: skip
             return
-        name: str = fact.service  # type: ignore[attr-defined]
-        decisions = decide(self._state(name), fact, self.policies[name], self.machine)
+        state = self._state(name)
+        policy = self.policies[name]
+        if isinstance(fact, Probe) and fact.votes:
+            why = self._votes_problem(fact, policy)
+            if why is not None:
+                self._diverge("votes", fact, expected=None, recorded=fact, why=why)
+                return
+        decisions = decide(state, fact, policy, self.machine)
         self.facts += 1
         if decisions:
-            self._queue.extend(decisions)
-            self._after = fact
+            self._queues.setdefault(name, deque()).extend(decisions)
+            self._after[name] = fact
+
+    def _votes_problem(self, probe: Probe, policy: Policy) -> str | None:
+        """Why `probe`'s verdict does not follow from its votes (None: it does)."""
+        window = vote_window(policy)
+        for vote in probe.votes:
+            if vote.node == probe.node:
+                continue  # the owner's own result: this probe
+            seen = self._seen.get(vote.seq)
+            if seen is None or (seen.service, seen.node, seen.ok) != (
+                probe.service,
+                vote.node,
+                vote.ok,
+            ):
+                return f"its vote of {vote.node} names seq {vote.seq}, which is not that fact"
+            if not seen.ok and seen.ts < probe.ts - window:
+                return f"its vote of {vote.node} (seq {vote.seq}) is older than the window"
+        if verdict(probe.votes, policy.quorum) != probe.ok:
+            return f"its votes give ok={not probe.ok} under quorum {policy.quorum}"
+        return None
 
     def _check_decision(self, recorded: Event) -> None:
-        if not self._queue:
+        queue = self._queues.get(recorded.service)  # type: ignore[attr-defined]
+        if not queue:
             self._diverge(
                 "unexpected", recorded, expected=None, recorded=recorded,
                 why="the FSM decided nothing here",
             )  # fmt: skip
             return
-        expected = self._queue[0]
+        expected = queue[0]
         fields = _differing(expected, recorded)
         if fields:
             visible = _SHOWN.get(type(expected), frozenset()) | {"type"}
@@ -203,11 +242,11 @@ class Verifier:
             self._diverge("differs", recorded, expected=expected, recorded=recorded,
                           why=why, fields=fields)  # fmt: skip
             return
-        self._queue.popleft()
+        queue.popleft()
         self.decisions += 1
 
     def _restore(self, snap: Snapshot) -> None:
-        pending = {getattr(e, "service", None) for e in self._queue}
+        pending = {name for name, queue in self._queues.items() if queue}
         for view in snap.services:
             name = view.name
             if not self._wanted(name):
@@ -223,16 +262,17 @@ class Verifier:
     def finish(self, *, torn: bool = False) -> Divergence | None:
         """The end of the history: decisions still due are a divergence, unless the log's last
         line was torn (a crash can cut a fact's decisions off with it)."""
-        if self.divergence is None and self._queue and not torn and self._last is not None:
+        due = next((queue[0] for queue in self._queues.values() if queue), None)
+        if self.divergence is None and due is not None and not torn and self._last is not None:
             self._diverge(
-                "unfinished", self._last, expected=self._queue[0], recorded=None,
+                "unfinished", self._last, expected=due, recorded=None,
                 why="the history ends before it",
             )  # fmt: skip
         return self.divergence
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        return sum(len(queue) for queue in self._queues.values())
 
     def _diverge(
         self,
@@ -245,13 +285,14 @@ class Verifier:
         fields: list[str] | None = None,
     ) -> None:
         service = getattr(recorded or expected or at, "service", None)
-        after = self._after.seq if self._after is not None and expected is not None else None
+        fact = self._after.get(service) if service is not None else None
+        after = fact.seq if fact is not None and expected is not None else None
         exp = short(expected) if expected is not None else None
         rec = short(recorded) if recorded is not None else None
         answer = f" (answering seq {after})" if after is not None else ""
         if kind == "differs":
             text = f"expected {exp}{answer}, recorded {rec}" + (f": {why}" if why else "")
-        elif kind == "unexpected":
+        elif kind == "unexpected" or kind == "votes":
             text = f"recorded {rec}, but {why}"
         else:
             text = f"expected {exp}{answer}, but {why}"

@@ -17,7 +17,14 @@ if TYPE_CHECKING:
     from hbsm.log.errors import LogError
     from hbsm.log.jetstream_read import JetStreamReader
 
-__all__ = ["DEFAULT_STREAM", "EXIT_STORE", "open_reader", "read_store", "store_failed"]
+__all__ = [
+    "DEFAULT_STREAM",
+    "EXIT_STORE",
+    "check_extra",
+    "open_reader",
+    "read_store",
+    "store_failed",
+]
 
 EXIT_STORE = 3
 # hbsm.log.jetstream_read's, said again here so that a parser needs no nats-py to be built.
@@ -28,6 +35,15 @@ def _no_extra(url: str, exc: ImportError) -> LogError:
     from hbsm.log.errors import LogError
 
     return LogError(f"--store {url} needs the nats extra (pip install 'hbsm[nats]'): {exc}")
+
+
+def check_extra(url: str) -> None:
+    """Raise LogError now if the nats extra is missing: for a reader that would otherwise
+    retry what can never work (the dashboard retries a server that is down)."""
+    try:
+        import hbsm.log.jetstream_read  # noqa: F401
+    except ImportError as exc:
+        raise _no_extra(url, exc) from None
 
 
 def read_store(url: str, stream: str) -> Iterator[Event | OpaqueEvent]:

@@ -235,7 +235,8 @@ class JetStreamLog(EventStore):
 
     def follow(self, after_seq: int = 0) -> Follower:
         self._check_open()
-        follower = JetStreamFollower(self._io, self._js_ctx(), self.stream, self.timeout, after_seq)
+        follower = JetStreamFollower(self._io, self._js_ctx(), self.stream, self.timeout,
+                                     after_seq, where=self.where)  # fmt: skip
         self._io.run(follower.start(), self.timeout, f"{self.where}: following")
         return follower
 

@@ -76,8 +76,9 @@ class JetStreamFollower(Follower):
     as with a file (`position` is the last seq polled)."""
 
     def __init__(self, io: LoopThread, js: JetStreamContext, stream: str, timeout: float,
-                 after_seq: int) -> None:  # fmt: skip
+                 after_seq: int, *, where: str = "") -> None:  # fmt: skip
         self.position: int = after_seq
+        self._where = where or f"the JetStream stream {stream}"  # for its errors
         self._io, self._js, self._stream, self._timeout = io, js, stream, timeout
         self._queue: collections.deque[Event | OpaqueEvent] = collections.deque()
         self._delivered = after_seq  # the last seq the consumer handed over (loop thread)
@@ -107,7 +108,7 @@ class JetStreamFollower(Follower):
 
     def poll(self) -> list[Event | OpaqueEvent]:
         if self._closed:
-            raise LogError("follower is closed")
+            raise LogError(f"{self._where}: follower is closed")
         try:
             self._io.run(self._caught_up(), self._timeout, "following")
         except LogError:
@@ -115,7 +116,7 @@ class JetStreamFollower(Follower):
         except nats.errors.Error as exc:
             # The connection is closed (a reader's is, once its server went away): the caller
             # follows again on a new one, from `position`; nothing after it is lost.
-            raise LogError(f"following: {exc or type(exc).__name__}") from None
+            raise LogError(f"{self._where}: following: {exc or type(exc).__name__}") from None
         return self.arrived()
 
     def arrived(self) -> list[Event | OpaqueEvent]:
@@ -258,7 +259,7 @@ class JetStreamReader:
 
     def follow(self, after_seq: int = 0) -> JetStreamFollower:
         follower = JetStreamFollower(self._io, self._js_ctx(), self.stream, self.timeout,
-                                     after_seq)  # fmt: skip
+                                     after_seq, where=self.where)  # fmt: skip
         self._io.run(self._call(follower.start()), self.timeout, f"{self.where}: following")
         return follower
 

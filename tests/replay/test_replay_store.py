@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,15 @@ def test_files_or_a_store_not_both(capsys: pytest.CaptureFixture[str]) -> None:
     ):
         code, out, err = _hbsm(capsys, *args)
         assert code == 2 and words in err and out == "", (args, err)
+
+
+@pytest.mark.parametrize("command", ["replay", "dashboard", "export"])
+def test_without_the_nats_extra_it_says_which_to_install(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The module that needs nats-py, unimportable as it is without the extra.
+    monkeypatch.setitem(sys.modules, "hbsm.log.jetstream_read", None)
+    code, out, err = _hbsm(capsys, command, "--store", "nats://127.0.0.1:4222")
+    assert code == 3 and out == ""
+    assert err.startswith(f"hbsm {command}: --store nats://127.0.0.1:4222 needs the nats extra")
+    assert "pip install 'hbsm[nats]'" in err and len(err.splitlines()) == 1

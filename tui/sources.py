@@ -7,6 +7,7 @@ one per event (the toolong pattern: a tailing thread posting coalescing messages
 `ack()` when it has applied a batch.
 
 `LogTail` follows a file log by (segment, offset) across rotations with `hbsm.log.fold.LogFold`.
+`StreamTail` follows a log kept in a NATS JetStream stream (`hbsm run --store`) by seq, read-only.
 `ApiStream` follows a remote instance's `GET /events` (SSE), resuming with Last-Event-ID after a
 reconnect, and sends admin actions. No Textual here.
 """
@@ -19,15 +20,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
 from hbsm.events import Event, EventDecodeError, OpaqueEvent, decode
+from hbsm.export.store import DEFAULT_STREAM, open_reader
 from hbsm.log import LogError
 from hbsm.log.fold import LineSkipped, LogFold, Step, describe_gap
 
-__all__ = ["AdminAnswer", "ApiStream", "Batch", "LogTail", "Source"]
+if TYPE_CHECKING:  # the module needs the nats extra: imported by open_reader, when asked for
+    from hbsm.log.jetstream_read import JetStreamFollower, JetStreamReader
+
+__all__ = ["AdminAnswer", "ApiStream", "Batch", "LogTail", "Source", "StreamTail"]
 
 Batch = list[Event | OpaqueEvent]
 Deliver = Callable[[Batch], object]
@@ -170,6 +175,71 @@ class LogTail(Source):
         if step.events:
             self.last_seq = step.events[-1].seq
             self._add(step.events)
+
+
+class StreamTail(Source):
+    """Follows the log in the JetStream stream `stream` at `url` from its first event, as
+    `LogTail` follows a file: every event delivered once, in order.
+
+    Read-only (hbsm.log.jetstream_read.JetStreamReader: it never makes the stream). While the
+    server cannot be reached, or has no such stream yet (the dashboard started before `hbsm
+    run`), it says why, once per cause, and tries again every `retry` seconds; once it follows
+    again it says so, and goes on after the last event it delivered."""
+
+    def __init__(
+        self,
+        url: str,
+        stream: str = DEFAULT_STREAM,
+        *,
+        poll: float = POLL,
+        retry: float = 2.0,
+        interval: float | None = None,
+    ) -> None:
+        super().__init__() if interval is None else super().__init__(interval)
+        self.url, self.stream = url, stream
+        self.poll, self.retry = poll, retry
+        self.label = f"stream {stream} at {url}"
+        self.last_seq = 0  # of the last event delivered (0: none yet)
+
+    def _run(self) -> None:
+        reader: JetStreamReader | None = None
+        follower: JetStreamFollower | None = None
+        warned = ""
+        while not self._stop.is_set():
+            got = 0
+            try:
+                if follower is None:
+                    # Short waits: a server that does not answer is said within seconds.
+                    reader = open_reader(self.url, self.stream, timeout=5.0)
+                    follower = reader.follow(self.last_seq)
+                    self._report("information", f"following {reader.where}")
+                    warned = ""
+                events = follower.poll()
+                got = len(events)
+                if events:
+                    self.last_seq = events[-1].seq
+                    self._add(events)
+            except Exception as exc:
+                # A LogError names the server and the stream; anything else is a bug of ours,
+                # said rather than freezing the board (as LogTail does).
+                what = str(exc) if isinstance(exc, LogError) else f"{self.label}: {exc!r}"
+                _close(follower, reader)
+                reader = follower = None
+                if what != warned:
+                    warned = what
+                    self._report("error", f"{what}; trying again every {self.retry:g} s")
+                self._stop.wait(self.retry)
+            self._flush()
+            if not got:
+                self._stop.wait(self.poll)
+        _close(follower, reader)
+
+
+def _close(*things: Any) -> None:
+    for thing in things:
+        if thing is not None:
+            with contextlib.suppress(Exception):  # already gone with its server: nothing to do
+                thing.close()
 
 
 class ApiStream(Source):

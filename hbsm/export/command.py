@@ -11,10 +11,11 @@ import sys
 import time
 from typing import Any
 
+from hbsm.export.store import DEFAULT_STREAM
+
 __all__ = ["add_parser", "run"]
 
 EXIT_USAGE = 2
-EXIT_STORE = 3
 # Progress on stderr at most this often, for an export long enough to need it.
 _PROGRESS_EVERY = 2.0
 
@@ -29,8 +30,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--store", metavar="URL", required=True,
                         help="the NATS server (nats://host:4222)")  # fmt: skip
-    parser.add_argument("--stream", metavar="NAME", default="HBSM",
-                        help="the stream holding the log (default HBSM)")  # fmt: skip
+    parser.add_argument("--stream", metavar="NAME", default=DEFAULT_STREAM,
+                        help=f"the stream holding the log (default {DEFAULT_STREAM})")  # fmt: skip
     parser.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     parser.set_defaults(handler=run)
     return parser
@@ -38,8 +39,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from hbsm._event_codec import encode
+    from hbsm.export.store import read_store, store_failed
     from hbsm.log import LogError
-    from hbsm.log.jetstream import read_stream
 
     try:
         out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
@@ -49,15 +50,14 @@ def run(args: argparse.Namespace) -> int:
     written = 0
     said = time.monotonic()
     try:
-        for event in read_stream(args.store, args.stream):
+        for event in read_store(args.store, args.stream):
             out.write(encode(event) + b"\n")
             written += 1
             if time.monotonic() - said >= _PROGRESS_EVERY:
                 print(f"hbsm export: {written} events...", file=sys.stderr)
                 said = time.monotonic()
     except LogError as exc:
-        print(f"hbsm export: {exc}", file=sys.stderr)
-        return EXIT_STORE
+        return store_failed("hbsm export", exc)
     finally:
         out.flush()
         if args.output:

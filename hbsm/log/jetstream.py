@@ -47,6 +47,7 @@ from hbsm.log.jetstream_read import (
     read_once,
     read_stream,
     subject_prefix,
+    where,
 )
 from hbsm.log.store import EventStore, Follower
 
@@ -124,7 +125,7 @@ class JetStreamLog(EventStore):
 
     @property
     def where(self) -> str:
-        return f"the JetStream stream {self.stream} at {self.url}"
+        return where(self.url, self.stream)
 
     @property
     def connected(self) -> bool:
@@ -228,13 +229,14 @@ class JetStreamLog(EventStore):
     def read(self, after_seq: int = 0) -> Iterator[Event | OpaqueEvent]:
         # The history as of the call, like a file read. After close, on a connection of its own.
         if not self._closed:
-            history = read_history(self._js_ctx(), self.stream, after_seq, self.timeout)
+            history = read_history(self._js_ctx(), self.stream, after_seq, self.timeout, self.url)
             return iter(self._io.run(history, None, f"{self.where}: reading"))
         return iter(read_once(self.url, self.stream, after_seq, self.timeout))
 
     def follow(self, after_seq: int = 0) -> Follower:
         self._check_open()
-        follower = JetStreamFollower(self._io, self._js_ctx(), self.stream, self.timeout, after_seq)
+        follower = JetStreamFollower(self._io, self._js_ctx(), self.stream, self.timeout,
+                                     after_seq, where=self.where)  # fmt: skip
         self._io.run(follower.start(), self.timeout, f"{self.where}: following")
         return follower
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import threading
 from collections.abc import Coroutine
@@ -45,10 +46,23 @@ class LoopThread:
     def stop(self) -> None:
         if self.loop.is_closed():
             return
+        # What nats-py leaves running ends here, not as "Task was destroyed but it is pending"
+        # at exit (an ordered consumer's heartbeat check outlives an unsubscribe that failed
+        # on a closed connection).
+        ended = asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self.loop)
+        with contextlib.suppress(Exception):
+            ended.result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    tasks = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Acks:

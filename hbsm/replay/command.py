@@ -1,6 +1,7 @@
-"""`hbsm replay FILE...`: read recorded histories and report on them. With hbsm.replay.reading
-(the FILEs read as histories), the only modules of `hbsm.replay` that do I/O: it times the
-replay and prints.
+"""`hbsm replay FILE...` or `hbsm replay --store URL`: read recorded histories and report on
+them. With hbsm.replay.reading (the FILEs read as histories) and hbsm.replay.stream (a NATS
+JetStream stream's history, read the same way), the only modules of `hbsm.replay` that do I/O:
+it times the replay and prints.
 
 Modes (one at a time): the default report (timeline, incidents, MTTR), `--stats`, `--verify`
 and `--set KEY=VALUE` (what-if). Several FILEs are several logs: each is replayed on its own
@@ -15,16 +16,17 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from hbsm.events import Event, OpaqueEvent
+from hbsm.export.store import DEFAULT_STREAM, EXIT_STORE, store_failed
 from hbsm.fsm import UnknownRulesError
+from hbsm.log.errors import LogError
 from hbsm.replay.analysis import Analysis
 from hbsm.replay.clock import ClockWatch
-from hbsm.replay.reading import BadInput, Reading, err, locate
+from hbsm.replay.reading import PROG, BadInput, Reading, err
 from hbsm.replay.report import (
     clock_notes,
     render_json,
@@ -33,18 +35,21 @@ from hbsm.replay.report import (
     text_verify,
     text_whatif,
 )
+from hbsm.replay.stream import StreamReading, stream_name
 from hbsm.replay.verify import Verifier
 from hbsm.replay.whatif import POLICY_KEYS, OverrideError, WhatIf, parse_overrides
 from hbsm.replay.window import Window, parse_time
 
 __all__ = ["EXIT_CODES", "add_parser", "run"]
 
-EXIT_CODES = """\
+EXIT_CODES = f"""\
 exit codes:
   0  ok (a torn last line is ignored with a notice; a clock that went back is warned about)
   1  --verify found a decision that differs from the recorded one
   2  bad usage or bad input: missing file, corrupt line, not an event log, a hole in the
-     history (a segment deleted), unknown --service, bad --set key or value"""
+     history (a segment deleted), unknown --service, bad --set key or value
+  {EXIT_STORE}  --store: the stream cannot be read (no server there, no such stream, the nats
+     extra not installed)"""
 
 _EPILOG = f"""\
 examples:
@@ -53,6 +58,7 @@ examples:
   hbsm replay events/heartbeat.jsonl --verify
   hbsm replay events/heartbeat.jsonl --set max_retries=5 --set api.restart_cooldown=60
   hbsm replay --verify events/samples/*.jsonl
+  hbsm replay --store nats://127.0.0.1:4222 --service api --verify
 
 --set keys (a Policy field, for every service, or SERVICE.KEY for one):
 {textwrap.fill(", ".join(POLICY_KEYS), 88, initial_indent="  ", subsequent_indent="  ")}
@@ -73,9 +79,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "files", nargs="+", metavar="FILE",
+        "files", nargs="*", metavar="FILE",
         help="an event log (its closed segments are read first), a segment (.jsonl.gz) or an "
         "exported JSONL file; several are separate logs, each replayed and reported on its own",
+    )  # fmt: skip
+    p.add_argument(
+        "--store", metavar="URL",
+        help="replay the log kept in NATS JetStream (hbsm run --store) at this server "
+        "(nats://host:4222) instead of FILEs: its history as of now",
+    )  # fmt: skip
+    p.add_argument(
+        "--stream", metavar="NAME",
+        help=f"with --store: the stream holding the log (default {DEFAULT_STREAM})",
     )  # fmt: skip
     p.add_argument(
         "--service", action="append", default=[], metavar="NAME",
@@ -142,6 +157,12 @@ def _check_services(wanted: Iterable[str], known: Iterable[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     files: list[str] = args.files
+    problem = _sources_problem(args)
+    if problem:
+        err(problem)
+        return 2
+    if args.store:
+        return _run_one(args, stream_name(args.store, args.stream or DEFAULT_STREAM))
     if len(files) == 1:
         return _run_one(args, files[0])
     # Several logs: each on its own, under its name (text) or as one JSON array.
@@ -164,6 +185,17 @@ def run(args: argparse.Namespace) -> int:
     return worst
 
 
+def _sources_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with where the histories come from: FILEs or --store, one of them."""
+    if args.store and args.files:
+        return "FILEs or --store, not both (export the stream to replay it beside files)"
+    if not args.store and not args.files:
+        return "name a FILE to replay, or a JetStream store (--store nats://HOST:4222)"
+    if args.stream and not args.store:
+        return "--stream names a stream of --store"
+    return None
+
+
 def _run_one(args: argparse.Namespace, name: str) -> int:
     try:
         return _run(args, name)
@@ -173,6 +205,8 @@ def _run_one(args: argparse.Namespace, name: str) -> int:
     except UnknownRulesError as exc:
         err(f"{name}: {exc}")
         return 2
+    except LogError as exc:  # only the store's: a file's read errors are BadInput
+        return store_failed(PROG, exc)
 
 
 def _run(args: argparse.Namespace, name: str) -> int:
@@ -181,7 +215,11 @@ def _run(args: argparse.Namespace, name: str) -> int:
         overrides = parse_overrides(args.overrides)
     except OverrideError as exc:
         raise BadInput(str(exc)) from None
-    reading = Reading([name], args.skip_bad)
+    reading: Reading | StreamReading
+    if args.store:
+        reading = StreamReading(args.store, args.stream or DEFAULT_STREAM)
+    else:
+        reading = Reading([name], args.skip_bad)
     if args.verify:
         return _verify(args, window, reading)
     if overrides:
@@ -252,7 +290,7 @@ def _warn_default_policy(services: list[str]) -> None:
         )
 
 
-def _verify(args: argparse.Namespace, window: Window, reading: Reading) -> int:
+def _verify(args: argparse.Namespace, window: Window, reading: Reading | StreamReading) -> int:
     if window.since is not None or window.until is not None:
         raise BadInput("--verify checks the whole history: --since/--until do not apply")
     verifier = Verifier(window.services)
@@ -288,9 +326,7 @@ def _verify(args: argparse.Namespace, window: Window, reading: Reading) -> int:
         if not args.json:
             sys.stdout.write(text_verify(result, holes, clock.steps, clock.named))
         return 0
-    path = reading.current or Path(reading.files[0])
-    found = locate(path, divergence.seq)
-    where = f"{found[0]}:{found[1]}" if found else str(path)
+    where = reading.where(divergence.seq)
     service = f", service {divergence.service}" if divergence.service else ""
     err(f"{where}: divergence at seq {divergence.seq}{service}: {divergence.message}")
     return 1

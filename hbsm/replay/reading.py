@@ -133,6 +133,13 @@ class Reading:
     def holes(self) -> list[Hole]:
         return [Hole.of(hole) for s in self.stats for hole in s.holes]
 
+    def where(self, seq: int) -> str:
+        """The file and line of the event `seq`, for an error naming it (the file only if the
+        line is not found)."""
+        path = self.current or Path(self.files[0])
+        found = locate(path, seq)
+        return f"{found[0]}:{found[1]}" if found else str(path)
+
     def notices(self) -> None:
         for stats in self.stats:
             for path, line, reason in stats.damaged:

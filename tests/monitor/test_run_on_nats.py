@@ -1,7 +1,7 @@
 """`hbsm run --store nats://...`: the event log in a JetStream stream of a real nats-server, not
 in a file. Killed (SIGKILL) in a cooldown, a new `hbsm run` resumes from the stream as it does
 from a file: the cooldown holds; `hbsm export` writes the stream out as JSONL, which `hbsm
-replay --verify` checks like any log."""
+replay --verify` checks like any log, as `hbsm replay --store` checks the stream itself."""
 
 from __future__ import annotations
 
@@ -94,6 +94,13 @@ def test_run_keeps_its_log_in_jetstream_and_resumes_from_it(
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The stream itself, read where it is, verifies the same.
+    direct = subprocess.run(
+        [PY, "-m", "hbsm", "replay", "--verify", "--store", url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert direct.returncode == 0, direct.stdout + direct.stderr
+    assert direct.stdout == checked.stdout
     assert not (tmp_path / "events" / "heartbeat.jsonl").exists()  # no file log beside it
 
 

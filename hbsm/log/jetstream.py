@@ -46,6 +46,7 @@ from hbsm.log.jetstream_read import (
     read_history,
     read_once,
     read_stream,
+    server_urls,
     subject_prefix,
 )
 from hbsm.log.store import EventStore, Follower
@@ -76,7 +77,11 @@ def subject_of(prefix: str, event: Event | OpaqueEvent) -> str:
 
 class JetStreamLog(EventStore):
     """`JetStreamLog.open("nats://127.0.0.1:4222")`: the log in the stream `stream` (made
-    if missing, with `replicas` copies). Raises LogError when the server cannot be reached."""
+    if missing, with `replicas` copies). Raises LogError when the server cannot be reached.
+
+    `url` may name several servers of one cluster, comma-separated
+    (`nats://a:4222,nats://b:4222,nats://c:4222`): the client connects to one of them and, when
+    that one dies, reconnects to another, so a stream with replicas outlives any one server."""
 
     def __init__(
         self,
@@ -132,7 +137,7 @@ class JetStreamLog(EventStore):
     async def _connect(self) -> int:
         try:
             self._nc = await nats.connect(
-                servers=[self.url],
+                servers=server_urls(self.url),
                 connect_timeout=self.timeout,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,

@@ -82,7 +82,12 @@ class Acks:
         if future is None or future.done():
             return
         if msg.headers and msg.headers.get("Status") == "503":
-            future.set_result({"error": {"description": "no stream takes this subject"}})
+            # No responders: no stream takes the subject, or the stream's servers are electing
+            # its leader (its leader died): the same answer to the client, worth a retry.
+            future.set_result(
+                {"error": {"description": "no stream answers (none takes this subject, "
+                           "or its leader is being elected)"}}
+            )  # fmt: skip
             return
         try:
             future.set_result(json.loads(msg.data))

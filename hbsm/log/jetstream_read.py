@@ -28,10 +28,18 @@ __all__ = [
     "read_history",
     "read_once",
     "read_stream",
+    "server_urls",
     "subject_prefix",
 ]
 
 DEFAULT_STREAM = "HBSM"
+
+
+def server_urls(url: str) -> list[str]:
+    """The servers a store's `url` names: one, or several comma-separated
+    (`nats://a:4222,nats://b:4222`), the servers of one cluster. The client connects to one
+    and, when that one goes, to another: a replicated stream outlives any one of them."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 def subject_prefix(stream: str) -> str:
@@ -157,9 +165,9 @@ def read_once(url: str, stream: str, after_seq: int, timeout: float) -> list[Eve
         try:
             # Two attempts, half a second apart: a reader that cannot connect says so, it does
             # not retry for minutes (nats-py's default: 60 attempts, 2 s apart).
-            nc = await nats.connect(servers=[url], connect_timeout=timeout, allow_reconnect=False,
-                                    max_reconnect_attempts=1, reconnect_time_wait=0.5,
-                                    error_cb=quiet)  # fmt: skip
+            nc = await nats.connect(servers=server_urls(url), connect_timeout=timeout,
+                                    allow_reconnect=False, max_reconnect_attempts=1,
+                                    reconnect_time_wait=0.5, error_cb=quiet)  # fmt: skip
         except (OSError, nats.errors.Error) as exc:
             raise LogError(f"the JetStream stream {stream} at {url}: cannot connect: "
                            f"{exc or type(exc).__name__}") from None  # fmt: skip

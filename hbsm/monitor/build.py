@@ -48,7 +48,9 @@ def open_monitor(
                 f"(pip install 'hbsm[nats]'): {exc}"
             ) from None
 
-        store = JetStreamLog.open(config.log.store, stream=config.log.stream, clock=clock)
+        store = JetStreamLog.open(
+            config.log.store, stream=config.log.stream, replicas=config.log.replicas, clock=clock
+        )
     else:
         store = FileEventLog.open(
             log_path,

@@ -66,6 +66,14 @@ def test_no_server_is_a_log_error_naming_where():
         JetStreamLog.open("nats://127.0.0.1:1", timeout=2)
 
 
+def test_several_urls_reach_whichever_server_answers(server):
+    # Comma-separated, as `hbsm run --store` takes them: one of them down is not a failure.
+    with JetStreamLog.open(f"nats://127.0.0.1:1, {server.url}", stream=next(_names)) as log:
+        log.append(probes(1))
+        log.flush()
+        assert seqs(list(log.read())) == [1]
+
+
 def test_a_server_gone_and_back_is_an_outage_then_nothing_lost_or_doubled(tmp_path):
     server = NatsServer(tmp_path / "nats").start()
     try:

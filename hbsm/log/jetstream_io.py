@@ -34,7 +34,8 @@ class LoopThread:
         try:
             return future.result()
         except TimeoutError:
-            raise LogError(f"{what}: no answer within {timeout:g} s") from None
+            within = f"within {timeout:g} s" if timeout is not None else "in time"
+            raise LogError(f"{what}: no answer {within}") from None
 
     def stop(self) -> None:
         if self.loop.is_closed():

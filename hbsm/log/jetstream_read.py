@@ -124,12 +124,18 @@ async def read_history(
     """The events of `stream` after `after_seq` up to its last as of the call."""
     try:
         info = await js.stream_info(stream)
+        last = int(info.state.last_seq)
+        if after_seq >= last:
+            return []
+        sub = await _subscribe_from(js, stream, after_seq)
     except nats.js.errors.NotFoundError:
         raise LogError(f"no stream {stream} on this NATS server: no hbsm has written it") from None
-    last = int(info.state.last_seq)
-    if after_seq >= last:
-        return []
-    sub = await _subscribe_from(js, stream, after_seq)
+    except nats.errors.Error as exc:
+        # No answer (a replicated stream between two leaders, say): a LogError like any other
+        # failure to read, not a timeout the caller would take for its own.
+        raise LogError(
+            f"the JetStream stream {stream}: reading: {exc or type(exc).__name__}"
+        ) from None
     out: list[Event | OpaqueEvent] = []
     try:
         while True:

@@ -159,7 +159,7 @@ class JetStreamLog(EventStore):
             log.warning("%s: %s", self.where, exc or type(exc).__name__)
 
     async def _on_disconnected(self) -> None:
-        if self._connected:
+        if self._connected and not self._closed:  # closing drains, then disconnects: no news
             self._connected = False
             log.warning("%s: disconnected; reconnecting", self.where)
 

@@ -159,6 +159,10 @@ class JetStreamLog(EventStore):
             log.warning("%s: %s", self.where, exc or type(exc).__name__)
 
     async def _on_disconnected(self) -> None:
+        # A flush waiting on the server that went (the stream's leader, killed) fails now, not
+        # after its timeout: the monitor's loop waits on it.
+        if self._acks is not None:
+            self._acks.abandon("disconnected from its NATS server before it answered")
         if self._connected and not self._closed:  # closing drains, then disconnects: no news
             self._connected = False
             log.warning("%s: disconnected; reconnecting", self.where)

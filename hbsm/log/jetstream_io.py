@@ -74,6 +74,13 @@ class Acks:
         await self._nc.publish(subject, payload, reply=f"{self._inbox}.{token}", headers=headers)
         return future
 
+    def abandon(self, why: str) -> None:
+        """Answer every publish still unanswered with the error `why`: the connection they went
+        out on is gone, and their answers with it (a retried flush sends them again)."""
+        for future in list(self._waiting.values()):
+            if not future.done():
+                future.set_result({"error": {"description": why}})
+
     def _done(self, token: str) -> None:
         if self._waiting.pop(token, None) is not None:
             self._room.release()

@@ -28,11 +28,14 @@ KILL_AFTER = 1_000  # events written before the leader dies
 TOTAL = 3_000  # events appended in all, so that as many are written after the election
 
 
-def write_through(log: JetStreamLog, events: int, on_written: threading.Event) -> list[float]:
+def write_through(
+    log: JetStreamLog, events: int, on_written: threading.Event
+) -> tuple[list[float], set[str]]:
     """Append and flush `events` in batches, each flush retried until it works (bounded by the
-    deadline); `on_written` is set once KILL_AFTER are written. The pauses: seconds from a
-    flush's first failure to its success."""
+    deadline); `on_written` is set once KILL_AFTER are written. The pauses (seconds from a
+    flush's first failure to its success) and why the flushes failed."""
     pauses: list[float] = []
+    reasons: set[str] = set()
     deadline = time.monotonic() + 3 * DEADLINE
     for start in range(0, events, BATCH):
         log.append(probes(BATCH, prefix=f"b{start}"))
@@ -41,7 +44,8 @@ def write_through(log: JetStreamLog, events: int, on_written: threading.Event) -
             try:
                 log.flush()
                 break
-            except LogUnavailableError:
+            except LogUnavailableError as exc:
+                reasons.add(str(exc).rsplit(": ", 1)[-1])  # without the store and the seq
                 failed_at = failed_at or time.monotonic()
                 assert time.monotonic() < deadline, "writes never resumed"
                 time.sleep(0.02)  # the monitor's outage retries every 0.2 s; finer here
@@ -49,7 +53,7 @@ def write_through(log: JetStreamLog, events: int, on_written: threading.Event) -
             pauses.append(time.monotonic() - failed_at)
         if start + BATCH >= KILL_AFTER:
             on_written.set()
-    return pauses
+    return pauses, reasons
 
 
 @pytest.mark.parametrize("writer_on", ["the leader", "a follower"])
@@ -70,14 +74,15 @@ def test_the_stream_leader_killed_mid_flush_pauses_writes_and_loses_nothing(
         killer = threading.Thread(target=lambda: written.wait() and nats_cluster.kill(leader))
         killer.start()
         try:
-            pauses = write_through(log, TOTAL, written)
+            pauses, reasons = write_through(log, TOTAL, written)
         finally:
             written.set()
             killer.join()
         new_leader = nats_cluster.stream_leader(STREAM)
         print(f"\nwriter on {writer_on}: writes paused {sum(pauses):.2f} s "
               f"(flushes {', '.join(f'{p:.2f}' for p in pauses)} s); "
-              f"leader {nats_cluster.names[leader]} -> {new_leader}")  # fmt: skip
+              f"leader {nats_cluster.names[leader]} -> {new_leader}; "
+              f"flushes failed with: {'; '.join(sorted(reasons))}")  # fmt: skip
         assert pauses, "the kill did not interrupt a single flush"
         assert new_leader != nats_cluster.names[leader]
         # Read as soon as the stream answers: just after an election a read may find no one yet.

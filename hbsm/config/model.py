@@ -174,6 +174,9 @@ class LogConfig(_Frozen, frozen=True):
     # `path`'s folder still holds the supervised processes' output.
     store: str | None = None
     stream: str = "HBSM"  # the JetStream stream that holds it
+    # Copies of the stream, on as many servers of a NATS cluster (1-5; 3 outlives one server's
+    # death). Given when hbsm makes the stream; a stream that exists keeps its own.
+    replicas: int = 1
     fsync: Literal["batch", "always", "interval", "never"] = "batch"
     max_bytes: int = 64 * 2**20
     keep_segments: int = 10

@@ -150,8 +150,16 @@ def _check_log(config: Config, blame: Blame) -> None:
         raise blame("log.max_bytes", "must be > 0")
     if log.keep_segments < 0:
         raise blame("log.keep_segments", "must be >= 0")
-    if log.store is not None and not log.store.startswith(("nats://", "tls://")):
-        raise blame("log.store", f"must be a NATS URL (nats://host:port), got {log.store!r}")
+    # One NATS URL, or several of one cluster comma-separated (hbsm.log.jetstream_read).
+    if log.store is not None and not all(
+        part.strip().startswith(("nats://", "tls://")) for part in log.store.split(",")
+    ):
+        raise blame(
+            "log.store",
+            f"must be NATS URLs (nats://host:port, comma-separated), got {log.store!r}",
+        )
+    if not 1 <= log.replicas <= 5:  # JetStream's own bounds
+        raise blame("log.replicas", f"must be between 1 and 5, got {log.replicas}")
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", log.stream):
         raise blame("log.stream", f"must be 1-64 letters, digits, _ or -, got {log.stream!r}")
     if log.file is not None and not log.file.strip():

@@ -29,7 +29,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog="Exit codes: 0 written, 2 bad usage, 3 the store cannot be read.",
     )
     parser.add_argument("--store", metavar="URL", required=True,
-                        help="the NATS server (nats://host:4222)")  # fmt: skip
+                        help="the NATS server (nats://host:4222), or several of one cluster "
+                        "comma-separated")  # fmt: skip
     parser.add_argument("--stream", metavar="NAME", default=DEFAULT_STREAM,
                         help=f"the stream holding the log (default {DEFAULT_STREAM})")  # fmt: skip
     parser.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")

@@ -46,6 +46,7 @@ from hbsm.log.jetstream_read import (
     read_history,
     read_once,
     read_stream,
+    server_urls,
     subject_prefix,
     where,
 )
@@ -79,7 +80,11 @@ def subject_of(prefix: str, event: Event | OpaqueEvent, node: str | None = None)
 
 class JetStreamLog(EventStore):
     """`JetStreamLog.open("nats://127.0.0.1:4222")`: the log in the stream `stream` (made
-    if missing, with `replicas` copies). Raises LogError when the server cannot be reached."""
+    if missing, with `replicas` copies). Raises LogError when the server cannot be reached.
+
+    `url` may name several servers of one cluster, comma-separated
+    (`nats://a:4222,nats://b:4222,nats://c:4222`): the client connects to one of them and, when
+    that one dies, reconnects to another, so a stream with replicas outlives any one server."""
 
     def __init__(
         self,
@@ -135,7 +140,7 @@ class JetStreamLog(EventStore):
     async def _connect(self) -> int:
         try:
             self._nc = await nats.connect(
-                servers=[self.url],
+                servers=server_urls(self.url),
                 connect_timeout=self.timeout,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
@@ -157,7 +162,11 @@ class JetStreamLog(EventStore):
             log.warning("%s: %s", self.where, exc or type(exc).__name__)
 
     async def _on_disconnected(self) -> None:
-        if self._connected:
+        # A flush waiting on the server that went (the stream's leader, killed) fails now, not
+        # after its timeout: the monitor's loop waits on it.
+        if self._acks is not None:
+            self._acks.abandon("disconnected from its NATS server before it answered")
+        if self._connected and not self._closed:  # closing drains, then disconnects: no news
             self._connected = False
             log.warning("%s: disconnected; reconnecting", self.where)
 

@@ -36,7 +36,8 @@ class LoopThread:
         try:
             return future.result()
         except TimeoutError:
-            raise LogError(f"{what}: no answer within {timeout:g} s") from None
+            within = f"within {timeout:g} s" if timeout is not None else "in time"
+            raise LogError(f"{what}: no answer {within}") from None
 
     def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """`work` on the loop, not waited for: a caller on another loop awaits
@@ -93,6 +94,13 @@ class Acks:
         await self._nc.publish(subject, payload, reply=f"{self._inbox}.{token}", headers=headers)
         return future
 
+    def abandon(self, why: str) -> None:
+        """Answer every publish still unanswered with the error `why`: the connection they went
+        out on is gone, and their answers with it (a retried flush sends them again)."""
+        for future in list(self._waiting.values()):
+            if not future.done():
+                future.set_result({"error": {"description": why}})
+
     def _done(self, token: str) -> None:
         if self._waiting.pop(token, None) is not None:
             self._room.release()
@@ -102,7 +110,12 @@ class Acks:
         if future is None or future.done():
             return
         if msg.headers and msg.headers.get("Status") == "503":
-            future.set_result({"error": {"description": "no stream takes this subject"}})
+            # No responders: no stream takes the subject, or the stream's servers are electing
+            # its leader (its leader died): the same answer to the client, worth a retry.
+            future.set_result(
+                {"error": {"description": "no stream answers (none takes this subject, "
+                           "or its leader is being elected)"}}
+            )  # fmt: skip
             return
         try:
             future.set_result(json.loads(msg.data))

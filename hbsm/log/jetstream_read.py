@@ -36,6 +36,7 @@ __all__ = [
     "read_history",
     "read_once",
     "read_stream",
+    "server_urls",
     "subject_prefix",
     "where",
 ]
@@ -48,6 +49,13 @@ T = TypeVar("T")
 def where(url: str, stream: str) -> str:
     """How errors name a stream: the server is half of it (one stream name on many servers)."""
     return f"the JetStream stream {stream} at {url}"
+
+
+def server_urls(url: str) -> list[str]:
+    """The servers a store's `url` names: one, or several comma-separated
+    (`nats://a:4222,nats://b:4222`), the servers of one cluster. The client connects to one
+    and, when that one goes, to another: a replicated stream outlives any one of them."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 def subject_prefix(stream: str) -> str:
@@ -153,6 +161,10 @@ async def _last_seq(js: JetStreamContext, stream: str, url: str) -> int:
     except nats.js.errors.NotFoundError:
         raise LogError(f"{url}: no stream {stream} on this NATS server: no hbsm has written it "
                        "(--stream names another)") from None  # fmt: skip
+    except nats.errors.Error as exc:
+        # No answer (a replicated stream between two leaders, say): a LogError like any other
+        # failure to read, not a timeout the caller would take for its own.
+        raise LogError(f"{where(url, stream)}: reading: {exc or type(exc).__name__}") from None
     return int(info.state.last_seq)
 
 
@@ -234,7 +246,8 @@ class JetStreamReader:
             # Two attempts, half a second apart: a reader that cannot connect says so, it does
             # not retry for minutes (nats-py's default, even with allow_reconnect off: 60
             # attempts, 2 s apart). Once connected it never reconnects (the class says why).
-            self._nc = await nats.connect(servers=[self.url], connect_timeout=self.timeout,
+            self._nc = await nats.connect(servers=server_urls(self.url),
+                                          connect_timeout=self.timeout,
                                           allow_reconnect=False, max_reconnect_attempts=1,
                                           reconnect_time_wait=0.5, error_cb=quiet)  # fmt: skip
         except (OSError, nats.errors.Error) as exc:

@@ -49,14 +49,13 @@ def open_monitor(
             ) from None
 
         node = config.cluster.node
+        where = {"stream": config.log.stream, "replicas": config.log.replicas, "clock": clock}
         if node is None:
-            store = JetStreamLog.open(config.log.store, stream=config.log.stream, clock=clock)
+            store = JetStreamLog.open(config.log.store, **where)
         else:
             from hbsm.log.jetstream_shared import SharedStreamLog
 
-            store = SharedStreamLog.open(
-                config.log.store, node=node, stream=config.log.stream, clock=clock
-            )
+            store = SharedStreamLog.open(config.log.store, node=node, **where)
     else:
         store = FileEventLog.open(
             log_path,

@@ -46,8 +46,10 @@ def add_parser(
                         "or ./hbsm.toml if present, else the built-in defaults)")  # fmt: skip
     parser.add_argument("--log", metavar="PATH", help="event log (overrides the config)")
     parser.add_argument("--store", metavar="URL",
-                        help="keep the event log in NATS JetStream at URL (nats://host:4222), "
-                        "not in the file (overrides config, HEARTBEAT_EVENT_STORE)")  # fmt: skip
+                        help="keep the event log in NATS JetStream at URL (nats://host:4222; "
+                        "several servers of one cluster comma-separated: "
+                        "nats://a:4222,nats://b:4222), not in the file (overrides config, "
+                        "HEARTBEAT_EVENT_STORE)")  # fmt: skip
     parser.add_argument("--node", metavar="NAME",
                         help="run as node NAME of several sharing the --store stream: each "
                         "decides the services it holds the lease of (overrides cluster.node, "

@@ -163,6 +163,13 @@ FILE_CASES = [
     ("port out of range", "port = 70000\n", "port", ["between 1 and 65535"]),
     ("bad log level", '[log]\nlevel = "LOUD"\n', "log.level", ["'LOUD'"]),
     (
+        "one of the store's URLs not NATS",
+        '[log]\nstore = "nats://a:4222,http://b:4222"\n',
+        "log.store",
+        ["comma-separated", "http://b:4222"],
+    ),
+    ("no stream replicas", "[log]\nreplicas = 0\n", "log.replicas", ["between 1 and 5"]),
+    (
         "smtp without recipients",
         '[notify.smtp]\nhost = "smtp.example.com"\n',
         "notify.smtp.to",

@@ -14,6 +14,7 @@ from support.waiting import wait_for_sync
 
 from hbsm.log import EventStore, LogError, LogUnavailableError
 from hbsm.log.jetstream import JetStreamLog, JetStreamWriterError
+from hbsm.log.jetstream_io import LoopThread
 from log.log_support import probes, seqs
 from log.store_contract import EventStoreContract
 
@@ -66,6 +67,14 @@ def test_no_server_is_a_log_error_naming_where():
         JetStreamLog.open("nats://127.0.0.1:1", timeout=2)
 
 
+def test_several_urls_reach_whichever_server_answers(server):
+    # Comma-separated, as `hbsm run --store` takes them: one of them down is not a failure.
+    with JetStreamLog.open(f"nats://127.0.0.1:1, {server.url}", stream=next(_names)) as log:
+        log.append(probes(1))
+        log.flush()
+        assert seqs(list(log.read())) == [1]
+
+
 def test_a_server_gone_and_back_is_an_outage_then_nothing_lost_or_doubled(tmp_path):
     server = NatsServer(tmp_path / "nats").start()
     try:
@@ -83,3 +92,18 @@ def test_a_server_gone_and_back_is_an_outage_then_nothing_lost_or_doubled(tmp_pa
             assert seqs(list(log.read())) == [1, 2, 3, 4]
     finally:
         server.stop()
+
+
+def test_a_wait_without_its_own_deadline_that_times_out_is_a_log_error():
+    # A read waits with no deadline of its own (each step bounds itself); one of those steps
+    # timing out is said in words, not a TypeError from formatting the missing deadline.
+    io = LoopThread("hbsm-test-loop")
+
+    async def times_out() -> None:
+        raise TimeoutError
+
+    try:
+        with pytest.raises(LogError, match="reading: no answer in time"):
+            io.run(times_out(), None, "reading")
+    finally:
+        io.stop()

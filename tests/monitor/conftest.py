@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -142,8 +142,8 @@ async def start_monitor(tmp_path: Path) -> AsyncIterator[Callable[[Config], Awai
 
 
 class HbsmRun:
-    """One `hbsm run --config FILE [--log PATH]` (with `env` over this process's environment);
-    stdout/stderr go to files in `workdir`."""
+    """One `hbsm run --config FILE [--log PATH] [ARGS...]` (with `env` over this process's
+    environment); stdout/stderr go to files in `workdir`."""
 
     def __init__(
         self,
@@ -152,6 +152,7 @@ class HbsmRun:
         workdir: Path,
         number: int,
         env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.log = log
@@ -160,6 +161,7 @@ class HbsmRun:
         argv = [PY, "-m", "hbsm", "run", "--config", str(config)]
         if log is not None:
             argv += ["--log", str(log)]
+        argv += args
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.proc = subprocess.Popen(
                 argv,
@@ -208,9 +210,13 @@ class HbsmRuns:
         self.runs: list[HbsmRun] = []
 
     def start(
-        self, config: Path, log: Path | None, env: Mapping[str, str] | None = None
+        self,
+        config: Path,
+        log: Path | None,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> HbsmRun:
-        run = HbsmRun(config, log, self.workdir, len(self.runs) + 1, env)
+        run = HbsmRun(config, log, self.workdir, len(self.runs) + 1, env, args)
         self.runs.append(run)
         return run
 
@@ -221,8 +227,8 @@ class HbsmRuns:
 
 @pytest.fixture
 def hbsm_run(tmp_path: Path) -> Iterator[Callable[..., HbsmRun]]:
-    """`hbsm_run(config, log, env=None)` starts `hbsm run`; each still running is killed at the
-    end."""
+    """`hbsm_run(config, log, env=None, args=())` starts `hbsm run`; each still running is
+    killed at the end."""
     runs = HbsmRuns(tmp_path)
     yield runs.start
     runs.close()

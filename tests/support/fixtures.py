@@ -13,9 +13,16 @@ import pytest
 from probes.servers import SwitchableTarget
 
 import hbsm.config.load
-from support.nats_server import NatsServer
+from support.nats_server import NatsCluster, NatsServer
 
-__all__ = ["clean_environment", "no_registered_steps", "stop_later", "target"]
+__all__ = [
+    "clean_environment",
+    "module_nats_server",
+    "nats_cluster",
+    "no_registered_steps",
+    "stop_later",
+    "target",
+]
 
 
 @pytest.fixture
@@ -71,3 +78,12 @@ def module_nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nat
     running = NatsServer(tmp_path_factory.mktemp("nats")).start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three nats-servers in one JetStream cluster, ready for an R3 stream. One per test: a test
+    kills and restarts its servers, and the next one starts from three healthy ones."""
+    cluster = NatsCluster(tmp_path / "nats-cluster").start()
+    yield cluster
+    cluster.stop()

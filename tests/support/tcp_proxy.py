@@ -5,6 +5,7 @@ timeouts, not refusals), `cut()` also closes every connection it carries, `mend(
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -110,8 +111,6 @@ class TcpProxy:
             if s is None:
                 continue
             self._peers.pop(s, None)
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(s)
-            except (KeyError, ValueError):
-                pass
             s.close()

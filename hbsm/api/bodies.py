@@ -99,6 +99,10 @@ class ServiceHealth(_Body, kw_only=True):
     # (`restart failed: <its output>`).
     last_reason: AdminOnly = ""
     last_problem: AdminOnly = ""
+    # With several nodes (left out otherwise): the node that decides about the service, and
+    # what each vantage point last saw of it (the owner's own last probe among them).
+    owner: str | msgspec.UnsetType | None = msgspec.UNSET
+    vantage_points: dict[str, LastProbe] | msgspec.UnsetType = msgspec.UNSET
 
 
 class EventLogHealth(_Body, kw_only=True):
@@ -221,11 +225,33 @@ def service_health(
     return full if show_target else hide_internals(full)
 
 
+def _vantage_points(view: ServiceView) -> dict[str, LastProbe]:
+    """Each node's latest word on the service: the owner's last probe, the others' facts."""
+    points = {
+        node: LastProbe(at=iso(f.ts), ok=f.ok, latency_ms=f.latency_ms, status=f.status,
+                        error=f.error, detail=f.detail)
+        for node, f in sorted(view.seen.items())
+    }  # fmt: skip
+    last = view.last_probe
+    if last is not None and last.node:
+        points[last.node] = LastProbe(at=iso(last.ts), ok=not _failed_here(last),
+                                      latency_ms=last.latency_ms, status=last.status,
+                                      error=last.error, detail=last.detail)  # fmt: skip
+    return points
+
+
+def _failed_here(probe: Probe) -> bool:
+    """Whether the node that made `probe` saw it fail (its `ok` may be a quorum's verdict)."""
+    own = next((v for v in probe.votes if v.node == probe.node), None)
+    return not (own.ok if own is not None else probe.ok)
+
+
 def _service_health(view: ServiceView, *, now: float, monitoring: bool) -> ServiceHealth:
     s = view.fsm
     action, when = next_action(view) if monitoring else ("none: monitoring stopped", None)
     horizon = now - view.policy.restart_window
     last = view.last_probe
+    clustered = view.owner is not None or bool(view.seen)
     return ServiceHealth(
         name=view.name,
         state=s.state,
@@ -247,6 +273,8 @@ def _service_health(view: ServiceView, *, now: float, monitoring: bool) -> Servi
         next_action_at=iso(when),
         last_reason=view.last_reason,
         last_problem=view.last_problem,
+        owner=view.owner if clustered else msgspec.UNSET,
+        vantage_points=_vantage_points(view) if clustered else msgspec.UNSET,
     )
 
 

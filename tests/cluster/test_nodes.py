@@ -8,13 +8,16 @@ or written twice."""
 from __future__ import annotations
 
 import itertools
+import json
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from monitor.support import write_toml_config
+from monitor.support import http_get, write_toml_config
 from support.nats_server import NatsServer
 from support.tcp_proxy import TcpProxy
 from support.waiting import wait_for_sync
@@ -91,6 +94,16 @@ def until(nodes: list[Node], check: Any, what: str) -> Any:
     return wait_for_sync(checked, what, SLOW)
 
 
+def http_post(url: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
 def verified(events: list[Event | OpaqueEvent]) -> Verifier:
     verifier = Verifier()
     for event in events:
@@ -137,6 +150,21 @@ def test_two_nodes_share_fifty_services_and_each_fault_is_repaired_once(
         return placed and healthy(server.url, names)
 
     until(nodes, spread, "50 services healthy, each owned by the node it hashes to")
+
+    # Every node serves the whole cluster's log: each service's owner and vantage points.
+    for node in nodes:
+        status, text = http_get(f"http://127.0.0.1:{node.api_port}/health/detailed")
+        body = json.loads(text)["services"]
+        assert status == 200 and {n: body[n]["owner"] for n in names} == owners
+        assert set(body[names[0]]["vantage_points"]) == {"n1", "n2"}
+    # An operator's action on a service goes to its owner; another node says which one.
+    name = names[0]
+    owner, other = (n for n in sorted(nodes, key=lambda n: n.name != owners[name]))
+    for node, expected in ((other, 409), (owner, 200)):
+        status, text = http_post(f"http://127.0.0.1:{node.api_port}/admin/service/{name}/probe-now")
+        assert status == expected, text
+    assert f"decided by node {owner.name}" in http_post(
+        f"http://127.0.0.1:{other.api_port}/admin/service/{name}/probe-now")[1]  # fmt: skip
 
     broken = [names[3], names[17], names[41]]
     for name in broken:

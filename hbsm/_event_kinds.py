@@ -61,11 +61,14 @@ class MonitorStarted(Event, tag="monitor.started", frozen=True, kw_only=True):
     # The version of the decision rules in force from here on (hbsm.state.RULES); absent in
     # logs written under the first rules, hence the default.
     rules: int = 1
+    # With several nodes sharing the log: which one started ("" for a single monitor).
+    node: str = ""
 
 
 class MonitorStopped(Event, tag="monitor.stopped", frozen=True, kw_only=True):
     pid: int = 0
     reason: str = ""
+    node: str = ""
 
 
 class ServiceRegistered(Event, tag="service.registered", frozen=True, kw_only=True):
@@ -240,6 +243,8 @@ class Admin(Event, tag="admin", frozen=True, kw_only=True):
     # recorded one by one (a rate limit, see hbsm.api.refusals): this event stands for
     # 1 + suppressed refused attempts.
     suppressed: int = 0
+    # With several nodes: the node that took the action (start and stop are that node's).
+    node: str = ""
 
 
 # --- what a snapshot carries: the views of hbsm.projection ---------------------------------
@@ -281,6 +286,7 @@ class ServiceView(msgspec.Struct, kw_only=True):
 
 
 class MonitorView(msgspec.Struct, kw_only=True):
+    # With several nodes: whether any runs (each node's own start and stop in `nodes`).
     running: bool = False
     pid: int | None = None
     version: str = ""
@@ -294,6 +300,9 @@ class MonitorView(msgspec.Struct, kw_only=True):
     segment: int = 0
     # The decision rules of the monitor that wrote the log (see MonitorStarted.rules).
     rules: int = 1
+    # With several nodes: the nodes started and not stopped since (a node killed outright
+    # stays here until it starts again; its leases say it is gone).
+    nodes: list[str] = []
 
 
 class Snapshot(Event, tag="snapshot", frozen=True, kw_only=True):

@@ -237,6 +237,8 @@ class Projection:
 
     def _on_monitor_started(self, e: MonitorStarted) -> None:
         m = self.monitor
+        if e.node and e.node not in m.nodes:
+            m.nodes = sorted([*m.nodes, e.node])
         m.running = True
         m.pid = e.pid
         m.version = e.version
@@ -246,14 +248,27 @@ class Projection:
         m.rules = e.rules
 
     def _on_monitor_stopped(self, e: MonitorStopped) -> None:
-        self.monitor.running = False
-        self.monitor.stopped_at = e.ts
+        m = self.monitor
+        if e.node:
+            # One node of several stopped: monitoring goes on while another runs.
+            m.nodes = [n for n in m.nodes if n != e.node]
+            m.running = bool(m.nodes)
+            if m.running:
+                return
+        m.running = False
+        m.stopped_at = e.ts
 
     def _on_admin(self, e: Admin) -> None:
         if not e.allowed:
             return
         if e.service is None and e.action in ("start", "stop"):
-            self.monitor.running = e.action == "start"
+            m = self.monitor
+            if e.node:  # one node of several: monitoring goes on while another runs
+                others = [n for n in m.nodes if n != e.node]
+                m.nodes = sorted([*others, e.node]) if e.action == "start" else others
+                m.running = bool(m.nodes)
+            else:
+                m.running = e.action == "start"
         elif e.service is not None:
             self._view(e.service)
 

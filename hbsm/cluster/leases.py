@@ -34,8 +34,9 @@ class Lease:
 class Leases:
     """The leases of one node, `node`, in the bucket `bucket`. `await Leases.open(js, ...)`."""
 
-    def __init__(self, kv: KeyValue, node: str, ttl: float) -> None:
+    def __init__(self, kv: KeyValue, node: str, ttl: float, bucket: str = DEFAULT_BUCKET) -> None:
         self.kv = kv
+        self.bucket = bucket
         self.node = node
         self.ttl = ttl
         self.held: dict[str, Lease] = {}
@@ -49,14 +50,23 @@ class Leases:
             kv = await js.key_value(bucket)
         except nats.js.errors.BucketNotFoundError:
             kv = await js.create_key_value(bucket=bucket, history=1, ttl=ttl)
-        return cls(kv, node, ttl)
+        return cls(kv, node, ttl, bucket)
 
     async def take(self, service: str) -> Lease | None:
         """The lease of `service` if it was free (None: another node holds it)."""
+        key, me = _key(service), self.node.encode()
         try:
-            revision = await self.kv.create(_key(service), self.node.encode())
+            revision = await self.kv.create(key, me)
         except nats.js.errors.KeyWrongLastSequenceError:
-            return None
+            # Held. By this node's last run, killed and started again within the ttl? Node
+            # names are unique in a cluster: then it is ours to keep, not to wait out.
+            try:
+                entry = await self.kv.get(key)
+                if entry.value != me or entry.revision is None:
+                    return None
+                revision = await self.kv.update(key, me, last=entry.revision)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyWrongLastSequenceError):
+                return None  # expired or moved meanwhile: the next round tries again
         lease = self.held[service] = Lease(service, self.node, revision)
         return lease
 

@@ -204,13 +204,17 @@ class ClusterRole:
         """One round: beat, renew, hand over, take; then take over what is ready."""
         m = self.m
         busy = {n for n in self.owned if m.states[n].state in _BUSY}
-        rounds = self._round(list(m.services), busy, set(self.owned))
+        # Stopped by an operator (/admin/heartbeat/stop): the node leaves, handing its services
+        # to the others, and takes none until it is started again.
+        wanted = list(m.services) if m.heartbeat_running else []
+        rounds = self._round(wanted, busy, set(self.owned))
         found = await self._on_log_loop(rounds, self.ttl)
         self.live = found.live
         for name in found.lost:
             self.disown(name, "its lease expired and another node took it")
         for name in found.released:
-            self.disown(name, f"handed over to {preferred_node(name, found.live)}")
+            to = preferred_node(name, found.live)
+            self.disown(name, f"handed over to {to}" if to else "this node is stopped")
         folded = m.projection.monitor.last_seq
         for name, last in found.ready.items():
             if last <= folded:  # else not folded yet: at the next round
@@ -219,24 +223,25 @@ class ClusterRole:
     async def _round(self, services: list[str], busy: set[str], owned: set[str]) -> _Round:
         members, leases = self._members, self._leases
         assert members is not None and leases is not None
-        await members.beat()
+        if services:
+            await members.beat()
+        else:
+            await members.leave()
         live = await members.live()
         held = list(leases.held)
         renewed = await asyncio.gather(*(leases.renew(n) for n in held))
         lost = [n for n, lease in zip(held, renewed, strict=True) if lease is None]
         released = []
         for name in list(leases.held):
-            if name not in busy and preferred_node(name, live) != self.node:
+            if name not in busy and (not services or preferred_node(name, live) != self.node):
                 await leases.release(name)
                 released.append(name)
         wanted = [n for n in services
                   if n not in leases.held and preferred_node(n, live) == self.node]  # fmt: skip
         await asyncio.gather(*(leases.take(n) for n in wanted))
-        ready = {}
-        for name in leases.held:
-            if name not in owned:
-                ready[name] = await self._last_subject_seq(name)
-        return _Round(live, lost, released, ready)
+        adopting = [name for name in leases.held if name not in owned]
+        lasts = await asyncio.gather(*(self._last_subject_seq(name) for name in adopting))
+        return _Round(live, lost, released, dict(zip(adopting, lasts, strict=True)))
 
     async def _last_subject_seq(self, name: str) -> int:
         js = self.store._js_ctx()

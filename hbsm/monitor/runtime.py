@@ -126,6 +126,7 @@ class Monitor:
                     host=socket.gethostname(),
                     config=mask_secrets(msgspec.to_builtins(self.config)),
                     rules=RULES,
+                    node=self.node,
                 ),
                 # With several nodes, each service's owner registers it as it takes it over.
                 *(self.registration(name, now) for name in self.services if self.cluster is None),
@@ -185,7 +186,9 @@ class Monitor:
         self.recorder.outages.quiet = True
         loop = asyncio.get_running_loop()
         await self.recorder.last_flush(loop.time() + grace)
-        self.recorder.append([MonitorStopped(ts=self.clock(), pid=os.getpid(), reason=reason)])
+        self.recorder.append(
+            [MonitorStopped(ts=self.clock(), pid=os.getpid(), reason=reason, node=self.node)]
+        )
         await self.recorder.last_flush(loop.time() + grace)
         await self.notifier.aclose()
         await self.prober.aclose()
@@ -249,6 +252,7 @@ class Monitor:
             allowed=allowed,
             detail=detail,
             suppressed=suppressed,
+            node=self.node,
         )
         # Recorded before it acts: an action the log cannot take is not carried out.
         events = self.recorder.append([fact]) if service is None else self.record(fact)
@@ -284,6 +288,11 @@ class Monitor:
         if self.cluster is not None:
             return self.cluster.observe(probe)
         return self.recorder.record(probe)
+
+    @property
+    def node(self) -> str:
+        """This node's name among several ("" for a single monitor)."""
+        return self.cluster.node if self.cluster is not None else ""
 
     def decides(self, service: str) -> bool:
         """Whether this monitor decides about `service` (with several nodes: owns it)."""

@@ -5,17 +5,17 @@ the restarts), the nodes as real processes, and the stream read back."""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import os
 import signal
+import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from support.net import free_port
+from support.waiting import wait_for_sync
 
 from hbsm.events import Event, OpaqueEvent, ServiceOwned
 from hbsm.log import LogError
@@ -39,38 +39,54 @@ with open(os.path.join(workdir, "restarts.log"), "a") as out:
 """
 
 
+# The services' server: its own process, so that nothing the test process does (reading the
+# stream back, say) can hold its answers up past a probe's timeout.
+SERVER_SCRIPT = """\
+import http.server, os, sys
+broken, port = sys.argv[1], int(sys.argv[2])
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = not os.path.exists(os.path.join(broken, self.path.strip("/")))
+        self.send_response(200 if ok else 500)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok" if ok else b"no")
+
+    def log_message(self, *args):
+        pass
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a prober that gave up mid-answer (a timeout): not worth a traceback
+
+Server(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
 class Services:
-    """HTTP services `/<name>` on one threaded server; `break_(name)` makes one answer 500 until
-    its restart command runs (or `mend`)."""
+    """HTTP services `/<name>` served by one local process; `break_(name)` makes one answer 500
+    until its restart command runs (or `mend`)."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         (workdir / "broken").mkdir(parents=True, exist_ok=True)
         self.script = workdir / "restart.py"
         self.script.write_text(RESTART_SCRIPT)
+        server = workdir / "server.py"
+        server.write_text(SERVER_SCRIPT)
         self.port = free_port()
-        broken = workdir / "broken"
+        self._server = subprocess.Popen([PY, str(server), str(workdir / "broken"), str(self.port)])
+        wait_for_sync(self._listening, "the services' server listening", 20)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                name = self.path.strip("/")
-                status = 500 if (broken / name).exists() else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok" if status == 200 else b"no")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        class Server(http.server.ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a prober that gave up mid-answer (a timeout): not worth a traceback
-
-        self._server = Server(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
 
     def url(self, name: str, port: int | None = None) -> str:
         return f"http://127.0.0.1:{port or self.port}/{name}"
@@ -109,8 +125,8 @@ class Services:
         }  # fmt: skip
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.kill()
+        self._server.wait(10)
 
 
 class Node:

@@ -79,3 +79,19 @@ def test_placement_is_stable_and_moves_little_when_a_node_joins():
     assert all(preferred_node(s, "abc") == "c" for s in moved)
     assert 50 <= len(moved) <= 150
     assert preferred_node("web", []) is None
+
+
+async def test_a_node_started_again_within_the_ttl_keeps_its_own_leases(nodes, server):
+    a, b = nodes
+    await a.take("web")
+    # a is killed and started again at once: a new process, the same node name, no memory of
+    # the lease. It is a's to keep (node names are unique), not to wait out; b's it is not.
+    a_nc = await nats.connect(server.url)
+    again = await Leases.open(a_nc.jetstream(), "a", ttl=TTL, bucket=a.bucket)
+    try:
+        assert await b.take("web") is None
+        assert await again.take("web") is not None
+        assert await again.renew("web") is not None
+        assert await a.renew("web") is None  # the old run's revision is stale
+    finally:
+        await a_nc.close()

@@ -91,7 +91,8 @@ def until(nodes: list[Node], check: Any, what: str) -> Any:
                 raise AssertionError(f"{node.name} exited {node.proc.returncode}: {node.output()}")
         return check()
 
-    return wait_for_sync(checked, what, SLOW)
+    # Every quarter second: each check reads the whole stream back.
+    return wait_for_sync(checked, what, SLOW, every=0.25)
 
 
 def http_post(url: str) -> tuple[int, str]:
@@ -121,6 +122,10 @@ def no_event_twice(events: list[Event | OpaqueEvent]) -> None:
     assert [key for key, n in twice.items() if n > 1] == []
 
 
+def owners_now(url: str) -> dict[str, str | None]:
+    return {name: view.owner for name, view in fold(url).services.items()}
+
+
 def owner_of(url: str, name: str) -> str | None:
     view = fold(url).services.get(name)
     return view.owner if view is not None else None
@@ -145,9 +150,7 @@ def test_two_nodes_share_fifty_services_and_each_fault_is_repaired_once(
     assert set(owners.values()) == {"n1", "n2"}
 
     def spread() -> bool:
-        views = fold(server.url).services
-        placed = {n: v.owner for n, v in views.items()} == owners
-        return placed and healthy(server.url, names)
+        return owners_now(server.url) == owners and healthy(server.url, names)
 
     until(nodes, spread, "50 services healthy, each owned by the node it hashes to")
 
@@ -171,6 +174,15 @@ def test_two_nodes_share_fifty_services_and_each_fault_is_repaired_once(
         services.break_(name)
     until(nodes, lambda: len(services.restarts()) >= 3 and healthy(server.url, names),
                   "the three broken services restarted and healthy again")  # fmt: skip
+    # An operator stops one node's heartbeat: it hands every service to the other, which
+    # monitors on (for every node's API); started again, it takes its share back.
+    n1 = nodes[0]
+    assert http_post(f"http://127.0.0.1:{n1.api_port}/admin/heartbeat/stop")[0] == 200
+    until(nodes, lambda: set(owners_now(server.url).values()) == {"n2"}, "n2 owns them all")
+    status, text = http_get(f"http://127.0.0.1:{n1.api_port}/health/detailed")
+    assert json.loads(text)["monitoring"]["running"], text
+    assert http_post(f"http://127.0.0.1:{n1.api_port}/admin/heartbeat/start")[0] == 200
+    until(nodes, lambda: owners_now(server.url) == owners, "n1 has its share back")
     for node in nodes:
         assert node.stop() == 0, node.output()
 

@@ -1,5 +1,6 @@
-"""The quorum of vantage points (hbsm.cluster.quorum), pure, and `hbsm replay --verify` re-counting
-the votes a recorded probe carries."""
+"""The pure parts of several nodes: the quorum of vantage points (hbsm.cluster.quorum), `hbsm
+replay --verify` re-counting the votes a recorded probe carries, and the projection telling
+whether any node monitors."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import msgspec
 
 from hbsm.cluster.quorum import judge, verdict, vote_window, votes_of
 from hbsm.events import (
+    Admin,
+    MonitorStarted,
+    MonitorStopped,
     Probe,
     ProbeSeen,
     ServiceRegistered,
@@ -14,6 +18,7 @@ from hbsm.events import (
     Vote,
 )
 from hbsm.fsm import ServiceMachine, decided
+from hbsm.projection import Projection
 from hbsm.replay.verify import Verifier
 from hbsm.state import Policy, ServiceState
 
@@ -107,3 +112,20 @@ def test_verify_recounts_the_votes_of_a_recorded_probe():
         divergence = verify(history(bad)).divergence
         assert divergence is not None and divergence.kind == "votes", bad
         assert words in divergence.message
+
+
+def test_monitoring_goes_on_while_any_node_runs():
+    projection = Projection()
+    projection.apply_all([
+        MonitorStarted(seq=1, ts=1.0, node="a"), MonitorStarted(seq=2, ts=2.0, node="b"),
+        MonitorStopped(seq=3, ts=3.0, node="a"),
+    ])  # fmt: skip
+    assert projection.monitor.running and projection.monitor.nodes == ["b"]
+    projection.apply(Admin(seq=4, ts=4.0, action="stop", node="b"))
+    assert not projection.monitor.running and projection.monitor.nodes == []
+    projection.apply(Admin(seq=5, ts=5.0, action="start", node="a"))
+    assert projection.monitor.running and projection.monitor.nodes == ["a"]
+    # A single monitor's log, without node names, reads as before.
+    single = Projection()
+    single.apply_all([MonitorStarted(seq=1, ts=1.0), MonitorStopped(seq=2, ts=2.0)])
+    assert not single.monitor.running and single.monitor.stopped_at == 2.0

@@ -150,7 +150,9 @@ class JetStreamLog(EventStore):
                 reconnected_cb=self._on_reconnected,
             )
         except (OSError, nats.errors.Error) as exc:
-            raise LogError(f"{self.where}: cannot connect: {exc or type(exc).__name__}") from None
+            raise LogError(
+                f"{self.where}: cannot connect: {str(exc) or type(exc).__name__}"
+            ) from None
         self._connected = True
         self._js = self._nc.jetstream(timeout=self.timeout)
         self._acks = Acks(self._nc, self.window)
@@ -159,7 +161,7 @@ class JetStreamLog(EventStore):
 
     async def _on_error(self, exc: Exception) -> None:
         if self._connected:  # while disconnected, each retry fails the same way: said once
-            log.warning("%s: %s", self.where, exc or type(exc).__name__)
+            log.warning("%s: %s", self.where, str(exc) or type(exc).__name__)
 
     async def _on_disconnected(self) -> None:
         # A flush waiting on the server that went (the stream's leader, killed) fails now, not
@@ -214,7 +216,7 @@ class JetStreamLog(EventStore):
             for future, event in zip(pending, events, strict=True):
                 self._check_ack(await future, event)
         except nats.errors.Error as exc:
-            raise LogError(f"{self.where}: {exc or type(exc).__name__}") from None
+            raise LogError(f"{self.where}: {str(exc) or type(exc).__name__}") from None
         finally:
             for left in pending:
                 left.cancel()

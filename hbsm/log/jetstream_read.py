@@ -124,7 +124,7 @@ class JetStreamFollower(Follower):
         except nats.errors.Error as exc:
             # The connection is closed (a reader's is, once its server went away): the caller
             # follows again on a new one, from `position`; nothing after it is lost.
-            raise LogError(f"{self._where}: following: {exc or type(exc).__name__}") from None
+            raise LogError(f"{self._where}: following: {str(exc) or type(exc).__name__}") from None
         return self.arrived()
 
     def arrived(self) -> list[Event | OpaqueEvent]:
@@ -164,7 +164,7 @@ async def _last_seq(js: JetStreamContext, stream: str, url: str) -> int:
     except nats.errors.Error as exc:
         # No answer (a replicated stream between two leaders, say): a LogError like any other
         # failure to read, not a timeout the caller would take for its own.
-        raise LogError(f"{where(url, stream)}: reading: {exc or type(exc).__name__}") from None
+        raise LogError(f"{where(url, stream)}: reading: {str(exc) or type(exc).__name__}") from None
     return int(info.state.last_seq)
 
 
@@ -251,7 +251,9 @@ class JetStreamReader:
                                           allow_reconnect=False, max_reconnect_attempts=1,
                                           reconnect_time_wait=0.5, error_cb=quiet)  # fmt: skip
         except (OSError, nats.errors.Error) as exc:
-            raise LogError(f"{self.where}: cannot connect: {exc or type(exc).__name__}") from None
+            raise LogError(
+                f"{self.where}: cannot connect: {str(exc) or type(exc).__name__}"
+            ) from None
         self._js = self._nc.jetstream(timeout=self.timeout)
         await self._call(_last_seq(self._js, self.stream, self.url))
 
@@ -259,7 +261,7 @@ class JetStreamReader:
         try:
             return await work
         except nats.errors.Error as exc:  # no answer, connection lost: one line naming where
-            raise LogError(f"{self.where}: {exc or type(exc).__name__}") from None
+            raise LogError(f"{self.where}: {str(exc) or type(exc).__name__}") from None
 
     @property
     def connected(self) -> bool:

@@ -117,7 +117,7 @@ class SharedStreamLog(JetStreamLog):
         try:
             await asyncio.gather(*(self._chain(s, items, taken) for s, items in chains.items()))
         except nats.errors.Error as exc:
-            raise LogError(f"{self.where}: {exc or type(exc).__name__}") from None
+            raise LogError(f"{self.where}: {str(exc) or type(exc).__name__}") from None
         finally:
             # Kept on a failure: the next flush sends the rest (the taken ones are not resent).
             self._queued = [item for item in self._queued if item[0] not in taken]

@@ -193,11 +193,19 @@ class ClusterRole:
             await asyncio.sleep(FOLLOW_EVERY)
 
     async def _keep_leases(self) -> None:
+        failing = False
         while True:
             try:
                 await self.keep_leases()
-            except Exception as exc:  # NATS away: the leases expire; said, and tried again
-                log.warning("cluster: keeping the leases failed: %s", exc or type(exc).__name__)
+            except Exception as exc:  # NATS away: the leases expire; said once, tried again
+                if not failing:
+                    why = str(exc) or type(exc).__name__
+                    log.warning("cluster: cannot keep the leases (%s); trying again", why)
+                failing = True
+            else:
+                if failing:
+                    log.warning("cluster: keeping the leases again")
+                failing = False
             await asyncio.sleep(self.ttl / 3)
 
     async def keep_leases(self) -> None:

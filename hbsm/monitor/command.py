@@ -185,7 +185,8 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
                 await monitor.stop("the API did not start")
                 raise
             log.info("API on %s, %s", server.url, server.cap_note)
-        log.info("monitoring %d services; event log %s", len(monitor.services), log_path)
+        node = f" as node {monitor.node} (of those whose lease it holds)" if monitor.node else ""
+        log.info("monitoring %d services%s; event log %s", len(monitor.services), node, log_path)
         try:
             await asyncio.wait_for(stop.wait(), timeout=duration)
         except TimeoutError:

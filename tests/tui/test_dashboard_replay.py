@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES
 
+from hbsm.events import Probe, ProbeSeen, ServiceOwned, ServiceRegistered, Vote, encode_lines
 from hbsm.log import read_history
 from hbsm.projection import Projection
 from tui.app import DashboardApp
@@ -225,3 +226,27 @@ async def test_the_feed_words_the_logs_own_events_as_the_timeline_does() -> None
         timeline = entry(event)
         assert timeline is not None and line.endswith(timeline.text)
         assert line.endswith(describe(event, with_service=False))
+
+
+async def test_the_service_screen_names_the_owner_and_what_each_vantage_point_saw(
+    tmp_path: Path,
+) -> None:
+    history = [
+        ServiceRegistered(seq=1, ts=100.0, service="web", target="http://10.0.0.7/health"),
+        ServiceOwned(seq=2, ts=100.0, service="web", node="n2", reason="taken"),
+        ProbeSeen(seq=3, ts=101.0, service="web", node="n1", ok=False, error="timeout"),
+        ProbeSeen(seq=4, ts=101.2, service="web", node="n3", ok=True),
+        Probe(seq=5, ts=101.5, service="web", node="n2", ok=True, votes=(
+            Vote(node="n2", ok=True, seq=0), Vote(node="n1", ok=False, seq=3, error="timeout"),
+            Vote(node="n3", ok=True, seq=4))),
+    ]  # fmt: skip
+    path = tmp_path / "cluster.jsonl"
+    path.write_bytes(encode_lines(history))
+    app = _app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.app.push_screen(ServiceScreen("web"))
+        await pilot.pause()
+        summary = str(app.screen.query_one("#summary").render())
+        assert "decided by n2" in summary
+        assert "n1 timeout" in summary and "n2 ok" in summary and "n3 ok" in summary

@@ -111,6 +111,9 @@ class ServiceScreen(Screen[None]):
         text.append(f"\n {view.description or '-'}  ·  {view.probe_kind} {view.target}")
         text.append("  ·  critical" if view.critical else "")
         text.append(f"  ·  pid {view.pid}" if view.pid is not None else "")
+        if view.owner is not None or view.seen:
+            text.append(f"\n decided by {view.owner or 'no node now'}  ·  seen: ")
+            text.append(_vantage(view, now))
         p = view.policy
         text.append(
             f"\n failures {fsm.failures}/{p.max_retries}  ·  probes failed {view.probes_failed}"
@@ -120,6 +123,19 @@ class ServiceScreen(Screen[None]):
             style="dim",
         )
         return text
+
+
+def _vantage(view: ServiceView, now: float) -> str:
+    """Each vantage point's latest word, e.g. "n1 ok, n2 timeout 4 s ago, n3 ok"."""
+    words = {node: (f.ok, f.error, f.ts) for node, f in view.seen.items()}
+    last = view.last_probe
+    if last is not None and last.node:  # the owner's own result, whatever the verdict
+        own = next((v for v in last.votes if v.node == last.node), None)
+        words[last.node] = (own.ok if own is not None else last.ok, last.error, last.ts)
+    return ", ".join(
+        f"{node} ok" if ok else f"{node} {error or 'failing'} {duration(now - ts)} ago"
+        for node, (ok, error, ts) in sorted(words.items())
+    )
 
 
 def _timeline(widget: Section, events: Sequence[AnyEvent], now: float) -> Text:

@@ -118,7 +118,7 @@ class Services:
         return {
             "name": name,
             "url": self.url(name, port),
-            "probe": {"timeout": 1.0},
+            "probe": {"timeout": 2.0},
             "restart": {"kind": "command",
                         "argv": [PY, str(self.script), name, str(self.workdir), str(delay)]},
             **fields,

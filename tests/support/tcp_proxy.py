@@ -1,6 +1,7 @@
 """A TCP proxy on a loopback port that a test can break like a network: `blackhole()` keeps
 accepting and reading but forwards nothing either way (a firewall that drops: the client sees
-timeouts, not refusals), `cut()` also closes every connection it carries, `mend()` forwards again.
+timeouts, not refusals), `cut()` also closes every connection it carries, `reject()` closes
+every connection at once (a firewall that resets), `mend()` forwards again.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class TcpProxy:
         self._selector = selectors.DefaultSelector()
         self._peers: dict[socket.socket, socket.socket] = {}
         self._dropping = False
+        self._rejecting = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tcp-proxy", daemon=True)
@@ -49,9 +51,16 @@ class TcpProxy:
             for sock in list(self._peers):
                 self._close(sock)
 
+    def reject(self) -> None:
+        """Close every connection, and each new one as soon as it is accepted."""
+        with self._lock:
+            self._rejecting = True
+            for sock in list(self._peers):
+                self._close(sock)
+
     def mend(self) -> None:
         with self._lock:
-            self._dropping = False
+            self._dropping = self._rejecting = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -76,6 +85,9 @@ class TcpProxy:
         try:
             client, _ = self._listener.accept()
         except BlockingIOError:
+            return
+        if self._rejecting:
+            client.close()
             return
         try:
             upstream = socket.create_connection(self.target, timeout=2)

@@ -180,13 +180,13 @@ def _check_cluster(config: Config, blame: Blame) -> None:
         raise blame("cluster.node", f"must be 1-64 letters, digits, _ or -, got {cluster.node!r}")
     if config.log.store is None:
         raise blame("cluster.node", "nodes share their log in NATS: set log.store (nats://...)")
-    for i, service in enumerate(config.services):
+    for service in config.services:
         # Any node may come to own any service: a restart must work from every host.
         if service.restart.kind in ("supervise", "self"):
             raise blame(
-                f"services[{i}].restart.kind",
-                f"{service.name}: {service.restart.kind!r} restarts a process of this host; "
-                "with several nodes any of them may restart it: use a command",
+                f"services[{key_part(service.name)}].restart.kind",
+                f"{service.restart.kind!r} restarts a process of this host; with several nodes "
+                "(cluster.node) any of them may have to restart it: use a command",
             )
 
 

@@ -170,6 +170,33 @@ FILE_CASES = [
     ),
     ("no stream replicas", "[log]\nreplicas = 0\n", "log.replicas", ["between 1 and 5"]),
     (
+        "a node without a shared log",
+        '[cluster]\nnode = "a"\n',
+        "cluster.node",
+        ["set log.store"],
+    ),
+    (
+        "a node name that is no subject token",
+        '[log]\nstore = "nats://a:4222"\n[cluster]\nnode = "a.b"\n',
+        "cluster.node",
+        ["letters, digits", "'a.b'"],
+    ),
+    (
+        "a lease shorter than a second",
+        "[cluster]\nlease_ttl = 0.5\n",
+        "cluster.lease_ttl",
+        [">= 1"],
+    ),
+    (
+        "a node supervising a process of its own host",
+        '[log]\nstore = "nats://a:4222"\n[cluster]\nnode = "a"\n'
+        + API
+        + '[services.restart]\nkind = "supervise"\nargv = ["srv"]\n',
+        "services[api].restart.kind",
+        ["'supervise' restarts a process of this host", "use a command"],
+    ),
+    ("quorum below one", API + "quorum = 0\n", "services[api].quorum", ["must be >= 1"]),
+    (
         "smtp without recipients",
         '[notify.smtp]\nhost = "smtp.example.com"\n',
         "notify.smtp.to",

@@ -28,6 +28,7 @@ import logging
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import msgspec
+import nats.errors
 import nats.js.errors
 
 from hbsm.cluster.leases import Leases
@@ -35,6 +36,7 @@ from hbsm.cluster.members import Members
 from hbsm.cluster.placement import preferred_node
 from hbsm.cluster.quorum import judge, vote_window, votes_of
 from hbsm.events import Event, Probe, ProbeSeen, ServiceOwned
+from hbsm.log.errors import LogError
 from hbsm.log.jetstream import subject_of
 from hbsm.log.jetstream_read import JetStreamFollower
 from hbsm.log.jetstream_shared import SharedStreamLog
@@ -87,8 +89,15 @@ class ClusterRole:
         """Join: follow the stream from what the monitor resumed, keep the leases."""
         js = self.store._js_ctx()
         ttl = self.ttl
-        self._members = await self._on_log_loop(Members.open(js, self.node, ttl=ttl))
-        self._leases = await self._on_log_loop(Leases.open(js, self.node, ttl=ttl))
+        try:
+            self._members = await self._on_log_loop(Members.open(js, self.node, ttl=ttl))
+            self._leases = await self._on_log_loop(Leases.open(js, self.node, ttl=ttl))
+        except (nats.errors.Error, TimeoutError) as exc:
+            # `hbsm run` exits 3 on a log it cannot use, in one line: these buckets are part of it.
+            why = str(exc) or type(exc).__name__
+            raise LogError(
+                f"{self.store.where}: cannot open the cluster's KV buckets: {why}"
+            ) from None
         follower = self.store.follow(self.m.projection.monitor.last_seq)
         assert isinstance(follower, JetStreamFollower)
         self._follower = follower

@@ -83,7 +83,7 @@ def _probe_seen(e: ProbeSeen) -> str:
 
 
 def _service_owned(e: ServiceOwned) -> str:
-    return f"owned by {e.node}" + (f": {e.reason}" if e.reason else "")
+    return f"decided by node {e.node} from here" + (f" ({e.reason})" if e.reason else "")
 
 
 def _transition(e: Transition) -> str:
@@ -176,7 +176,8 @@ def _notification(e: Notification) -> str:
 
 
 def _monitor_started(e: MonitorStarted) -> str:
-    parts = [f"pid {e.pid}"] if e.pid else []
+    parts = [f"node {e.node}"] if e.node else []
+    parts += [f"pid {e.pid}"] if e.pid else []
     if e.version:
         parts.append(f"version {e.version}")
     if e.host:
@@ -185,7 +186,9 @@ def _monitor_started(e: MonitorStarted) -> str:
 
 
 def _monitor_stopped(e: MonitorStopped) -> str:
-    text = "monitor stopped" + (f" (pid {e.pid})" if e.pid else "")
+    parts = [f"node {e.node}"] if e.node else []
+    parts += [f"pid {e.pid}"] if e.pid else []
+    text = "monitor stopped" + (f" ({', '.join(parts)})" if parts else "")
     return text + (f": {e.reason}" if e.reason else "")
 
 

@@ -134,3 +134,13 @@ def test_the_timeline_words_its_entries_with_describe():
         assert item.text == describe(event, with_service=False)
         assert item.service == getattr(event, "service", None)
     assert entry(EXAMPLES["log.outage"]) is not None  # the log's own events are entries too
+
+
+def test_a_clusters_events_name_their_nodes():
+    started = ev.MonitorStarted(seq=1, ts=1.0, pid=7, node="n2")
+    stopped = ev.MonitorStopped(seq=2, ts=2.0, pid=7, node="n2", reason="SIGTERM")
+    assert describe(started) == "monitor started (node n2, pid 7)"
+    assert describe(stopped) == "monitor stopped (node n2, pid 7): SIGTERM"
+    owned = describe(EXAMPLES["service.owned"])
+    assert owned == "web: decided by node b from here (taken over from a)"
+    assert describe(EXAMPLES["probe.seen"]) == "web: seen by b: probe FAIL timeout"

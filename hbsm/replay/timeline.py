@@ -1,5 +1,5 @@
 """Recorded events as readable timeline entries: transitions, repairs, restarts, admin actions,
-monitor starts and stops, log recoveries and notifications.
+monitor starts and stops, log recoveries, notifications and (with several nodes) take-overs.
 
 Probes are not entries (a log is mostly probes; the transitions they cause are), nor are
 registrations and snapshots (bookkeeping, not things that happened to a service).
@@ -28,6 +28,7 @@ from hbsm.events import (
     RepairStarted,
     RestartFinished,
     RestartStarted,
+    ServiceOwned,
     Transition,
     type_name,
 )
@@ -61,6 +62,7 @@ ENTRY_KINDS: Final[frozenset[type]] = frozenset(
         ProcessLost,
         ProcessStopped,
         Notification,
+        ServiceOwned,
     }
 )
 

@@ -102,9 +102,11 @@ class Probe(Event, tag="probe", frozen=True, kw_only=True):
     # One of hbsm.state.ERROR_CLASSES when ok is false (or "slow" on a slow success).
     error: str | None = None
     detail: str = ""
-    # The node that probed ("" for a single monitor), and the other vantage points counted.
+    # The node that probed ("" for a single monitor), the vantage points counted (its own
+    # first), and the quorum applied: the policy's, or the number of live nodes if fewer.
     node: str = ""
     votes: tuple[Vote, ...] = ()
+    quorum: int = 0
 
 
 class ProbeSeen(Event, tag="probe.seen", frozen=True, kw_only=True):

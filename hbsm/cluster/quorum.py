@@ -20,7 +20,7 @@ import msgspec
 from hbsm.events import Probe, ProbeSeen, Vote
 from hbsm.state import Policy
 
-__all__ = ["VOTE_WINDOW_INTERVALS", "judge", "verdict", "vote_window", "votes_of"]
+__all__ = ["VOTE_WINDOW_INTERVALS", "judge", "quorum_now", "verdict", "vote_window", "votes_of"]
 
 VOTE_WINDOW_INTERVALS = 2
 
@@ -49,19 +49,27 @@ def votes_of(
     return out
 
 
-def judge(own: Probe, others: list[Vote], quorum: int) -> Probe:
-    """The owner's probe as recorded: its `ok` the verdict of its own result and `others`'.
+def quorum_now(policy: Policy, live: int) -> int:
+    """The quorum a verdict applies: the policy's, or the number of live nodes when fewer are
+    left (the last node standing is the only one left to see: it decides on its own word)."""
+    return max(1, min(policy.quorum, live))
 
-    Alone (no other vantage point has said anything) the probe is its own verdict, as with one
-    monitor. Otherwise its own result is the first vote (its seq 0: it is this event), and a
-    result the quorum overrules says so in `detail`.
+
+def judge(own: Probe, others: list[Vote], quorum: int) -> Probe:
+    """The owner's probe as recorded: its `ok` the verdict of its own result and `others`'
+    under `quorum` (quorum_now's).
+
+    Alone (no other vantage point has said anything, and one vote is enough) the probe is its
+    own verdict, as with one monitor. Otherwise its own result is the first vote (its seq 0: it
+    is this event), the quorum is recorded with them, and a result the quorum overrules says so
+    in `detail`.
     """
-    if not others:
+    if not others and quorum <= 1:
         return own
     votes = (Vote(node=own.node, ok=own.ok, seq=0, error=own.error), *others)
     ok = verdict(votes, quorum)
     if ok == own.ok:
-        return msgspec.structs.replace(own, votes=votes)
+        return msgspec.structs.replace(own, votes=votes, quorum=quorum)
     failing = sum(1 for v in votes if not v.ok)
     said = "failing" if not own.ok else "passing"
     note = (
@@ -71,4 +79,5 @@ def judge(own: Probe, others: list[Vote], quorum: int) -> Probe:
     detail = f"{note}; {own.detail}" if own.detail else note
     # Failing on the others' word: their failure class chooses the repair ladder.
     error = own.error if ok or own.error else next(v.error for v in votes if not v.ok)
-    return msgspec.structs.replace(own, ok=ok, votes=votes, detail=detail, error=error)
+    return msgspec.structs.replace(own, ok=ok, votes=votes, quorum=quorum, detail=detail,
+                                   error=error)  # fmt: skip

@@ -34,7 +34,7 @@ import nats.js.errors
 from hbsm.cluster.leases import Leases
 from hbsm.cluster.members import Members
 from hbsm.cluster.placement import preferred_node
-from hbsm.cluster.quorum import judge, vote_window, votes_of
+from hbsm.cluster.quorum import judge, quorum_now, vote_window, votes_of
 from hbsm.events import Event, Probe, ProbeSeen, ServiceOwned
 from hbsm.log.errors import LogError
 from hbsm.log.jetstream import subject_of
@@ -141,7 +141,8 @@ class ClusterRole:
             view = m.projection.services.get(name)
             others = votes_of(view.seen if view is not None else {}, at=probe.ts,
                               window=vote_window(policy), besides=self.node)  # fmt: skip
-            return m.recorder.record(judge(probe, others, policy.quorum))
+            quorum = quorum_now(policy, len(self.live))
+            return m.recorder.record(judge(probe, others, quorum))
         if probe.ok and self._seen_ok.get(name):
             return []  # still passing: nothing the owner needs to hear
         self._seen_ok[name] = probe.ok

@@ -217,8 +217,12 @@ class Verifier:
                 return f"its vote of {vote.node} names seq {vote.seq}, which is not that fact"
             if not seen.ok and seen.ts < probe.ts - window:
                 return f"its vote of {vote.node} (seq {vote.seq}) is older than the window"
-        if verdict(probe.votes, policy.quorum) != probe.ok:
-            return f"its votes give ok={not probe.ok} under quorum {policy.quorum}"
+        # The quorum applied: the policy's, or fewer with fewer nodes alive (never more).
+        quorum = probe.quorum or policy.quorum
+        if not 1 <= quorum <= policy.quorum:
+            return f"it applied quorum {quorum}, beyond the policy's {policy.quorum}"
+        if verdict(probe.votes, quorum) != probe.ok:
+            return f"its votes give ok={not probe.ok} under quorum {quorum}"
         return None
 
     def _check_decision(self, recorded: Event) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from hbsm.cluster.quorum import judge, verdict, vote_window, votes_of
+from hbsm.cluster.quorum import judge, quorum_now, verdict, vote_window, votes_of
 from hbsm.events import (
     Admin,
     MonitorStarted,
@@ -70,7 +70,16 @@ def test_others_can_fail_a_service_this_node_sees_passing():
 
 
 def test_alone_a_probe_is_its_own_verdict():
-    assert judge(own(False), [], 2) == own(False)
+    assert judge(own(False), [], 1) == own(False)
+
+
+def test_with_fewer_nodes_alive_than_the_quorum_the_quorum_is_all_of_them():
+    assert quorum_now(POLICY, 3) == 2 and quorum_now(POLICY, 1) == 1 and quorum_now(POLICY, 0) == 1
+    # Two of three nodes dead, nothing heard from them: the last one's failure counts.
+    assert judge(own(False), [], quorum_now(POLICY, 1)) == own(False)
+    # Still a quorum of 2 with two alive: one vantage point's failure alone does not count.
+    outvoted = judge(own(False), [Vote(node="b", ok=True, seq=3)], quorum_now(POLICY, 2))
+    assert outvoted.ok and outvoted.quorum == 2
 
 
 def history(probe: Probe) -> list[object]:
@@ -107,8 +116,11 @@ def test_verify_recounts_the_votes_of_a_recorded_probe():
     moved = msgspec.structs.replace(judged, votes=(judged.votes[0], msgspec.structs.replace(
         judged.votes[1], seq=3)))  # fmt: skip
     late = msgspec.structs.replace(judged, ts=200.0)
-    for bad, words in ((forged, "its votes give ok=False"), (moved, "names seq 3"),
-                       (late, "older than the window")):  # fmt: skip
+    beyond = msgspec.structs.replace(judged, quorum=3)
+    for bad, words in (
+        (forged, "its votes give ok=False"), (moved, "names seq 3"),
+        (late, "older than the window"), (beyond, "beyond the policy's 2"),
+    ):  # fmt: skip
         divergence = verify(history(bad)).divergence
         assert divergence is not None and divergence.kind == "votes", bad
         assert words in divergence.message

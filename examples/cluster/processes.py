@@ -42,6 +42,7 @@ class Process:
         with log.open("ab") as out:
             self.proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, process_group=0)  # fmt: skip
+        self._terminated = False
 
     @property
     def pid(self) -> int:
@@ -57,7 +58,10 @@ class Process:
         self.proc.wait()
 
     def terminate(self) -> None:
-        if self.alive():
+        """SIGTERM, once: a second one, arriving once hbsm has stopped and given the signal
+        back to its default, would end it by the signal (exit -15) rather than with 0."""
+        if self.alive() and not self._terminated:
+            self._terminated = True
             self.proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = 30.0) -> int:

@@ -42,12 +42,12 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # Small thresholds, so that a fault is seen in seconds: probed every second, repaired after
-# two failures agreed by two vantage points, a restart taking RESTART_TAKES seconds and none
-# repeated within the cooldown.
+# two failures (agreed by two vantage points, with three nodes), a restart taking RESTART_TAKES
+# seconds and none repeated within the cooldown.
 THRESHOLDS: dict[str, Any] = {
     "check_interval": 1.0, "max_retries": 2, "ladder": ["diagnose", "restart"],
     "restart_cooldown": 10.0, "cooldown_max": 10.0, "start_grace": 0.0,
-    "repair_backoff": 1.0, "repair_backoff_max": 2.0,
+    "repair_backoff": 1.0, "repair_backoff_max": 2.0, "quorum": 2,
 }  # fmt: skip
 LEASE_TTL = 3.0  # a dead node's services move within this (and a lease round)
 RESTART_TAKES = 2.0  # long enough to kill a node in the middle of a restart
@@ -120,6 +120,8 @@ class Demo:
         self.nodes: dict[str, Node] = {}
         self.node_of_pid: dict[int, str] = {}  # every node process, the killed one's too
         self.problems: list[str] = []
+        # Two vantage points must agree a service fails, when there are three to ask.
+        self.quorum = THRESHOLDS["quorum"] if args.nodes >= 3 else 1
 
     def say(self, who: str, what: str, ts: float | None = None) -> None:
         at = (ts or time.time()) - self.started
@@ -148,6 +150,10 @@ class Demo:
         self.cleanup.callback(self.http.close)
         self.say("demo", f"{len(self.services)} services on {self.http.url('<name>')}")
         self.config = self.write_config()
+        t = THRESHOLDS
+        self.say("demo", f"{self.config.name}: a probe every {t['check_interval']:g} s, quorum "
+                 f"{self.quorum}, lease ttl {LEASE_TTL:g} s, restart cooldown "
+                 f"{t['restart_cooldown']:g} s, a restart takes {RESTART_TAKES:g} s")  # fmt: skip
         for name in self.names:
             self.start_node(name)
         self.say("demo", f"started {', '.join(self.names)}: hbsm run --node NAME --store "
@@ -307,9 +313,8 @@ class Demo:
 
     def write_config(self) -> Path:
         """One hbsm.toml for every node, as on real hosts. Its log path is relative: each node
-        runs in a folder of its own, where its commands' output goes."""
-        top = {"host": "127.0.0.1", **THRESHOLDS,
-               "quorum": 2 if len(self.names) >= 3 else 1}  # fmt: skip
+        runs in a folder of its own, so what a node writes beside its log is its own."""
+        top = {"host": "127.0.0.1", **THRESHOLDS, "quorum": self.quorum}
         lines = [f"{key} = {toml(value)}" for key, value in top.items()]
         lines += ["", "[log]", 'path = "events/heartbeat.jsonl"']
         lines += ["", "[cluster]", f"lease_ttl = {LEASE_TTL}"]

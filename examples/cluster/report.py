@@ -73,14 +73,16 @@ class Report:
         if problems:
             lines += [f"  FAILED: {problem}" for problem in problems]
         else:
-            lines.append("  result: every fault repaired by exactly one restart, the killed "
-                         "node's services taken over, the stream verified")  # fmt: skip
+            lines.append("  result: every fault repaired by exactly one restart; "
+                         "the take-over seen; the stream verified")  # fmt: skip
         return lines
 
     # --- the faults ---------------------------------------------------------------------------
 
     def _fault_lines(self) -> list[str]:
-        lines = [f"  {'service':<10} {'owner':<6} {'broke':>7} {'healthy':>8}  "
+        lines = ["  faults (times from the start; restarts: those carried out, as the restart",
+                 "  command counts them in restarts.log; owner: when it broke)", "",
+                 f"  {'service':<10} {'owner':<6} {'broke':>7} {'healthy':>8}  "
                  f"{'restarted by':<13} restarts"]  # fmt: skip
         for fault in self.faults:
             healthy = self.healthy_at(fault)

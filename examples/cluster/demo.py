@@ -37,8 +37,7 @@ from stream import Watch
 from hbsm.cluster.placement import preferred_node
 from hbsm.log import read_history
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+EXIT_FAILED = 1  # (2, bad usage: argparse's)
 EXIT_INTERRUPTED = 130
 
 # Small thresholds, so that a fault is seen in seconds: probed every second, repaired after
@@ -110,6 +109,9 @@ def workdir(keep: Path | None, cleanup: contextlib.ExitStack) -> Path:
 
 
 class Demo:
+    """The demo's steps, in the order `run` takes them; every process it starts is stopped by
+    `cleanup`, whatever happens."""
+
     def __init__(self, args: argparse.Namespace, work: Path, cleanup: contextlib.ExitStack):
         self.args = args
         self.work = work

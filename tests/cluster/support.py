@@ -5,17 +5,16 @@ the restarts), the nodes as real processes, and the stream read back."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 from support.net import free_port
-from support.waiting import wait_for_sync
 
 from hbsm.events import Event, OpaqueEvent, ServiceOwned
 from hbsm.log import LogError
@@ -24,109 +23,21 @@ from hbsm.projection import Projection
 
 PY = sys.executable
 
-# The restart command of every service: after `delay` seconds, mend the service and count the
-# restart (one line per restart carried out, with the pid of the node that ran it).
-RESTART_SCRIPT = """\
-import os, sys, time
-name, workdir, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
-time.sleep(delay)
-try:
-    os.unlink(os.path.join(workdir, "broken", name))
-except FileNotFoundError:
-    pass
-with open(os.path.join(workdir, "restarts.log"), "a") as out:
-    out.write(f"{name} {os.getppid()}\\n")
-"""
+
+def _example(name: str) -> ModuleType:
+    """A module of examples/cluster/, the demo's folder (a script's, not a package): its
+    services are these tests' too, so the demo shows what the tests check."""
+    path = Path(__file__).resolve().parents[2] / "examples" / "cluster" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"hbsm_cluster_example_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-# The services' server: its own process, so that nothing the test process does (reading the
-# stream back, say) can hold its answers up past a probe's timeout.
-SERVER_SCRIPT = """\
-import http.server, os, sys
-broken, port = sys.argv[1], int(sys.argv[2])
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        ok = not os.path.exists(os.path.join(broken, self.path.strip("/")))
-        self.send_response(200 if ok else 500)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok" if ok else b"no")
-
-    def log_message(self, *args):
-        pass
-
-class Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a prober that gave up mid-answer (a timeout): not worth a traceback
-
-Server(("127.0.0.1", port), Handler).serve_forever()
-"""
-
-
-class Services:
-    """HTTP services `/<name>` served by one local process; `break_(name)` makes one answer 500
-    until its restart command runs (or `mend`)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        (workdir / "broken").mkdir(parents=True, exist_ok=True)
-        self.script = workdir / "restart.py"
-        self.script.write_text(RESTART_SCRIPT)
-        server = workdir / "server.py"
-        server.write_text(SERVER_SCRIPT)
-        self.port = free_port()
-        self._server = subprocess.Popen([PY, str(server), str(workdir / "broken"), str(self.port)])
-        wait_for_sync(self._listening, "the services' server listening", 20)
-
-    def _listening(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-        except OSError:
-            return False
-        return True
-
-    def url(self, name: str, port: int | None = None) -> str:
-        return f"http://127.0.0.1:{port or self.port}/{name}"
-
-    def break_(self, name: str) -> None:
-        (self.workdir / "broken" / name).touch()
-
-    def mend(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.workdir / "broken" / name).unlink()
-
-    def is_broken(self, name: str) -> bool:
-        return (self.workdir / "broken" / name).exists()
-
-    def restarts(self) -> list[tuple[str, int]]:
-        """(service, pid of the node whose restart command ran), in order."""
-        log = self.workdir / "restarts.log"
-        if not log.exists():
-            return []
-        out = []
-        for line in log.read_text().splitlines():
-            name, pid = line.split()
-            out.append((name, int(pid)))
-        return out
-
-    def table(self, name: str, *, delay: float = 0.0, port: int | None = None,
-              **fields: Any) -> dict[str, Any]:  # fmt: skip
-        """The [[services]] table of `name`, restarted by the counting command."""
-        return {
-            "name": name,
-            "url": self.url(name, port),
-            "probe": {"timeout": 2.0},
-            "restart": {"kind": "command",
-                        "argv": [PY, str(self.script), name, str(self.workdir), str(delay)]},
-            **fields,
-        }  # fmt: skip
-
-    def close(self) -> None:
-        self._server.kill()
-        self._server.wait(10)
+# HTTP services `/<name>` served by one local process, each broken by a marker file and mended
+# by its restart command, which counts the restarts carried out (examples/cluster/services.py).
+Services = _example("services").Services
 
 
 class Node:

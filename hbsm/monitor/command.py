@@ -192,6 +192,11 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
         except TimeoutError:
             reason["why"] = f"ran for {duration:g} s as asked"
         log.info("stopping: %s", reason["why"])
+        # The stop is under way: another SIGTERM (a supervisor's, an impatient operator's)
+        # must not cut it short, nor turn the exit code into -15 once the loop has closed
+        # and its handler is gone. SIGKILL still ends it; Ctrl-C twice still interrupts.
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if server is not None:
             # First: no admin action may reach a monitor that is stopping.
             await server.stop()

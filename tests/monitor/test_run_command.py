@@ -4,6 +4,7 @@ read back with `hbsm replay`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -302,6 +303,25 @@ def test_second_run_on_the_same_log_exits_3_naming_the_holder(
     assert first.proc.poll() is None  # the first one goes on, undisturbed
     assert_clean_stop(first)
     assert len(of(events(log), MonitorStarted)) == 1
+
+
+def test_sigterms_during_the_stop_do_not_cut_it_short(
+    tmp_path: Path, target: SwitchableTarget, hbsm_run: StartRun
+) -> None:
+    # A supervisor (or an impatient operator) sends SIGTERM again while hbsm stops: the stop
+    # goes on to its end and exit 0, not -15 once the loop and its handler are gone.
+    log = tmp_path / "events" / "heartbeat.jsonl"
+    config = write_config(
+        tmp_path / "hbsm.toml", [{"name": "web", "url": target.svc_url("web")}], ladder=["diagnose"]
+    )
+    run = hbsm_run(config, log)
+    run.until(lambda: service_is(log, "web", "healthy"), "web healthy")
+    while run.proc.poll() is None:
+        run.signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            run.proc.wait(0.005)
+    assert run.wait() == 0, run.err()
+    assert of(events(log), MonitorStopped)
 
 
 @pytest.mark.parametrize(

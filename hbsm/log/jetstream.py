@@ -23,11 +23,12 @@ Reading (the history, a follower, `read_stream` for `hbsm export`) is hbsm.log.j
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
@@ -55,6 +56,8 @@ from hbsm.log.store import EventStore, Follower
 __all__ = ["JetStreamLog", "JetStreamWriterError", "read_stream"]
 
 log = logging.getLogger("hbsm.log")
+
+T = TypeVar("T")
 
 # The server's answer to a message whose Nats-Expected-Last-Sequence is not the stream's last.
 _WRONG_LAST_SEQUENCE = 10071
@@ -250,6 +253,16 @@ class JetStreamLog(EventStore):
                                      after_seq, where=self.where)  # fmt: skip
         self._io.run(follower.start(), self.timeout, f"{self.where}: following")
         return follower
+
+    @property
+    def js(self) -> JetStreamContext:
+        """The client's JetStream context, for work run on the store's loop (`submit`): the
+        KV buckets of several nodes share the log's connection."""
+        return self._js_ctx()
+
+    def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run `work` on the store's loop (where its client lives), not waiting for it."""
+        return self._io.submit(work)
 
     def _js_ctx(self) -> JetStreamContext:
         assert self._js is not None

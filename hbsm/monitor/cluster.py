@@ -87,7 +87,7 @@ class ClusterRole:
 
     async def start(self) -> None:
         """Join: follow the stream from what the monitor resumed, keep the leases."""
-        js = self.store._js_ctx()
+        js = self.store.js
         ttl = self.ttl
         try:
             self._members = await self._on_log_loop(Members.open(js, self.node, ttl=ttl))
@@ -262,7 +262,7 @@ class ClusterRole:
         return _Round(live, lost, released, dict(zip(adopting, lasts, strict=True)))
 
     async def _last_subject_seq(self, name: str) -> int:
-        js = self.store._js_ctx()
+        js = self.store.js
         probe = Probe(service=name, ok=True)  # any event of the service: its subject
         try:
             msg = await js.get_last_msg(self.store.stream, subject_of(self.store.prefix, probe))
@@ -271,4 +271,4 @@ class ClusterRole:
         return int(msg.seq or 0)
 
     async def _on_log_loop(self, work: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
-        return await asyncio.wait_for(asyncio.wrap_future(self.store._io.submit(work)), timeout)
+        return await asyncio.wait_for(asyncio.wrap_future(self.store.submit(work)), timeout)

@@ -212,9 +212,14 @@ class Cluster:
                  ttl: float) -> None:  # fmt: skip
         self.workdir, self.url = workdir, url
         self.nodes: dict[str, Node] = {}
-        for name in NODES:
-            write_config(self.config(name), name, services, target, cluster={"lease_ttl": ttl})
-            self.start(name)
+        try:
+            for name in NODES:
+                write_config(self.config(name), name, services, target,
+                             cluster={"lease_ttl": ttl})  # fmt: skip
+                self.start(name)
+        except BaseException:
+            self.__exit__()  # the nodes started so far
+            raise
 
     def config(self, name: str) -> Path:
         return self.workdir / f"{name}.toml"
@@ -620,26 +625,33 @@ def report_load(m: LoadRun, results: Results) -> None:
               f"baseline: the single hbsm run's, p50 {percentile(base.latencies, 50):.1f} ms: "
               "the monitors' own delay in seeing an answer"),
     ))  # fmt: skip
-    _report_lags(m.lags, results)
+    _report_lags(m.lags, percentile(win.latencies, 99), results)
 
 
-def _report_lags(lags: list[Lag], results: Results) -> None:
+def _report_lags(lags: list[Lag], latency_p99_ms: float, results: Results) -> None:
+    """The break -> decision lags, against the bound a healthy schedule gives: the break lands
+    anywhere in an interval, then the owner's next probe takes its latency (the owners' p99
+    in the window)."""
+    bound = INTERVAL + latency_p99_ms / 1e3
     by_ts = [lag.by_ts for lag in lags]
     stored = [lag.stored for lag in lags]
     write = [lag.stored - lag.by_ts for lag in lags]
-    for label, values, extra in (
-        ("break -> the owner's failing probe it decides on (Transition ts)", by_ts, ""),
-        ("break -> that decision stored in the stream (server time)", stored,
-         f"; of which probe -> stored p50 {percentile(write, 50) * 1e3:.0f} ms, p99 "
-         f"{percentile(write, 99) * 1e3:.0f} ms"),
-    ):  # fmt: skip
-        p50, p99 = percentile(values, 50), percentile(values, 99)
-        results.add(Record(
-            f"cluster decision lag, {label}, p99", p99, "s", baseline=INTERVAL,
-            ratio=p99 / INTERVAL, goal=f"~<= {INTERVAL:g} s + probe latency", bench="cluster",
-            note=f"{len(values)} services broken at once; p50 {p50:.3f} s, max "
-                 f"{max(values):.3f} s{extra}",
-        ))  # fmt: skip
+    p99 = percentile(by_ts, 99)
+    results.add(Record(
+        "cluster decision lag, break -> the owner's failing probe it decides on "
+        "(Transition ts), p99", p99, "s", baseline=INTERVAL, ratio=p99 / INTERVAL,
+        goal=f"<= {bound:.2f} s (interval + p99 latency)", met=p99 <= bound, bench="cluster",
+        note=(f"{len(lags)} services broken at once; p50 {percentile(by_ts, 50):.3f} s, max "
+              f"{max(by_ts):.3f} s; baseline: check_interval"),
+    ))  # fmt: skip
+    p99 = percentile(stored, 99)
+    results.add(Record(
+        "cluster decision lag, break -> that decision stored in the stream (server time), p99",
+        p99, "s", baseline=INTERVAL, ratio=p99 / INTERVAL, bench="cluster",
+        note=(f"p50 {percentile(stored, 50):.3f} s, max {max(stored):.3f} s; of which the "
+              f"owner's probe -> stored: p50 {percentile(write, 50) * 1e3:.0f} ms, p99 "
+              f"{percentile(write, 99) * 1e3:.0f} ms (the flush, every 0.2 s, and the publish)"),
+    ))  # fmt: skip
 
 
 # --- entry points -----------------------------------------------------------------------------

@@ -23,7 +23,10 @@ and counts the requests of each node (every node's URLs carry `?n=<node>`).
    healthy: by the Transition's `ts` (a decision carries the ts of the probe it answers, so
    this is break -> the owner's failing probe finished) and by the time the server stored it
    (the message's JetStream timestamp: break -> the decision is in the stream). Expected: under
-   check_interval + the probe's latency (+ the flush, for the stored time).
+   check_interval + the probe's latency (+ the flush, for the stored time). Beside it, the gap
+   between the owner's last passing probe and the failing one: a node that fell behind and
+   skipped a round shows there. The owners' recorded probe latency is compared with the single
+   monitor's (the target answers at once: it is the monitors' own delay).
 
 Figures are compared with the single monitor measured in the same run, and with the goals
 above; the machine is shared, so the CPU the rest of the machine used meanwhile is noted
@@ -442,27 +445,30 @@ class Window:
         return self.cpu[name] / self.seconds
 
 
+@dataclass
+class _Snapshot:
+    cpu: dict[str, float]  # per process
+    counts: dict[str, int]  # requests per node, at the target
+    busy: float  # the whole machine's busy CPU
+    mono: float
+    wall: float  # time.time(), the events' clock
+
+
+def _snapshot(pids: dict[str, int], target: Target) -> _Snapshot:
+    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    return _Snapshot(cpu, target.counts(), machine_busy_seconds(), time.perf_counter(),
+                     time.time())  # fmt: skip
+
+
 def measure(pids: dict[str, int], target: Target, seconds: float) -> Window:
-    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    counts0, busy0, t0, w0 = (
-        target.counts(),
-        machine_busy_seconds(),
-        time.perf_counter(),
-        time.time(),
-    )
+    a = _snapshot(pids, target)
     time.sleep(seconds)
-    cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    counts1, busy1, t1, w1 = (
-        target.counts(),
-        machine_busy_seconds(),
-        time.perf_counter(),
-        time.time(),
-    )
-    cpu = {name: cpu1[name] - cpu0[name] for name in pids}
-    probes = {name: counts1.get(name, 0) - counts0.get(name, 0) for name in counts1}
+    b = _snapshot(pids, target)
+    cpu = {name: b.cpu[name] - a.cpu[name] for name in pids}
+    probes = {name: b.counts.get(name, 0) - a.counts.get(name, 0) for name in b.counts}
     # The bench's own process polls little while it sleeps: counted among the others.
-    others = max(busy1 - busy0 - sum(cpu.values()), 0.0)
-    return Window(t1 - t0, cpu, probes, others, os.getloadavg()[0], (w0, w1))
+    others = max(b.busy - a.busy - sum(cpu.values()), 0.0)
+    return Window(b.mono - a.mono, cpu, probes, others, os.getloadavg()[0], (a.wall, b.wall))
 
 
 def probing(target: Target, names: Iterable[str], rate: float) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "memory"]
+__all__ = ["cpu_seconds", "machine_busy_seconds", "memory"]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -24,3 +24,11 @@ def memory(pid: int) -> tuple[int, int]:
         if key in ("VmRSS", "VmHWM"):
             got[key] = int(value.split()[0]) * 1024
     return got["VmRSS"], got["VmHWM"]
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy, every core summed (user, nice, system, irq,
+    softirq; from /proc/stat): with our processes' own time subtracted, what others used."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")

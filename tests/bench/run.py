@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: python tests/bench/run.py
 from tests.bench import (
     bench_api,
     bench_append,
+    bench_cluster,
     bench_dashboard,
     bench_jetstream,
     bench_memory,
@@ -44,6 +45,7 @@ BENCHES: dict[str, Callable[[Context], None]] = {
     "memory": bench_memory.run,
     "dashboard": bench_dashboard.run,
     "monitor": bench_monitor.run,
+    "cluster": bench_cluster.run,
 }
 # Benchmarks that read the generated log: it is made (or taken from the cache) first.
 USES_LOG = {"replay", "cli", "append", "jetstream"}

@@ -14,12 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 
-from support.net import free_port
-
 from hbsm.events import Event, OpaqueEvent, ServiceOwned
 from hbsm.log import LogError
 from hbsm.log.jetstream import read_stream
 from hbsm.projection import Projection
+
+try:
+    from support.net import free_port
+except ModuleNotFoundError:  # imported as tests.cluster.support (by the benchmarks)
+    from tests.support.net import free_port
 
 PY = sys.executable
 

@@ -119,6 +119,7 @@ class JetStreamLog(EventStore):
         # once instead of waiting out its timeout on the monitor's loop. False until the first
         # connection: the attempts before it are `open`'s to report, in one line.
         self._connected = False
+        self._last_error = ""  # the client's last error, for a failed first connection
         self.last_seq = 0
 
     @classmethod
@@ -146,16 +147,28 @@ class JetStreamLog(EventStore):
                 servers=server_urls(self.url),
                 connect_timeout=self.timeout,
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                # Two attempts per server, half a second apart, to connect at all: a server
+                # that is not there is said at once (nats-py would try it forever, and we
+                # would say "no answer" only at our timeout).
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.5,
                 # One line each, not nats-py's traceback per failed reconnection attempt.
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=self._on_reconnected,
             )
         except (OSError, nats.errors.Error) as exc:
-            raise LogError(
-                f"{self.where}: cannot connect: {str(exc) or type(exc).__name__}"
-            ) from None
+            # nats-py's own error says only that no server was left to try: the last
+            # attempt's says why (refused, unknown host, ...).
+            why = self._last_error or str(exc) or type(exc).__name__
+            raise LogError(f"{self.where}: cannot connect: {why}") from None
+        # Once connected, a lost connection is tried again without end (an outage until then),
+        # every two seconds, each attempt given two seconds: an attempt into a network that
+        # drops everything must not hold the reconnection up for the whole `timeout` after the
+        # network is back. nats-py reads its options at each attempt.
+        self._nc.options["max_reconnect_attempts"] = -1
+        self._nc.options["reconnect_time_wait"] = 2.0
+        self._nc.options["connect_timeout"] = min(self.timeout, 2.0)
         self._connected = True
         self._js = self._nc.jetstream(timeout=self.timeout)
         self._acks = Acks(self._nc, self.window)
@@ -163,8 +176,9 @@ class JetStreamLog(EventStore):
         return await _ensure_stream(self._js, self.stream, self.replicas)
 
     async def _on_error(self, exc: Exception) -> None:
+        self._last_error = str(exc) or type(exc).__name__
         if self._connected:  # while disconnected, each retry fails the same way: said once
-            log.warning("%s: %s", self.where, str(exc) or type(exc).__name__)
+            log.warning("%s: %s", self.where, self._last_error)
 
     async def _on_disconnected(self) -> None:
         # A flush waiting on the server that went (the stream's leader, killed) fails now, not

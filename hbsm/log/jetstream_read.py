@@ -71,6 +71,10 @@ async def _subscribe_from(
         f"{subject_prefix(stream)}.>",
         stream=stream,
         ordered_consumer=True,
+        # A consumer left behind by a reconnection (the server forgot it) is noticed after two
+        # missed heartbeats and made again from the next seq: a second apart, not nats-py's
+        # five, or a node back from a network split folds nothing for ten seconds.
+        idle_heartbeat=1.0,
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
         config=ConsumerConfig(opt_start_seq=after_seq + 1),
         **kwargs,

@@ -31,9 +31,14 @@ test-latest *ARGS:
     .venv-latest/bin/python -m tests.lock_drift
     .venv-latest/bin/python -m pytest -q {{ARGS}}
 
-# The test suite (no timing assertions; benchmarks are `just bench`).
+# The test suite but the tests marked slow (no timing assertions; benchmarks are `just bench`).
 test *ARGS:
-    {{py}} -m pytest -q {{ARGS}}
+    {{py}} -m pytest -q -m "not slow" {{ARGS}}
+
+# The tests marked slow (whole demos, twenty kills, a NATS cluster's elections); CI runs them
+# after `just test`.
+test-slow *ARGS:
+    {{py}} -m pytest -q -m slow {{ARGS}}
 
 # Lint, format check and type check.
 lint:

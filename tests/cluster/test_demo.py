@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # `just test-slow` (CI runs it)
+
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "cluster" / "demo.py"
 SLOW = 300.0  # only a hang reaches it
 

@@ -31,6 +31,8 @@ from support.net import free_port
 from hbsm.demo.service import FAULTS
 from hbsm.demo.workdir import THRESHOLDS
 
+pytestmark = pytest.mark.slow  # `just test-slow` (CI runs it)
+
 DURATION = 45
 RETRIES = int(THRESHOLDS["max_retries"])
 COOLDOWN = float(THRESHOLDS["restart_cooldown"])

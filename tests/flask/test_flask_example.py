@@ -119,6 +119,7 @@ def test_a_broken_config_file_holds_the_restart_until_it_is_mended(example):
     assert verified(example.log)
 
 
+@pytest.mark.slow  # `just test-slow` (CI runs it)
 def test_a_hung_login_page_is_mended_by_restarting_the_app(example):
     # Requests that never end (a deadlock, say): the probes time out; the restart re-executes
     # the process with a request thread still stuck.

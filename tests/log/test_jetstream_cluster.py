@@ -22,6 +22,8 @@ from hbsm.log import LogError, LogUnavailableError
 from hbsm.log.jetstream import JetStreamLog
 from log.log_support import probes, seqs
 
+pytestmark = pytest.mark.slow  # `just test-slow` (CI runs it)
+
 STREAM = "R3"
 BATCH = 20  # events per flush, as the monitor's batches of facts and decisions
 KILL_AFTER = 1_000  # events written before the leader dies

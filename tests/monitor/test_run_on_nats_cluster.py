@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from support.configs import TIGHT, supervised
 from support.nats_server import NatsCluster
 
@@ -21,6 +22,8 @@ from hbsm.log.jetstream import read_stream
 
 from .conftest import HbsmRun
 from .support import PY, ChildService, of, write_toml_config
+
+pytestmark = pytest.mark.slow  # `just test-slow` (CI runs it)
 
 
 def history(url: str) -> list[Event | OpaqueEvent]:

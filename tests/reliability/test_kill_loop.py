@@ -153,6 +153,7 @@ def healthy(log: Path, since_pid: int | None = None) -> bool:
     return view is not None and view.fsm.state == "healthy"
 
 
+@pytest.mark.slow  # `just test-slow` (CI runs it)
 def test_sigkill_at_random_points_of_the_ladder_twenty_times_loses_nothing_flushed(
     tmp_path: Path, seed: int, runs: HbsmRuns, api: Any, hook: Any
 ) -> None:

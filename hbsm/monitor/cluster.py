@@ -112,8 +112,12 @@ class ClusterRole:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for name in list(self.owned):
-            self.disown(name, "this node is stopping")
+        # What is buffered about the services it owns goes out while it still owns them: once
+        # disowned, their events would be dropped unwritten.
+        self.m.recorder.flush()
+        stopping = [name for name in list(self.owned) if self.disown(name)]
+        if stopping:
+            log.info("handing %s over: this node is stopping", _some(stopping))
         with contextlib.suppress(Exception):
             await self._on_log_loop(self._leave())
         if self._follower is not None:
@@ -154,10 +158,10 @@ class ClusterRole:
 
     # --- taking over and handing over ---------------------------------------------------------
 
-    def adopt(self, name: str, last_subject_seq: int) -> None:
+    def adopt(self, name: str, last_subject_seq: int) -> bool:
         """Take `name` over from the state the stream holds (folded up to `last_subject_seq`,
         its subject's last message): write that this node owns it, fenced at that seq, then
-        take up what the last owner left in flight."""
+        take up what the last owner left in flight. Whether it is this node's now."""
         m = self.m
         view = m.projection.services.get(name)
         previous = view.owner if view is not None else None
@@ -173,17 +177,21 @@ class ClusterRole:
                                         previous=previous, reason=why),
                            m.registration(name)])  # fmt: skip
         if not m.recorder.flush() or name not in self.owned:
-            return  # not written (an outage, or refused): tried again at the next round
-        log.info("%s: %s (%s)", name, why, m.states[name].state)
+            return False  # not written (an outage, or refused): tried again at the next round
+        log.debug("%s: %s (%s)", name, why, m.states[name].state)
         take_up(m, name)
+        return True
 
-    def disown(self, name: str, why: str) -> None:
+    def disown(self, name: str, why: str | None = None) -> bool:
+        """Stop deciding `name`; `why` is said (a warning) when it was not this node's choice."""
         if name not in self.owned:
-            return
+            return False
         self.owned.discard(name)
         self.store.disown(name)
         self._seen_ok.pop(name, None)
-        log.warning("%s: no longer decided here: %s", name, why)
+        if why is not None:
+            log.warning("%s: no longer decided here: %s", name, why)
+        return True
 
     def refused(self, refusals: dict[str, str]) -> None:
         """The stream refused this node's events about these services (Recorder.flush)."""
@@ -221,6 +229,9 @@ class ClusterRole:
     async def keep_leases(self) -> None:
         """One round: beat, renew, hand over, take; then take over what is ready."""
         m = self.m
+        # What is buffered goes out first, while this node still owns what it is about (a
+        # service handed over below could no longer be written).
+        m.recorder.flush()
         busy = {n for n in self.owned if m.states[n].state in _BUSY}
         # Stopped by an operator (/admin/heartbeat/stop): the node leaves, handing its services
         # to the others, and takes none until it is started again.
@@ -230,13 +241,17 @@ class ClusterRole:
         self.live = found.live
         for name in found.lost:
             self.disown(name, "its lease expired and another node took it")
-        for name in found.released:
-            to = preferred_node(name, found.live)
-            self.disown(name, f"handed over to {to}" if to else "this node is stopped")
+        # Handovers and take-overs are the cluster at work: one line a round, not one a service
+        # (a node joining a cluster of 1,000 services takes a third of them at once).
+        released = [name for name in found.released if self.disown(name)]
+        if released:
+            to = "another node" if found.live else "nobody: this node is stopped"
+            log.info("handed %s over to %s", _some(released), to)
         folded = m.projection.monitor.last_seq
-        for name, last in found.ready.items():
-            if last <= folded:  # else not folded yet: at the next round
-                self.adopt(name, last)
+        taken = [name for name, last in found.ready.items()
+                 if last <= folded and self.adopt(name, last)]  # else at a later round  # fmt: skip
+        if taken:
+            log.info("took %s over", _some(taken))
 
     async def _round(self, services: list[str], busy: set[str], owned: set[str]) -> _Round:
         members, leases = self._members, self._leases
@@ -272,3 +287,9 @@ class ClusterRole:
 
     async def _on_log_loop(self, work: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         return await asyncio.wait_for(asyncio.wrap_future(self.store.submit(work)), timeout)
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """ "3 services (a, b, c)", or "40 services (a, b, c, d, e, ...)"."""
+    listed = ", ".join(sorted(names)[:shown]) + (", ..." if len(names) > shown else "")
+    return f"{len(names)} service{'s' if len(names) != 1 else ''} ({listed})"

@@ -339,10 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hbsm-bench-api-") as tmp:
         runs, builds = measure_all(Path(tmp), args.seconds, args.connections)
     report(runs, builds, results)
-    print()
-    print(results.table())
-    notes = [f"  {r.figure}: {r.note}" for r in results.records if r.note]
-    print("\nnotes:\n" + "\n".join(notes))
+    results.print()
     return 0
 
 

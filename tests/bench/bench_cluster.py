@@ -703,10 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Results()
     with tempfile.TemporaryDirectory(prefix="hbsm-bench-cluster-") as tmp:
         bench(Path(tmp), results, args.part or ("failover", "load"), args.seconds, args.kills)
-    print()
-    print(results.table())
-    notes = [f"  {r.figure}: {r.note}" for r in results.records if r.note]
-    print("\nnotes:\n" + "\n".join(notes))
+    results.print()
     return 0
 
 

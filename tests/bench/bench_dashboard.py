@@ -308,10 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Results()
     with tempfile.TemporaryDirectory(prefix="hbsm-bench-dashboard-") as tmp:
         report(measure(Path(tmp), args.seconds, args.rate), args.rate, results)
-    print()
-    print(results.table())
-    notes = [f"  {r.figure}: {r.note}" for r in results.records if r.note]
-    print("\nnotes:\n" + "\n".join(notes))
+    results.print()
     return 0
 
 

@@ -7,6 +7,10 @@ nats-py `publish_async` of the same encoded events to a stream of its own, a bat
 awaited together, nothing fenced. Both on the same server, one after the other, best of
 `repeat`; the events are the benchmark log's first ones.
 Goal: the store >= 0.8x raw.
+
+Reported beside it: the writer of a node of several (`SharedStreamLog`), which owns every service
+of the events: each service's messages fenced by its subject's last sequence, so published one
+after the other per service, the services in parallel.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import nats
 from hbsm._event_codec import encode
 from hbsm.events import Event, decode_lines
 from hbsm.log.jetstream import JetStreamLog
+from hbsm.log.jetstream_shared import SharedStreamLog
 from tests.bench.context import Context
 from tests.bench.results import Record, rate
 from tests.support.nats_server import NatsServer
@@ -51,6 +56,21 @@ def store_rate(url: str, events: Sequence[Event]) -> float:
         log.close()
 
 
+def shared_rate(url: str, events: Sequence[Event]) -> float:
+    log = SharedStreamLog.open(url, node="bench", stream=next(_streams), timeout=60)
+    try:
+        for service in {getattr(e, "service", None) for e in events} - {None}:
+            log.own(service, 0)  # type: ignore[arg-type]  # a new stream: every subject at 0
+        start = time.perf_counter()
+        for i in range(0, len(events), BATCH):
+            log.append(events[i : i + BATCH])
+            log.flush()
+        assert not log.take_refused()
+        return rate(len(events), time.perf_counter() - start)
+    finally:
+        log.close()
+
+
 async def _raw(url: str, payloads: Sequence[bytes]) -> float:
     nc = await nats.connect(url)
     try:
@@ -74,6 +94,7 @@ def run(ctx: Context) -> None:
     try:
         raw = max(asyncio.run(_raw(server.url, payloads)) for _ in range(ctx.repeat))
         store = max(store_rate(server.url, events) for _ in range(ctx.repeat))
+        shared = max(shared_rate(server.url, events) for _ in range(ctx.repeat))
     finally:
         server.stop()
     ratio = store / raw
@@ -97,5 +118,17 @@ def run(ctx: Context) -> None:
             met=ratio >= GOAL,
             bench="jetstream",
             note="fenced (expected last sequence) and de-duplicated (Msg-Id) per event",
+        )
+    )
+    ctx.results.add(
+        Record(
+            f"append to JetStream, SharedStreamLog, a node of several ({BATCH:,}/flush)",
+            shared,
+            "events/s",
+            baseline=raw,
+            ratio=shared / raw,
+            bench="jetstream",
+            note="every event fenced by its service subject's last sequence: one service's "
+            "messages one after the other, the services in parallel",
         )
     )

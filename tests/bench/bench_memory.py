@@ -256,10 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Results()
     with tempfile.TemporaryDirectory(prefix="hbsm-bench-memory-") as tmp:
         report(measure_all(Path(tmp), args.services, args.profile), results)
-    print()
-    print(results.table())
-    notes = [f"  {r.figure}: {r.note}" for r in results.records if r.note]
-    print("\nnotes:\n" + "\n".join(notes))
+    results.print()
     return 0
 
 

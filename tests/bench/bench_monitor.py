@@ -474,10 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = Results()
     report(measure(args.seconds, profile=args.profile), results, profiled=args.profile is not None)
-    print()
-    print(results.table())
-    notes = [f"  {r.figure}: {r.note}" for r in results.records if r.note]
-    print("\nnotes:\n" + "\n".join(notes))
+    results.print()
     if args.profile is not None:
         print("\nprofile:\n" + summarize_profile(args.profile))
     return 0

@@ -261,10 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = Results()
     report(measure_all(args.seconds), results)
-    print()
-    print(results.table())
-    notes = [f"  {r.figure}: {r.note}" for r in results.records if r.note]
-    print("\nnotes:\n" + "\n".join(notes))
+    results.print()
     return 0
 
 

@@ -64,6 +64,14 @@ class Results:
         print(f"  {record.figure}: {' | '.join(c for c in record.cells()[1:] if c)}", flush=True)
         return record
 
+    def print(self) -> None:
+        """The table on stdout, then each figure's note."""
+        print()
+        print(self.table())
+        notes = [f"  {r.figure}: {r.note}" for r in self.records if r.note]
+        if notes:
+            print("\nnotes:\n" + "\n".join(notes))
+
     def table(self) -> str:
         header = ["figure", "value", "baseline", "ratio", "goal", "met"]
         rows = [header, *[r.cells() for r in self.records]]

@@ -127,11 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.perf_counter() - started
     results.params["seconds"] = round(elapsed, 1)
-    print()
-    print(results.table())
-    notes = [f"  {r.figure}: {r.note}" for r in results.records if r.note]
-    if notes:
-        print("\nnotes:\n" + "\n".join(notes))
+    results.print()
     results.write_json(args.out)
     print(f"\nwritten to {args.out} ({elapsed:.0f} s)")
     return 0

@@ -331,10 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         params["seconds"] = round(run.seconds, 1)
         _say("soak: figures")
         results = figures(run)
-        print()
-        print(results.table())
-        notes = [f"  {r.figure}: {r.note}" for r in results.records if r.note]
-        print("\nnotes:\n" + "\n".join(notes))
+        results.print()
         _write(args.out, params, run, results.records, extra)
         failed = [r.figure for r in results.records if r.met is False]
         ok = not failed

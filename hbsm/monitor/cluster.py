@@ -240,7 +240,7 @@ class ClusterRole:
         found = await self._on_log_loop(rounds, self.ttl)
         self.live = found.live
         for name in found.lost:
-            self.disown(name, "its lease expired and another node took it")
+            self.disown(name, "its lease expired or moved (this node could not renew it)")
         # Handovers and take-overs are the cluster at work: one line a round, not one a service
         # (a node joining a cluster of 1,000 services takes a third of them at once).
         released = [name for name in found.released if self.disown(name)]

@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -97,3 +99,13 @@ def owners(url: str) -> dict[str, str | None]:
 
 def takeovers(events: list[Event | OpaqueEvent], service: str) -> list[ServiceOwned]:
     return [e for e in events if isinstance(e, ServiceOwned) and e.service == service]
+
+
+def http_post(url: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

@@ -31,7 +31,7 @@ from tests.bench import (
     bench_replay,
 )
 from tests.bench.context import Context
-from tests.bench.results import Record, Results
+from tests.bench.results import Record, Results, machine_line
 
 __all__ = ["BENCHES", "main"]
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     results.params["seconds"] = round(elapsed, 1)
     results.print()
     results.write_json(args.out)
-    print(f"\nwritten to {args.out} ({elapsed:.0f} s)")
+    print(f"\n{machine_line()}\nwritten to {args.out} ({elapsed:.0f} s)")
     return 0
 
 

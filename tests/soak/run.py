@@ -47,7 +47,7 @@ import msgspec
 from hbsm.log import segment_paths
 from tests.bench.bench_dashboard import Dashboard
 from tests.bench.procstat import cpu_seconds
-from tests.bench.results import machine_info
+from tests.bench.results import machine_info, machine_line
 from tests.probes.servers import free_port
 from tests.soak.config import INTERVAL, MAX_BYTES, write_config
 from tests.soak.figures import Sample, SoakRun, figures
@@ -339,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             f"\nload average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} on "
             f"{os.cpu_count()} CPUs; written to {args.out}"
         )
+        # The machine beside the verdict: on a slower one a failure reads as capacity.
+        print(machine_line())
         print("soak: all checks met" if ok else f"soak: FAILED: {'; '.join(failed)}")
     finally:
         if ok and not args.keep:

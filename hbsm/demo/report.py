@@ -1,5 +1,6 @@
 """What became of each injected fault, read from the event log: when the monitor noticed
-(first failed probe) and detected it (decided to repair: `repairing`), whether and how it was
+(first failed probe, or a supervised process's end) and detected it (decided to repair:
+`repairing`; or, a process that ended, to restart it), whether and how it was
 repaired (the step whose verification probe passed, or a restart), the restarts it took, and
 the time to recover. Also: whether any two restarts of one service were closer than the
 restart cooldown.
@@ -34,7 +35,7 @@ __all__ = [
 class FaultOutcome:
     fault: Fault
     noticed_at: float | None = None  # the first failed probe's transition (out of healthy)
-    detected_at: float | None = None  # the transition to `repairing`
+    detected_at: float | None = None  # the transition to `repairing`, or on a process's end
     repaired_at: float | None = None  # back to `healthy`
     repaired_by: str | None = None  # a ladder step's name, "restart", or "itself"
     restarts: int = 0
@@ -115,7 +116,8 @@ def analyze(
             elif isinstance(e, Transition):
                 if e.dst != "healthy":
                     out.noticed_at = out.noticed_at if out.noticed_at is not None else e.ts
-                    if e.dst == "repairing" and out.detected_at is None:
+                    decided = e.dst == "repairing" or e.trigger == "process_lost"
+                    if decided and out.detected_at is None:
                         out.detected_at = e.ts
                 elif out.noticed_at is not None:
                     out.repaired_at = e.ts

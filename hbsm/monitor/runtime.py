@@ -38,6 +38,7 @@ from hbsm.events import (
     MonitorStarted,
     MonitorStopped,
     Probe,
+    ProcessLost,
     ProcessStopped,
     RestartStarted,
     ServiceRegistered,
@@ -84,6 +85,8 @@ class Monitor:
         self.prober = prober
         self.repairs = repairs
         self.supervisor = supervisor
+        # A supervised process that ends unbidden is a fact at once, not after failed probes.
+        supervisor.on_exit = self._supervised_exit
         self.notifier = notifier
         self.clock = clock
         # What the monitor has recorded, folded: its API's views (given by whoever also needs
@@ -179,6 +182,7 @@ class Monitor:
                     why = "hbsm stopped (restart.stop_on_exit)"
                     self.recorder.append([ProcessStopped(ts=self.clock(), service=name, pid=pid,
                                                          reason=why)])  # fmt: skip
+        await self.supervisor.close()
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
@@ -311,6 +315,15 @@ class Monitor:
         """Carry out a restart the log already holds the decision of (taken up after a crash);
         `note` heads its output."""
         self.effects.restart(started, note=note)
+
+    def _supervised_exit(self, name: str, pid: int, how: str) -> None:
+        """A supervised process ended without hbsm asking: the state machine decides what to
+        do about it now (a restart, under the cooldown and the budget) rather than after
+        `max_retries` failed probes. Not while the log cannot record it (the probes will tell
+        once it can), nor when the process is not the one this monitor started or adopted."""
+        if name not in self.services or self.outage is not None or not self.decides(name):
+            return
+        self.record(ProcessLost(ts=self.clock(), service=name, pid=pid, detail=f"it ended ({how})"))
 
     async def _scheduled_probe(self, name: str) -> None:
         # A service another node owns is probed whatever it is doing: this node is one of its

@@ -4,6 +4,11 @@ stopped with SIGTERM then SIGKILL after a grace period, started again.
 After hbsm itself restarts, `adopt` takes over a child that is still running (its pid comes
 from the log) so the service is not started twice. An adopted process is not hbsm's child any
 more: its liveness is polled, and its exit status is unknown (None).
+
+A process that ends without being asked (a crash, a kill -9) is reported the moment it ends:
+`on_exit(name, pid, how)`, from the child's own exit for a child, from a pidfd (or polling where
+there is none) for an adopted process. The monitor makes it a fact at once, rather than waiting
+for failed probes to tell.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ class _Child:
     pid: int
     config: RestartConfig | None
     proc: asyncio.subprocess.Process | None = None  # None when adopted
+    # Set when hbsm stops it: its end is then no news.
+    stopping: bool = False
+    watcher: asyncio.Task[None] | None = None
 
     @property
     def running(self) -> bool:
@@ -68,6 +76,8 @@ class Supervisor:
         self.settle = settle
         self._children: dict[str, _Child] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Called (on the loop) when a supervised process ends unbidden: (name, pid, how).
+        self.on_exit: Callable[[str, int, str], None] | None = None
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -135,12 +145,35 @@ class Supervisor:
                 return False
             if not alive(pid):
                 return False
-            self._children[name] = _Child(pid=pid, config=config)
+            child = self._children[name] = _Child(pid=pid, config=config)
+            self._watch(name, child)
             return True
 
     async def stop_all(self, *, grace: float | None = None) -> None:
         """Stop every supervised process, all at once."""
         await asyncio.gather(*(self.stop(name, grace=grace) for name in list(self._children)))
+
+    async def close(self) -> None:
+        """Stop watching (the processes go on): hbsm is stopping and leaves them running."""
+        watchers = [c.watcher for c in self._children.values() if c.watcher is not None]
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+
+    # --- watching ------------------------------------------------------------------------------
+
+    def _watch(self, name: str, child: _Child) -> None:
+        child.watcher = asyncio.create_task(self._watching(name, child), name=f"hbsm-watch-{name}")
+
+    async def _watching(self, name: str, child: _Child) -> None:
+        if child.proc is not None:
+            how = _status(await child.proc.wait())
+        else:
+            await _adopted_gone(child.pid)
+            how = _status(None)
+        if self._children.get(name) is child and not child.stopping and self.on_exit:
+            log.warning("%s: pid %d ended (%s)", name, child.pid, how)
+            self.on_exit(name, child.pid, how)
 
     # --- the work, under the service's lock ----------------------------------------------------
 
@@ -178,7 +211,7 @@ class Supervisor:
                 raise SupervisorError(f"{name}: cannot start {config.argv[0]!r}: {exc}") from exc
         finally:
             os.close(fd)
-        self._children[name] = _Child(pid=proc.pid, config=config, proc=proc)
+        child = self._children[name] = _Child(pid=proc.pid, config=config, proc=proc)
         log.info("%s: started pid %d, output to %s", name, proc.pid, path)
         if self.settle > 0:
             with contextlib.suppress(TimeoutError):
@@ -188,6 +221,7 @@ class Supervisor:
                     f"{name}: pid {proc.pid} exited at once ({_status(code)}): "
                     f"{_read_tail(path, offset).strip() or 'no output'}"
                 )
+        self._watch(name, child)  # from here on, an end unasked for is news
         return proc.pid
 
     async def _stop(self, name: str, grace: float | None) -> int | None:
@@ -196,6 +230,7 @@ class Supervisor:
             return None
         if grace is None:
             grace = child.config.grace if child.config is not None else _DEFAULT_GRACE
+        child.stopping = True
         if child.proc is not None:
             code = await _stop_child(child.proc, grace)
         else:
@@ -243,6 +278,30 @@ async def _stop_adopted(pid: int, grace: float) -> None:
     send(signal.SIGKILL)
     if not await _vanished(pid, _KILL_WAIT):
         log.warning("pid %d still there %.0f s after SIGKILL", pid, _KILL_WAIT)
+
+
+async def _adopted_gone(pid: int) -> None:
+    """Returns once `pid` (not a child of ours) has ended: a pidfd turns readable then (Linux
+    5.3 and later); elsewhere, or without one, its liveness is polled."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        while alive(pid):
+            await asyncio.sleep(0.2)
+        return
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ended.done():
+            ended.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await ended
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
 
 
 async def _vanished(pid: int, within: float) -> bool:

@@ -95,7 +95,7 @@ def position(history: History, match: Callable[[Any], bool]) -> int:
 # --- a killed process: diagnosed, restarted, cooled down, healthy ------------------------------
 
 
-async def test_killed_child_is_diagnosed_restarted_and_healthy_at_its_first_good_probe(
+async def test_killed_child_is_restarted_at_once_and_healthy_at_its_first_good_probe(
     tmp_path: Path, children: Callable[..., ChildService], start_monitor: StartMonitor
 ) -> None:
     api = children("api")
@@ -125,52 +125,55 @@ async def test_killed_child_is_diagnosed_restarted_and_healthy_at_its_first_good
     history = await h.stop()
 
     assert of(history, ProcessStarted, "api")[0].pid == first_pid
+    # Its end is a fact at once (the supervisor saw its child exit): the state machine decides
+    # the restart on it, as a restart step, without a failed probe or a repair step first.
     assert transitions(history, "api", mark) == [
-        ("healthy", "degraded", "probe_failed"),
-        ("degraded", "repairing", "probe_failed"),
-        ("repairing", "restarting", "step_failed"),
+        ("healthy", "restarting", "process_lost"),
         ("restarting", "cooldown", "restart_done"),
         ("cooldown", "healthy", "probe_ok"),
     ]
     after = [e for e in history if e.seq > mark]
     moves = of(after, Transition, "api")
-    # The repair began after max_retries (2) failed probes, the second one refused.
-    assert moves[1].failures == 2 and moves[1].reason.endswith("refused")
-    failed = [p for p in of(after, Probe, "api") if not p.ok and p.seq < moves[1].seq]
-    assert len(failed) == 2 and failed[-1].error == "refused"
-
-    assert repair_steps(history, "api") == [
-        ("started", "diagnose", None),
-        ("finished", "diagnose", True),
-        ("started", "check_config", None),
-        ("finished", "check_config", True),
-    ]
-    diagnose, check = of(history, RepairFinished, "api")
-    assert diagnose.error_class == "refused" and diagnose.output.startswith("refused:")
-    assert f"port {api.port}: free" in check.output
+    (lost,) = of(after, ProcessLost, "api")
+    assert lost.pid == first_pid and "killed by SIGKILL" in lost.detail
+    assert position(history, lambda e: e is lost) < position(history, lambda e: e is moves[0])
+    assert not [p for p in of(after, Probe, "api") if not p.ok and p.seq < moves[0].seq]
+    assert repair_steps(history, "api") == []
 
     (started,) = of(history, RestartStarted, "api")
     (finished,) = of(history, RestartFinished, "api")
     assert finished.ok and finished.pid == new_pid
     assert f"pid {first_pid} had exited (killed by SIGKILL)" in finished.output
-    # The order of a repair: each step's outcome before the next decision, the restart after
-    # the last step, the cooldown after the restart, healthy last.
-    order = [
-        position(history, lambda e: e is check),
-        position(history, lambda e: e is started),
-        position(history, lambda e: e is finished),
-        position(history, lambda e: e is moves[3]),
-        position(history, lambda e: e is moves[4]),
-    ]
-    assert order == sorted(order)
     # The cooldown runs from the restart's decision and keeps the next restart away; it holds
     # nothing else: healthy at the first good probe. A probe that found the new process not
     # listening yet fell in the start grace (1 s) and counted for nothing.
-    until = moves[3].until
+    until = moves[1].until
     assert until is not None and until == pytest.approx(started.ts + 2.0)
-    after_restart = probes_between(history, "api", moves[3].seq, moves[4].seq)
-    assert after_restart[-1].ok and moves[4].trigger == "probe_ok"
+    after_restart = probes_between(history, "api", moves[1].seq, moves[2].seq)
+    assert after_restart[-1].ok and moves[2].trigger == "probe_ok"
     assert all(p.ts < finished.ts + 1.0 for p in after_restart if not p.ok)
+    assert_consistent(h, history)
+
+
+async def test_killed_again_inside_its_cooldown_it_waits_for_the_cooldown(
+    tmp_path: Path, children: Callable[..., ChildService], start_monitor: StartMonitor
+) -> None:
+    api = children("api")
+    svc = supervised(api, stop_on_exit=True, ladder=["diagnose", "restart"])
+    h = await start_monitor(make_config(log_path(tmp_path), [svc]))
+    await h.wait_state("api", "healthy")
+    view = h.monitor.projection.services["api"]
+    for restarts in (1, 2):
+        pid = h.monitor.supervisor.pid("api")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await wait_for(lambda n=restarts: view.restarts_total == n and h.state("api") == "healthy",
+                       f"api restarted {restarts} times, healthy")  # fmt: skip
+    history = await h.stop()
+    first, second = of(history, RestartStarted, "api")
+    # The second end came inside the first restart's cooldown (2 s): that restart waited for it.
+    assert second.ts - first.ts >= 2.0
+    assert len(of(history, ProcessLost, "api")) == 2
     assert_consistent(h, history)
 
 
@@ -421,15 +424,12 @@ async def test_hung_repair_command_times_out_and_the_ladder_goes_on(
     )
     h = await start_monitor(make_config(log_path(tmp_path), [svc]))
     await h.wait_state("api", "healthy")
-    pid = h.monitor.supervisor.pid("api")
-    assert pid is not None
     mark = h.store.last_seq
-    os.kill(pid, signal.SIGKILL)
+    api.break_it()  # it answers 500: the ladder runs (a process that ends is restarted at once)
     view = h.monitor.projection.services["api"]
-    await wait_for(
-        lambda: view.restarts_total == 1 and h.state("api") == "healthy",
-        "api restarted after the hung step, healthy again",
-    )
+    await wait_for(lambda: view.restarts_total == 1, "api restarted after the hung step")
+    api.mend()
+    await wait_for(lambda: h.state("api") == "healthy", "api healthy again")
     assert not processes_mentioning(" ".join(hang))
     history = await h.stop()
 
@@ -525,9 +525,7 @@ async def test_stop_during_a_repair_step_leaves_no_unrecorded_process(
     )
     h = await start_monitor(make_config(log_path(tmp_path), [svc]))
     await h.wait_state("api", "healthy")
-    pid = h.monitor.supervisor.pid("api")
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
+    api.break_it()  # it answers 500: the ladder runs (a process that ends is restarted at once)
     await wait_for(
         lambda: h.monitor.states["api"].in_flight == "repair:command", "the command step running"
     )

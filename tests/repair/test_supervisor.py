@@ -188,3 +188,44 @@ async def test_stop_all_stops_every_child(supervisor):
     await supervisor.stop_all(grace=1.0)
     assert not any(alive(pid) for pid in pids)
     assert not any(supervisor.running(name) for name in ("a", "b", "c"))
+
+
+async def test_an_end_nobody_asked_for_is_reported_at_once_and_a_stop_is_not(supervisor):
+    ended: list[tuple[str, int, str]] = []
+    supervisor.on_exit = lambda name, pid, how: ended.append((name, pid, how))
+    pid = await supervisor.start("api", config())
+    os.kill(pid, signal.SIGKILL)
+    await wait_for(lambda: ended, "the end reported")
+    assert ended == [("api", pid, "killed by SIGKILL")]
+    # Restarted, then stopped by hbsm itself: no news.
+    again, _ = await supervisor.restart("api", config())
+    await supervisor.stop("api", grace=1.0)
+    assert not supervisor.running("api") and ended == [("api", pid, "killed by SIGKILL")]
+    assert again != pid
+
+
+async def test_an_adopted_process_that_ends_is_reported_too(supervisor):
+    ended: list[tuple[str, int, str]] = []
+    supervisor.on_exit = lambda name, pid, how: ended.append((name, pid, how))
+    child = subprocess.Popen(py("import time; time.sleep(60)"), start_new_session=True)
+    try:
+        assert await supervisor.adopt("api", child.pid)
+        child.kill()
+        child.wait()  # reaped by its parent (this test), as a process hbsm did not start would be
+        await wait_for(lambda: ended, "the adopted process's end reported")
+        assert ended == [("api", child.pid, "exit status unknown")]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+async def test_close_stops_watching_and_leaves_the_process_running(supervisor):
+    ended: list[tuple[str, int, str]] = []
+    supervisor.on_exit = lambda name, pid, how: ended.append((name, pid, how))
+    pid = await supervisor.start("api", config())
+    await supervisor.close()
+    assert alive(pid)
+    os.kill(pid, signal.SIGKILL)
+    await wait_for(lambda: not alive(pid), "gone")
+    assert ended == []  # nobody watches any more: hbsm is stopping and leaves it be

@@ -9,10 +9,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from monitor.support import http_get, write_toml_config
 from support.nats_server import NatsServer
 from support.net import free_port
@@ -31,20 +29,6 @@ app = Flask(__name__)
 init_heartbeat(app, sys.argv[2])
 app.run(host="127.0.0.1", port=int(sys.argv[1]))
 """
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    services = Services(tmp_path / "services")
-    yield services
-    services.close()
 
 
 def owners(url: str) -> dict[str, str | None]:

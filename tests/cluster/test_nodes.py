@@ -49,20 +49,6 @@ SLOW = 60.0  # deadlines: only a hang reaches them
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    services = Services(tmp_path / "services")
-    yield services
-    services.close()
-
-
-@pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[list[Node]]:
     started: list[Node] = []
     yield started

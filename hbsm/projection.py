@@ -40,7 +40,7 @@ from hbsm.events import (
 from hbsm.evolve import evolve, evolve_probe
 from hbsm.state import ServiceState
 
-__all__ = ["Projection", "next_action"]
+__all__ = ["Projection", "next_action", "vantage_points"]
 
 
 def next_action(view: ServiceView) -> tuple[str, float | None]:
@@ -67,6 +67,22 @@ def next_action(view: ServiceView) -> tuple[str, float | None]:
     if state == "degraded" and s.failed_runs and (last is None or last.ts < s.repair_after):
         return "next repair run", s.repair_after  # backing off after runs that did not fix it
     return "probe", (last.ts + view.policy.check_interval) if last is not None else None
+
+
+def vantage_points(view: ServiceView) -> dict[str, ProbeSeen]:
+    """What each node last saw of a service, by node: the other vantage points' facts, and the
+    owner's own last probe as the owner saw it (its `ok` may be a quorum's verdict; its own
+    vote is what it saw). Empty for a single monitor's service."""
+    points = dict(view.seen)
+    last = view.last_probe
+    if last is not None and last.node:
+        own = next((v for v in last.votes if v.node == last.node), None)
+        points[last.node] = ProbeSeen(
+            ts=last.ts, service=last.service, node=last.node,
+            ok=own.ok if own is not None else last.ok, latency_ms=last.latency_ms,
+            status=last.status, error=last.error, detail=last.detail,
+        )  # fmt: skip
+    return dict(sorted(points.items()))
 
 
 class Projection:
@@ -291,6 +307,12 @@ class Projection:
             services=[_copy_view(v) for v in self.services.values()],
         )
 
+    def state_of(self, name: str) -> ServiceState:
+        """`name`'s state as folded so far, a copy for a monitor to decide on (a fresh one for
+        a service the log has not named): what a monitor resumes, or a node takes over."""
+        view = self.services.get(name)
+        return view.fsm.copy() if view is not None else ServiceState(name=name)
+
     def states(self) -> list[ServiceState]:
         """The FSM state of every service: what a monitor resumes from."""
         return [v.fsm for v in self.services.values()]
@@ -303,7 +325,7 @@ class Projection:
 
 
 def _copy_view(view: ServiceView) -> ServiceView:
-    fsm = msgspec.structs.replace(view.fsm, restarts=list(view.fsm.restarts))
+    fsm = view.fsm.copy()
     return msgspec.structs.replace(
         view, fsm=fsm, latency_ts=list(view.latency_ts), latency_ms=list(view.latency_ms),
         seen=dict(view.seen),

@@ -193,6 +193,11 @@ class ServiceState(msgspec.Struct, kw_only=True, eq=False):
     # What the repair run's last `check_config` found broken (the first line of its output);
     # "" when it passed, or has not run in this run.
     config_broken: str = ""
+
+    def copy(self) -> ServiceState:
+        """A copy to decide on apart from this one (its one list is its own)."""
+        return msgspec.structs.replace(self, restarts=list(self.restarts))
+
     # The longest healthy stretch since the last restart: long enough resets the backoff.
     stable_span: float = 0.0
     paused_from: str | None = None

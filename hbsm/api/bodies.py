@@ -14,7 +14,7 @@ import msgspec
 
 from hbsm.api.redaction import AdminOnly, hide_internals
 from hbsm.events import MonitorView, Probe, ServiceView
-from hbsm.projection import Projection, next_action
+from hbsm.projection import Projection, next_action, vantage_points
 
 if TYPE_CHECKING:
     from hbsm.outage import Outage
@@ -226,24 +226,11 @@ def service_health(
 
 
 def _vantage_points(view: ServiceView) -> dict[str, LastProbe]:
-    """Each node's latest word on the service: the owner's last probe, the others' facts."""
-    points = {
+    return {
         node: LastProbe(at=iso(f.ts), ok=f.ok, latency_ms=f.latency_ms, status=f.status,
                         error=f.error, detail=f.detail)
-        for node, f in sorted(view.seen.items())
+        for node, f in vantage_points(view).items()
     }  # fmt: skip
-    last = view.last_probe
-    if last is not None and last.node:
-        points[last.node] = LastProbe(at=iso(last.ts), ok=not _failed_here(last),
-                                      latency_ms=last.latency_ms, status=last.status,
-                                      error=last.error, detail=last.detail)  # fmt: skip
-    return points
-
-
-def _failed_here(probe: Probe) -> bool:
-    """Whether the node that made `probe` saw it fail (its `ok` may be a quorum's verdict)."""
-    own = next((v for v in probe.votes if v.node == probe.node), None)
-    return not (own.ok if own is not None else probe.ok)
 
 
 def _service_health(view: ServiceView, *, now: float, monitoring: bool) -> ServiceHealth:

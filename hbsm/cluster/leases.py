@@ -19,6 +19,8 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from hbsm.cluster.kv import expiring_bucket
+
 __all__ = ["Lease", "Leases"]
 
 DEFAULT_BUCKET = "hbsm-leases"
@@ -46,11 +48,7 @@ class Leases:
         cls, js: JetStreamContext, node: str, *, ttl: float, bucket: str = DEFAULT_BUCKET
     ) -> Leases:
         """The bucket, made if missing (its entries expire `ttl` s after their last write)."""
-        try:
-            kv = await js.key_value(bucket)
-        except nats.js.errors.BucketNotFoundError:
-            kv = await js.create_key_value(bucket=bucket, history=1, ttl=ttl)
-        return cls(kv, node, ttl, bucket)
+        return cls(await expiring_bucket(js, bucket, ttl), node, ttl, bucket)
 
     async def take(self, service: str) -> Lease | None:
         """The lease of `service` if it was free (None: another node holds it)."""

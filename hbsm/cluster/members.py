@@ -11,6 +11,8 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from hbsm.cluster.kv import expiring_bucket
+
 __all__ = ["Members"]
 
 DEFAULT_BUCKET = "hbsm-nodes"
@@ -27,11 +29,7 @@ class Members:
     async def open(
         cls, js: JetStreamContext, node: str, *, ttl: float, bucket: str = DEFAULT_BUCKET
     ) -> Members:
-        try:
-            kv = await js.key_value(bucket)
-        except nats.js.errors.BucketNotFoundError:
-            kv = await js.create_key_value(bucket=bucket, history=1, ttl=ttl)
-        return cls(kv, node)
+        return cls(await expiring_bucket(js, bucket, ttl), node)
 
     async def beat(self, about: bytes = b"") -> None:
         """This node is alive for another ttl."""

@@ -76,9 +76,13 @@ def subject_of(prefix: str, event: Event | OpaqueEvent, node: str | None = None)
     service = getattr(event, "service", None)
     if not service:
         return f"{prefix}.monitor" if node is None else f"{prefix}.node.{node}"
+    return service_subject(prefix, service, seen=isinstance(event, ProbeSeen))
+
+
+def service_subject(prefix: str, service: str, *, seen: bool = False) -> str:
+    """The subject of a service's events (the fenced one), or of what vantage points saw."""
     # A service name may hold dots (a token separator in a subject): one token per service.
-    kind = "seen" if isinstance(event, ProbeSeen) else "svc"
-    return f"{prefix}.{kind}.{service.replace('.', '_')}"
+    return f"{prefix}.{'seen' if seen else 'svc'}.{service.replace('.', '_')}"
 
 
 class JetStreamLog(EventStore):
@@ -257,13 +261,13 @@ class JetStreamLog(EventStore):
     def read(self, after_seq: int = 0) -> Iterator[Event | OpaqueEvent]:
         # The history as of the call, like a file read. After close, on a connection of its own.
         if not self._closed:
-            history = read_history(self._js_ctx(), self.stream, after_seq, self.timeout, self.url)
+            history = read_history(self.js, self.stream, after_seq, self.timeout, self.url)
             return iter(self._io.run(history, None, f"{self.where}: reading"))
         return iter(read_once(self.url, self.stream, after_seq, self.timeout))
 
     def follow(self, after_seq: int = 0) -> Follower:
         self._check_open()
-        follower = JetStreamFollower(self._io, self._js_ctx(), self.stream, self.timeout,
+        follower = JetStreamFollower(self._io, self.js, self.stream, self.timeout,
                                      after_seq, where=self.where)  # fmt: skip
         self._io.run(follower.start(), self.timeout, f"{self.where}: following")
         return follower
@@ -272,15 +276,12 @@ class JetStreamLog(EventStore):
     def js(self) -> JetStreamContext:
         """The client's JetStream context, for work run on the store's loop (`submit`): the
         KV buckets of several nodes share the log's connection."""
-        return self._js_ctx()
+        assert self._js is not None
+        return self._js
 
     def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run `work` on the store's loop (where its client lives), not waiting for it."""
         return self._io.submit(work)
-
-    def _js_ctx(self) -> JetStreamContext:
-        assert self._js is not None
-        return self._js
 
     # --- closing ------------------------------------------------------------------------------
 

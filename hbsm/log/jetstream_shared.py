@@ -94,10 +94,6 @@ class SharedStreamLog(JetStreamLog):
             self._queued.append((f"{self.node}:{self._run}:{self._count}", event))
         return out
 
-    @property
-    def unwritten_bytes(self) -> int | None:
-        return None
-
     def flush(self) -> None:
         self._check_open()
         if not self._queued:

@@ -82,7 +82,7 @@ def open_monitor(
             from hbsm.monitor.cluster import ClusterRole
 
             assert isinstance(store, SharedStreamLog)
-            monitor.cluster = ClusterRole(monitor, store, store.node, config.cluster.lease_ttl)
+            monitor.cluster = ClusterRole(monitor, store, config.cluster.lease_ttl)
     except BaseException:
         store.close()
         raise

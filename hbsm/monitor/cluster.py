@@ -37,11 +37,10 @@ from hbsm.cluster.placement import preferred_node
 from hbsm.cluster.quorum import judge, quorum_now, vote_window, votes_of
 from hbsm.events import Event, Probe, ProbeSeen, ServiceOwned
 from hbsm.log.errors import LogError
-from hbsm.log.jetstream import subject_of
+from hbsm.log.jetstream import service_subject
 from hbsm.log.jetstream_read import JetStreamFollower
 from hbsm.log.jetstream_shared import SharedStreamLog
 from hbsm.monitor.startup import take_up
-from hbsm.state import ServiceState
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -69,10 +68,10 @@ class _Round(NamedTuple):
 
 
 class ClusterRole:
-    def __init__(self, monitor: Monitor, store: SharedStreamLog, node: str, ttl: float) -> None:
+    def __init__(self, monitor: Monitor, store: SharedStreamLog, ttl: float) -> None:
         self.m = monitor
         self.store = store
-        self.node = node
+        self.node = store.node
         self.ttl = ttl
         # Services this node has taken over: it holds the lease, and its ServiceOwned is in.
         self.owned: set[str] = set()
@@ -165,11 +164,7 @@ class ClusterRole:
         m = self.m
         view = m.projection.services.get(name)
         previous = view.owner if view is not None else None
-        if view is not None:
-            fsm = view.fsm
-            m.states[name] = msgspec.structs.replace(fsm, restarts=list(fsm.restarts))
-        else:
-            m.states[name] = ServiceState(name=name)
+        m.states[name] = m.projection.state_of(name)
         self.store.own(name, last_subject_seq)
         self.owned.add(name)
         why = f"taken over from {previous}" if previous and previous != self.node else "taken"
@@ -277,10 +272,9 @@ class ClusterRole:
         return _Round(live, lost, released, dict(zip(adopting, lasts, strict=True)))
 
     async def _last_subject_seq(self, name: str) -> int:
-        js = self.store.js
-        probe = Probe(service=name, ok=True)  # any event of the service: its subject
+        subject = service_subject(self.store.prefix, name)
         try:
-            msg = await js.get_last_msg(self.store.stream, subject_of(self.store.prefix, probe))
+            msg = await self.store.js.get_last_msg(self.store.stream, subject)
         except nats.js.errors.NotFoundError:
             return 0
         return int(msg.seq or 0)

@@ -27,8 +27,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import msgspec
-
 from hbsm.events import (
     Notification,
     ProcessLost,
@@ -42,7 +40,6 @@ from hbsm.events import (
 from hbsm.monitor.orphans import Orphans
 from hbsm.notify.notice import iso_utc
 from hbsm.repair import SupervisorError
-from hbsm.state import ServiceState
 
 if TYPE_CHECKING:
     from hbsm.monitor.runtime import Monitor
@@ -95,12 +92,7 @@ def resume(m: Monitor) -> Resumed:
             batch.clear()
     m.projection.apply_all(batch)
     for name in m.services:
-        view = m.projection.services.get(name)
-        if view is None:
-            m.states[name] = ServiceState(name=name)
-        else:
-            fsm = view.fsm
-            m.states[name] = msgspec.structs.replace(fsm, restarts=list(fsm.restarts))
+        m.states[name] = m.projection.state_of(name)
     resumed = sum(1 for s in m.states.values() if s.state != "unknown")
     log.info(
         "resumed %d of %d services from %d events",

@@ -260,8 +260,7 @@ class Verifier:
                 self.default_policy.remove(name)
             if name in pending:
                 continue  # our state already holds the decisions still due
-            fsm = view.fsm
-            self.states[name] = msgspec.structs.replace(fsm, restarts=list(fsm.restarts))
+            self.states[name] = view.fsm.copy()
 
     def finish(self, *, torn: bool = False) -> Divergence | None:
         """The end of the history: decisions still due are a divergence, unless the log's last

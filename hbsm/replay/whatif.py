@@ -287,7 +287,7 @@ class WhatIf:
                     continue  # the what-if has its own state by now
                 self._policy(name, view.policy)
                 fsm = view.fsm
-                self.states[name] = msgspec.structs.replace(fsm, restarts=list(fsm.restarts))
+                self.states[name] = fsm.copy()
                 self.simulated.seed(name, fsm.state, fsm.since, event.seq)
 
     def _simulate(self, fact: Probe | Admin | ProcessStarted | ProcessLost) -> None:

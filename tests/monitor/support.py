@@ -155,6 +155,16 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def exported_and_verified(url: str, path: Path) -> str:
+    """`hbsm export --store URL -o PATH`, then `hbsm replay --verify PATH`, as a user runs them:
+    both must exit 0. Returns what the verify printed."""
+    for args in (["export", "--store", url, "-o", str(path)], ["replay", "--verify", str(path)]):
+        done = subprocess.run([PY, "-m", "hbsm", *args], capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        assert done.returncode == 0, f"hbsm {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
     """(status, body) of a GET; (0, reason) when nothing answers."""
     try:

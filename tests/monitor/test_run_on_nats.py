@@ -22,7 +22,7 @@ from hbsm.log.jetstream import read_stream
 from hbsm.projection import Projection
 
 from .conftest import HbsmRun
-from .support import PY, ChildService, of, write_toml_config
+from .support import PY, ChildService, exported_and_verified, of, write_toml_config
 
 
 @pytest.fixture
@@ -76,11 +76,7 @@ def test_run_keeps_its_log_in_jetstream_and_resumes_from_it(
     assert second.wait() == 0, second.err()
 
     exported = tmp_path / "exported.jsonl"
-    done = subprocess.run(
-        [PY, "-m", "hbsm", "export", "--store", url, "-o", str(exported)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    verified = exported_and_verified(url, exported)
     history = list(read_stream(url))
     assert exported.read_bytes().count(b"\n") == len(history)
     assert [e.seq for e in history] == list(range(1, len(history) + 1))  # the stream's seqs
@@ -89,18 +85,13 @@ def test_run_keeps_its_log_in_jetstream_and_resumes_from_it(
     # One restart by each run, the second's a cooldown after the first's, across the crash.
     assert first_restart.seq < resumed.seq < second_restart.seq
     assert second_restart.ts - first_restart.ts >= cooldown
-    checked = subprocess.run(
-        [PY, "-m", "hbsm", "replay", "--verify", str(exported)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert checked.returncode == 0, checked.stdout + checked.stderr
     # The stream itself, read where it is, verifies the same.
     direct = subprocess.run(
         [PY, "-m", "hbsm", "replay", "--verify", "--store", url],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert direct.returncode == 0, direct.stdout + direct.stderr
-    assert direct.stdout == checked.stdout
+    assert direct.stdout == verified
     assert not (tmp_path / "events" / "heartbeat.jsonl").exists()  # no file log beside it
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from hbsm.log import LogError
 from hbsm.log.jetstream import read_stream
 
 from .conftest import HbsmRun
-from .support import PY, ChildService, of, write_toml_config
+from .support import ChildService, exported_and_verified, of, write_toml_config
 
 pytestmark = pytest.mark.slow  # `just test-slow` (CI runs it)
 
@@ -61,16 +60,7 @@ def test_run_rides_out_the_stream_leaders_death(
     run.signal(signal.SIGTERM)
     assert run.wait() == 0, run.err()
     exported = tmp_path / "exported.jsonl"
-    done = subprocess.run(
-        [PY, "-m", "hbsm", "export", "--store", url, "-o", str(exported)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    exported_and_verified(url, exported)
     seqs = [e.seq for e in history(url)]
     assert seqs == list(range(1, len(seqs) + 1))  # once each, no hole
     assert exported.read_bytes().count(b"\n") == len(seqs)
-    checked = subprocess.run(
-        [PY, "-m", "hbsm", "replay", "--verify", str(exported)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert checked.returncode == 0, checked.stdout + checked.stderr

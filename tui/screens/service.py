@@ -22,6 +22,7 @@ from hbsm.events import (
     ServiceView,
     Transition,
 )
+from hbsm.projection import vantage_points
 from tui.board import AnyEvent, Board
 from tui.format import clock, duration, latency, next_text, stamp
 from tui.widgets.badges import STATE_CLASSES, badge
@@ -127,14 +128,9 @@ class ServiceScreen(Screen[None]):
 
 def _vantage(view: ServiceView, now: float) -> str:
     """Each vantage point's latest word, e.g. "n1 ok, n2 timeout 4 s ago, n3 ok"."""
-    words = {node: (f.ok, f.error, f.ts) for node, f in view.seen.items()}
-    last = view.last_probe
-    if last is not None and last.node:  # the owner's own result, whatever the verdict
-        own = next((v for v in last.votes if v.node == last.node), None)
-        words[last.node] = (own.ok if own is not None else last.ok, last.error, last.ts)
     return ", ".join(
-        f"{node} ok" if ok else f"{node} {error or 'failing'} {duration(now - ts)} ago"
-        for node, (ok, error, ts) in sorted(words.items())
+        f"{node} ok" if f.ok else f"{node} {f.error or 'failing'} {duration(now - f.ts)} ago"
+        for node, f in vantage_points(view).items()
     )
 
 

@@ -1,8 +1,9 @@
 """Probes: observe services and report what was found as `Probe` facts. Nothing here decides.
 
-* `Prober` runs one probe (HTTP over one shared httpx client, TCP connect, or a command) under a
-  semaphore bounding the probes in flight; the latency it records starts after the semaphore,
-  so our own queueing is not counted as the target's slowness.
+* `Prober` runs one probe (HTTP: a plain GET or HEAD on the lean path, one write and one C parse
+  over kept-alive connections, anything else through one shared httpx client; TCP connect; or
+  a command) under a semaphore bounding the probes in flight; the latency it records starts
+  after the semaphore, so our own queueing is not counted as the target's slowness.
 * `Scheduler` says when: each service on a fixed grid of its interval (no drift), spread over
   the interval by a hash of its name, never two probes of one service at once, probe-now on ask.
 
@@ -12,14 +13,15 @@ body_mismatch, slow (a success slower than `slow_ms`), command (non-zero exit), 
 unexpected status, an encoding hbsm cannot decode, ...).
 """
 
+from ._body import BODY_LIMIT
 from ._classify import classify
-from ._http import BODY_LIMIT
-from ._prober import Prober, Transport
+from ._prober import TRANSPORTS, Prober, Transport
 from ._scheduler import Scheduler, SchedulerStats, first_offset
 from ._tcp import parse_target
 
 __all__ = [
     "BODY_LIMIT",
+    "TRANSPORTS",
     "Prober",
     "Scheduler",
     "SchedulerStats",

@@ -1,25 +1,28 @@
-"""The HTTP probe: one request through the shared client, a bounded read, the configured checks."""
+"""The HTTP probe: one request (the lean path, or httpx), a bounded read, the configured checks.
+
+Both paths end in the same judgement (`_judged`, `_failed`): the status, the body checks and the
+failure classes do not depend on which one asked.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from hbsm.config.model import ProbeConfig, ServiceConfig
 
+from ._body import BODY_LIMIT, Inflate, inflater
 from ._classify import classify, short
+from ._lean import LeanClient, LeanRequest, PartialAnswer
 from ._outcome import Outcome
 
-__all__ = ["BODY_LIMIT", "json_lookup", "probe_http"]
+if TYPE_CHECKING:  # httpx is imported only when a probe needs it (hbsm.probes._prober)
+    import httpx
 
-# The most of a body a probe reads: enough for any health document, and a 10 MB page
-# (or an endless stream) costs no more than this.
-BODY_LIMIT = 64 * 1024
+__all__ = ["BODY_LIMIT", "json_lookup", "probe_http", "probe_lean"]
 
 _MISSING: Any = object()
 
@@ -40,60 +43,15 @@ def json_lookup(document: Any, path: str) -> Any:
     return current
 
 
-class _Inflate:
-    """A gzip or deflate body decoded with a cap on what each call may produce.
-
-    Fix (tests/reliability): httpx decodes a chunk whole, and a hostile target that ignores our
-    `accept-encoding: identity` and answers a gzip bomb turned each 64 KiB chunk into ~64 MiB
-    (a 200 MiB bomb cost one probe 45 to 140 MB); `max_length` keeps it to what is read.
-    """
-
-    def __init__(self, encoding: str) -> None:
-        self.encoding = encoding
-        # 32 + 15: a zlib or gzip header, detected. Raw deflate (no header) is tried on failure.
-        self._inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)
-        self._started = False
-
-    def decode(self, data: bytes, max_length: int) -> bytes:
-        try:
-            out = self._inflate.decompress(data, max_length)
-        except zlib.error as exc:
-            if self._started or self.encoding != "deflate":
-                raise _BadEncoding(f"{self.encoding} body does not decode: {exc}") from None
-            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
-            self._started = True
-            return self.decode(data, max_length)
-        self._started = True
-        return out
-
-
-class _BadEncoding(Exception):
-    pass
-
-
-_INFLATED = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
-
-
-def _decoder(response: httpx.Response) -> _Inflate | str | None:
-    """How to decode the body: an _Inflate, None (as is), or the encoding we do not decode."""
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    if encoding in ("", "identity"):
-        return None
-    if encoding in _INFLATED:
-        return _Inflate(_INFLATED[encoding])
-    # Anything else (br, zstd, stacked encodings) stays as sent: hbsm asked for identity.
-    return encoding
-
-
 async def _read_bounded(response: httpx.Response, limit: int) -> tuple[bytes, bool, str | None]:
     """Up to `limit` bytes of the (decoded) body, whether reading stopped before its end, and
     the content encoding left undecoded (None when the body is plain)."""
-    decoder = _decoder(response)
+    decoder = inflater(response.headers.get("content-encoding", ""))
     chunks: list[bytes] = []
     size = 0
-    # Raw bytes, decoded here: httpx's own decoding has no bound (see _Inflate).
+    # Raw bytes, decoded here: httpx's own decoding has no bound (see Inflate).
     async for raw in response.aiter_raw():
-        chunk = decoder.decode(raw, limit - size) if isinstance(decoder, _Inflate) else raw
+        chunk = decoder.decode(raw, limit - size) if isinstance(decoder, Inflate) else raw
         chunks.append(chunk)
         size += len(chunk)
         if size >= limit:
@@ -144,9 +102,57 @@ def _what(config: ProbeConfig, url: str) -> str:
     return f"{config.method} {short(url, 100)}"
 
 
+def _needs_body(config: ProbeConfig) -> bool:
+    return config.body_contains is not None or config.json_field is not None
+
+
+def _failed(service: ServiceConfig, exc: BaseException, status: int | None) -> Outcome:
+    error, reason = classify(exc)
+    what = _what(service.probe, service.url)
+    return Outcome(False, None, status, error, short(f"{what}: {reason}"))
+
+
+def _judged(
+    service: ServiceConfig,
+    status: int,
+    latency_ms: float,
+    body: bytes,
+    truncated: bool,
+    undecoded: str | None,
+) -> Outcome:
+    config = service.probe
+    failure = _status_failure(status, config.expect_status)
+    if failure is not None:
+        error, reason = failure
+        detail = short(f"{_what(config, service.url)}: {reason}")
+        return Outcome(False, latency_ms, status, error, detail)
+    mismatch = _body_failure(config, body, truncated, undecoded)
+    if mismatch is not None:
+        detail = short(f"{_what(config, service.url)}: {mismatch}")
+        return Outcome(False, latency_ms, status, "body_mismatch", detail)
+    return Outcome(True, latency_ms, status)
+
+
+async def probe_lean(client: LeanClient, request: LeanRequest, service: ServiceConfig) -> Outcome:
+    """A plain GET or HEAD (hbsm.probes._lean), judged as `probe_http` judges."""
+    # The clock starts here, after the caller's semaphore: our own queueing is not counted.
+    started = time.perf_counter()
+    try:
+        answer = await client.fetch(request, service.probe.timeout)
+    except PartialAnswer as exc:
+        return _failed(service, exc, exc.status)
+    except Exception as exc:
+        return _failed(service, exc, None)
+    # With a body check, the answer is in once the body is; otherwise once the headers are.
+    answered = time.perf_counter() if _needs_body(service.probe) else answer.answered
+    latency_ms = (answered - started) * 1000.0
+    return _judged(
+        service, answer.status, latency_ms, answer.body, answer.truncated, answer.undecoded
+    )
+
+
 async def probe_http(client: httpx.AsyncClient, service: ServiceConfig) -> Outcome:
     config = service.probe
-    needs_body = config.body_contains is not None or config.json_field is not None
     status: int | None = None
     # The clock starts here, after the caller's semaphore: our own queueing is not counted.
     started = time.perf_counter()
@@ -162,19 +168,8 @@ async def probe_http(client: httpx.AsyncClient, service: ServiceConfig) -> Outco
             # Read (a bounded part of) the body even when no check needs it: a connection
             # whose response was read to the end can be reused.
             body, truncated, undecoded = await _read_bounded(response, BODY_LIMIT)
-            if needs_body:
+            if _needs_body(config):
                 answered = time.perf_counter()
     except Exception as exc:
-        error, reason = classify(exc)
-        return Outcome(False, None, status, error, short(f"{_what(config, service.url)}: {reason}"))
-    latency_ms = (answered - started) * 1000.0
-    failure = _status_failure(status, config.expect_status)
-    if failure is not None:
-        error, reason = failure
-        detail = short(f"{_what(config, service.url)}: {reason}")
-        return Outcome(False, latency_ms, status, error, detail)
-    mismatch = _body_failure(config, body, truncated, undecoded)
-    if mismatch is not None:
-        detail = short(f"{_what(config, service.url)}: {mismatch}")
-        return Outcome(False, latency_ms, status, "body_mismatch", detail)
-    return Outcome(True, latency_ms, status)
+        return _failed(service, exc, status)
+    return _judged(service, status, (answered - started) * 1000.0, body, truncated, undecoded)

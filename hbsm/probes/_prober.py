@@ -7,49 +7,56 @@ import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Literal, Self
-
-import httpx
-from httpx_aiohttp import AiohttpTransport
+from typing import TYPE_CHECKING, Literal, Self
 
 from hbsm.config.model import ServiceConfig
 from hbsm.events import Probe
 
+from ._body import PROBE_HEADERS
 from ._classify import short
 from ._command import probe_command
-from ._http import probe_http
+from ._http import probe_http, probe_lean
+from ._lean import LeanClient, LeanRequest, lean_request
 from ._outcome import Outcome
 from ._tcp import probe_tcp
 
-__all__ = ["Prober", "Transport"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["TRANSPORTS", "Prober", "Transport"]
 
 log = logging.getLogger("hbsm.probes")
 
-Transport = Literal["aiohttp", "httpx"]
-
-_HEADERS = {
-    "user-agent": "hbsm-probe",
-    # An uncompressed body, please: one compressed anyway is inflated only as far as the
-    # bounded read (hbsm.probes._http._Inflate), and only from gzip or deflate.
-    "accept-encoding": "identity",
-}
+# lean: a plain http:// GET or HEAD on the lean path (hbsm.probes._lean), the rest through httpx
+# over aiohttp. aiohttp, httpx: every HTTP probe through httpx on that transport, for comparison.
+Transport = Literal["lean", "aiohttp", "httpx"]
+TRANSPORTS: tuple[Transport, ...] = ("lean", "aiohttp", "httpx")
 
 
 def _client(concurrency: int, transport: Transport) -> httpx.AsyncClient:
+    # Imported here, on the first probe that needs httpx: a monitor whose probes all take the
+    # lean path never loads httpx and aiohttp (their memory and start-up time).
+    import httpx
+    from httpx_aiohttp import AiohttpTransport
+
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     # httpx's default transport scans its pool per request and queues client-side under
     # concurrency (docs/performance.md); aiohttp's connector does not. "httpx" stays for comparison.
     backend: httpx.AsyncBaseTransport
-    if transport == "aiohttp":
+    if transport in ("lean", "aiohttp"):
         backend = AiohttpTransport(limits=limits, trust_env=False)
     elif transport == "httpx":
         backend = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
     else:
-        raise ValueError(f"transport must be 'aiohttp' or 'httpx', not {transport!r}")
+        raise AssertionError(transport)
     # trust_env=False: a probe measures the target, not a proxy named in the environment; and
     # both transports then behave alike. Redirects are answers, not something to follow.
     return httpx.AsyncClient(
-        transport=backend, headers=_HEADERS, follow_redirects=False, trust_env=False, timeout=None
+        transport=backend,
+        headers=PROBE_HEADERS,
+        follow_redirects=False,
+        trust_env=False,
+        timeout=None,
     )
 
 
@@ -73,23 +80,50 @@ class Prober:
         self,
         *,
         concurrency: int = 200,
-        transport: Transport = "aiohttp",
+        transport: Transport = "lean",
         clock: Callable[[], float] = time.time,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
         self.concurrency = concurrency
         self.transport = transport
         self._clock = clock
-        self._client = _client(concurrency, transport)
+        self._lean = LeanClient(max_idle=concurrency)
+        self._httpx: httpx.AsyncClient | None = None  # made on the first probe that needs it
+        # Each service's lean request (None: it needs httpx), built once.
+        self._requests: dict[tuple[str, str, tuple[tuple[str, str], ...]], LeanRequest | None]
+        self._requests = {}
         self._slots = asyncio.Semaphore(concurrency)
+
+    def _lean_request(self, service: ServiceConfig) -> LeanRequest | None:
+        if self.transport != "lean":
+            return None
+        config = service.probe
+        key = (config.method, service.url, tuple(config.headers.items()))
+        try:
+            return self._requests[key]
+        except KeyError:
+            if len(self._requests) > 100_000:  # URLs changed by many reloads: start afresh
+                self._requests.clear()
+            request = self._requests[key] = lean_request(config.method, service.url, config.headers)
+            return request
+
+    async def _probe_http(self, service: ServiceConfig) -> Outcome:
+        request = self._lean_request(service)
+        if request is not None:
+            return await probe_lean(self._lean, request, service)
+        if self._httpx is None:
+            self._httpx = _client(self.concurrency, self.transport)
+        return await probe_http(self._httpx, service)
 
     async def probe(self, service: ServiceConfig) -> Probe:
         kind = service.probe.kind
         async with self._slots:
             try:
                 if kind == "http":
-                    outcome = await probe_http(self._client, service)
+                    outcome = await self._probe_http(service)
                 elif kind == "tcp":
                     outcome = await probe_tcp(service)
                 elif kind == "command":
@@ -115,7 +149,9 @@ class Prober:
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        self._lean.close()
+        if self._httpx is not None:
+            await self._httpx.aclose()
 
     async def __aenter__(self) -> Self:
         return self

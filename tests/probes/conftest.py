@@ -4,11 +4,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from hbsm.probes import Prober
+from hbsm.probes import TRANSPORTS, Prober
 
 from .servers import GarbageTarget, HttpTarget
-
-TRANSPORTS = ["aiohttp", "httpx"]
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,13 @@ misbehave on purpose). Behaviour is chosen by the request path, so one server se
                           the kernel accepted before the client went away) land in `huge_sent`
     /body?text=..&type=.. 200 with that body (URL-encoded) and content type
     /redirect             302 to /ok
+    /until-close          200 with neither a length nor chunks: the body ends with the connection
+    /chunked              200 with a chunked body "all systems go"
+    /interim              100 Continue, then 200 "ok"
+    /stale                200 "ok", kept alive; the next request on that connection is met by
+                          closing it unanswered (a server whose keep-alive ran out as it came)
+
+A HEAD is answered as its GET without the body.
 
 `start()`/`stop()` run it on its own event loop in a thread (usable from sync or async tests).
 Run as a script it serves in the foreground, prints its port, and exits when stdin closes:
@@ -62,6 +69,8 @@ class _Connection(asyncio.Protocol):
         self.target = target
         self.buffer = b""
         self.busy = False  # answering a request; later ones wait (no pipelining)
+        self.head = False  # answering a HEAD: headers only
+        self.stale = False  # /stale answered: close at the next request
         self.transport: asyncio.Transport | None = None
         self.can_write: asyncio.Event = asyncio.Event()
         self.can_write.set()
@@ -95,6 +104,10 @@ class _Connection(asyncio.Protocol):
             request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
             parts = request_line.split(" ")
             self.target.requests += 1
+            if self.stale:
+                self._close()
+                return
+            self.head = parts[0] == "HEAD"
             self._answer(parts[1] if len(parts) > 1 else "/")
 
     def _done(self) -> None:
@@ -103,6 +116,8 @@ class _Connection(asyncio.Protocol):
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None:
+            if self.head and b"\r\n\r\n" in data:
+                data = data[: data.index(b"\r\n\r\n") + 4]
             self.transport.write(data)
 
     def _close(self) -> None:
@@ -143,6 +158,17 @@ class _Connection(asyncio.Protocol):
             self._write(_response(int(query.get("status", ["200"])[0]), body, content_type))
         elif route == "redirect":
             self._write(_response(302, b"", extra="Location: /ok\r\n"))
+        elif route == "until-close":
+            self._write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall systems go")
+            self._close()
+        elif route == "chunked":
+            chunks = b"4\r\nall \r\na\r\nsystems go\r\n0\r\n\r\n"
+            self._write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+        elif route == "interim":
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n" + _OK)
+        elif route == "stale":
+            self._write(_OK)
+            self.stale = True
         else:
             self._write(_response(404, b"no such route\n"))
 

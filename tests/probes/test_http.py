@@ -1,4 +1,5 @@
-"""HTTP probes: each failure class, the checks, bounded reads, latency, both transports."""
+"""HTTP probes: each failure class, the checks, bounded reads, latency, on every transport
+(the lean path included: a failure class it got wrong would show here as well)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ from support.configs import probed
 from support.waiting import wait_for
 
 from hbsm.events import Probe
-from hbsm.probes import BODY_LIMIT, Prober
+from hbsm.probes import BODY_LIMIT, TRANSPORTS, Prober
 from hbsm.state import ERROR_CLASSES
 
-from .conftest import TRANSPORTS
 from .servers import GarbageTarget, HttpTarget, closed_port
 
 HEALTH = {"status": "up", "checks": {"db": "ok", "queue": 3}, "nodes": [{"name": "a"}]}
@@ -235,7 +235,7 @@ async def test_concurrency_is_bounded_over_all_kinds_of_probe(target: HttpTarget
     assert elapsed >= 0.6  # two waves of two, not one of four
 
 
-async def test_both_transports_report_the_same_facts(
+async def test_every_transport_reports_the_same_facts(
     target: HttpTarget, garbage: GarbageTarget
 ) -> None:
     with closed_port() as port:
@@ -260,9 +260,9 @@ async def test_both_transports_report_the_same_facts(
             async with Prober(transport=transport) as prober:  # type: ignore[arg-type]
                 results = [await prober.probe(case) for case in cases]
             facts[transport] = [(r.ok, r.error, r.status, r.latency_ms is None) for r in results]
-    assert facts["aiohttp"] == facts["httpx"]
+    assert facts["lean"] == facts["aiohttp"] == facts["httpx"]
     # Every class an HTTP probe can report is covered (command is the command probe's).
-    covered = {error for _, error, _, _ in facts["aiohttp"]} - {None}
+    covered = {error for _, error, _, _ in facts["lean"]} - {None}
     assert covered == set(ERROR_CLASSES) - {"command"}
 
 

@@ -19,12 +19,11 @@ from support.waiting import wait_for
 
 from hbsm.config.model import ServiceConfig
 from hbsm.events import Probe
-from hbsm.probes import BODY_LIMIT, Prober
+from hbsm.probes import BODY_LIMIT, TRANSPORTS, Prober
 from hbsm.state import ERROR_CLASSES
 
 from .hostile_servers import BOMB_TEXT, HostileTarget
 
-TRANSPORTS = ["aiohttp", "httpx"]
 TIMEOUT = 0.5
 # A probe must be over by its timeout plus this: only a hang misses it, however loaded the box.
 SLACK = 5.0
@@ -131,7 +130,7 @@ async def test_endless_headers_are_refused_not_buffered(
 
 
 async def test_a_10_mb_body_is_not_read_whole(prober: Prober, plain: Any) -> None:
-    size = TEN_MB + TRANSPORTS.index(prober.transport)  # tells the two requests apart
+    size = TEN_MB + TRANSPORTS.index(prober.transport)  # tells the requests apart
     tracemalloc.start()
     try:
         result, elapsed = await timed_probe(

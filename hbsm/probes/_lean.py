@@ -98,7 +98,7 @@ class _Connection(asyncio.Protocol):
     """One kept-alive connection; answers one request at a time (no pipelining)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
@@ -120,7 +120,7 @@ class _Connection(asyncio.Protocol):
 
     def ask(self, request: LeanRequest) -> asyncio.Future[LeanAnswer]:
         assert self.transport is not None
-        self._waiter = waiter = self._loop.create_future()
+        self._waiter = waiter = self.loop.create_future()
         self._parser = httptools.HttpResponseParser(self)
         self._head = request.head
         self._received = False
@@ -143,6 +143,9 @@ class _Connection(asyncio.Protocol):
     @property
     def idle_and_open(self) -> bool:
         return not self.closed and self._reusable
+
+    def time_out(self) -> None:
+        self._fail(TimeoutError())
 
     def abort(self) -> None:
         self.closed = True
@@ -297,9 +300,11 @@ class LeanClient:
     async def _ask(
         self, connection: _Connection, request: LeanRequest, deadline: float
     ) -> LeanAnswer:
+        waiter = connection.ask(request)
+        # One timer that fails the waiter: cheaper than asyncio.timeout's context per probe.
+        timer = connection.loop.call_at(deadline, connection.time_out)
         try:
-            async with asyncio.timeout_at(deadline):
-                answer = await connection.ask(request)
+            answer = await waiter
         except Exception as exc:
             connection.abort()  # its state is unknown
             if connection.status:
@@ -308,6 +313,8 @@ class LeanClient:
         except BaseException:
             connection.abort()
             raise
+        finally:
+            timer.cancel()
         if connection.idle_and_open:
             self._give_back(request, connection)
         return answer

@@ -101,7 +101,7 @@ class Prober:
         if self.transport != "lean":
             return None
         config = service.probe
-        key = (config.method, service.url, tuple(config.headers.items()))
+        key = (config.method, service.url, tuple(config.headers.items()) if config.headers else ())
         try:
             return self._requests[key]
         except KeyError:

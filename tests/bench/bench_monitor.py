@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.bench import floor_client
 from tests.bench.bench_probes import Target
 from tests.bench.context import Context
 from tests.bench.results import Record, Results
@@ -63,6 +64,7 @@ WARMUP = 3.0
 LOG_CPU_GOAL = 5.0  # % of one core
 RATE_GOAL = 5_000  # probes/s on one core
 P99_GOAL_MS = 5.0
+FLOOR_RATIO_GOAL = 2.0  # CPU per probe against the floor client's per request
 PROFILE_SECONDS = 10
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -238,6 +240,8 @@ def measure(
     seconds: float = SECONDS, warmup: float = WARMUP, profile: Path | None = None
 ) -> dict[str, Any]:
     with Target() as target, tempfile.TemporaryDirectory(prefix="hbsm-bench-monitor-") as tmp:
+        # The floor first, against the same target, over a window as long as the monitor's.
+        floor = floor_client.measure(target.port, SERVICES, INTERVAL, seconds, warmup)
         args = [str(target.port), tmp, str(seconds), str(warmup)]
         child = subprocess.Popen(
             [sys.executable, "-m", "tests.bench.bench_monitor", "--child", *args],
@@ -280,6 +284,7 @@ def measure(
             raise RuntimeError(f"the monitor child failed:\n{err[-2000:]}")
         measured: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         measured["target_cpu"] = target.cpu_seconds()
+        measured["floor"] = floor
         return measured
 
 
@@ -347,6 +352,26 @@ def report(m: dict[str, Any], results: Results, profiled: bool = False) -> None:
             "us",
             bench="monitor",
             note=f"process CPU / probes: a core would do ~{per_core:,.0f} probes/s",
+        )
+    )
+    floor = m["floor"]
+    floor_us = floor["cpu_s"] / max(floor["requests"], 1) * 1e6
+    add(
+        Record(
+            "monitor CPU per probe / the floor (asyncio + httptools client)",
+            cpu_us,
+            "us",
+            baseline=floor_us,
+            ratio=cpu_us / floor_us,
+            goal=f"<= {FLOOR_RATIO_GOAL:g}x",
+            met=cpu_us / floor_us <= FLOOR_RATIO_GOAL,
+            bench="monitor",
+            note=(
+                f"floor: tests/bench/floor_client.py, the same {SERVICES:,} GETs every "
+                f"{INTERVAL:g} s against the same target, {floor['requests']:,} answered "
+                f"({floor['failed']} not 200) in {floor['seconds']:.1f} s, CPU alone; the "
+                "monitor's figure includes its schedule, events, log and state machines"
+            ),
         )
     )
     add(

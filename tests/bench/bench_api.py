@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,6 +39,7 @@ from pathlib import Path
 from hbsm.api import LogSource
 from hbsm.api.views import Views
 from tests.bench.context import Context
+from tests.bench.debian import ensure_command
 from tests.bench.logfile import generate
 from tests.bench.procstat import cpu_seconds
 from tests.bench.results import Record, Results
@@ -73,21 +72,7 @@ def _say(message: str) -> None:
 
 def ensure_wrk() -> str | None:
     """wrk's path; one try at installing Debian's package (root only, short timeout)."""
-    found = shutil.which("wrk")
-    if found or not shutil.which("apt-get") or os.geteuid() != 0:
-        return found
-    _say("wrk missing: apt-get install -y wrk (once)")
-    try:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "wrk"],
-            capture_output=True,
-            timeout=90,
-            check=False,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return shutil.which("wrk")
+    return ensure_command("wrk")
 
 
 def ensure_fast() -> str | None:

@@ -3,14 +3,13 @@ transport.
 
 A target in its own process (tests/probes/servers.py): a fast route (/ok) and one that answers after
 a known 50 ms (/slow/50). For each transport (httpx's default, httpx over httpx-aiohttp, the lean
-path): (a)
-probes/s against the fast route with 50 probes in flight, and CPU (this process, user + sys) per
-probe; (b) the error of the recorded latency against the delayed route, recorded latency minus 50
-ms, p50 and p99, with 50 in flight. (c) With 200 probes asked for at once and a concurrency of 50,
-the wait for our own semaphore must not show in the recorded latency. Each measurement runs for a
-few seconds. Baseline: the httpx default transport, in the same run. Goals: ≥ 2,000 probes/s on one
-core; p99 latency error ≤ 25 ms (22 ms measured with httpx over aiohttp when the transport was
-chosen).
+path): (a) probes/s against the fast route with 50 probes in flight, and CPU (this process, user +
+sys) per probe; (b) the error of the recorded latency against the delayed route, recorded latency
+minus 50 ms, p50 and p99, with 50 in flight. (c) With 200 probes asked for at once and a
+concurrency of 50, the wait for our own semaphore must not show in the recorded latency. Each
+measurement runs for a few seconds. Baseline: the httpx default transport, in the same run.
+Goals: ≥ 2,000 probes/s on one core; p99 latency error ≤ 25 ms (22 ms measured with httpx over
+aiohttp when the transport was chosen).
 
     python -m tests.bench.bench_probes [--seconds S]      (alone; or via tests.bench.run)
 """

@@ -63,6 +63,11 @@ class _Service:
         return self.first + slot * self.interval
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class Scheduler:
     """Calls `run_probe(name)` for each service on its grid, never twice at once for one name.
 
@@ -208,16 +213,23 @@ class Scheduler:
                 self._wake()
 
     async def _wait(self, delay: float | None) -> None:
-        wakeup = self._wakeup = asyncio.get_running_loop().create_future()
-        waiters: list[asyncio.Future[Any]] = [wakeup]
-        if delay is not None:
-            waiters.append(asyncio.ensure_future(self._sleep(max(delay, 0.0))))
+        loop = asyncio.get_running_loop()
+        wakeup = self._wakeup = loop.create_future()
+        waker: asyncio.TimerHandle | asyncio.Future[Any] | None = None
+        if delay is not None and self._sleep is asyncio.sleep:
+            # A timer that resolves the wake-up: this runs once per due slot (a thousand times a
+            # second at 1,000 services), and a sleeping task plus asyncio.wait cost several times
+            # what a timer does.
+            waker = loop.call_later(max(delay, 0.0), _resolve, wakeup)
+        elif delay is not None:  # a test's clock
+            waker = asyncio.ensure_future(self._sleep(max(delay, 0.0)))
+            waker.add_done_callback(lambda _: _resolve(wakeup))
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            await wakeup
         finally:
             self._wakeup = None
-            for waiter in waiters:
-                waiter.cancel()
+            if waker is not None:
+                waker.cancel()
 
     def _wake(self) -> None:
         self._woken = True

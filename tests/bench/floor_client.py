@@ -9,7 +9,8 @@ monitor's CPU per probe is compared with this one's CPU per request, measured in
 
     python -m tests.bench.floor_client PORT SERVICES INTERVAL SECONDS WARMUP
 
-prints one JSON line: {"cpu_s": ..., "requests": ..., "seconds": ..., "failed": ...}.
+prints one JSON line: {"cpu_s": ..., "requests": ..., "seconds": ..., "failed": ...,
+"p99_err_ms": ...} (the p99 of latency - the target's 50 ms: what the machine's noise alone adds).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -47,9 +49,11 @@ def measure(port: int, services: int, interval: float, seconds: float, warmup: f
 
 
 class _Client(asyncio.Protocol):
-    def __init__(self, request: bytes, tally: dict[str, int]) -> None:
+    def __init__(self, request: bytes, tally: dict[str, int], latencies: list[float]) -> None:
         self.request = request
         self.tally = tally
+        self.latencies = latencies
+        self.sent = 0.0
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
 
@@ -59,10 +63,14 @@ class _Client(asyncio.Protocol):
 
     def send(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self.sent = time.perf_counter()
             self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)
+
+    def on_headers_complete(self) -> None:
+        self.latencies.append(time.perf_counter() - self.sent)
 
     def on_message_complete(self) -> None:
         ok = self.parser.get_status_code() == 200
@@ -75,9 +83,12 @@ async def _run(port: int, services: int, interval: float, seconds: float, warmup
         f"GET /slow/50 HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nuser-agent: floor\r\n\r\n"
     ).encode()
     tally = {"requests": 0, "failed": 0}
+    latencies: list[float] = []
     clients = []
     for _ in range(services):
-        _, client = await loop.create_connection(lambda: _Client(request, tally), "127.0.0.1", port)
+        _, client = await loop.create_connection(
+            lambda: _Client(request, tally, latencies), "127.0.0.1", port
+        )
         clients.append(client)
     start = loop.time() + 0.1
 
@@ -89,6 +100,7 @@ async def _run(port: int, services: int, interval: float, seconds: float, warmup
         due = start + i * interval / services  # spread over the interval, as the monitor does
         loop.call_at(due, tick, client, due)
     await asyncio.sleep(warmup)
+    latencies.clear()
     before, counted, failed = os.times(), tally["requests"], tally["failed"]
     w0 = time.perf_counter()
     await asyncio.sleep(seconds)
@@ -98,6 +110,8 @@ async def _run(port: int, services: int, interval: float, seconds: float, warmup
         "requests": tally["requests"] - counted,
         "failed": tally["failed"] - failed,
         "seconds": time.perf_counter() - w0,
+        # Headers in - request written, less the target's 50 ms: the machine's own noise.
+        "p99_err_ms": statistics.quantiles(latencies, n=100)[98] * 1e3 - 50.0,
     }
 
 

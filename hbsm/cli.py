@@ -1,9 +1,11 @@
 """The `hbsm` command line: a small dispatcher over subcommands.
 
 Each subcommand lives in its own module, listed in COMMANDS, which provides
-`add_parser(subparsers) -> ArgumentParser` and `run(args) -> int`. A command module keeps its
-heavy imports (textual, httpx, ...) inside `run`, so `hbsm --help` and other commands stay fast
-and the core's layering holds.
+`add_parser(subparsers) -> ArgumentParser` and `run(args) -> int`. Only the module of the
+command asked for is imported (`hbsm run` does not load the replay, the demo or the dashboard's
+command line); `hbsm --help`, or no command, imports them all to list them. A command module
+keeps its heavy imports (textual, httpx, ...) inside `run`, so `hbsm --help` stays fast and the
+core's layering holds.
 
 Results go to stdout, errors and notices to stderr (one line each, prefixed with the command).
 
@@ -32,16 +34,16 @@ from hbsm import __version__
 
 __all__ = ["COMMANDS", "EXIT_CODES", "build_parser", "main"]
 
-# Subcommand modules, in the order `hbsm --help` lists them.
-COMMANDS: tuple[str, ...] = (
-    "hbsm.demo.command",
-    "hbsm.monitor.command",
-    "hbsm.check.command",
-    "tui.command",
-    "hbsm.config.command",
-    "hbsm.replay.command",
-    "hbsm.export.command",
-)
+# Each subcommand's name and module, in the order `hbsm --help` lists them.
+COMMANDS: dict[str, str] = {
+    "demo": "hbsm.demo.command",
+    "run": "hbsm.monitor.command",
+    "check": "hbsm.check.command",
+    "dashboard": "tui.command",
+    "config": "hbsm.config.command",
+    "replay": "hbsm.replay.command",
+    "export": "hbsm.export.command",
+}
 
 EXIT_CODES = """\
 exit codes:
@@ -57,7 +59,10 @@ exit codes:
   141  stdout closed early (e.g. piped into head)"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or (`command`, one of COMMANDS) of that one alone: its
+    module is the only one imported, and `hbsm run` holds no other command's imports for as
+    long as it runs."""
     parser = argparse.ArgumentParser(
         prog="hbsm",
         description="hbsm watches services, repairs them in graded steps and records every "
@@ -67,15 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hbsm {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        module = importlib.import_module(name)
+    for name, module_name in COMMANDS.items():
+        if command is not None and name != command:
+            continue
+        module = importlib.import_module(module_name)
         sub = module.add_parser(subparsers)
         sub.set_defaults(handler=module.run)
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand `argv` names first (`hbsm run ...`), if it is one; else None (`hbsm
+    --help`, a misspelt command: every command is listed)."""
+    return argv[0] if argv and argv[0] in COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_command_of(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors (argparse exits 2)

@@ -9,9 +9,11 @@ neutral: a `Request` in, an `Answer` out), `admin` (admin actions and their refu
 (`Answer`, media types, errors), `bodies` (the response Structs), `source` (where answers come
 from), `views` (encoded answers cached per projection version), `security` (bearer token /
 loopback), `metrics` (/metrics), `sse` (/events), `openapi` (/openapi.json, from the route
-table), `app` (the ASGI adapter), `server` (uvicorn in the monitor's loop). hbsm.flask's
-blueprint is the other adapter over the same handler. `create_app` and `ApiServer` are imported
-on first use, so `hbsm.api.bodies` and `hbsm.api.source` do not load Starlette or uvicorn.
+table), `app` (the ASGI adapter), `server` (uvicorn in the monitor's loop), `listen` (the
+listening socket and `ListenError`, without uvicorn). hbsm.flask's blueprint is the other
+adapter over the same handler. `create_app` and `ApiServer` are imported on first use, so
+`hbsm.api.bodies` and `hbsm.api.source` do not load Starlette or uvicorn, and prometheus_client
+is imported by the first scrape of /metrics.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from hbsm.api.source import LogSource, MonitorSource, NotRunning, Source
 
 if TYPE_CHECKING:
     from hbsm.api.app import create_app
-    from hbsm.api.server import ApiServer, ListenError
+    from hbsm.api.listen import ListenError
+    from hbsm.api.server import ApiServer
 
 __all__ = [
     "ApiServer",
@@ -40,8 +43,12 @@ def __getattr__(name: str) -> Any:
         from hbsm.api.app import create_app
 
         return create_app
-    if name in ("ApiServer", "ListenError"):
-        from hbsm.api import server
+    if name == "ApiServer":
+        from hbsm.api.server import ApiServer
 
-        return getattr(server, name)
+        return ApiServer
+    if name == "ListenError":
+        from hbsm.api.listen import ListenError
+
+        return ListenError
     raise AttributeError(f"module 'hbsm.api' has no attribute {name!r}")

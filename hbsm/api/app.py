@@ -5,7 +5,8 @@ answers routing errors too, and never raises), and its `Answer` is written back 
 `BodyLimit` bounds request bodies before any of that. Plain ASGI, read straight from the scope:
 a Starlette request and response cost more than everything else a cached `/health` needs (the
 request's URL object alone), so only the event stream is sent with Starlette's
-`StreamingResponse`, for its handling of a client that goes away. `app.state.hbsm` is the
+`StreamingResponse`, for its handling of a client that goes away; Starlette is imported by the
+first event stream, not at start-up (it and anyio are a few MB). `app.state.hbsm` is the
 handler: the server sets its `closing` on shutdown so that open event streams end, and records
 the refused admin attempts only counted so far (hbsm.api.server).
 """
@@ -14,15 +15,16 @@ from __future__ import annotations
 
 import logging
 from types import SimpleNamespace
-
-from starlette.responses import StreamingResponse
-from starlette.types import Message, Receive, Scope, Send
+from typing import TYPE_CHECKING
 
 from hbsm.api.answer import MAX_BODY, Answer, error
 from hbsm.api.body_limit import BodyLimit
 from hbsm.api.handler import Handler, Request
 from hbsm.api.refusals import RefusalLimiter
 from hbsm.api.source import Source
+
+if TYPE_CHECKING:
+    from starlette.types import Message, Receive, Scope, Send
 
 __all__ = ["MAX_BODY", "ApiApp", "create_app"]
 
@@ -59,6 +61,8 @@ class ApiApp:
             log.exception("%s %s failed", scope.get("method"), scope.get("path"))
             answer = error(500, "internal error; the server's log has the details")
         if answer.stream is not None:
+            from starlette.responses import StreamingResponse  # the first stream loads it
+
             stream = StreamingResponse(answer.stream, answer.status, answer.headers())
             await stream(scope, receive, send)
             return

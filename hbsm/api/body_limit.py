@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing import TYPE_CHECKING
 
 from hbsm.api.answer import error
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["BodyLimit"]
 
@@ -77,5 +79,8 @@ class BodyLimit:
         scope: Scope, receive: Receive, send: Send, status: int, why: str, close: bool
     ) -> None:
         answer = error(status, why, extra={"Connection": "close"} if close else None)
-        response = Response(answer.body, status_code=status, headers=answer.headers())
-        await response(scope, receive, send)
+        # Plain ASGI, as hbsm.api.app writes every answer: no Starlette at start-up.
+        headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in answer.headers().items()]
+        headers.append((b"content-length", b"%d" % len(answer.body)))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})

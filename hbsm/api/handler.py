@@ -20,6 +20,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -27,8 +28,6 @@ import msgspec
 from hbsm import __version__
 from hbsm.api.admin import AdminAsk, AdminDesk, denied
 from hbsm.api.answer import EVENT_STREAM, MAX_BODY, Answer, error, wants_health_json
-from hbsm.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from hbsm.api.metrics import Metrics
 from hbsm.api.openapi import document
 from hbsm.api.refusals import RefusalLimiter
 from hbsm.api.routes import Route, allowed_methods, match
@@ -37,6 +36,9 @@ from hbsm.api.source import NotRunning, Source
 from hbsm.api.sse import event_stream, parse_seq
 from hbsm.api.views import Views
 from hbsm.vocabulary import SERVICE_NAME, URL_SERVICE_ACTIONS
+
+if TYPE_CHECKING:
+    from hbsm.api.metrics import Metrics
 
 __all__ = ["Handler", "Request"]
 
@@ -82,7 +84,7 @@ class Handler:
     ) -> None:
         self.source = source
         self.views = Views(source, max_age=cache_max_age)
-        self.metrics = Metrics(source)
+        self.metrics: Metrics | None = None  # made by the first scrape (see scrape)
         self.desk = AdminDesk(source, refusals if refusals is not None else RefusalLimiter())
         self.closing = threading.Event()
         self.sse_heartbeat = sse_heartbeat
@@ -224,10 +226,17 @@ class Handler:
         # One scrape at a time: a second one's prime() would otherwise wait on the histogram's
         # lock, held by the first one's log reading in a thread, and block the whole loop.
         async with self._scrape_lock:
-            self.metrics.prime()  # reads the projection: on this thread
-            await asyncio.to_thread(self.metrics.update)  # reads the log
-            body = self.metrics.render()
-        return Answer(200, body, METRICS_CONTENT_TYPE)
+            # Imported here, not at start-up: prometheus_client (a few MB resident) is loaded
+            # by the first scrape, and a monitor nobody scrapes never holds it.
+            from hbsm.api.metrics import CONTENT_TYPE, Metrics
+
+            if self.metrics is None:
+                self.metrics = Metrics(self.source)
+            metrics = self.metrics
+            metrics.prime()  # reads the projection: on this thread
+            await asyncio.to_thread(metrics.update)  # reads the log
+            body = metrics.render()
+        return Answer(200, body, CONTENT_TYPE)
 
     async def events(self, request: Request, params: Mapping[str, str]) -> Answer:
         decision = self.authorize(request)

@@ -1,8 +1,7 @@
 """Serving the app with uvicorn inside an asyncio loop that runs other things (the monitor).
 
-The listening socket is bound here, before uvicorn starts, so that "address in use" is a
-`ListenError` the caller turns into one line and an exit code (uvicorn itself would log and
-call sys.exit inside the loop), and so that port 0 gives a free port whose number is known.
+The listening socket is bound before uvicorn starts (`bind`, hbsm.api.listen, re-exported
+here), so that "address in use" is a `ListenError`, not uvicorn's sys.exit inside the loop.
 uvicorn's own signal handling is switched off: the caller owns SIGTERM/SIGINT.
 
 While serving, once a second, the refused admin attempts that were only counted (see
@@ -29,7 +28,7 @@ from hbsm.api.guard import (
     out_of_descriptors,
     protocol_class,
 )
-from hbsm.errors import HbsmError
+from hbsm.api.listen import ListenError, bind
 
 __all__ = ["ApiServer", "ListenError", "bind"]
 
@@ -37,36 +36,6 @@ log = logging.getLogger("hbsm.api")
 
 # How often ended windows of counted refusals are looked for (hbsm.api.refusals).
 _SWEEP_EVERY = 1.0
-
-
-class ListenError(HbsmError):
-    """The API cannot listen on the address asked for (in use, not ours, no such host)."""
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (port 0: any free port). Raises ListenError."""
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        infos = socket.getaddrinfo(
-            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except (OSError, UnicodeError) as exc:
-        raise ListenError(f"cannot listen on {where}: {exc}") from None
-    last: OSError | None = None
-    for family, kind, proto, _, address in infos:
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-            sock.listen(2048)
-        except OSError as exc:
-            sock.close()
-            last = exc
-            continue
-        sock.setblocking(False)
-        return sock
-    reason = last.strerror if last is not None and last.strerror else str(last)
-    raise ListenError(f"cannot listen on {where}: {reason}")
 
 
 class _Server(uvicorn.Server):
@@ -98,6 +67,7 @@ class ApiServer:
         config = uvicorn.Config(
             app,
             http=protocol_class(self.limits),  # hbsm.api.guard: bounded heads, deadlines, a cap
+            ws="none",  # no WebSocket route: nor an import of a WebSocket library
             backlog=ACCEPT_BATCH,
             # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: any local process
             # could then pass for another address (past the per-address limit on recorded

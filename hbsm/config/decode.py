@@ -7,7 +7,6 @@ translation walks the raw TOML data and the model's type hints along msgspec's p
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import stat
@@ -20,7 +19,7 @@ from typing import Any, Literal, Union
 
 import msgspec
 
-from hbsm.config.errors import ConfigError, key_part
+from hbsm.config.errors import ConfigError, closest, key_part
 from hbsm.config.model import Config, fields_of
 from hbsm.vocabulary import SERVICE_NAME
 
@@ -159,9 +158,9 @@ def explain(message: str, raw: Any) -> tuple[str | None, str]:
         field = m[1]
         reason = "unknown key"
         known = _field_names(tp)
-        close = difflib.get_close_matches(field, known, n=1)
+        close = closest(field, known)
         if close:
-            reason += f" (did you mean {close[0]!r}?)"
+            reason += f" (did you mean {close!r}?)"
         elif known:
             reason += f" (known keys: {', '.join(known)})"
         return _join(key, key_part(field)), reason

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from hbsm.errors import HbsmError
 
-__all__ = ["ConfigError", "key_part"]
+__all__ = ["ConfigError", "closest", "key_part"]
 
 # Environment variables whose value must never be echoed back in an error message.
 _SECRET_VARS = frozenset({"HEARTBEAT_ADMIN_TOKEN"})
@@ -95,3 +96,11 @@ def _show_env_value(var: str, value: str) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.splitlines())
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to a misspelt `word` (for "did you mean ...?"), if one is close."""
+    import difflib  # only a config with an error needs it: not imported at start-up
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return close[0] if close else None

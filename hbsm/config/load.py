@@ -20,7 +20,7 @@ from hbsm.config.env import CONFIG_VAR, apply_env
 from hbsm.config.errors import ConfigError
 from hbsm.config.model import Config, ProbeConfig, RestartConfig, ServiceConfig, StepConfig
 from hbsm.config.sources import Source, collect_sources
-from hbsm.config.validate import BUILTIN_STEPS, Blame, registered_steps, validate
+from hbsm.config.validate import BUILTIN_STEPS, Blame, registered_steps, steps_named, validate
 from hbsm.state import RESTART_STEP, Policy
 from hbsm.vocabulary import CHECK_CONFIG_STEP
 
@@ -111,7 +111,10 @@ def load_config(
         )
 
     sources = collect_sources(config, raw, applied, default_services=special)
-    validate(config, Blame(where, applied), BUILTIN_STEPS | registered_steps())
+    steps = BUILTIN_STEPS
+    if not steps_named(config) <= BUILTIN_STEPS:  # only then are installed packages asked
+        steps |= registered_steps()
+    validate(config, Blame(where, applied), steps)
     return LoadedConfig(config=config, sources=sources, path=file)
 
 

@@ -6,8 +6,6 @@ came from (the file, or the variable). The first problem found stops start-up.
 
 from __future__ import annotations
 
-import difflib
-import importlib.metadata
 import ipaddress
 import logging
 import math
@@ -19,7 +17,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from hbsm.config.errors import ConfigError, key_part
+from hbsm.config.errors import ConfigError, closest, key_part
 from hbsm.config.model import Config, ServiceConfig, fields_of
 from hbsm.state import ERROR_CLASSES, RESTART_STEP, Policy
 from hbsm.vocabulary import CHECK_CONFIG_STEP, SERVICE_NAME, SERVICE_NAME_MAX
@@ -29,6 +27,7 @@ __all__ = [
     "REPAIR_GROUP",
     "Blame",
     "registered_steps",
+    "steps_named",
     "validate",
 ]
 
@@ -46,7 +45,21 @@ _INT64 = 2**63
 
 def registered_steps() -> frozenset[str]:
     """Names of the steps installed packages register in `hbsm.repairs` (not imported here)."""
+    # Imported here: importlib.metadata (with email, zipfile, csv) and the read of every
+    # installed distribution's metadata are paid only by a config that names a custom step.
+    import importlib.metadata
+
     return frozenset(ep.name for ep in importlib.metadata.entry_points(group=REPAIR_GROUP))
+
+
+def steps_named(config: Config) -> set[str]:
+    """Every step name `config` uses: in its ladders (top level and per service) and under
+    `[services.steps.<name>]`. When all are built in, no entry point need be looked up."""
+    names = {step for _, lad in _ladders(config.ladder, config.ladders) for step in lad}
+    for service in config.services:
+        names.update(service.steps)
+        names.update(step for _, lad in _ladders(service.ladder, service.ladders) for step in lad)
+    return names
 
 
 class Blame:
@@ -329,9 +342,9 @@ def _check_ladders(
     for cls in ladders or {}:
         if cls not in ERROR_CLASSES:
             reason = "is not a failure class"
-            close = difflib.get_close_matches(cls, ERROR_CLASSES, n=1)
+            close = closest(cls, ERROR_CLASSES)
             if close:
-                reason += f" (did you mean {close[0]!r}?)"
+                reason += f" (did you mean {close!r}?)"
             where = f"{prefix}ladders.{key_part(cls)}"
             raise blame(where, f"{reason}; one of {', '.join(ERROR_CLASSES)}")
     for key, lad in _ladders(ladder, ladders):
@@ -352,9 +365,9 @@ def _ladders(
 
 def _unknown_step(step: str, steps: frozenset[str]) -> str:
     reason = f"unknown step {step!r}"
-    close = difflib.get_close_matches(step, sorted(steps), n=1)
+    close = closest(step, sorted(steps))
     if close:
-        reason += f" (did you mean {close[0]!r}?)"
+        reason += f" (did you mean {close!r}?)"
     custom = sorted(steps - BUILTIN_STEPS)
     reason += f"; built-in steps: {', '.join(sorted(BUILTIN_STEPS))}"
     if custom:

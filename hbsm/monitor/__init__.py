@@ -1,7 +1,8 @@
 """The monitor runtime: wiring probes, the state machine, the log, repairs and notifications.
 
-`Monitor` is imported on first use: `hbsm.monitor.command` is loaded for every `hbsm` command
-line, and the runtime pulls in httpx and aiohttp (0.4 s), which only `hbsm run` needs.
+`Monitor` is imported on first use: `hbsm.monitor.command` (the `hbsm run` command line) and
+the package's light modules load without the runtime, which pulls in the probes and their HTTP
+client, the repairs and the state machine: only a running monitor needs them.
 """
 
 from __future__ import annotations

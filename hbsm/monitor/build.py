@@ -11,13 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hbsm.config import Config
+from hbsm.config.validate import steps_named
 from hbsm.events import Snapshot
 from hbsm.log import EventStore, FileEventLog, LogError
 from hbsm.monitor.runtime import Monitor
 from hbsm.notify import Notifier
 from hbsm.probes import Prober
 from hbsm.projection import Projection
-from hbsm.repair import RepairRunner, Supervisor
+from hbsm.repair import RepairRunner, Supervisor, load_steps
 
 __all__ = ["open_monitor"]
 
@@ -71,7 +72,11 @@ def open_monitor(
             config,
             store=store,
             prober=Prober(concurrency=config.concurrency),
-            repairs=RepairRunner(supervisor=supervisor, log_dir=log_path.parent),
+            repairs=RepairRunner(
+                supervisor=supervisor,
+                steps=load_steps(steps_named(config)),
+                log_dir=log_path.parent,
+            ),
             supervisor=supervisor,
             notifier=Notifier(config.notify),
             clock=clock,

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from hbsm.monitor.diagnostics import setup_logging
 
     guard = setup_logging(config.log)
-    from hbsm.api.server import ListenError
+    from hbsm.api.listen import ListenError
 
     try:
         return asyncio.run(serve(loaded, duration=args.duration))
@@ -135,9 +135,7 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
 
     The log is opened before the API's address is taken, so a second monitor on the same log
     is refused for the log (exit 3) whatever the port."""
-    from hbsm.api import MonitorSource, create_app
-    from hbsm.api.guard import Limits
-    from hbsm.api.server import ApiServer, bind
+    from hbsm.api.listen import bind
     from hbsm.monitor.build import open_monitor  # heavy: only `hbsm run` needs it
 
     config = loaded.config
@@ -164,6 +162,11 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
         gc.freeze()
         server = None
         if sock is not None:
+            # The API's stack (Starlette, uvicorn) is imported only when the API serves.
+            from hbsm.api import MonitorSource, create_app
+            from hbsm.api.guard import Limits
+            from hbsm.api.server import ApiServer
+
             api_config = config.api
             limits = Limits(
                 max_header_bytes=api_config.max_header_bytes,

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-
-import httpx
+from typing import TYPE_CHECKING
 
 from hbsm.config.model import NotifyConfig
 from hbsm.events import Event, Notification, OpaqueEvent
 from hbsm.notify.notice import Notice
 from hbsm.notify.policy import NoticePlanner
-from hbsm.notify.smtp import deliver_mail, smtp_channel
-from hbsm.notify.webhook import Sleep, deliver_webhook, webhook_channel
+
+if TYPE_CHECKING:
+    import httpx
+
+    from hbsm.notify.webhook import Sleep
 
 __all__ = ["Notifier"]
 
@@ -66,7 +68,12 @@ class Notifier:
         all stamped with the time sending began. Never raises (but cancellation propagates)."""
         ts = self._clock()
         jobs: list[Awaitable[Notification]] = []
+        # The channels' modules are imported by the first notice they deliver, not at start-up:
+        # webhooks need httpx and mail smtplib and email, which a monitor that never notifies
+        # (or notifies one way) need not hold.
         if self.config.webhooks:
+            from hbsm.notify.webhook import deliver_webhook, webhook_channel
+
             client = self._http()
             for hook in self.config.webhooks:
                 jobs.append(
@@ -78,6 +85,8 @@ class Notifier:
                     )
                 )
         if self.config.smtp is not None:
+            from hbsm.notify.smtp import deliver_mail, smtp_channel
+
             smtp = self.config.smtp
             jobs.append(_guarded(deliver_mail(smtp, notice, ts=ts), notice, smtp_channel(smtp), ts))
         return list(await asyncio.gather(*jobs))
@@ -89,6 +98,8 @@ class Notifier:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            import httpx
+
             self._client = httpx.AsyncClient()
         return self._client
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -36,10 +36,15 @@ _POLL = 0.01
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
+@functools.cache
 def _load_prctl() -> Callable[..., int] | None:
-    """libc's prctl, loaded once here (not in a forked child); None off Linux or without it."""
+    """libc's prctl, loaded once, in hbsm's process (never in a forked child), by the first
+    command it starts: ctypes is not imported by a monitor that runs none. None off Linux or
+    without it."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
@@ -47,9 +52,6 @@ def _load_prctl() -> Callable[..., int] | None:
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     prctl.restype = ctypes.c_int
     return prctl
-
-
-_prctl = _load_prctl()
 
 
 def _dies_with_hbsm() -> Callable[[], None] | None:
@@ -63,7 +65,7 @@ def _dies_with_hbsm() -> Callable[[], None] | None:
     the event loop's thread, so also when a loop run in a thread of its own finishes. Never for
     supervised services: they outlive hbsm on purpose, to be adopted when it comes back.
     """
-    prctl = _prctl
+    prctl = _load_prctl()
     if prctl is None:
         return None
     hbsm = os.getpid()

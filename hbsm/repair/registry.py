@@ -8,7 +8,7 @@ a broken plugin never keeps the monitor from starting.
 from __future__ import annotations
 
 import logging
-from importlib.metadata import entry_points
+from collections.abc import Collection
 from typing import Final
 
 from hbsm.repair import steps
@@ -30,13 +30,21 @@ BUILTIN_STEPS: Final[dict[str, RepairStep]] = {
 }
 
 
-def load_steps() -> dict[str, RepairStep]:
+def load_steps(needed: Collection[str] | None = None) -> dict[str, RepairStep]:
     """The built-in steps plus every loadable entry point of the group `hbsm.repairs`.
 
     A built-in's name (and `restart`) cannot be taken by a custom step: `diagnose` always means
     what the docs say. Of two custom steps with one name, the first found is kept.
+
+    `needed`: the step names the config uses (hbsm.config.validate.steps_named). When all of
+    them are built in, the entry points are not looked up: that imports importlib.metadata and
+    reads every installed distribution's metadata, for steps nothing would call.
     """
     found: dict[str, RepairStep] = dict(BUILTIN_STEPS)
+    if needed is not None and all(n in BUILTIN_STEPS or n == RESTART_STEP for n in needed):
+        return found
+    from importlib.metadata import entry_points
+
     origin: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         where = f"{ep.value} ({_dist_name(ep)})"

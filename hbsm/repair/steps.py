@@ -12,8 +12,6 @@ import signal as signals
 import tomllib
 from pathlib import Path
 
-import httpx
-
 from hbsm.events import Probe
 from hbsm.repair._base import StepContext, StepOutcome
 from hbsm.repair._process import run_command
@@ -127,6 +125,10 @@ async def http(ctx: StepContext) -> StepOutcome:
     if not s.url:
         return StepOutcome(ok=False, output="http step: no url configured (steps.http.url)")
     what = f"{s.method.upper()} {s.url}"
+    # Imported by the first http step, not at start-up: httpx (several MB resident) is not held
+    # by a monitor whose ladders never call a hook.
+    import httpx
+
     # trust_env=False: a repair hook is an internal address, not one for the environment's proxy.
     try:
         async with (

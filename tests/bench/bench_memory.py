@@ -8,11 +8,17 @@ spread over the interval: ~170 probes/s), its log in the bench's scratch directo
     appends them in one batch at start, after loading the config and building the machine);
   * resident memory (/proc/PID/status VmRSS) a few seconds after start-up, while probing, minus
     the same for `hbsm run` with 1 service (the baseline: interpreter, imports, API), divided by
-    N - 1: bytes per monitored service.
+    N - 1: bytes per monitored service. The one service is probed every second, so that it has
+    probed by then: what the first probe loads (the HTTP client) is not a service's cost;
+  * the idle process: `hbsm run` with one service (a TCP probe, which needs no HTTP client, and
+    an HTTP probe), its API serving, against a bare `python -c "import asyncio, msgspec"` (the
+    floor of any asyncio program decoding with msgspec), both started here in the same run and
+    read a few seconds after start-up: what start-up imports beyond the hot path shows here.
 
 When start-up misses its goal, the same config is started in this process under cProfile
 (load_config, open_monitor, Monitor.start with auto_start off) and the top functions by
-cumulative time go to the figure's note. Goals: ≤ 10 KB per service; start-up < 2 s.
+cumulative time go to the figure's note. Goals: ≤ 10 KB per service; start-up < 2 s; the idle
+one-service process ≤ 1.5x the bare interpreter's RSS.
 
     python -m tests.bench.bench_memory [--services N] [--profile]
 """
@@ -43,10 +49,14 @@ __all__ = ["main", "run"]
 
 SERVICES = 10_000
 INTERVAL = 60.0
+ONE_INTERVAL = 1.0  # the one-service runs: probed by the time RSS is read
 SETTLE = 4.0  # seconds of probing after start-up before RSS is read
 STARTUP_TIMEOUT = 60.0
 PER_SERVICE_GOAL = 10 * 1024
 STARTUP_GOAL = 2.0
+IDLE_GOAL = 1.5  # idle one-service RSS / bare interpreter's
+# The floor: an interpreter that imported what any asyncio + msgspec program imports, then waits.
+BARE = "import asyncio, msgspec, signal; signal.pause()"
 ROOT = Path(__file__).resolve().parents[2]
 REGISTERED = b'"service.registered"'
 
@@ -61,13 +71,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(directory: Path, services: int, target_port: int, *, auto_start: bool) -> Path:
+def write_config(
+    directory: Path,
+    services: int,
+    target_port: int,
+    *,
+    auto_start: bool,
+    kind: str = "http",
+    interval: float = INTERVAL,
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     lines = [
         f"auto_start = {'true' if auto_start else 'false'}",
         'host = "127.0.0.1"',
         f"port = {_free_port()}",
-        f"check_interval = {INTERVAL}",
+        f"check_interval = {interval}",
         "concurrency = 200",
         "",
         "[log]",
@@ -76,8 +94,11 @@ def write_config(directory: Path, services: int, target_port: int, *, auto_start
         "",
     ]
     url = f"http://127.0.0.1:{target_port}/ok"
+    probe: list[str] = []
+    if kind == "tcp":
+        url, probe = f"127.0.0.1:{target_port}", ['probe = { kind = "tcp" }']
     for i in range(services):
-        lines += ["[[services]]", f'name = "svc-{i:05d}"', f'url = "{url}"', ""]
+        lines += ["[[services]]", f'name = "svc-{i:05d}"', f'url = "{url}"', *probe, ""]
     path = directory / "hbsm.toml"
     path.write_text("\n".join(lines))
     return path
@@ -93,8 +114,16 @@ class Started:
     error: str = ""
 
 
-def start_and_measure(directory: Path, services: int, target_port: int) -> Started:
-    config = write_config(directory, services, target_port, auto_start=True)
+def start_and_measure(
+    directory: Path,
+    services: int,
+    target_port: int,
+    kind: str = "http",
+    interval: float = INTERVAL,
+) -> Started:
+    config = write_config(
+        directory, services, target_port, auto_start=True, kind=kind, interval=interval
+    )
     log = directory / "heartbeat.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTBEAT_")}
     stderr = (directory / "stderr.txt").open("wb")
@@ -138,6 +167,21 @@ def start_and_measure(directory: Path, services: int, target_port: int) -> Start
     return Started(services, startup, rss, hwm, probes, error)
 
 
+def bare_rss() -> int:
+    """VmRSS of a bare `python -c "import asyncio, msgspec"` (then waiting), read as long after
+    its start as hbsm run's is after its start-up."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTBEAT_")}
+    process = subprocess.Popen([sys.executable, "-c", BARE], cwd=ROOT, env=env)
+    try:
+        time.sleep(SETTLE + 0.5)
+        if process.poll() is not None:
+            return 0
+        return memory(process.pid)[0]
+    finally:
+        process.kill()
+        process.wait()
+
+
 def profile_startup(directory: Path, services: int, target_port: int, top: int = 14) -> str:
     """Where start-up goes, in-process: the phases (load_config, open_monitor, Monitor.start)
     timed plainly, then the top functions (cumulative) under cProfile."""
@@ -177,18 +221,58 @@ def profile_startup(directory: Path, services: int, target_port: int, top: int =
 
 def measure_all(workdir: Path, services: int = SERVICES, profile: bool = False) -> dict:
     with Target() as target:
+        _say("bare interpreter, idle hbsm run with 1 TCP service ...")
+        bare = bare_rss()
+        idle_tcp = start_and_measure(
+            workdir / "idle-tcp", 1, target.port, kind="tcp", interval=ONE_INTERVAL
+        )
         _say("1 service (baseline) ...")
-        one = start_and_measure(workdir / "one", 1, target.port)
+        one = start_and_measure(workdir / "one", 1, target.port, interval=ONE_INTERVAL)
         _say(f"{services:,} services ...")
         many = start_and_measure(workdir / "many", services, target.port)
         profiled = ""
         if profile or (many.startup_s is not None and many.startup_s >= STARTUP_GOAL):
             _say("profiling start-up in-process ...")
             profiled = profile_startup(workdir / "profile", services, target.port)
-    return {"one": one, "many": many, "profile": profiled}
+    return {"bare": bare, "idle_tcp": idle_tcp, "one": one, "many": many, "profile": profiled}
+
+
+def report_idle(got: dict, results: Results) -> None:
+    bare: int = got["bare"]
+    for kind, started in (("TCP", got["idle_tcp"]), ("HTTP", got["one"])):
+        figure = f"idle hbsm run, one {kind} service, RSS"
+        if not bare or not started.rss:
+            why = started.error or "the bare interpreter did not stay up"
+            results.add(Record(figure, None, "MiB", bench="memory", note=why))
+            continue
+        ratio = started.rss / bare
+        results.add(
+            Record(
+                figure,
+                started.rss / 2**20,
+                "MiB",
+                baseline=bare / 2**20,
+                ratio=ratio,
+                goal=f"<= {IDLE_GOAL:g}x",
+                met=ratio <= IDLE_GOAL,
+                bench="memory",
+                note=(
+                    f"VmRSS {SETTLE:g} s after start-up ({started.probes} probes, one each "
+                    f"{ONE_INTERVAL:g} s), the API serving; baseline: bare "
+                    f"python -c 'import asyncio, msgspec' RSS, same interpreter, same run "
+                    f"({kind}: "
+                    + (
+                        "no HTTP client needed)"
+                        if kind == "TCP"
+                        else "probed with the probes' HTTP client)"
+                    )
+                ),
+            )
+        )
 
 
 def report(got: dict, results: Results) -> None:
+    report_idle(got, results)
     one: Started = got["one"]
     many: Started = got["many"]
     n = many.services
@@ -239,7 +323,10 @@ def report(got: dict, results: Results) -> None:
             goal=f"<= {PER_SERVICE_GOAL:,} bytes",
             met=per <= PER_SERVICE_GOAL,
             bench="memory",
-            note=f"(RSS with {n:,} services - RSS with 1) / {n - 1:,}",
+            note=(
+                f"(RSS with {n:,} services - RSS with 1) / {n - 1:,}; the 1 service probed "
+                f"every {ONE_INTERVAL:g} s, {one.probes} times by then"
+            ),
         )
     )
 

@@ -3,8 +3,8 @@
 An idle `hbsm run` holds the monitor, the event log and uvicorn serving its API, and nothing a
 request, a repair or a notification might need some day: Starlette (the first event stream
 loads it), prometheus_client (the first /metrics scrape), httpx (the first http repair step or
-webhook), the other subcommands' command lines, the dashboard. The HTTP clients of the probes
-are the probes' own business (hbsm.probes): any other importer of them is a regression.
+webhook), the other subcommands' command lines, the dashboard, and no HTTP client library at all
+while every probe is a plain GET (the lean path, hbsm.probes._lean).
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 from support.net import free_port
+
+from hbsm.events import Probe
+from hbsm.log.reader import read_history
 
 # Loaded by something an idle monitor does not do.
 DEFERRED = {"starlette", "prometheus_client", "textual", "tui"}
@@ -76,15 +79,16 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("HEARTBEAT_")}
 
 
-def _run(tmp_path: Path, mode: str) -> dict[str, Any]:
-    """`hbsm run` with one TCP service (the API's own port: no HTTP client needed) and its API
-    on a free port, for a moment."""
+def _run(tmp_path: Path, mode: str, kind: str = "tcp") -> dict[str, Any]:
+    """`hbsm run` with its API on a free port and one service probing that API (`kind` tcp: its
+    port; http: GET /health), for a moment."""
     port = free_port()
     config = tmp_path / "hbsm.toml"
+    url = f"http://127.0.0.1:{port}/health" if kind == "http" else f"127.0.0.1:{port}"
     config.write_text(
         f'host = "127.0.0.1"\nport = {port}\ncheck_interval = 0.5\n\n'
         f'[log]\npath = "{tmp_path / "heartbeat.jsonl"}"\n\n'
-        f'[[services]]\nname = "api-port"\nurl = "127.0.0.1:{port}"\nprobe = {{ kind = "tcp" }}\n'
+        f'[[services]]\nname = "api-port"\nurl = "{url}"\nprobe = {{ kind = "{kind}" }}\n'
     )
     watched = ",".join(sorted(DEFERRED | HTTP_CLIENTS | {"uvicorn"}))
     done = subprocess.run(
@@ -104,19 +108,18 @@ def _tops(modules: list[str]) -> set[str]:
     return {m.partition(".")[0] for m in modules}
 
 
-def test_an_idle_hbsm_run_holds_only_the_hot_path(tmp_path):
-    got = _run(tmp_path, "idle")
+@pytest.mark.parametrize("kind", ["tcp", "http"])
+def test_an_idle_hbsm_run_holds_only_the_hot_path(tmp_path, kind):
+    got = _run(tmp_path, "idle", kind)
     modules = set(got["modules"])
     assert "uvicorn" in modules  # the API did serve: this was the real thing
     assert "hbsm.monitor.runtime" in modules
     assert DEFERRED & _tops(got["modules"]) == set()
     assert OTHER_COMMANDS & modules == set()
-    outside_probes = {
-        package: importer
-        for package, importer in got["first"].items()
-        if package in HTTP_CLIENTS and not importer.startswith("hbsm.probes")
-    }
-    assert outside_probes == {}
+    assert HTTP_CLIENTS & _tops(got["modules"]) == set(), got["first"]
+    # ... and the service was probed, and answered (the last probe may meet the API closing).
+    probes = [e for e in read_history(tmp_path / "heartbeat.jsonl") if isinstance(e, Probe)]
+    assert any(p.ok for p in probes), probes
 
 
 def test_metrics_loads_prometheus_client_at_the_first_scrape_and_answers(tmp_path):

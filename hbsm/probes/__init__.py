@@ -4,7 +4,8 @@
   semaphore bounding the probes in flight; the latency it records starts after the semaphore,
   so our own queueing is not counted as the target's slowness.
 * `Scheduler` says when: each service on a fixed grid of its interval (no drift), spread over
-  the interval by a hash of its name, never two probes of one service at once, probe-now on ask.
+  the interval by a hash of its name, never two probes of one service at once, probe-now on ask; when the probes ask for more than
+  the loop can do, every interval stretched by the same factor (`Pace`), none starved.
 
 Failure classes (`Probe.error`, see hbsm.state.ERROR_CLASSES): refused, dns, tls, timeout,
 protocol (not valid HTTP, connection closed before or during the answer), http_5xx, http_4xx,
@@ -14,12 +15,15 @@ unexpected status, an encoding hbsm cannot decode, ...).
 
 from ._classify import classify
 from ._http import BODY_LIMIT
+from ._pace import Pace, PaceChange
 from ._prober import Prober, Transport
 from ._scheduler import Scheduler, SchedulerStats, first_offset
 from ._tcp import parse_target
 
 __all__ = [
     "BODY_LIMIT",
+    "Pace",
+    "PaceChange",
     "Prober",
     "Scheduler",
     "SchedulerStats",

@@ -48,6 +48,7 @@ from hbsm.fsm import ServiceMachine
 from hbsm.log import EventStore
 from hbsm.monitor.effects import Effects
 from hbsm.monitor.outage import LogUnwritableError, Outage
+from hbsm.monitor.overload import OverloadReport
 from hbsm.monitor.recording import Recorder
 from hbsm.monitor.startup import StartUp, resume
 from hbsm.notify import Notifier
@@ -97,7 +98,9 @@ class Monitor:
         self.policies: dict[str, Policy] = {s.name: config.policy_for(s) for s in config.services}
         # The writer's own FSM states; the projection keeps its own copies for readers.
         self.states: dict[str, ServiceState] = {}
-        self.scheduler = Scheduler(self._scheduled_probe)
+        # Overloaded, the scheduler stretches every interval alike; this says so, once.
+        self.overload = OverloadReport(self)
+        self.scheduler = Scheduler(self._scheduled_probe, on_pace=self.overload.on_pace)
         self._scheduler_task: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         # The write path and the side effects, each a module of its own; both read the state
@@ -211,6 +214,7 @@ class Monitor:
             self.scheduler.remove(name)
         await asyncio.gather(task, return_exceptions=True)
         self._scheduler_task = None
+        self.overload.stopped()
 
     # --- admin ----------------------------------------------------------------------------------
 

@@ -4,8 +4,9 @@
   semaphore bounding the probes in flight; the latency it records starts after the semaphore,
   so our own queueing is not counted as the target's slowness.
 * `Scheduler` says when: each service on a fixed grid of its interval (no drift), spread over
-  the interval by a hash of its name, never two probes of one service at once, probe-now on ask; when the probes ask for more than
-  the loop can do, every interval stretched by the same factor (`Pace`), none starved.
+  the interval by a hash of its name, never two probes of one service at once, probe-now on
+  ask; when the probes ask for more than the loop can do, every interval stretched by the same
+  factor (`Pace`), none starved.
 
 Failure classes (`Probe.error`, see hbsm.state.ERROR_CLASSES): refused, dns, tls, timeout,
 protocol (not valid HTTP, connection closed before or during the answer), http_5xx, http_4xx,

@@ -13,7 +13,7 @@ each window whether the factor changes.
   do: asked / (done * headroom), so the loop keeps some slack for everything else it runs.
 * While overloaded, a late window raises the factor the same way (by a tenth at least); after a
   change the next window is not judged (the probes that were queued still start late). After
-  `settle` windows without a rise, each calm window lowers it by a tenth (every other window: a
+  `settle` windows without a rise, each calm window lowers it by a fifth (every other window: a
   change is not judged); at 1 the episode ends.
 
 Counting, not keeping samples: memory stays the same whatever the number of probes.
@@ -53,7 +53,7 @@ class Pace:
         late_lo: float = 0.1,
         headroom: float = 0.85,
         onset: int = 2,
-        settle: int = 5,
+        settle: int = 3,
         max_stretch: float = 1000.0,
     ) -> None:
         if not window > 0:
@@ -65,9 +65,13 @@ class Pace:
         self.onset = onset
         self.settle = settle
         self.max_stretch = max_stretch
+        self.episodes = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to factor 1 and no episode (the scheduler stopped: nothing is asked any more)."""
         self.stretch = 1.0
         self.since: float | None = None  # set while overloaded
-        self.episodes = 0
         self._largest = 1.0
         self._started_at: float | None = None  # the window's start
         self._n = self._over_hi = self._over_lo = self._done = 0
@@ -132,7 +136,7 @@ class Pace:
             return None
         self._late_windows = 0
         if calm and self.overloaded and self._quiet > self._hold:
-            lower = self.stretch * 0.9
+            lower = self.stretch * 0.8
             self._set(lower if lower > 1.05 else 1.0, hold=0)
             if self.stretch == 1.0:
                 since, self.since = self.since, None

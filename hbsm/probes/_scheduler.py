@@ -202,10 +202,14 @@ class Scheduler:
             raise
         finally:
             self._stopping = False
+            # A stopped scheduler asks for nothing: started again, it paces afresh (its caller
+            # says that an episode ended, if one was under way).
+            now = self._clock()
+            self._t0, self._v0 = now, self._virtual(now)
+            self.pace.reset()
+            self.stats.stretch = 1.0
 
-    def _slot_due(
-        self, name: str, service: _Service, due: float, now: float, vnow: float
-    ) -> None:
+    def _slot_due(self, name: str, service: _Service, due: float, now: float, vnow: float) -> None:
         late = now - self._real(due)
         # The next slot on the grid that is still ahead: slots the loop slept through are
         # skipped, not run in a burst.

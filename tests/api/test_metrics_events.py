@@ -182,7 +182,7 @@ async def test_events_keep_alive_and_disconnect(start_api: StartApi) -> None:
     live = await start_api(sse_heartbeat=0.3, sse_poll=0.05)
     await live.client.post("/admin/heartbeat/stop")  # quiet: no more probes
     await asyncio.sleep(0.3)  # the last flushes
-    tasks = live.server.server.server_state.tasks
+    tasks = live.api.server.server_state.tasks
     async with live.client.stream("GET", "/events") as r:
         stream = Stream(r)
         assert (await stream.comment()).startswith(": hbsm events after seq")

@@ -61,13 +61,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(directory: Path, services: int, target_port: int, *, auto_start: bool) -> Path:
+def write_config(
+    directory: Path,
+    services: int,
+    target_port: int,
+    *,
+    auto_start: bool,
+    interval: float = INTERVAL,
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     lines = [
         f"auto_start = {'true' if auto_start else 'false'}",
         'host = "127.0.0.1"',
         f"port = {_free_port()}",
-        f"check_interval = {INTERVAL}",
+        f"check_interval = {interval}",
         "concurrency = 200",
         "",
         "[log]",

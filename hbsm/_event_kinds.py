@@ -19,6 +19,8 @@ __all__ = [
     "Event",
     "LogOutage",
     "LogRecovered",
+    "MonitorCaughtUp",
+    "MonitorOverloaded",
     "MonitorStarted",
     "MonitorStopped",
     "MonitorView",
@@ -68,6 +70,29 @@ class MonitorStarted(Event, tag="monitor.started", frozen=True, kw_only=True):
 class MonitorStopped(Event, tag="monitor.stopped", frozen=True, kw_only=True):
     pid: int = 0
     reason: str = ""
+    node: str = ""
+
+
+class MonitorOverloaded(Event, tag="monitor.overloaded", frozen=True, kw_only=True):
+    """The probes ask for more than the monitor can do: from here on every service's interval
+    is stretched by `stretch` alike (adjusted as the load moves, without further events), until
+    `monitor.caught_up`. `asked`: probes/s the intervals ask for; `done`: probes/s it finished
+    when it found out; `late`: how late probes then started, at least (p90, a fraction of the
+    interval)."""
+
+    stretch: float = 1.0
+    asked: float = 0.0
+    done: float = 0.0
+    late: float = 0.0
+    node: str = ""
+
+
+class MonitorCaughtUp(Event, tag="monitor.caught_up", frozen=True, kw_only=True):
+    """The overload that began at `since` is over: intervals are as configured again.
+    `stretch_max`: the largest factor applied meanwhile."""
+
+    since: float = 0.0
+    stretch_max: float = 1.0
     node: str = ""
 
 
@@ -305,6 +330,10 @@ class MonitorView(msgspec.Struct, kw_only=True):
     # With several nodes: the nodes started and not stopped since (a node killed outright
     # stays here until it starts again; its leases say it is gone).
     nodes: list[str] = []
+    # While the probes ask for more than the monitor can do (monitor.overloaded, until
+    # monitor.caught_up): since when, and the factor every interval was stretched by then.
+    overloaded_since: float | None = None
+    stretch: float = 1.0
 
 
 class Snapshot(Event, tag="snapshot", frozen=True, kw_only=True):
@@ -339,6 +368,8 @@ class LogOutage(Event, tag="log.outage", frozen=True, kw_only=True):
 AnyEvent = (
     MonitorStarted
     | MonitorStopped
+    | MonitorOverloaded
+    | MonitorCaughtUp
     | ServiceRegistered
     | Probe
     | ProbeSeen

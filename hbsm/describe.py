@@ -19,6 +19,8 @@ from hbsm.events import (
     Event,
     LogOutage,
     LogRecovered,
+    MonitorCaughtUp,
+    MonitorOverloaded,
     MonitorStarted,
     MonitorStopped,
     Notification,
@@ -210,6 +212,20 @@ def _log_outage(e: LogOutage) -> str:
     return text + f": {e.skipped} probes not run, no repair or restart started"
 
 
+def _overloaded(e: MonitorOverloaded) -> str:
+    return (
+        f"monitor overloaded: {e.asked:.0f} probes/s asked, {e.done:.0f}/s done; "
+        f"every interval stretched {e.stretch:.2f}x"
+    ) + (f" (node {e.node})" if e.node else "")
+
+
+def _caught_up(e: MonitorCaughtUp) -> str:
+    return (
+        f"monitor caught up after {e.ts - e.since:.1f} s overloaded "
+        f"(intervals stretched up to {e.stretch_max:.2f}x)"
+    ) + (f" (node {e.node})" if e.node else "")
+
+
 _DESCRIBERS: Final[dict[type, Callable[[Any], str]]] = {
     Probe: _probe,
     Transition: _transition,
@@ -230,4 +246,6 @@ _DESCRIBERS: Final[dict[type, Callable[[Any], str]]] = {
     Snapshot: _snapshot,
     LogRecovered: _log_recovered,
     LogOutage: _log_outage,
+    MonitorOverloaded: _overloaded,
+    MonitorCaughtUp: _caught_up,
 }

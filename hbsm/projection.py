@@ -18,6 +18,8 @@ from hbsm.events import (
     TYPE_NAMES,
     Admin,
     Event,
+    MonitorCaughtUp,
+    MonitorOverloaded,
     MonitorStarted,
     MonitorStopped,
     MonitorView,
@@ -111,6 +113,8 @@ class Projection:
             ProbeSeen: self._on_seen,
             MonitorStarted: self._on_monitor_started,
             MonitorStopped: self._on_monitor_stopped,
+            MonitorOverloaded: self._on_overloaded,
+            MonitorCaughtUp: self._on_caught_up,
             Admin: self._on_admin,
             Snapshot: self._on_snapshot,
         }
@@ -262,6 +266,7 @@ class Projection:
         m.stopped_at = None
         m.config = e.config
         m.rules = e.rules
+        m.overloaded_since, m.stretch = None, 1.0  # a new start paces afresh
 
     def _on_monitor_stopped(self, e: MonitorStopped) -> None:
         m = self.monitor
@@ -273,6 +278,15 @@ class Projection:
                 return
         m.running = False
         m.stopped_at = e.ts
+        m.overloaded_since, m.stretch = None, 1.0
+
+    def _on_overloaded(self, e: MonitorOverloaded) -> None:
+        m = self.monitor
+        m.overloaded_since, m.stretch = e.ts, e.stretch
+
+    def _on_caught_up(self, e: MonitorCaughtUp) -> None:
+        m = self.monitor
+        m.overloaded_since, m.stretch = None, 1.0
 
     def _on_admin(self, e: Admin) -> None:
         if not e.allowed:

@@ -70,6 +70,9 @@ EXAMPLES: dict[str, ev.Event] = {
                                error="timeout"),
     "service.owned": ev.ServiceOwned(seq=19, ts=102.0, service="web", node="b", previous="a",
                                      reason="taken over from a"),
+    "monitor.overloaded": ev.MonitorOverloaded(seq=20, ts=103.0, stretch=4.5, asked=10000.0,
+                                               done=2600.0, late=0.5),
+    "monitor.caught_up": ev.MonitorCaughtUp(seq=21, ts=163.0, since=103.0, stretch_max=5.0),
 }  # fmt: skip
 
 
@@ -98,6 +101,15 @@ def test_log_events_say_what_happened_to_the_log():
     )
     assert describe(EXAMPLES["log.outage"]) == (
         "log unwritable for 60.0 s (disk full): 12 probes not run, no repair or restart started"
+    )
+
+
+def test_overloads_say_by_how_much_and_for_how_long():
+    assert describe(EXAMPLES["monitor.overloaded"]) == (
+        "monitor overloaded: 10000 probes/s asked, 2600/s done; every interval stretched 4.50x"
+    )
+    assert describe(EXAMPLES["monitor.caught_up"]) == (
+        "monitor caught up after 60.0 s overloaded (intervals stretched up to 5.00x)"
     )
 
 

@@ -439,3 +439,27 @@ def test_the_backoff_ends_exactly_at_the_next_runs_time():
     view = _fold(log).services["web"]
     assert (view.fsm.state, view.fsm.repair_after) == ("degraded", 63.0)
     assert next_action(view) == ("probe", 63 + 5)
+
+
+def test_the_monitor_view_shows_an_overload_while_it_lasts():
+    from hbsm.api import bodies
+
+    p = Projection()
+    p.apply_all([
+        ev.MonitorStarted(seq=1, ts=10.0, pid=1),
+        ev.MonitorOverloaded(seq=2, ts=20.0, stretch=4.5, asked=10000.0, done=2600.0, late=0.5),
+    ])  # fmt: skip
+    assert (p.monitor.overloaded_since, p.monitor.stretch) == (20.0, 4.5)
+    status = bodies.heartbeat_status(p, now=30.0, log_path="x", config={})
+    assert status.stretch == 4.5 and status.overloaded_since == bodies.iso(20.0)
+    detailed, _ = bodies.detailed_health(p, now=30.0, show_targets=False)
+    assert detailed.monitoring.stretch == 4.5
+    p.apply(ev.MonitorCaughtUp(seq=3, ts=80.0, since=20.0, stretch_max=5.0))
+    assert (p.monitor.overloaded_since, p.monitor.stretch) == (None, 1.0)
+    # A snapshot carries it; a new start (or a stop) begins unloaded.
+    p.apply(ev.MonitorOverloaded(seq=4, ts=90.0, stretch=2.0))
+    q = Projection()
+    q.apply(p.snapshot(segment=1, ts=95.0))
+    assert (q.monitor.overloaded_since, q.monitor.stretch) == (90.0, 2.0)
+    q.apply(ev.MonitorStopped(seq=5, ts=99.0))
+    assert (q.monitor.overloaded_since, q.monitor.stretch) == (None, 1.0)

@@ -9,11 +9,12 @@ neutral: a `Request` in, an `Answer` out), `admin` (admin actions and their refu
 (`Answer`, media types, errors), `bodies` (the response Structs), `source` (where answers come
 from), `views` (encoded answers cached per projection version), `security` (bearer token /
 loopback), `metrics` (/metrics), `sse` (/events), `openapi` (/openapi.json, from the route
-table), `app` (the ASGI adapter), `server` (uvicorn in the monitor's loop), `listen` (the
-listening socket and `ListenError`, without uvicorn). hbsm.flask's blueprint is the other
-adapter over the same handler. `create_app` and `ApiServer` are imported on first use, so
-`hbsm.api.bodies` and `hbsm.api.source` do not load Starlette or uvicorn, and prometheus_client
-is imported by the first scrape of /metrics.
+table), `app` (the ASGI adapter), `server` (uvicorn in a loop that may run other things),
+`thread` (that server in a thread of its own, as `hbsm run` serves it), `listen` (the listening
+socket and `ListenError`, without uvicorn). hbsm.flask's blueprint is the other adapter over the
+same handler. `create_app` and `ApiServer` are imported on first use, so `hbsm.api.bodies` and
+`hbsm.api.source` do not load Starlette or uvicorn, and prometheus_client is imported by the
+first scrape of /metrics.
 """
 
 from __future__ import annotations

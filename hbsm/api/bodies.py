@@ -132,6 +132,10 @@ class MonitoringInfo(_Body, kw_only=True):
     uptime_s: float | None
     pid: int | None
     version: str
+    # Since when the probes ask for more than the monitor can do (null: they do not), and the
+    # factor every service's interval was then stretched by alike (1: as configured).
+    overloaded_since: str | None = None
+    stretch: float = 1.0
 
 
 class DetailedHealth(_Body, kw_only=True):
@@ -164,6 +168,9 @@ class HeartbeatStatus(_Body, kw_only=True):
     by_state: dict[str, int]
     events_by_type: dict[str, int]
     log: LogPosition
+    # As in /health/detailed's `monitoring`.
+    overloaded_since: str | None = None
+    stretch: float = 1.0
 
 
 class AdminResult(_Body, kw_only=True):
@@ -309,8 +316,9 @@ def health(
 def _monitoring(m: MonitorView, now: float) -> MonitoringInfo:
     up = now - m.started_at if m.running and m.started_at is not None else None
     return MonitoringInfo(
-        running=m.running, started_at=iso(m.started_at), uptime_s=up, pid=m.pid, version=m.version
-    )
+        running=m.running, started_at=iso(m.started_at), uptime_s=up, pid=m.pid, version=m.version,
+        overloaded_since=iso(m.overloaded_since), stretch=m.stretch,
+    )  # fmt: skip
 
 
 def detailed_health(
@@ -360,6 +368,8 @@ def heartbeat_status(
             writable=outage is None,
             error=outage.error if outage is not None else "",
         ),
+        overloaded_since=info.overloaded_since,
+        stretch=info.stretch,
     )
 
 

@@ -4,6 +4,8 @@ A custom collector on a registry of its own (never the process-global one, so tw
 process do not collide). Families:
 
     hbsm_monitor_running                    gauge    1 while the probe scheduler runs
+    hbsm_overloaded                         gauge    1 while the probes ask for more than it can do
+    hbsm_schedule_stretch                   gauge    the factor every interval is stretched by
     hbsm_log_last_seq                       gauge    seq of the last event folded
     hbsm_events_total{type}                 counter  events in the log, by type
     hbsm_services                           gauge    services known
@@ -165,6 +167,13 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         source = self.source
         running = GaugeMetricFamily("hbsm_monitor_running", "1 while the probe scheduler runs")
+        overloaded = GaugeMetricFamily(
+            "hbsm_overloaded", "1 while the probes ask for more than the monitor can do"
+        )
+        stretch = GaugeMetricFamily(
+            "hbsm_schedule_stretch",
+            "The factor every interval is stretched by (1: as configured), as recorded",
+        )
         last_seq = GaugeMetricFamily("hbsm_log_last_seq", "seq of the last event folded")
         events = CounterMetricFamily("hbsm_events", "Events in the log, by type", labels=["type"])
         count = GaugeMetricFamily("hbsm_services", "Services known")
@@ -188,6 +197,8 @@ class _Collector:
         with source.lock:
             projection = source.projection
             running.add_metric([], 1.0 if source.running() else 0.0)
+            overloaded.add_metric([], 0.0 if projection.monitor.overloaded_since is None else 1.0)
+            stretch.add_metric([], projection.monitor.stretch)
             last_seq.add_metric([], projection.monitor.last_seq)
             for kind, n in sorted(projection.monitor.counts.items()):
                 events.add_metric([kind], n)
@@ -201,7 +212,19 @@ class _Collector:
                 restarts.add_metric([name], view.restarts_total)
                 repairs.add_metric([name], view.repairs_total)
                 failed.add_metric([name], view.probes_failed)
-        yield from (running, last_seq, events, count, state, failures, restarts, repairs, failed)
+        yield from (
+            running,
+            overloaded,
+            stretch,
+            last_seq,
+            events,
+            count,
+            state,
+            failures,
+            restarts,
+            repairs,
+            failed,
+        )
         yield self.latency.family(names)
 
 

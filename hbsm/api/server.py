@@ -1,4 +1,5 @@
-"""Serving the app with uvicorn inside an asyncio loop that runs other things (the monitor).
+"""Serving the app with uvicorn inside an asyncio loop that may run other things (the monitor's,
+in the demo and tests; `hbsm run` gives it a thread and a loop of its own: hbsm/api/thread.py).
 
 The listening socket is bound before uvicorn starts (`bind`, hbsm.api.listen, re-exported
 here), so that "address in use" is a `ListenError`, not uvicorn's sys.exit inside the loop.

@@ -6,10 +6,13 @@ path, one clock (`now()`), one outage view (`outage`), a way to follow new event
 and the latency histogram of `/metrics`), and, for a live monitor only, `control` to carry out
 admin actions.
 
-* `MonitorSource(monitor)`: the monitor's own projection, in the monitor's asyncio loop. No lock
-  is needed there (everything runs on one thread), so `lock` is a no-op. The Flask blueprint's
-  embedded monitor is one too (hbsm.flask.sources.EmbeddedSource), its requests handed to the
-  monitor's loop.
+* `MonitorSource(monitor)`: the monitor's own projection. `hbsm run` serves it from a thread of
+  its own (hbsm/api/thread.py), so that a monitor whose loop is saturated by probes still
+  answers: bodies are built under `lock` (the monitor folds under the same one), and `control`
+  hands admin actions to the monitor's loop and awaits them there. Served in the monitor's own
+  loop instead (the demo, tests), the lock is never contended and `control` is the monitor
+  itself. The Flask blueprint's embedded monitor is one too
+  (hbsm.flask.sources.EmbeddedSource), its requests handed to the monitor's loop.
 * `LogSource(path)`: a projection of a log written by another process, kept up to date by a
   thread polling a `hbsm.log.fold.LogFold` every `poll_interval` s. Usable from asyncio and from
   plain threads (a WSGI server): decoding happens outside the lock, folding and reading inside
@@ -22,6 +25,7 @@ A source that cannot answer now (an embedded monitor not started yet, or shut do
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -50,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Control",
+    "ControlFromAnotherLoop",
     "LogSource",
     "MonitorSource",
     "NotRunning",
@@ -189,7 +194,10 @@ class MonitorSource:
 
     @property
     def lock(self) -> contextlib.AbstractContextManager[Any]:
-        return self._lock
+        try:
+            return self.monitor.projection_lock
+        except NotRunning:  # no monitor yet (hbsm.flask's): nothing changes the projection
+            return self._lock
 
     @property
     def admin_token(self) -> str | None:
@@ -201,7 +209,11 @@ class MonitorSource:
 
     @property
     def control(self) -> Control | None:
-        return self.monitor
+        monitor = self.monitor
+        loop = monitor.loop
+        if loop is None or _running_loop() is loop:
+            return monitor
+        return ControlFromAnotherLoop(monitor, loop)
 
     @property
     def relay(self) -> Relay | None:
@@ -223,6 +235,53 @@ class MonitorSource:
 
     def follow(self, after_seq: int) -> Follower:
         return self.monitor.store.follow(after_seq)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class ControlFromAnotherLoop:
+    """The monitor as a `Control` for code in another thread's loop (the API's own): what it
+    reads is read as it is (a dict, a flag), its actions are handed to the monitor's loop and
+    awaited there, since the monitor's state is only ever changed from that loop."""
+
+    def __init__(self, monitor: Monitor, loop: asyncio.AbstractEventLoop) -> None:
+        self._monitor = monitor
+        self._loop = loop
+
+    @property
+    def services(self) -> Mapping[str, Any]:
+        return self._monitor.services
+
+    @property
+    def heartbeat_running(self) -> bool:
+        return self._monitor.heartbeat_running
+
+    async def admin(
+        self,
+        action: str,
+        service: str | None = None,
+        *,
+        who: str = "",
+        source: str = "",
+        allowed: bool = True,
+        suppressed: int = 0,
+    ) -> list[Event]:
+        work = self._monitor.admin(
+            action, service, who=who, source=source, allowed=allowed, suppressed=suppressed
+        )
+        try:
+            future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        except RuntimeError:  # its loop has closed: the monitor has stopped
+            work.close()
+            raise NotRunning("the monitor has stopped") from None
+        # Shielded: once handed over, the action is carried out (and recorded) even if the
+        # client goes away meanwhile.
+        return await asyncio.shield(asyncio.wrap_future(future))
 
 
 # --- a log another process writes -------------------------------------------------------------

@@ -6,10 +6,18 @@ cached body is also dropped after `max_age` seconds (1 s by default) even if no 
 its `timestamp`, uptime and "restarts in window" are functions of the clock, and a quiet monitor
 (long check intervals) would otherwise serve them stale. So a body is built at most once per
 version and per second, whatever the request rate.
+
+While the monitor is overloaded (its probes ask for more than it can do) a new version comes
+every few hundred microseconds, and a `/health/detailed` of 10,000 services takes ~100 ms to
+build: rebuilt per version, the bodies alone would take the core the probes need. So then a
+body is rebuilt once per `max_age` at most, whatever the events, and aside, in a thread of its
+own, while the requests go on getting the one there is: no request waits for a build. An answer
+may then be a second or so behind the log, as every service's probes are behind their intervals.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -37,20 +45,41 @@ class Views:
         # key -> (projection identity, version, built at, answer)
         self._cache: dict[tuple[Any, ...], tuple[int, int, float, Answer]] = {}
         self.builds = 0  # how many bodies were encoded (for tests and the benchmark)
+        self._aside: set[tuple[Any, ...]] = set()  # the bodies being rebuilt aside
+        self._aside_lock = threading.Lock()
 
     def _cached(self, key: tuple[Any, ...], build: Callable[[float], Answer]) -> Answer:
         source = self.source
         now = source.now()
         projection = source.projection
         hit = self._cache.get(key)
-        if (
-            hit is not None
-            and source.outage is None
-            and hit[0] == id(projection)
-            and hit[1] == projection.version
-            and 0 <= now - hit[2] < self.max_age
-        ):
-            return hit[3]
+        if hit is not None and source.outage is None and hit[0] == id(projection):
+            fresh = 0 <= now - hit[2] < self.max_age
+            if hit[1] == projection.version and fresh:
+                return hit[3]
+            if projection.monitor.overloaded_since is not None:
+                if not fresh:
+                    self._build_aside(key, build)
+                return hit[3]
+        return self._build(key, build, now)
+
+    def _build_aside(self, key: tuple[Any, ...], build: Callable[[float], Answer]) -> None:
+        with self._aside_lock:
+            if key in self._aside:
+                return
+            self._aside.add(key)
+
+        def work() -> None:
+            try:
+                self._build(key, build, self.source.now())
+            finally:
+                with self._aside_lock:
+                    self._aside.discard(key)
+
+        threading.Thread(target=work, name="hbsm-api-body", daemon=True).start()
+
+    def _build(self, key: tuple[Any, ...], build: Callable[[float], Answer], now: float) -> Answer:
+        source = self.source
         with source.lock:
             projection = source.projection
             version = projection.version

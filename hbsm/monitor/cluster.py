@@ -202,7 +202,8 @@ class ClusterRole:
         while True:
             events = follower.arrived()
             if events:
-                projection.apply_all(events)
+                with self.m.projection_lock:  # the API may read it from its own thread
+                    projection.apply_all(events)
             await asyncio.sleep(FOLLOW_EVERY)
 
     async def _keep_leases(self) -> None:

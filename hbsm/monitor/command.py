@@ -166,6 +166,7 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
             from hbsm.api import MonitorSource, create_app
             from hbsm.api.guard import Limits
             from hbsm.api.server import ApiServer
+            from hbsm.api.thread import ApiThread
 
             api_config = config.api
             limits = Limits(
@@ -175,12 +176,15 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
                 body_timeout=api_config.body_timeout,
                 max_connections=api_config.max_connections,
             )
-            server = ApiServer(
-                create_app(MonitorSource(monitor, str(log_path))),
-                sock,
-                limits=limits,
-                trusted_proxies=api_config.trusted_proxies,
-                probes_in_flight=config.concurrency,
+            # In a thread of its own: it answers while the probes saturate the monitor's loop.
+            server = ApiThread(
+                ApiServer(
+                    create_app(MonitorSource(monitor, str(log_path))),
+                    sock,
+                    limits=limits,
+                    trusted_proxies=api_config.trusted_proxies,
+                    probes_in_flight=config.concurrency,
+                )
             )
             try:
                 await server.start()

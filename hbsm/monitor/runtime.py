@@ -22,6 +22,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -48,6 +49,7 @@ from hbsm.fsm import ServiceMachine
 from hbsm.log import EventStore
 from hbsm.monitor.effects import Effects
 from hbsm.monitor.outage import LogUnwritableError, Outage
+from hbsm.monitor.overload import OverloadReport
 from hbsm.monitor.recording import Recorder
 from hbsm.monitor.startup import StartUp, resume
 from hbsm.notify import Notifier
@@ -92,12 +94,19 @@ class Monitor:
         # What the monitor has recorded, folded: its API's views (given by whoever also needs
         # it before the monitor exists: the file log's snapshot of each new segment).
         self.projection = projection if projection is not None else Projection()
+        # Held while the projection changes: `hbsm run` serves the API from a thread of its own
+        # (hbsm/api/thread.py), which builds its bodies under it. Uncontended it costs ~0.1 µs.
+        self.projection_lock = threading.RLock()
+        # The loop the monitor runs in (set by `start`): where other threads hand it work.
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.machine = ServiceMachine()
         self.services: dict[str, ServiceConfig] = {s.name: s for s in config.services}
         self.policies: dict[str, Policy] = {s.name: config.policy_for(s) for s in config.services}
         # The writer's own FSM states; the projection keeps its own copies for readers.
         self.states: dict[str, ServiceState] = {}
-        self.scheduler = Scheduler(self._scheduled_probe)
+        # Overloaded, the scheduler stretches every interval alike; this says so, once.
+        self.overload = OverloadReport(self)
+        self.scheduler = Scheduler(self._scheduled_probe, on_pace=self.overload.on_pace)
         self._scheduler_task: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         # The write path and the side effects, each a module of its own; both read the state
@@ -117,6 +126,7 @@ class Monitor:
 
     async def start(self) -> None:
         """Resume from the log, record the start, take up interrupted work, start probing."""
+        self.loop = asyncio.get_running_loop()
         resumed = resume(self)
         now = self.clock()
         self.started_at = now
@@ -211,6 +221,7 @@ class Monitor:
             self.scheduler.remove(name)
         await asyncio.gather(task, return_exceptions=True)
         self._scheduler_task = None
+        self.overload.stopped()
 
     # --- admin ----------------------------------------------------------------------------------
 

@@ -4,6 +4,13 @@ One timer loop over a heap of due times (not one sleeping task per service). Eac
 slots lie on a fixed grid, `first + k * interval`, so the schedule never drifts however late a
 probe starts or however long it runs; the first slot is offset into the interval by a hash of
 the name, so services added together are spread over the interval instead of probed at once.
+
+When the probes ask for more than the loop can do (10,000 services every second on one core),
+every service is slowed down alike rather than some starved: the grids lie on a clock of the
+scheduler's own that runs `stretch` times slower than real time, and `Pace` (hbsm/probes/_pace.py)
+sets that factor from how late the probes start. Not overloaded, the factor is 1 and that clock
+is the real one: the grid is exactly `first + k * interval`. An overload that ends leaves every
+grid shifted by the same amount, never drifting.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from ._pace import Pace, PaceChange
 
 __all__ = ["Scheduler", "SchedulerStats", "first_offset"]
 
@@ -49,6 +58,10 @@ class SchedulerStats:
     errors: int = 0
     # The worst lateness of a slot seen, seconds.
     late_max: float = 0.0
+    # The factor every interval is stretched by now (1: not overloaded), and the overload
+    # episodes so far.
+    stretch: float = 1.0
+    overloads: int = 0
 
 
 @dataclass
@@ -59,7 +72,8 @@ class _Service:
     slot: int = 0
 
     def due(self, slot: int) -> float:
-        # From the slot number, not by adding intervals up: no rounding creeps in.
+        # From the slot number, not by adding intervals up: no rounding creeps in. On the
+        # scheduler's own clock (Scheduler._virtual).
         return self.first + slot * self.interval
 
 
@@ -72,6 +86,8 @@ class Scheduler:
     """Calls `run_probe(name)` for each service on its grid, never twice at once for one name.
 
     Use it from one event loop: `add`, `remove`, `probe_now` and `stop` wake the loop directly.
+    `on_pace` is told when an overload episode begins and ends; `pace` tunes how one is told
+    (tests shorten its window).
     """
 
     def __init__(
@@ -80,10 +96,19 @@ class Scheduler:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        pace: Pace | None = None,
+        on_pace: Callable[[PaceChange], None] | None = None,
     ) -> None:
         self._run_probe = run_probe
         self._clock = clock
         self._sleep = sleep
+        self.pace = pace if pace is not None else Pace()
+        self._on_pace = on_pace
+        # The scheduler's clock: virtual = v0 + (real - t0) / stretch. At 1 and never changed it
+        # is the real clock itself (0 + (t - 0) / 1.0 == t exactly).
+        self._t0 = self._v0 = 0.0
+        # Probes/s the intervals ask for, unstretched.
+        self._asked = 0.0
         self._services: dict[str, _Service] = {}
         # (due, generation, name); entries of removed or re-added services are dropped lazily.
         self._heap: list[tuple[float, int, str]] = []
@@ -102,7 +127,10 @@ class Scheduler:
         if not (interval > 0 and math.isfinite(interval)):
             raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
         generation = next(self._generations)
-        service = _Service(interval, self._clock() + first_offset(name, interval), generation)
+        first = self._virtual(self._clock()) + first_offset(name, interval)
+        service = _Service(interval, first, generation)
+        old = self._services.get(name)
+        self._asked += 1 / interval - (1 / old.interval if old is not None else 0.0)
         self._services[name] = service
         heapq.heappush(self._heap, (service.first, generation, name))
         self._compact()
@@ -110,7 +138,9 @@ class Scheduler:
 
     def remove(self, name: str) -> None:
         """No more probes of `name`; one already running finishes on its own."""
-        self._services.pop(name, None)
+        old = self._services.pop(name, None)
+        if old is not None:
+            self._asked = max(0.0, self._asked - 1 / old.interval) if self._services else 0.0
         self._out_of_turn.pop(name, None)
         self._compact()
 
@@ -138,7 +168,7 @@ class Scheduler:
     def next_due(self, name: str) -> float | None:
         """When the next regular probe of `name` is due (on `clock`), None if not scheduled."""
         service = self._services.get(name)
-        return None if service is None else service.due(service.slot)
+        return None if service is None else self._real(service.due(service.slot))
 
     def __contains__(self, name: object) -> bool:
         return name in self._services
@@ -155,14 +185,20 @@ class Scheduler:
                 self._woken = False
                 self._start_out_of_turn()
                 now = self._clock()
+                vnow = self._virtual(now)
                 heap = self._heap
-                while heap and heap[0][0] <= now:
+                while heap and heap[0][0] <= vnow:
                     due, generation, name = heapq.heappop(heap)
                     service = self._services.get(name)
                     if service is not None and service.generation == generation:
-                        self._slot_due(name, service, due, now)
+                        self._slot_due(name, service, due, now, vnow)
+                if self.pace.due(now):
+                    self._judge_pace(now)
                 if not (self._woken or self._stopping):
-                    await self._wait(heap[0][0] - now if heap else None)
+                    delay = self._real(heap[0][0]) - now if heap else None
+                    if self.pace.overloaded:  # wake up to judge the windows: it may end
+                        delay = self.pace.window if delay is None else min(delay, self.pace.window)
+                    await self._wait(delay)
             if self._running:
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
         except asyncio.CancelledError:
@@ -171,22 +207,33 @@ class Scheduler:
             raise
         finally:
             self._stopping = False
+            # A stopped scheduler asks for nothing: started again, it paces afresh (its caller
+            # says that an episode ended, if one was under way).
+            now = self._clock()
+            self._t0, self._v0 = now, self._virtual(now)
+            self.pace.reset()
+            self.stats.stretch = 1.0
 
-    def _slot_due(self, name: str, service: _Service, due: float, now: float) -> None:
-        late = now - due
+    def _slot_due(self, name: str, service: _Service, due: float, now: float, vnow: float) -> None:
+        late = now - self._real(due)
         # The next slot on the grid that is still ahead: slots the loop slept through are
         # skipped, not run in a burst.
-        slot = max(service.slot + 1, math.floor((now - service.first) / service.interval) + 1)
-        while service.due(slot) <= now:
+        slot = max(service.slot + 1, math.floor((vnow - service.first) / service.interval) + 1)
+        while service.due(slot) <= vnow:
             slot += 1
-        self.stats.skipped_behind += slot - service.slot - 1
+        behind = slot - service.slot - 1
+        if behind:
+            self.stats.skipped_behind += behind
+            self.pace.missed(behind)
         service.slot = slot
         heapq.heappush(self._heap, (service.due(slot), service.generation, name))
         if name in self._running:
+            # Not a sign of overload: one slow target (a timeout longer than its interval)
+            # must not slow every other service down.
             self.stats.skipped_overlap += 1
             return
         self.stats.late_max = max(self.stats.late_max, late)
-        self._start(name)
+        self._start(name, due)
 
     def _start_out_of_turn(self) -> None:
         for name in list(self._out_of_turn):
@@ -195,13 +242,17 @@ class Scheduler:
             elif name not in self._running:
                 del self._out_of_turn[name]
                 self.stats.probed_now += 1
-                self._start(name)
+                self._start(name, None)
 
-    def _start(self, name: str) -> None:
+    def _start(self, name: str, due: float | None) -> None:
         self.stats.started += 1
-        self._running[name] = asyncio.create_task(self._probe(name), name=f"probe {name}")
+        self._running[name] = asyncio.create_task(self._probe(name, due), name=f"probe {name}")
 
-    async def _probe(self, name: str) -> None:
+    async def _probe(self, name: str, due: float | None) -> None:
+        service = self._services.get(name)
+        if due is not None and service is not None:
+            # How late it really starts: behind the other tasks the loop had to run first.
+            self.pace.started((self._virtual(self._clock()) - due) / service.interval)
         try:
             await self._run_probe(name)
         except Exception:
@@ -209,8 +260,35 @@ class Scheduler:
             log.exception("probe of %s raised", name)
         finally:
             del self._running[name]
+            self.pace.finished()
             if name in self._out_of_turn:
                 self._wake()
+
+    # --- the pace -----------------------------------------------------------------------------
+
+    def _virtual(self, real: float) -> float:
+        return self._v0 + (real - self._t0) / self.pace.stretch
+
+    def _real(self, virtual: float) -> float:
+        return self._t0 + (virtual - self._v0) * self.pace.stretch
+
+    def _judge_pace(self, now: float) -> None:
+        pace = self.pace
+        # Rebased before a change: the scheduler's clock goes on from where it is, only slower
+        # or faster, so every grid keeps its place on it.
+        v0 = self._virtual(now)
+        change = pace.tick(now, self._asked)
+        if pace.stretch != self.stats.stretch:
+            self._t0, self._v0 = now, v0
+            self.stats.stretch = pace.stretch
+        if change is None:
+            return
+        self.stats.overloads = pace.episodes
+        if self._on_pace is not None:
+            try:
+                self._on_pace(change)
+            except Exception:
+                log.exception("telling of an overload failed")
 
     async def _wait(self, delay: float | None) -> None:
         loop = asyncio.get_running_loop()

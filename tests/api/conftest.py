@@ -1,5 +1,6 @@
 """Fixtures of the API tests: a real Monitor (file log, real probes of a local target) with the
-app served by real uvicorn on 127.0.0.1:<ephemeral> in the test's own loop. Everything started
+app served by real uvicorn on 127.0.0.1:<ephemeral>, from a thread of its own as `hbsm run`
+serves it (hbsm.api.thread), or in the test's own loop (`threaded=False`). Everything started
 here is stopped by a finalizer, whatever the test's outcome."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from support.waiting import wait_for
 
 from hbsm.api import ApiServer, MonitorSource, create_app
 from hbsm.api.server import bind
+from hbsm.api.thread import ApiThread
 from hbsm.config import Config, ServiceConfig
 from hbsm.events import Admin, Event, OpaqueEvent
 from hbsm.log import FileEventLog, read_history
@@ -40,12 +42,14 @@ class Live:
     """One monitor with its API on real uvicorn; `client` talks to it over TCP (loopback)."""
 
     def __init__(
-        self, monitor: Monitor, store: FileEventLog, app: Starlette, server: ApiServer
+        self, monitor: Monitor, store: FileEventLog, app: Starlette, server: ApiServer | ApiThread
     ) -> None:
         self.monitor = monitor
         self.store = store
         self.app = app
         self.server = server
+        # The uvicorn server itself, wherever it runs.
+        self.api = server.server if isinstance(server, ApiThread) else server
         self.base = server.url
         self.client = httpx.AsyncClient(base_url=self.base, timeout=10.0)
         self._clients: list[httpx.AsyncClient] = [self.client]
@@ -82,8 +86,8 @@ StartApi = Callable[..., Awaitable[Live]]
 
 @pytest.fixture
 async def start_api(tmp_path: Path, target: SwitchableTarget) -> AsyncIterator[StartApi]:
-    """`await start_api(token=None, services=None, **create_app_options)`: a Live instance.
-    Default services: `web` (critical) and `aux`, both probing the target."""
+    """`await start_api(token=None, services=None, threaded=True, **create_app_options)`: a
+    Live instance. Default services: `web` (critical) and `aux`, both probing the target."""
     lives: list[tuple[Live, Supervisor]] = []
 
     async def start(
@@ -91,6 +95,7 @@ async def start_api(tmp_path: Path, target: SwitchableTarget) -> AsyncIterator[S
         token: str | None = None,
         services: list[ServiceConfig] | None = None,
         config: dict[str, Any] | None = None,
+        threaded: bool = True,
         **app_options: Any,
     ) -> Live:
         number = len(lives)
@@ -115,7 +120,8 @@ async def start_api(tmp_path: Path, target: SwitchableTarget) -> AsyncIterator[S
         )
         await monitor.start()
         app = create_app(MonitorSource(monitor, str(path)), **app_options)
-        server = ApiServer(app, bind("127.0.0.1", 0))
+        api = ApiServer(app, bind("127.0.0.1", 0))
+        server = ApiThread(api) if threaded else api
         await server.start()
         live = Live(monitor, store, app, server)
         lives.append((live, supervisor))

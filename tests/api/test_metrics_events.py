@@ -21,6 +21,8 @@ from .conftest import Live, StartApi
 
 FAMILIES = {
     "hbsm_monitor_running": "gauge",
+    "hbsm_overloaded": "gauge",
+    "hbsm_schedule_stretch": "gauge",
     "hbsm_log_last_seq": "gauge",
     "hbsm_events": "counter",
     "hbsm_services": "gauge",
@@ -51,6 +53,8 @@ async def test_metrics_has_every_family(live: Live, target: SwitchableTarget) ->
     families = await scrape(live)
     assert {name: f.type for name, f in families.items()} == FAMILIES
     assert value(families["hbsm_monitor_running"], "hbsm_monitor_running") == 1
+    assert value(families["hbsm_overloaded"], "hbsm_overloaded") == 0
+    assert value(families["hbsm_schedule_stretch"], "hbsm_schedule_stretch") == 1
     assert value(families["hbsm_services"], "hbsm_services") == 2
     state = families["hbsm_service_state"]
     assert value(state, "hbsm_service_state", service="web", state="healthy") == 1
@@ -178,7 +182,7 @@ async def test_events_keep_alive_and_disconnect(start_api: StartApi) -> None:
     live = await start_api(sse_heartbeat=0.3, sse_poll=0.05)
     await live.client.post("/admin/heartbeat/stop")  # quiet: no more probes
     await asyncio.sleep(0.3)  # the last flushes
-    tasks = live.server.server.server_state.tasks
+    tasks = live.api.server.server_state.tasks
     async with live.client.stream("GET", "/events") as r:
         stream = Stream(r)
         assert (await stream.comment()).startswith(": hbsm events after seq")

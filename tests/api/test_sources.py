@@ -172,6 +172,32 @@ def test_cached_bodies_expire_with_the_clock(tmp_path: Path) -> None:
         writer.close()
 
 
+def test_overloaded_bodies_are_rebuilt_once_a_second_aside(tmp_path: Path) -> None:
+    """While the monitor is overloaded a new version comes with every probe: a body is then
+    rebuilt once per max_age at most, in a thread aside, the one there is served meanwhile."""
+    from hbsm.events import MonitorOverloaded
+
+    path = tmp_path / "heartbeat.jsonl"
+    writer = write(path, [*services(2, 1000.0), MonitorOverloaded(ts=1000.0, stretch=3.0)])
+    now = [2000.0]
+    try:
+        source = LogSource(path, clock=lambda: now[0])
+        source.refresh()
+        views = Views(source, max_age=1.0)
+        first = views.health()
+        writer.append(failing("svc0001", 1))
+        writer.flush()
+        assert source.refresh() == 2
+        assert views.health() is first and views.builds == 1  # a new version, same body
+        now[0] += 1.5  # too old now: still served, while the next one is built aside
+        assert views.health() is first
+        wait_for_sync(lambda: views.builds == 2, "the body rebuilt aside")
+        second = views.health()
+        assert second is not first and b'"svc0001":"degraded"' in second.body
+    finally:
+        writer.close()
+
+
 def test_redact_masks_secrets() -> None:
     config = {
         "admin_token": "abc",

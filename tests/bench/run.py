@@ -29,6 +29,7 @@ from tests.bench import (
     bench_monitor,
     bench_probes,
     bench_replay,
+    bench_saturated,
 )
 from tests.bench.context import Context
 from tests.bench.results import Record, Results, machine_line
@@ -45,6 +46,7 @@ BENCHES: dict[str, Callable[[Context], None]] = {
     "memory": bench_memory.run,
     "dashboard": bench_dashboard.run,
     "monitor": bench_monitor.run,
+    "saturated": bench_saturated.run,
     "cluster": bench_cluster.run,
 }
 # Benchmarks that read the generated log: it is made (or taken from the cache) first.

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from support.clock import ManualClock
 
-from hbsm.probes import Scheduler, first_offset
+from hbsm.probes import Pace, PaceChange, Scheduler, first_offset
 
 
 class AutoClock:
@@ -137,23 +137,103 @@ async def test_no_drift_over_many_intervals() -> None:
     assert scheduler.next_due("api") == first + 5000 * interval
 
 
-async def test_falling_behind_skips_slots_instead_of_bursting() -> None:
-    clock = AutoClock(oversleep=0.35)  # every wake-up comes 350 ms late
+async def test_a_stall_skips_slots_instead_of_bursting() -> None:
+    clock = AutoClock()
     recorder = Recorder(clock)
+    stalled = []
+
+    def stall_once(name: str) -> None:  # the fifth probe holds the loop for 1.05 s
+        if len(recorder.calls["api"]) == 5 and not stalled:
+            stalled.append(clock.now)
+            clock.now += 1.05
+
+    recorder.on_call = stall_once
     scheduler = Scheduler(recorder, clock=clock, sleep=clock.sleep)
     first = clock.now + first_offset("api", 0.1)
     scheduler.add("api", 0.1)
     clock.hooks.append(stop_when(scheduler, lambda: len(recorder.calls["api"]) >= 50))
     await run_until(scheduler)
     calls = recorder.calls["api"]
-    gaps = [b - a for a, b in itertools.pairwise(calls)]
-    assert min(gaps) >= 0.35  # one probe per wake-up: no catch-up burst
+    gaps = [round(b - a, 9) for a, b in itertools.pairwise(calls)]
+    assert min(gaps) >= 0.05  # no catch-up burst after the stall
     stats = scheduler.stats
-    assert stats.skipped_behind > 0
-    assert stats.late_max >= 0.35
+    assert stats.skipped_behind == 9  # the slots the stall sat on, but the one it runs late
+    assert stats.late_max >= 0.9
     # Every slot whose time had come by the last probe was either run or skipped.
-    slots_due = int((calls[-1] - first) / 0.1) + 1
+    slots_due = round((calls[-1] - first) / 0.1) + 1
     assert stats.started + stats.skipped_behind == slots_due
+    # One stall is not an overload: the grid goes on as it was.
+    assert (stats.stretch, stats.overloads) == (1.0, 0)
+    assert calls[-1] == pytest.approx(first + (slots_due - 1) * 0.1)
+
+
+async def test_an_overloaded_loop_stretches_every_interval_alike() -> None:
+    """Twenty services every 100 ms, each probe holding the loop 10 ms: twice what it can do.
+    Every service is slowed down by the same factor (none starved), said once; when probes get
+    cheap again the factor comes back to 1 and the grid is a grid again."""
+    clock = AutoClock()
+    recorder = Recorder(clock)
+    cost = {"s": 0.010}
+
+    def busy(name: str) -> None:
+        clock.now += cost["s"]
+
+    recorder.on_call = busy
+    changes: list[PaceChange] = []
+    scheduler = Scheduler(
+        recorder, clock=clock, sleep=clock.sleep, pace=Pace(window=1.0), on_pace=changes.append
+    )
+    names = [f"svc-{i:02d}" for i in range(20)]
+    for name in names:
+        scheduler.add(name, 0.1)
+    start = clock.now
+    stretches: list[float] = []
+
+    def phases() -> None:
+        stretches.append(scheduler.stats.stretch)
+        if clock.now - start > 60 and cost["s"]:
+            cost["s"] = 0.0  # the load goes away
+            for calls in recorder.calls.values():
+                calls.clear()
+        if clock.now - start > 150:
+            scheduler.stop()
+
+    clock.hooks.append(phases)
+    await run_until(scheduler)
+    # Overloaded once, for a while; then back at 1.
+    assert [c.overloaded for c in changes] == [True, False]
+    began, ended = changes
+    assert began.asked == pytest.approx(200.0)
+    assert 1.5 < began.stretch < 4  # ~200 asked / ~100 done, with some slack
+    assert ended.stretch >= began.stretch
+    assert max(stretches) > 1.5
+    assert scheduler.stats.stretch == 1.0 and scheduler.stats.overloads == 1
+    # Since the load went away, every service probed alike, on a grid of 100 ms again.
+    counts = [len(recorder.calls[name]) for name in names]
+    assert min(counts) / max(counts) > 0.95, counts
+    tail = recorder.calls[names[0]][-20:]
+    assert [round(b - a, 6) for a, b in itertools.pairwise(tail)] == [0.1] * 19
+
+
+async def test_while_overloaded_no_service_starves() -> None:
+    clock = AutoClock()
+    recorder = Recorder(clock)
+    recorder.on_call = lambda name: setattr(clock, "now", clock.now + 0.004)
+    scheduler = Scheduler(recorder, clock=clock, sleep=clock.sleep, pace=Pace(window=1.0))
+    names = [f"svc-{i:03d}" for i in range(200)]
+    for name in names:
+        scheduler.add(name, 0.25)  # 800 probes/s asked, 250/s possible
+    start = clock.now
+    stretches: list[float] = []
+    clock.hooks.append(lambda: stretches.append(scheduler.stats.stretch))
+    clock.hooks.append(stop_when(scheduler, lambda: clock.now - start > 60))
+    await run_until(scheduler)
+    assert scheduler.stats.overloads == 1  # one episode, however the factor moved in it
+    assert min(stretches[len(stretches) // 2 :]) > 2.5
+    assert scheduler.stats.stretch == 1.0  # stopped: nothing is asked any more
+    counts = [len(recorder.calls[name]) for name in names]
+    assert min(counts) / max(counts) > 0.8, (min(counts), max(counts))
+    assert min(counts) > 0
 
 
 async def test_a_running_probe_makes_its_slots_skip_and_count() -> None:

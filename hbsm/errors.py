@@ -28,8 +28,12 @@ too (named after `+`), so nothing that caught it before stops catching it.
 Outside the tree, on purpose: private exceptions that steer control flow inside one module and
 never reach a caller.
 
-* `_BadEncoding` (hbsm.probes._http): a body that cannot be decoded; the prober turns it into a
+* `_BadEncoding` (hbsm.probes._body): a body that cannot be decoded; the prober turns it into a
   failed probe.
+* `_ProtocolError` (hbsm.probes._lean): the target broke HTTP on the lean path; a failed probe of
+  class `protocol`.
+* `_PartialAnswer` (hbsm.probes._lean): carries the status of an answer cut short to the
+  prober, which records it with the failed probe.
 * `_Refused` (hbsm.api.guard): stops the HTTP parser on a request that broke a limit; the guard
   answers it in JSON.
 * `_Failed` (hbsm.check.checks): one check's failure; `hbsm check` turns it into a FAIL line.

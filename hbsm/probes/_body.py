@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-__all__ = ["BODY_LIMIT", "PROBE_HEADERS", "BadEncoding", "Inflate", "inflater"]
+__all__ = ["BODY_LIMIT", "PROBE_HEADERS", "Inflate", "_BadEncoding", "inflater"]
 
 # What every HTTP probe sends (a probe's own header of the same name wins). An uncompressed body,
 # please: one compressed anyway is inflated only as far as the bounded read, and only from gzip
@@ -16,7 +16,7 @@ PROBE_HEADERS = {"user-agent": "hbsm-probe", "accept-encoding": "identity"}
 BODY_LIMIT = 64 * 1024
 
 
-class BadEncoding(Exception):
+class _BadEncoding(Exception):
     """A gzip or deflate body that does not decode."""
 
 
@@ -39,7 +39,7 @@ class Inflate:
             out = self._inflate.decompress(data, max_length)
         except zlib.error as exc:
             if self._started or self.encoding != "deflate":
-                raise BadEncoding(f"{self.encoding} body does not decode: {exc}") from None
+                raise _BadEncoding(f"{self.encoding} body does not decode: {exc}") from None
             self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
             self._started = True
             return self.decode(data, max_length)

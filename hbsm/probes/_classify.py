@@ -16,7 +16,7 @@ import ssl
 import sys
 from collections.abc import Iterator
 
-from ._lean import PartialAnswer, ProtocolError
+from ._lean import _PartialAnswer, _ProtocolError
 
 __all__ = ["DETAIL_MAX", "classify", "short"]
 
@@ -38,7 +38,7 @@ class _Kinds:
         self.timeouts: tuple[type[BaseException], ...] = (TimeoutError,)
         # The target broke HTTP: closed the connection before or during its answer, or sent
         # something that does not parse (not HTTP, a header line or block beyond the limits).
-        self.protocol: tuple[type[BaseException], ...] = (ProtocolError,)
+        self.protocol: tuple[type[BaseException], ...] = (_ProtocolError,)
         self.aiohttp_error: tuple[type[BaseException], ...] = ()
         if aiohttp is not None:
             self.tls += (aiohttp.ClientSSLError,)
@@ -108,7 +108,7 @@ def _is_timeout(chain: list[BaseException], kinds: _Kinds) -> bool:
 def _reason(chain: list[BaseException]) -> str:
     """The innermost exception that says something, as `Name: message`."""
     for exc in reversed(chain):
-        if isinstance(exc, PartialAnswer):
+        if isinstance(exc, _PartialAnswer):
             continue  # it only carries the status
         message = " ".join(str(exc).split())
         if message:

@@ -16,7 +16,7 @@ from hbsm.config.model import ProbeConfig, ServiceConfig
 
 from ._body import BODY_LIMIT, Inflate, inflater
 from ._classify import classify, short
-from ._lean import LeanClient, LeanRequest, PartialAnswer
+from ._lean import LeanClient, LeanRequest, _PartialAnswer
 from ._outcome import Outcome
 
 if TYPE_CHECKING:  # httpx is imported only when a probe needs it (hbsm.probes._prober)
@@ -139,7 +139,7 @@ async def probe_lean(client: LeanClient, request: LeanRequest, service: ServiceC
     started = time.perf_counter()
     try:
         answer = await client.fetch(request, service.probe.timeout)
-    except PartialAnswer as exc:
+    except _PartialAnswer as exc:
         return _failed(service, exc, exc.status)
     except Exception as exc:
         return _failed(service, exc, None)

@@ -18,14 +18,14 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from ._body import BODY_LIMIT, PROBE_HEADERS, BadEncoding, Inflate, inflater
+from ._body import BODY_LIMIT, PROBE_HEADERS, Inflate, _BadEncoding, inflater
 
 __all__ = [
     "LeanAnswer",
     "LeanClient",
     "LeanRequest",
-    "PartialAnswer",
-    "ProtocolError",
+    "_PartialAnswer",
+    "_ProtocolError",
     "lean_request",
 ]
 
@@ -41,11 +41,11 @@ def _plain(word: str) -> bool:
 HEAD_LIMIT = 32 * 1024
 
 
-class ProtocolError(Exception):
+class _ProtocolError(Exception):
     """The target broke HTTP: closed before or during its answer, or sent what does not parse."""
 
 
-class PartialAnswer(Exception):
+class _PartialAnswer(Exception):
     """What cut an answer short after its status line (its cause), with that status."""
 
     def __init__(self, status: int) -> None:
@@ -167,12 +167,12 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(ProtocolError(f"not HTTP: {exc}"))
+            self._fail(_ProtocolError(f"not HTTP: {exc}"))
             return
         if not self._status and self._waiter is not None:
             self._head_size += len(data)
             if self._head_size > HEAD_LIMIT:
-                self._fail(ProtocolError(f"no end of the headers in {HEAD_LIMIT // 1024} KiB"))
+                self._fail(_ProtocolError(f"no end of the headers in {HEAD_LIMIT // 1024} KiB"))
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -186,7 +186,7 @@ class _Connection(asyncio.Protocol):
                 self._finish(reusable=False)
             else:
                 where = "during" if self._status else "before"
-                error = ProtocolError(f"connection closed {where} the answer")
+                error = _ProtocolError(f"connection closed {where} the answer")
                 error.__cause__ = exc
                 self._fail(error)
 
@@ -222,7 +222,7 @@ class _Connection(asyncio.Protocol):
         if type(decoder) is Inflate:
             try:
                 chunk = decoder.decode(body, BODY_LIMIT - self._size)
-            except BadEncoding as exc:
+            except _BadEncoding as exc:
                 self._fail(exc)  # not raised: the parser would wrap it as its own error
                 return
         else:
@@ -278,7 +278,7 @@ class LeanClient:
         """The answer to `request` within `timeout` seconds, connecting included.
 
         Raises what went wrong: OSError (refused, name resolution, ...), TimeoutError,
-        ProtocolError; PartialAnswer, caused by one of those, once the status was in. A
+        _ProtocolError; _PartialAnswer, caused by one of those, once the status was in. A
         connection whose answer was cut short is closed, never reused.
         """
         loop = asyncio.get_running_loop()
@@ -287,7 +287,7 @@ class LeanClient:
         if connection is not None:
             try:
                 return await self._ask(connection, request, deadline)
-            except ProtocolError:
+            except _ProtocolError:
                 if not connection.stale():
                     raise
                 # The server closed it as we sent (its keep-alive ran out): once more, anew.
@@ -308,7 +308,7 @@ class LeanClient:
         except Exception as exc:
             connection.abort()  # its state is unknown
             if connection.status:
-                raise PartialAnswer(connection.status) from exc
+                raise _PartialAnswer(connection.status) from exc
             raise
         except BaseException:
             connection.abort()

@@ -185,7 +185,9 @@ class RepairStarted(Event, tag="repair.started", frozen=True, kw_only=True):
 
 
 class RepairFinished(Event, tag="repair.finished", frozen=True, kw_only=True):
-    """A fact: how a repair step ended. `error_class` is what `diagnose` found, if it ran."""
+    """A fact: how a repair step ended. `error_class` is what `diagnose` found, if it ran.
+    `verify` false: the step changed nothing and saw the failure still there (`diagnose`,
+    `check_config`), so the run goes on without a verification probe (rules 4 and later)."""
 
     service: str
     run: int
@@ -196,6 +198,7 @@ class RepairFinished(Event, tag="repair.finished", frozen=True, kw_only=True):
     duration_ms: float = 0.0
     error_class: str | None = None
     interrupted: bool = False
+    verify: bool = True
 
 
 class RestartStarted(Event, tag="restart.started", frozen=True, kw_only=True):

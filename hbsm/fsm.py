@@ -62,7 +62,7 @@ __all__ = [
 FACTS: Final = (Probe, RepairFinished, RestartFinished, Admin, ProcessStarted, ProcessLost)
 DECISIONS: Final = (Transition, RepairStarted, RestartStarted)
 # Every version of the rules this hbsm can decide by (see hbsm.state.RULES).
-KNOWN_RULES: Final = (1, 2, 3)
+KNOWN_RULES: Final = (1, 2, 3, 4)
 
 
 class UnknownRulesError(HbsmError, ValueError):
@@ -138,6 +138,17 @@ def _probe_trigger(s: ServiceState, p: Probe, rules: int) -> tuple[str | None, s
     return "probe_failed", f"probe failed: {p.error or 'failed'}"
 
 
+def _stands(s: ServiceState, e: RepairFinished) -> bool:
+    """The outcome of the step in progress says it changed nothing and the failure stands."""
+    return (
+        not e.verify
+        and not e.interrupted
+        and s.state == "repairing"
+        and s.step_done
+        and (e.run, e.index) == (s.run, s.step_index)
+    )
+
+
 def decided(
     state: ServiceState,
     fact: Event,
@@ -170,6 +181,13 @@ def decide(
     reason = ""
     if isinstance(fact, Probe):
         trigger, reason = _probe_trigger(state, fact, machine.rules)
+    elif isinstance(fact, RepairFinished):
+        if machine.rules >= 4 and _stands(state, fact):
+            trigger = "step_failed"
+            reason = (
+                f"still failing after {fact.step}: {state.last_error or 'failed'} "
+                "(the step changed nothing: no probe to wait for)"
+            )
     elif isinstance(fact, RestartFinished):
         if state.state == "restarting":
             trigger = "restart_done" if fact.ok else "restart_failed"
@@ -182,7 +200,7 @@ def decide(
     elif isinstance(fact, Admin) and fact.allowed and fact.action in STATE_ACTIONS:
         trigger = fact.action
         reason = f"admin {fact.action}" + (f" by {fact.who}" if fact.who else "")
-    # A repair step's own outcome only marks it done (the verification probe that follows
+    # Any other repair step's outcome only marks it done (the verification probe that follows
     # decides); a started process only opens its start grace. Nothing to fire for either.
     if trigger is None:
         return []

@@ -329,7 +329,8 @@ def table(rules: int) -> list[dict[str, Any]]:
         {"trigger": "probe_ok", "source": ["unknown", "degraded", "cooldown"], "dest": "healthy",
          "conditions": [_enough_successes]},
         *probe_failed,
-        # A repair step has finished: the verification probe decides what comes next.
+        # A repair step has finished: the verification probe decides what comes next (or,
+        # rules 4, the step's own outcome when it changed nothing and the failure stands).
         {"trigger": "verified", "source": "repairing", "dest": "healthy"},
         # A broken configuration: no restart, the run ends as one without a restart step does.
         *(held if rules >= 3 else []),

@@ -40,7 +40,11 @@ __all__ = [
 #      counted against `repair_budget`), saying which file is broken. A restart into a
 #      configuration that does not load takes down what still answers (a gunicorn master whose
 #      workers cannot boot exits); the next run, once the file is mended, restarts.
-RULES: Final = 3
+#   4  a repair step's outcome that says it changed nothing and the failure stands
+#      (`repair.finished` with `verify` false: `diagnose` that found a failure, `check_config`)
+#      is its own verification: the run goes on at once, where it waited for a probe (on a
+#      hung service, one more probe timeout per such step before the restart).
+RULES: Final = 4
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -98,8 +98,14 @@ class Effects:
         svc = m.services[started.service]
         view = m.projection.services.get(started.service)
         failure = view.last_failure if view is not None else None
+        # The service's state now, if a probe has just told it (the failure that decided the
+        # run, or the verification that failed after the step before): a step may take it
+        # rather than probe again (`diagnose`, on a hung service: another timeout's wait).
+        last = view.last_probe if view is not None else None
+        recent = m.clock() - m.policies[started.service].check_interval
+        seen = last if last is not None and not last.ok and last.ts >= recent else None
         finished = await m.repairs.run_step(
-            svc, started, failure=failure, probe=lambda: m.prober.probe(svc)
+            svc, started, failure=failure, probe=lambda: m.prober.probe(svc), seen=seen
         )
         m.record(finished)
         state = m.states[started.service]

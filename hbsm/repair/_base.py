@@ -73,11 +73,14 @@ def bounded(text: str, limit: int) -> str:
 
 @dataclass(frozen=True)
 class StepOutcome:
-    """How a step ended. `error_class` is for `diagnose` (one of hbsm.state.ERROR_CLASSES)."""
+    """How a step ended. `error_class` is for `diagnose` (one of hbsm.state.ERROR_CLASSES).
+    `verify` false: the step changed nothing and the failure stands (it saw it, or only looked
+    at files), so no verification probe follows it: the run goes on at once."""
 
     ok: bool
     output: str = ""
     error_class: str | None = None
+    verify: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,9 @@ class StepContext:
     # Progress written here survives a timeout (the runner records it); bounded.
     output: OutputTail = field(default_factory=OutputTail)
     step: str = ""  # the name the step runs under (its entry-point name for custom steps)
+    # The service's last probe when it failed within the last check interval (the one that led
+    # to this step): what `diagnose` classifies instead of waiting out another probe.
+    seen: Probe | None = None
 
 
 RepairStep = Callable[[StepContext], Awaitable[StepOutcome]]

@@ -55,11 +55,13 @@ class RepairRunner:
         *,
         failure: Probe | None,
         probe: Callable[[], Awaitable[Probe]],
+        seen: Probe | None = None,
     ) -> RepairFinished:
-        """Run `started.step` for `service` within its timeout and return its outcome."""
+        """Run `started.step` for `service` within its timeout and return its outcome. `seen`:
+        a failed probe just recorded, which a step may take as the service's state now."""
         settings = service.steps.get(started.step, StepConfig())
         t0 = time.monotonic()
-        outcome = await self._outcome(service, started.step, settings, failure, probe)
+        outcome = await self._outcome(service, started.step, settings, failure, probe, seen)
         return RepairFinished(
             ts=self.clock(),
             service=started.service,
@@ -70,6 +72,7 @@ class RepairRunner:
             output=bounded(outcome.output, self.output_limit),
             duration_ms=(time.monotonic() - t0) * 1000.0,
             error_class=outcome.error_class,
+            verify=outcome.verify,
         )
 
     async def _outcome(
@@ -79,6 +82,7 @@ class RepairRunner:
         settings: StepConfig,
         failure: Probe | None,
         probe: Callable[[], Awaitable[Probe]],
+        seen: Probe | None,
     ) -> StepOutcome:
         if name == RESTART_STEP:
             return StepOutcome(ok=False, output="restart is carried out by restart()")
@@ -95,6 +99,7 @@ class RepairRunner:
             log_dir=self.log_dir,
             output=OutputTail(self.output_limit),
             step=name,
+            seen=seen,
         )
         timeout = asyncio.timeout(settings.timeout)
         try:

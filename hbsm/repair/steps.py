@@ -23,19 +23,36 @@ _PORT_TIMEOUT = 1.0
 
 
 async def diagnose(ctx: StepContext) -> StepOutcome:
-    """Probe once more and classify the failure; "recovered" (class None) when it passes."""
-    fresh = await ctx.probe()
-    if fresh.ok and fresh.error is None:
+    """Classify the failure; "recovered" (class None) when the service answers.
+
+    What it classifies is the failed probe the monitor has just recorded (`ctx.seen`), when
+    there is one: probing again would only wait out the same timeout a second time on a hung
+    service, before the run could go on. Without one (a run an operator asked for, a failure
+    older than a check interval) it probes once more. A failure found needs no verification
+    probe: diagnose changed nothing, the run goes on at once."""
+    seen = ctx.seen
+    if seen is not None and not seen.ok:
+        looked = seen
+        source = f" (reused {_cite(seen)}: not probed again)"
+    else:
+        looked, source = await ctx.probe(), ""
+    if looked.ok and looked.error is None:
         found = "recovered"
         cls = None
     else:
-        cls = fresh.error if fresh.error in ERROR_CLASSES else "other"
+        cls = looked.error if looked.error in ERROR_CLASSES else "other"
         found = cls
-    lines = [f"{found}: {_describe(fresh)}"]
+    lines = [f"{found}: {_describe(looked)}{source}"]
     failure = ctx.failure
     if cls is not None and failure is not None and failure.error not in (None, cls):
         lines.append(f"(the failure before: {failure.error}: {_describe(failure)})")
-    return StepOutcome(ok=True, output="\n".join(lines), error_class=cls)
+    # Recovered: the probe after it confirms it, as after any step.
+    return StepOutcome(ok=True, output="\n".join(lines), error_class=cls, verify=cls is None)
+
+
+def _cite(p: Probe) -> str:
+    """A recorded probe, as the log names it."""
+    return f"probe #{p.seq}" if p.seq else "the last probe"
 
 
 def _describe(p: Probe) -> str:
@@ -51,10 +68,14 @@ def _describe(p: Probe) -> str:
 
 
 async def check_config(ctx: StepContext) -> StepOutcome:
-    """settings.files exist and parse (.toml, .json; others: readable); report settings.port."""
+    """settings.files exist and parse (.toml, .json; others: readable); report settings.port.
+
+    It only reads: the service is as it was before, so no verification probe follows it."""
     s = ctx.settings
     if not s.files and s.port is None:
-        return StepOutcome(ok=True, output="nothing to check: no files or port configured")
+        return StepOutcome(
+            ok=True, output="nothing to check: no files or port configured", verify=False
+        )
     base = Path(s.cwd) if s.cwd else None
     results = await asyncio.to_thread(lambda: [_check_file(f, base) for f in s.files])
     lines = [line for _, line in results]
@@ -66,7 +87,7 @@ async def check_config(ctx: StepContext) -> StepOutcome:
         # holds a restart back.
         lines.remove(bad[0])
         lines.insert(0, f"{len(bad)} of {len(results)} files broken: {bad[0]}")
-    return StepOutcome(ok=not bad, output="\n".join(lines))
+    return StepOutcome(ok=not bad, output="\n".join(lines), verify=False)
 
 
 def _check_file(name: str, base: Path | None) -> tuple[bool, str]:

@@ -1,5 +1,6 @@
 """Processes hbsm runs itself: started in their own process group, output appended to a file,
-stopped with SIGTERM then SIGKILL after a grace period, started again.
+stopped with SIGTERM (and SIGCONT, for a stopped one) then SIGKILL after a grace period,
+started again.
 
 After hbsm itself restarts, `adopt` takes over a child that is still running (its pid comes
 from the log) so the service is not started twice. An adopted process is not hbsm's child any
@@ -243,6 +244,9 @@ class Supervisor:
 async def _stop_child(proc: asyncio.subprocess.Process, grace: float) -> int:
     if proc.returncode is None:
         kill_group(proc.pid, signal.SIGTERM)
+        # A stopped process (SIGSTOP, a debugger's, a hang made by hand) holds SIGTERM pending
+        # until it runs again: woken, it acts on it now instead of after the whole grace.
+        kill_group(proc.pid, signal.SIGCONT)
         try:
             await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
         except TimeoutError:
@@ -271,6 +275,7 @@ async def _stop_adopted(pid: int, grace: float) -> None:
                 os.kill(pid, sig)
 
     send(signal.SIGTERM)
+    send(signal.SIGCONT)  # a stopped process acts on SIGTERM only once it runs (_stop_child)
     if await _vanished(pid, grace):
         if leads_group and kill_group(pid, signal.SIGKILL):
             await group_gone(pid)

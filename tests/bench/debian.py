@@ -24,7 +24,9 @@ def ensure_command(command: str, package: str | None = None) -> str | None:
             capture_output=True,
             timeout=120,
             check=False,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            # RUNLEVEL=1: a package's init script does not start its system daemon (monit,
+            # supervisord); the benchmarks run their own.
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive", "RUNLEVEL": "1"},
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

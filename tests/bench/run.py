@@ -28,6 +28,7 @@ from tests.bench import (
     bench_memory,
     bench_monitor,
     bench_probes,
+    bench_recovery,
     bench_replay,
     bench_saturated,
 )
@@ -48,6 +49,7 @@ BENCHES: dict[str, Callable[[Context], None]] = {
     "monitor": bench_monitor.run,
     "saturated": bench_saturated.run,
     "cluster": bench_cluster.run,
+    "recovery": bench_recovery.run,
 }
 # Benchmarks that read the generated log: it is made (or taken from the cache) first.
 USES_LOG = {"replay", "cli", "append", "jetstream"}

@@ -154,10 +154,13 @@ class Driver:
         run: int | None = None,
         index: int | None = None,
         after: float = 2.0,
+        verify: bool = True,
+        interrupted: bool = False,
     ) -> list[Event]:
         """The outcome of the repair step in flight (or of the run/index given). `ok`: the step
         ran through (whether it fixed anything, the verification probe says); a check_config
-        that is not ok found the configuration broken."""
+        that is not ok found the configuration broken. `verify` false: the step changed nothing
+        and the failure stands (no verification probe follows, from rules 4 on)."""
         s = self.state
         run = s.run if run is None else run
         index = s.step_index if index is None else index
@@ -171,6 +174,8 @@ class Driver:
                 index=index,
                 ok=ok,
                 error_class=error_class,
+                verify=verify,
+                interrupted=interrupted,
             )
         )
 

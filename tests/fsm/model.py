@@ -275,6 +275,17 @@ class Checker:
             if self.fails >= p.max_retries and fact.ts >= self.repair_after:
                 return "repairing", "probe_failed"
             return ("degraded", "probe_failed") if st in ("unknown", "healthy") else None
+        if isinstance(fact, RepairFinished):
+            # Rules 4: a step that changed nothing and saw the failure stands for its own
+            # verification: the run goes on as after a failed verification probe.
+            current = self.step is not None and (fact.run, fact.index) == (
+                self.step.run,
+                self.step.index,
+            )
+            stands = not fact.verify and not fact.interrupted and current
+            if self.rules >= 4 and st == "repairing" and stands:
+                return self._after_failed_step(fact.ts)
+            return None
         if isinstance(fact, ProcessLost):
             if self.rules >= 2 and st in WATCHED:
                 return self._restart_due(fact.ts, "process_lost")

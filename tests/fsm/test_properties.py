@@ -154,6 +154,8 @@ class Runtime:
             index=index,
             ok=self.draw(st.booleans(), label="step ok"),
             error_class=self.draw(st.none() | ERRORS, label="diagnosed"),
+            # False: the step changed nothing and the failure stands (no verification probe).
+            verify=self.draw(st.booleans(), label="verify"),
         )
 
     def restart_finished(self) -> RestartFinished:

@@ -310,3 +310,43 @@ async def test_diagnose_whose_probe_raises_is_a_failed_step(tmp_path):
     done = await run(tmp_path, "diagnose", failure=None, probe=broken_probe)
     assert not done.ok
     assert "probe machinery broke" in done.output
+
+
+async def test_diagnose_takes_the_failure_just_seen_instead_of_probing_again(tmp_path):
+    # The probe that decided the run, recorded a moment ago: on a hung service another probe
+    # would only wait out the same timeout once more.
+    seen = Probe(seq=41, service="api", ok=False, error="timeout", detail=f"{URL}: no answer")
+    probe = probe_returning(Probe(service="api", ok=True))
+    done = await run(tmp_path, "diagnose", failure=seen, probe=probe, seen=seen)
+    assert probe.calls == []
+    assert done.ok and done.error_class == "timeout"
+    assert done.output == f"timeout: {URL}: no answer (reused probe #41: not probed again)"
+    assert done.verify is False  # it changed nothing: the failure stands, no probe to wait for
+
+
+async def test_diagnose_probes_when_nothing_failed_just_now(tmp_path):
+    fresh = Probe(service="api", ok=False, error="refused", detail="connection refused")
+    probe = probe_returning(fresh)
+    done = await run(tmp_path, "diagnose", failure=None, probe=probe, seen=None)
+    assert len(probe.calls) == 1 and "reused" not in done.output
+    assert done.error_class == "refused" and done.verify is False
+
+
+async def test_diagnose_that_finds_it_recovered_leaves_the_verification_to_a_probe(tmp_path):
+    fresh = Probe(service="api", ok=True, status=200, detail=URL)
+    done = await run(tmp_path, "diagnose", failure=None, probe=probe_returning(fresh))
+    assert done.error_class is None and done.verify is True
+
+
+@pytest.mark.parametrize("good", [True, False])
+async def test_check_config_needs_no_verification_probe(tmp_path, good):
+    path = tmp_path / "app.json"
+    path.write_text('{"a": 1}' if good else "{")
+    settings = StepConfig(files=[str(path)])
+    done = await run(tmp_path, "check_config", settings, failure=None, probe=NO_PROBE)
+    assert done.ok is good and done.verify is False
+
+
+async def test_a_step_that_acts_is_verified_by_a_probe(tmp_path):
+    done = await run(tmp_path, "command", StepConfig(argv=["true"]), failure=None, probe=NO_PROBE)
+    assert done.ok and done.verify is True

@@ -84,6 +84,29 @@ async def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(supervi
     assert not alive(pid)
 
 
+async def test_a_stopped_child_acts_on_sigterm_rather_than_wait_for_sigkill(supervisor):
+    # A hang made with SIGSTOP: SIGTERM stays pending while the process is stopped; woken by
+    # SIGCONT it ends by SIGTERM, not by the SIGKILL that the grace's end would send.
+    pid = await supervisor.start("api", config())
+    os.kill(pid, signal.SIGSTOP)
+    code = await supervisor.stop("api", grace=10.0)
+    assert code == -signal.SIGTERM
+    assert not alive(pid)
+
+
+async def test_a_stopped_adopted_process_acts_on_sigterm_too(supervisor):
+    child = subprocess.Popen(py("import time; time.sleep(60)"), start_new_session=True)
+    try:
+        assert await supervisor.adopt("api", child.pid)
+        os.kill(child.pid, signal.SIGSTOP)
+        await supervisor.stop("api", grace=10.0)
+        assert child.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 async def test_restart_gives_a_new_pid(supervisor):
     old = await supervisor.start("api", config())
     new, description = await supervisor.restart("api", config())

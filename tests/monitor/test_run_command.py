@@ -130,14 +130,19 @@ def test_run_restarts_a_killed_service_then_stops_on_sigterm(
     assert isinstance(stopped, MonitorStopped) and stopped.reason == "SIGTERM"
     assert stopped.pid == run.pid
     # Its end is a fact the moment it happens: restarted at once, no failed probe waited for.
-    assert transitions(history, "api", mark) == [
-        ("healthy", "restarting", "process_lost"),
-        ("restarting", "cooldown", "restart_done"),
-        ("cooldown", "healthy", "probe_ok"),
+    moves = transitions(history, "api", mark)
+    assert [move[1:] for move in moves[-3:]] == [
+        ("restarting", "process_lost"),
+        ("cooldown", "restart_done"),
+        ("healthy", "probe_ok"),
     ]
+    # A probe already in flight at the kill may fail before the exit is read (the two race on
+    # a loaded machine): a true fact, recorded, but not what started the restart.
+    assert moves[:-3] in ([], [("healthy", "degraded", "probe_failed")]), moves
     (lost,) = of(history, ProcessLost, "api")
     assert lost.pid == first and "killed by SIGKILL" in lost.detail
-    assert not [e for e in of(history, Probe, "api") if not e.ok and e.seq > mark]
+    failed = [e for e in of(history, Probe, "api") if not e.ok and e.seq > mark]
+    assert all(e.seq < lost.seq for e in failed), failed
     (finished,) = of(history, RestartFinished, "api")
     assert finished.ok and finished.pid == new
     # stop_on_exit is false by default: the service outlives the monitor.

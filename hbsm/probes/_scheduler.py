@@ -4,6 +4,10 @@ One timer loop over a heap of due times (not one sleeping task per service). Eac
 slots lie on a fixed grid, `first + k * interval`, so the schedule never drifts however late a
 probe starts or however long it runs; the first slot is offset into the interval by a hash of
 the name, so services added together are spread over the interval instead of probed at once.
+Never two probes of one service at once: a slot that comes while the service's previous probe
+still runs (a timeout longer than the interval: a hung target) is owed, and probed the moment
+that probe ends, once however many slots it overran. A hung service is so probed back to back,
+and its failures add up at the pace of its timeout rather than of the next slot after each.
 
 When the probes ask for more than the loop can do (10,000 services every second on one core),
 every service is slowed down alike rather than some starved: the grids lie on a clock of the
@@ -48,8 +52,11 @@ def first_offset(name: str, interval: float) -> float:
 class SchedulerStats:
     # Probes started, regular and out of turn.
     started: int = 0
-    # Due slots skipped because that service's previous probe was still running.
+    # Due slots that came while that service's previous probe was still running ...
     skipped_overlap: int = 0
+    # ... and the probes started the moment such a probe ended (one for any number of slots it
+    # overran), included in `started`.
+    after_overrun: int = 0
     # Slots skipped because the loop fell behind by more than an interval (no catch-up burst).
     skipped_behind: int = 0
     # Out-of-turn probes started (probe_now), included in `started`.
@@ -115,6 +122,8 @@ class Scheduler:
         self._generations = itertools.count()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._out_of_turn: dict[str, None] = {}  # an ordered set
+        # Services whose slot came while their probe ran: probed again the moment it ends.
+        self._owed: dict[str, None] = {}
         self._stopping = False
         self._woken = False
         self._wakeup: asyncio.Future[None] | None = None
@@ -142,6 +151,7 @@ class Scheduler:
         if old is not None:
             self._asked = max(0.0, self._asked - 1 / old.interval) if self._services else 0.0
         self._out_of_turn.pop(name, None)
+        self._owed.pop(name, None)
         self._compact()
 
     def probe_now(self, name: str) -> bool:
@@ -231,6 +241,7 @@ class Scheduler:
             # Not a sign of overload: one slow target (a timeout longer than its interval)
             # must not slow every other service down.
             self.stats.skipped_overlap += 1
+            self._owed[name] = None
             return
         self.stats.late_max = max(self.stats.late_max, late)
         self._start(name, due)
@@ -241,7 +252,15 @@ class Scheduler:
                 del self._out_of_turn[name]
             elif name not in self._running:
                 del self._out_of_turn[name]
+                self._owed.pop(name, None)  # this probe pays what was owed too
                 self.stats.probed_now += 1
+                self._start(name, None)
+        for name in list(self._owed) if self._owed else ():
+            if name not in self._services:
+                del self._owed[name]
+            elif name not in self._running:
+                del self._owed[name]
+                self.stats.after_overrun += 1
                 self._start(name, None)
 
     def _start(self, name: str, due: float | None) -> None:
@@ -261,7 +280,7 @@ class Scheduler:
         finally:
             del self._running[name]
             self.pace.finished()
-            if name in self._out_of_turn:
+            if name in self._out_of_turn or name in self._owed:
                 self._wake()
 
     # --- the pace -----------------------------------------------------------------------------

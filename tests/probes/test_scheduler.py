@@ -260,6 +260,35 @@ async def test_a_running_probe_makes_its_slots_skip_and_count() -> None:
     assert not scheduler.in_flight("slow")  # run() waited for it before returning
 
 
+async def test_a_probe_that_overran_its_slots_is_followed_at_once_by_one_more() -> None:
+    clock = ManualClock()
+    recorder = Recorder(clock)
+    recorder.hold = {"hung"}
+    scheduler = Scheduler(recorder, clock=clock, sleep=clock.sleep)
+    scheduler.add("hung", 1.0)
+    runner = asyncio.create_task(scheduler.run())
+    first = scheduler.next_due("hung")
+    assert first is not None
+    await advance(clock, first - clock.now)
+    assert len(recorder.calls["hung"]) == 1
+    for _ in range(7):  # three and a half intervals: three slots come while it hangs
+        await advance(clock, 0.5)
+    assert len(recorder.calls["hung"]) == 1 and scheduler.stats.skipped_overlap == 3
+    recorder.hold.clear()
+    recorder.release.set()  # it ends half-way between two slots ...
+    await settle()
+    # ... and one more probe starts that moment: not at the next slot, not one per slot missed.
+    assert recorder.calls["hung"][1:] == [first + 3.5]
+    assert scheduler.stats.after_overrun == 1
+    await advance(clock, 0.5)
+    await advance(clock, 1.0)
+    # Then the grid again.
+    assert recorder.calls["hung"][2:] == [first + 4.0, first + 5.0]
+    assert recorder.max_active == 1
+    scheduler.stop()
+    await asyncio.wait_for(runner, 5)
+
+
 async def test_probe_now_runs_at_once_without_moving_the_schedule() -> None:
     clock = ManualClock()
     recorder = Recorder(clock)

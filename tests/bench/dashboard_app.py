@@ -22,10 +22,13 @@ import threading
 import time
 from pathlib import Path
 
+from textual.widgets import DataTable
+
 import tui.app
 from tui.app import DashboardApp, EventsArrived
 from tui.board import LiveBoard
 from tui.sources import LogTail
+from tui.widgets.services import ServicesTable
 
 PERIOD = 0.1
 
@@ -48,6 +51,19 @@ class NaiveApp(BenchApp):
 
     def refresh_views(self, changed: set[str] | None) -> None:
         super().refresh_views(None)
+        tables = self.main.query(ServicesTable) if self.main.is_mounted else None
+        if not tables:
+            return
+        table = tables.first()
+        now = self.board.now()
+        for name, view in self.board.projection.services.items():
+            if name not in table.rows:
+                continue  # filtered out
+            for key, value in table.cells(view, now).items():
+                # What the table holds, as DataTable keeps it (ServicesTable's get_cell would
+                # bring the row up to date first).
+                if DataTable.get_cell(table, name, key) != value:
+                    table.update_cell(name, key, value)
 
     def on_events_arrived(self, message: EventsArrived) -> None:
         board = self.board

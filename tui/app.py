@@ -1,15 +1,18 @@
 """The dashboard app: one board (live or replay), a main screen and a service screen.
 
 Live: a source thread delivers coalesced batches as `EventsArrived` messages; each is folded
-into the board and only the rows of the services it touched are updated, then the source is
-acknowledged so the next batch may come. A 1 s timer moves the clock columns (time in state,
+into the board at once and the source acknowledged so the next batch may come. The views are
+drawn at most every DRAW_EVERY seconds (a flood costs a bounded number of repaints; the screen
+is at most that much behind the board), with only the rows of the services touched since the
+last drawing updated; and at least every second, for the clock columns (time in state,
 countdowns). Replay: the keys move a cursor and every view is redrawn as of it.
 """
 
 from __future__ import annotations
 
+import time
 from functools import partial
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from textual import on
 from textual.app import App
@@ -34,6 +37,10 @@ __all__ = ["SPEEDS", "DashboardApp"]
 
 SPEEDS = (1, 10, 100, 1000)
 PLAY_TICK = 0.1
+# Live: the views are drawn at most this often (seconds) while events arrive...
+DRAW_EVERY: Final = 0.25
+# ... and at least this often, for the clock columns.
+CLOCK_EVERY: Final = 1.0
 
 _REPLAY_ACTIONS = frozenset(
     {"play", "step", "next_transition", "previous_transition", "start", "end", "speed", "open"}
@@ -107,6 +114,11 @@ class DashboardApp(App[int]):
         self.speed_index = 1
         self._play_ts = 0.0
         self._play_timer: Timer | None = None
+        # Live: the services touched since the last drawing, and when that was.
+        self._touched: set[str] = set()
+        self._drawn_at = 0.0
+        self._draw_timer: Timer | None = None
+        self._clock_timer: Timer | None = None
         self.main = MainScreen(replay=self.replay is not None)
 
     # --- set up -----------------------------------------------------------------------------
@@ -131,7 +143,7 @@ class DashboardApp(App[int]):
                 lambda batch: self.post_message(EventsArrived(batch)),
                 lambda severity, text: self.post_message(SourceReport(severity, text)),
             )
-            self.set_interval(1.0, lambda: self.refresh_views(set()))
+            self._clock_timer = self.set_interval(CLOCK_EVERY, self._draw_touched)
 
     def on_unmount(self) -> None:
         if self.source is not None:
@@ -149,6 +161,9 @@ class DashboardApp(App[int]):
             # loaded machine): there is nothing to draw on.
             return
         board = self.board
+        self._drawn_at = time.monotonic()
+        if self._clock_timer is not None:
+            self._clock_timer.reset()  # the clock columns just moved: a second from now
         headers.first().show(board)
         replay = self.replay
         if replay is not None:
@@ -166,11 +181,24 @@ class DashboardApp(App[int]):
         board = self.board
         assert isinstance(board, LiveBoard)
         try:
-            changed = board.apply(message.batch)
+            self._touched |= board.apply(message.batch)
         finally:
             if self.source is not None:
                 self.source.ack()
-        self.refresh_views(changed)
+        if self._draw_timer is None:
+            wait = self._drawn_at + DRAW_EVERY - time.monotonic()
+            if wait <= 0:
+                self._draw_touched()
+            else:
+                self._draw_timer = self.set_timer(wait, self._draw_touched)
+
+    def _draw_touched(self) -> None:
+        """Draw the views, the rows of the services touched since the last drawing updated."""
+        if self._draw_timer is not None:
+            self._draw_timer.stop()
+            self._draw_timer = None
+        touched, self._touched = self._touched, set()
+        self.refresh_views(touched)
 
     def on_source_report(self, message: SourceReport) -> None:
         severity = message.severity if message.severity in ("warning", "error") else "information"

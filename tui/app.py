@@ -38,7 +38,7 @@ __all__ = ["SPEEDS", "DashboardApp"]
 SPEEDS = (1, 10, 100, 1000)
 PLAY_TICK = 0.1
 # Live: the views are drawn at most this often (seconds) while events arrive...
-DRAW_EVERY: Final = 0.25
+DRAW_EVERY: Final = 0.3
 # ... and at least this often, for the clock columns.
 CLOCK_EVERY: Final = 1.0
 

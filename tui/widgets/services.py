@@ -1,7 +1,7 @@
 """The services table. Rows are keyed by service name and only the cells that changed are updated
 (DataTable.update_cell): a full repaint costs tens of ms (docs/performance.md), so the table is
 never cleared and rebuilt. Only the rows on screen are brought up to date: a row that changed off
-screen is marked stale and brought up to date when it scrolls into view (or is read), so a log
+screen is marked stale and written when it scrolls into view (or is read: `current_row`), so a log
 touching every service several times a second costs the screenful, not the thousand. The filter
 removes and re-adds only the rows it hides or shows."""
 
@@ -13,7 +13,6 @@ from typing import Any, Final
 from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowKey
 
 from hbsm.events import ServiceView
 from hbsm.projection import next_action
@@ -178,24 +177,13 @@ class ServicesTable(DataTable[Cell]):
     def on_resize(self) -> None:
         self._write_visible()
 
-    # Readers of the table's contents get what the board says, on screen or not.
-
-    def get_row(self, row_key: RowKey | str) -> list[Cell]:
-        self._fresh([row_key.value if isinstance(row_key, RowKey) else row_key])
-        return super().get_row(row_key)
-
-    def get_row_at(self, row_index: int) -> list[Cell]:
-        if 0 <= row_index < self.row_count:
-            self._fresh([self.coordinate_to_cell_key(Coordinate(row_index, 0)).row_key.value])
-        return super().get_row_at(row_index)
-
-    def get_cell(self, row_key: RowKey | str, column_key: ColumnKey | str) -> Cell:
-        self._fresh([row_key.value if isinstance(row_key, RowKey) else row_key])
-        return super().get_cell(row_key, column_key)
-
-    def _fresh(self, names: list[str | None]) -> None:
+    def current_row(self, name: str) -> list[Cell]:
+        """The service's row as the board says, on screen or not (`get_row` gives what was
+        last written: for a row out of view, maybe not that; the drawing reads it, so it is
+        not overridden)."""
         if self._board is not None:
-            self._write(self._board, [n for n in names if n is not None])
+            self._write(self._board, [name])
+        return self.get_row(name)
 
     # --- sorting ----------------------------------------------------------------------------
 

@@ -118,7 +118,6 @@ class DashboardApp(App[int]):
         self._touched: set[str] = set()
         self._drawn_at = 0.0
         self._draw_timer: Timer | None = None
-        self._clock_timer: Timer | None = None
         self.main = MainScreen(replay=self.replay is not None)
 
     # --- set up -----------------------------------------------------------------------------
@@ -143,7 +142,7 @@ class DashboardApp(App[int]):
                 lambda batch: self.post_message(EventsArrived(batch)),
                 lambda severity, text: self.post_message(SourceReport(severity, text)),
             )
-            self._clock_timer = self.set_interval(CLOCK_EVERY, self._draw_touched)
+            self.set_interval(CLOCK_EVERY, self._clock)
 
     def on_unmount(self) -> None:
         if self.source is not None:
@@ -162,8 +161,6 @@ class DashboardApp(App[int]):
             return
         board = self.board
         self._drawn_at = time.monotonic()
-        if self._clock_timer is not None:
-            self._clock_timer.reset()  # the clock columns just moved: a second from now
         headers.first().show(board)
         replay = self.replay
         if replay is not None:
@@ -191,6 +188,11 @@ class DashboardApp(App[int]):
                 self._draw_touched()
             else:
                 self._draw_timer = self.set_timer(wait, self._draw_touched)
+
+    def _clock(self) -> None:
+        # Not when a drawing (events arriving) just moved the clock columns.
+        if time.monotonic() - self._drawn_at >= CLOCK_EVERY / 2:
+            self._draw_touched()
 
     def _draw_touched(self) -> None:
         """Draw the views, the rows of the services touched since the last drawing updated."""

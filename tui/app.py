@@ -10,6 +10,7 @@ countdowns). Replay: the keys move a cursor and every view is redrawn as of it.
 
 from __future__ import annotations
 
+import gc
 import time
 from functools import partial
 from typing import ClassVar, Final
@@ -46,6 +47,11 @@ _REPLAY_ACTIONS = frozenset(
     {"play", "step", "next_transition", "previous_transition", "start", "end", "speed", "open"}
 )
 _ADMIN_ACTIONS = frozenset({"admin"})
+
+
+def _settle_heap() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 class EventsArrived(Message):
@@ -96,7 +102,13 @@ class DashboardApp(App[int]):
         source: Source | None = None,
         replay: list[str] | None = None,
         replay_boards: list[ReplayBoard] | None = None,
+        settle: bool = False,
     ) -> None:
+        """`settle` (live): a second after the first batch is drawn, collect and freeze the
+        heap, as `hbsm run` does after start-up: what the catch-up built (a view per service,
+        the widgets) lives as long as the app, and the collector stops walking it again and
+        again while the log grows (docs/performance.md). `hbsm dashboard` sets it; a process
+        running many apps one after the other (the tests) had better not."""
         super().__init__()
         self.source = source
         self.replay_paths = replay or []
@@ -118,6 +130,7 @@ class DashboardApp(App[int]):
         self._touched: set[str] = set()
         self._drawn_at = 0.0
         self._draw_timer: Timer | None = None
+        self._settle = settle
         self.main = MainScreen(replay=self.replay is not None)
 
     # --- set up -----------------------------------------------------------------------------
@@ -201,6 +214,10 @@ class DashboardApp(App[int]):
             self._draw_timer = None
         touched, self._touched = self._touched, set()
         self.refresh_views(touched)
+        if self._settle and touched:
+            self._settle = False
+            # Later: the batch just drawn is garbage once its message is done with.
+            self.set_timer(1.0, _settle_heap)
 
     def on_source_report(self, message: SourceReport) -> None:
         severity = message.severity if message.severity in ("warning", "error") else "information"

@@ -1,9 +1,9 @@
 """bench_dashboard's dashboard process: the Textual app (headless, `App.run_test`) following a
-file log with LogTail, exactly as `hbsm dashboard --log LOG` builds it. Prints "ready" once
-mounted, then every PERIOD seconds one JSON line {"t": CLOCK_MONOTONIC, "seq": the newest seq
-the screen shows (the board's as of the last time the views were drawn), "batches": batches
-delivered, "events": events in them, "pause": how long its pause of PERIOD took (longer: the
-app's loop was busy folding or painting)}. Exits when its stdin closes.
+file log with LogTail, exactly as `hbsm dashboard --log LOG` builds it (settle=True). Prints
+"ready" once mounted, then every PERIOD seconds one JSON line {"t": CLOCK_MONOTONIC, "seq": the
+newest seq the screen shows (the board's as of the last time the views were drawn), "batches":
+batches delivered, "events": events in them, "pause": how long its pause of PERIOD took (longer:
+the app's loop was busy folding or painting)}. Exits when its stdin closes.
 
 With --naive, the baseline: the same app, widgets and source, but every row of the services
 table is rewritten from the board (its cells recomputed, those that differ set) every time the
@@ -85,7 +85,7 @@ async def _main(log: str, size: tuple[int, int], naive: bool) -> None:
 
     threading.Thread(target=watch, daemon=True).start()
     source = LogTail(log)
-    app = (NaiveApp if naive else BenchApp)(source=source)
+    app = (NaiveApp if naive else BenchApp)(source=source, settle=True)
     async with app.run_test(size=size) as pilot:
         print("ready", flush=True)
         while not closed.is_set():

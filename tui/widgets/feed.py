@@ -30,6 +30,8 @@ class EventFeed(Static):
         shown = (id(board), self.kind, name_filter, [e.seq for e in events])
         if shown == self._shown:
             return
+        # Its height is its lines: the screen's layout needs doing again only if they changed.
+        layout = self._shown is None or len(self._shown[3]) != len(events) or not events
         self._shown = shown
         text = Text(no_wrap=True, overflow="ellipsis")
         for i, e in enumerate(events):
@@ -42,4 +44,4 @@ class EventFeed(Static):
             text.append(line, style="red" if "FAIL" in line else "")
         if not events:
             text.append("no events", style="dim")
-        self.update(text)
+        self.update(text, layout=layout)

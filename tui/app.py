@@ -1,15 +1,19 @@
 """The dashboard app: one board (live or replay), a main screen and a service screen.
 
 Live: a source thread delivers coalesced batches as `EventsArrived` messages; each is folded
-into the board and only the rows of the services it touched are updated, then the source is
-acknowledged so the next batch may come. A 1 s timer moves the clock columns (time in state,
+into the board at once and the source acknowledged so the next batch may come. The views are
+drawn at most every DRAW_EVERY seconds (a flood costs a bounded number of repaints; the screen
+is at most that much behind the board), with only the rows of the services touched since the
+last drawing updated; and at least every second, for the clock columns (time in state,
 countdowns). Replay: the keys move a cursor and every view is redrawn as of it.
 """
 
 from __future__ import annotations
 
+import gc
+import time
 from functools import partial
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from textual import on
 from textual.app import App
@@ -34,11 +38,20 @@ __all__ = ["SPEEDS", "DashboardApp"]
 
 SPEEDS = (1, 10, 100, 1000)
 PLAY_TICK = 0.1
+# Live: the views are drawn at most this often (seconds) while events arrive...
+DRAW_EVERY: Final = 0.3
+# ... and at least this often, for the clock columns.
+CLOCK_EVERY: Final = 1.0
 
 _REPLAY_ACTIONS = frozenset(
     {"play", "step", "next_transition", "previous_transition", "start", "end", "speed", "open"}
 )
 _ADMIN_ACTIONS = frozenset({"admin"})
+
+
+def _settle_heap() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 class EventsArrived(Message):
@@ -89,7 +102,13 @@ class DashboardApp(App[int]):
         source: Source | None = None,
         replay: list[str] | None = None,
         replay_boards: list[ReplayBoard] | None = None,
+        settle: bool = False,
     ) -> None:
+        """`settle` (live): a second after the first batch is drawn, collect and freeze the
+        heap, as `hbsm run` does after start-up: what the catch-up built (a view per service,
+        the widgets) lives as long as the app, and the collector stops walking it again and
+        again while the log grows (docs/performance.md). `hbsm dashboard` sets it; a process
+        running many apps one after the other (the tests) had better not."""
         super().__init__()
         self.source = source
         self.replay_paths = replay or []
@@ -107,6 +126,11 @@ class DashboardApp(App[int]):
         self.speed_index = 1
         self._play_ts = 0.0
         self._play_timer: Timer | None = None
+        # Live: the services touched since the last drawing, and when that was.
+        self._touched: set[str] = set()
+        self._drawn_at = 0.0
+        self._draw_timer: Timer | None = None
+        self._settle = settle
         self.main = MainScreen(replay=self.replay is not None)
 
     # --- set up -----------------------------------------------------------------------------
@@ -131,7 +155,7 @@ class DashboardApp(App[int]):
                 lambda batch: self.post_message(EventsArrived(batch)),
                 lambda severity, text: self.post_message(SourceReport(severity, text)),
             )
-            self.set_interval(1.0, lambda: self.refresh_views(set()))
+            self.set_interval(CLOCK_EVERY, self._clock)
 
     def on_unmount(self) -> None:
         if self.source is not None:
@@ -149,6 +173,7 @@ class DashboardApp(App[int]):
             # loaded machine): there is nothing to draw on.
             return
         board = self.board
+        self._drawn_at = time.monotonic()
         headers.first().show(board)
         replay = self.replay
         if replay is not None:
@@ -166,11 +191,33 @@ class DashboardApp(App[int]):
         board = self.board
         assert isinstance(board, LiveBoard)
         try:
-            changed = board.apply(message.batch)
+            self._touched |= board.apply(message.batch)
         finally:
             if self.source is not None:
                 self.source.ack()
-        self.refresh_views(changed)
+        if self._draw_timer is None:
+            wait = self._drawn_at + DRAW_EVERY - time.monotonic()
+            if wait <= 0:
+                self._draw_touched()
+            else:
+                self._draw_timer = self.set_timer(wait, self._draw_touched)
+
+    def _clock(self) -> None:
+        # Not when a drawing (events arriving) just moved the clock columns.
+        if time.monotonic() - self._drawn_at >= CLOCK_EVERY / 2:
+            self._draw_touched()
+
+    def _draw_touched(self) -> None:
+        """Draw the views, the rows of the services touched since the last drawing updated."""
+        if self._draw_timer is not None:
+            self._draw_timer.stop()
+            self._draw_timer = None
+        touched, self._touched = self._touched, set()
+        self.refresh_views(touched)
+        if self._settle and touched:
+            self._settle = False
+            # Later: the batch just drawn is garbage once its message is done with.
+            self.set_timer(1.0, _settle_heap)
 
     def on_source_report(self, message: SourceReport) -> None:
         severity = message.severity if message.severity in ("warning", "error") else "information"

@@ -122,6 +122,6 @@ def run(args: argparse.Namespace) -> int:
             source = ApiStream(args.api, token)
         else:
             source = LogTail(args.log or DEFAULT_LOG)
-        app = DashboardApp(source=source)
+        app = DashboardApp(source=source, settle=True)
     app.run()
     return int(app.return_code or 0)

@@ -15,7 +15,7 @@ What runs, each in a process of its own (so the monitor's CPU, memory and stderr
 * the API load (tests/soak/api_load.py): --api-rate requests/s over /health, /health/detailed,
   /health/service/<name> and /metrics, latency from when each request was due;
 * the dashboard (tests/bench/dashboard_app.py: the Textual app, headless, following the log as
-  `hbsm dashboard --log` does), reporting every 0.1 s the newest seq it has folded.
+  `hbsm dashboard --log` does), reporting every 0.1 s the newest seq its screen shows.
 
 This process follows the log (tests/soak/tally.py) and every --sample seconds prints one line of
 progress on stderr: hbsm run's RSS and CPU, the log's size and events, probes/s, the API's
@@ -80,8 +80,8 @@ def _log_bytes(log: Path) -> tuple[int, int]:
 
 class DashboardLag:
     """The dashboard's lag at each of its samples, as tests/bench/bench_dashboard.py defines it:
-    0 when it has folded everything written by then, else how long ago the oldest event it has
-    not folded was written. Samples are judged once the tally has read past their time."""
+    0 when it shows everything written by then, else how long ago the oldest event it does not
+    show was written. Samples are judged once the tally has read past their time."""
 
     def __init__(self, dashboard: Dashboard, tally: LogTally) -> None:
         self.dashboard, self.tally = dashboard, tally

@@ -16,7 +16,7 @@ def row_state(app: DashboardApp, name: str) -> str | None:
     table = app.main.query_one(ServicesTable)
     if name not in table.rows:
         return None
-    return str(table.get_row(name)[1]).strip()
+    return str(table.current_row(name)[1]).strip()
 
 
 def select_row(app: DashboardApp, name: str) -> None:

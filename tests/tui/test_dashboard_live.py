@@ -17,6 +17,7 @@ from hbsm.events import MonitorStarted, Probe, ServiceRegistered, Transition
 from hbsm.log import FileEventLog
 from tui.app import DashboardApp
 from tui.sources import LogTail
+from tui.widgets.services import ServicesTable
 
 SIZE = (140, 40)
 
@@ -109,5 +110,71 @@ async def test_a_fast_growing_log_arrives_coalesced(tmp_path: Path) -> None:
             # Coalesced: never two batches within one interval (+ the catch-up at start), not one
             # per append. The rule itself, not a speed: a slower machine only makes batches rarer.
             assert source.batches <= elapsed / source.interval + 4, (source.batches, elapsed)
+    finally:
+        log.close()
+
+
+def _on_screen(app: DashboardApp) -> list[str]:
+    """The services table's lines as drawn (header first): only the rows in view."""
+    table = app.main.query_one(ServicesTable)
+    return [table.render_line(y).text for y in range(table.size.height)]
+
+
+def _degrade(log: FileEventLog, name: str) -> None:
+    log.append([Probe(service=name, ok=False, error="refused", detail="refused")])
+    log.append([Transition(service=name, src="healthy", dst="degraded", trigger="probe_failed")])
+    log.flush()
+
+
+async def test_a_row_that_changed_off_screen_is_current_in_view(tmp_path: Path) -> None:
+    # Only the rows in view are written as the log grows: one that changed out of view shows
+    # what the board says as soon as it scrolls in, and reads so before.
+    path = tmp_path / "heartbeat.jsonl"
+    log = FileEventLog.open(path)
+    names = [f"svc{i:03d}" for i in range(200)]
+    _start(log, names)
+    app = DashboardApp(source=LogTail(path))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: row_state(app, "svc199") == "healthy", "rows", pause=pilot.pause)
+            assert not any("svc199" in line for line in _on_screen(app))
+            _degrade(log, "svc198")
+            _degrade(log, "svc199")
+            board = app.board.projection.services
+            await wait_for(
+                lambda: board["svc199"].fsm.state == "degraded", "folded", pause=pilot.pause
+            )
+            await pilot.pause(0.5)  # drawn meanwhile, out of view
+            assert row_state(app, "svc198") == "degraded"  # read, out of view: as the board says
+            await pilot.press("ctrl+end")  # the last row
+            shown = await wait_for(
+                lambda: [line for line in _on_screen(app) if "svc199" in line],
+                "svc199 in view",
+                pause=pilot.pause,
+            )
+            assert "degraded" in shown[0]  # the first time it is drawn, not a tick later
+            assert not any("svc000" in line for line in _on_screen(app))
+    finally:
+        log.close()
+
+
+async def test_a_row_off_screen_moves_into_view_when_its_sort_key_changes(tmp_path: Path) -> None:
+    path = tmp_path / "heartbeat.jsonl"
+    log = FileEventLog.open(path)
+    names = [f"svc{i:03d}" for i in range(200)]
+    _start(log, names)
+    app = DashboardApp(source=LogTail(path))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: row_state(app, "svc199") == "healthy", "rows", pause=pilot.pause)
+            await pilot.press("s")  # by state, worst first
+            await pilot.pause()
+            assert not any("svc199" in line for line in _on_screen(app))
+            _degrade(log, "svc199")
+            await wait_for(
+                lambda: "svc199" in _on_screen(app)[1] and "degraded" in _on_screen(app)[1],
+                "svc199 degraded, first row",
+                pause=pilot.pause,
+            )
     finally:
         log.close()

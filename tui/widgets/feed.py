@@ -17,14 +17,23 @@ LINES = 60
 
 class EventFeed(Static):
     kind = 0
+    # What the feed shows: (board, kind, filter, seqs). The same again is not drawn again: a
+    # live board is redrawn every second for its clock, and 60 lines cost a few ms each time.
+    _shown: tuple[int, int, str, list[int]] | None = None
 
     def show(self, board: Board, name_filter: str = "") -> None:
         label = FEED_FILTERS[self.kind % len(FEED_FILTERS)][0]
         where = f", service ~ {name_filter!r}" if name_filter else ""
         target = self.parent if isinstance(self.parent, Widget) else self
         target.border_title = f"events ({label}{where}; f: kind)"
-        text = Text(no_wrap=True, overflow="ellipsis")
         events = board.feed(self.kind, name_filter, LINES)
+        shown = (id(board), self.kind, name_filter, [e.seq for e in events])
+        if shown == self._shown:
+            return
+        # Its height is its lines: the screen's layout needs doing again only if they changed.
+        layout = self._shown is None or len(self._shown[3]) != len(events) or not events
+        self._shown = shown
+        text = Text(no_wrap=True, overflow="ellipsis")
         for i, e in enumerate(events):
             if i:
                 text.append("\n")
@@ -35,4 +44,4 @@ class EventFeed(Static):
             text.append(line, style="red" if "FAIL" in line else "")
         if not events:
             text.append("no events", style="dim")
-        self.update(text)
+        self.update(text, layout=layout)

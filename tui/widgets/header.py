@@ -40,4 +40,4 @@ class MonitorHeader(Static):
         text.append(f"  {board.rate():.1f} ev/s", style="bold")
         text.append(f"   {m.events_total} events", style="dim")
         text.append(f"   {board.label}", style="dim italic")
-        self.update(text)
+        self.update(text, layout=False)  # one line, full width, whatever it says

@@ -1,6 +1,9 @@
 """The services table. Rows are keyed by service name and only the cells that changed are updated
 (DataTable.update_cell): a full repaint costs tens of ms (docs/performance.md), so the table is
-never cleared and rebuilt. The filter removes and re-adds only the rows it hides or shows."""
+never cleared and rebuilt. Only the rows on screen are brought up to date: a row that changed off
+screen is marked stale and written when it scrolls into view (or is read: `current_row`), so a log
+touching every service several times a second costs the screenful, not the thousand. The filter
+removes and re-adds only the rows it hides or shows."""
 
 from __future__ import annotations
 
@@ -59,7 +62,13 @@ class ServicesTable(DataTable[Cell]):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.sort_column = "name"
         self.sort_reverse = False
+        # Per row: the cells last written to the table.
         self._cells: dict[str, dict[str, Cell]] = {}
+        # Rows whose service changed since their cells were written (off screen, then).
+        self._stale: set[str] = set()
+        # Per row: its sort key with the clock at 0, which changes only with the service (the
+        # clock columns' keys move with the clock, but all alike): a change means a resort.
+        self._order: dict[str, Any] = {}
         self._board: Board | None = None
 
     def on_mount(self) -> None:
@@ -85,27 +94,70 @@ class ServicesTable(DataTable[Cell]):
 
     def sync(self, board: Board, changed: set[str] | None, name_filter: str = "") -> None:
         """Bring the rows up to date: `changed` names the services whose view changed (None:
-        all of them); the clock columns of every row follow `board.now()`."""
+        all of them); the clock columns follow `board.now()`. Rows on screen are written now,
+        the others when they come into view."""
         self._board = board
         services = board.projection.services
-        now = board.now()
+        known = self._cells
         moved = False
-        first = not self._cells
-        for name in [n for n in self._cells if n not in services or name_filter not in n]:
+        first = not known
+        for name in [n for n in known if n not in services or name_filter not in n]:
             self.remove_row(name)
-            del self._cells[name]
+            del known[name]
+            self._stale.discard(name)
+            self._order.pop(name, None)
             moved = True
+        now = board.now()
+        order_key = self._sort_key()
         for name, view in services.items():
-            if name_filter and name_filter not in name:
-                continue
-            known = self._cells.get(name)
-            if known is None:
+            if name not in known and (not name_filter or name_filter in name):
                 cells = self.cells(view, now)
                 self.add_row(*(cells[key] for key, _, _ in COLUMNS), key=name)
-                self._cells[name] = cells
+                known[name] = cells
+                self._order[name] = order_key(view, 0.0)
                 moved = True
+        touched = known.keys() if changed is None else [n for n in changed if n in known]
+        self._stale.update(touched)
+        if self.sort_column != "name":  # a name never changes
+            order = self._order
+            for name in touched:
+                key = order_key(services[name], 0.0)
+                if order[name] != key:
+                    order[name] = key
+                    moved = True
+        if moved:
+            self.resort()
+            if first:
+                self.move_cursor(row=0, animate=False)
+        self._write_visible()
+
+    def _visible(self) -> list[str]:
+        """The rows on screen (and one either side), top to bottom."""
+        rows = self.size.height - (self.header_height if self.show_header else 0)
+        top = max(0, round(self.scroll_y) - 1)
+        bottom = min(self.row_count, top + rows + 2)
+        return [
+            self.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value or ""
+            for i in range(top, bottom)
+        ]
+
+    def _write_visible(self) -> None:
+        board = self._board
+        if board is not None and self.row_count:
+            self._write(board, self._visible())
+
+    def _write(self, board: Board, names: list[str]) -> None:
+        """Write the rows `names` as of the board: all their cells if stale, else the clock's."""
+        services = board.projection.services
+        now = board.now()
+        stale = self._stale
+        for name in names:
+            view = services.get(name)
+            known = self._cells.get(name)
+            if view is None or known is None:
                 continue
-            if changed is None or name in changed:
+            if name in stale:
+                stale.discard(name)
                 cells = self.cells(view, now)
             else:
                 cells = dict(known)
@@ -114,20 +166,38 @@ class ServicesTable(DataTable[Cell]):
             for key, value in cells.items():
                 if known[key] != value:
                     self.update_cell(name, key, value)
-                    moved = moved or key == self.sort_column
             self._cells[name] = cells
-        if moved:
-            self.resort()
-            if first:
-                self.move_cursor(row=0, animate=False)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        # Rows scrolled into view are written before they are drawn.
+        super().watch_scroll_y(old_value, new_value)
+        if round(old_value) != round(new_value):
+            self._write_visible()
+
+    def on_resize(self) -> None:
+        self._write_visible()
+
+    def current_row(self, name: str) -> list[Cell]:
+        """The service's row as the board says, on screen or not (`get_row` gives what was
+        last written: for a row out of view, maybe not that; the drawing reads it, so it is
+        not overridden)."""
+        if self._board is not None:
+            self._write(self._board, [name])
+        return self.get_row(name)
 
     # --- sorting ----------------------------------------------------------------------------
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
         if reverse is None:
             reverse = not self.sort_reverse if column == self.sort_column else False
+        if column != self.sort_column and self._board is not None:
+            # The order kept is the old column's: the new one's, for every row.
+            services = self._board.projection.services
+            key = next(key for k, _, key in COLUMNS if k == column)
+            self._order = {n: key(services[n], 0.0) for n in self._cells if n in services}
         self.sort_column, self.sort_reverse = column, reverse
         self.resort()
+        self._write_visible()
 
     def next_sort(self) -> str:
         keys = [key for key, _, _ in COLUMNS]
@@ -142,7 +212,7 @@ class ServicesTable(DataTable[Cell]):
         selected = self.selected
         services = board.projection.services
         now = board.now()
-        sort_key = next(key for k, _, key in COLUMNS if k == self.sort_column)
+        sort_key = self._sort_key()
 
         def key(name: str) -> Any:
             view = services.get(name)
@@ -151,6 +221,9 @@ class ServicesTable(DataTable[Cell]):
         self.sort("name", key=key, reverse=self.sort_reverse)
         if selected is not None:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
+
+    def _sort_key(self) -> SortKey:
+        return next(key for k, _, key in COLUMNS if k == self.sort_column)
 
     @property
     def selected(self) -> str | None:

@@ -138,7 +138,7 @@ class Projection:
         for event in events:
             if type(event) is probe:
                 # The hot path (most of any log), inlined: a call costs as much as the work.
-                e: Probe = event  # type: ignore[assignment]
+                e: Probe = event
                 try:
                     view, fsm, stamps, latencies = hot[e.service]
                 except KeyError:

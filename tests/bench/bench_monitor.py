@@ -19,7 +19,30 @@ Goals: the log's writing < 5% of one core; ≥ 5,000 probes/s on one core (measu
 CPU per probe: 1 / (CPU s per probe)); p99 latency error ≤ 5 ms; no overlap, no drift.
 This is a 30 s run: a ten-minute drift run does not fit `just bench`'s ten-minute budget.
 
-    python -m tests.bench.bench_monitor [--seconds S] [--profile FILE]   (alone; or via run)
+Detection (the base case). 50 services break one by one during the run, 0.37 s apart: their
+URL is the target's /breaks/<t>/50, which answers as /slow/50 until the wall clock reads t and
+500 (after the same 50 ms) from then on, so each break time is known exactly. A failed probe of
+a healthy service makes it `degraded` at once (hbsm/graph.py: `probe_failed` from healthy);
+the max_retries-th failure in a row (3 here) decides the repair run (`repairing` and its first
+`repair.started`). The child wraps the store's `append` and the repair runner's `run_step` to
+note wall times; the log gives each break's first failed probe (its `ts`: when the answer was
+known). Figures, over the broken services that were healthy before their break:
+* break -> `degraded` recorded (appended to the log by the loop): p99 ≤ check_interval +
+  probe timeout + 50 ms, the goal as set (a hang would take the timeout; a 500 takes 50 ms);
+* break -> first failing answer: the wait for the service's next slot plus the target's delay;
+* failing answer -> `degraded` recorded: the monitor's own part, p99 ≤ 50 ms;
+* repair decision (its `repair.started` appended) -> the step's coroutine running: p99 ≤ 20 ms,
+  the write-ahead flush (write + fsync) in between.
+The broken services are left out of the latency, interval and drift figures (repairs bend their
+schedule).
+
+Load cases (`run` runs them all; HBSM_BENCH_MONITOR_CASES=base,10k,2k picks some, `--case`
+runs one alone): 10,000 services every 10 s (1,000 probes/s) measured over 60 s, the window
+the drift figure asks for (a service is probed 6 times in it), after 12 s of warm-up; 2,000
+services every second (2,000 probes/s) over 30 s. Each: CPU % of a core, latency error p99,
+drift. All three take about 3 minutes.
+
+    python -m tests.bench.bench_monitor [--case base|10k|2k] [--seconds S] [--profile FILE]
 
 After the monitor has started, the child calls gc.collect(); gc.freeze(), as `hbsm run` does.
 HBSM_BENCH_GC_FREEZE=0 in the environment leaves that out, to see what the collector's pauses

@@ -164,7 +164,7 @@ def decode(line: bytes | str) -> Event | OpaqueEvent:
         return _opaque_or_error(line)
 
 
-def decode_lines(data: bytes, *, first_line: int = 1) -> list[Event | OpaqueEvent]:
+def decode_lines(data: bytes | memoryview, *, first_line: int = 1) -> list[Event | OpaqueEvent]:
     """Decode a block of complete JSONL lines.
 
     Fast path: msgspec decodes the whole block at once. If any line fails, the block is decoded
@@ -177,7 +177,7 @@ def decode_lines(data: bytes, *, first_line: int = 1) -> list[Event | OpaqueEven
     except _UNDECODABLE:
         pass
     out: list[Event | OpaqueEvent] = []
-    for number, line in enumerate(data.split(b"\n"), start=first_line):
+    for number, line in enumerate(bytes(data).split(b"\n"), start=first_line):
         if not line.strip():
             continue
         try:

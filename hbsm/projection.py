@@ -99,6 +99,10 @@ class Projection:
         # Trim in bulk when a quarter more has piled up: amortised O(1) per probe.
         self._trim_at = history + max(1, history // 4)
         self._counts: dict[str, int] = {}
+        # What a probe touches of its service, one lookup away: the view, its state and its
+        # two latency lists (built from `services` on a service's first probe, dropped when a
+        # snapshot replaces the views; the fold never replaces a view's state or lists).
+        self._hot: dict[str, _Hot] = {}
         self._handlers: Final[dict[type, Callable[[Any], None]]] = {
             Transition: self._on_transition,
             RepairStarted: self._on_repair_started,
@@ -127,37 +131,38 @@ class Projection:
     def apply_all(self, events: Iterable[Event | OpaqueEvent]) -> int:
         """Fold events in order; returns how many were applied."""
         handlers = self._handlers
-        services = self.services
+        hot = self._hot
         trim_at = self._trim_at
         keep = self._history
+        probe = Probe
         by_class: dict[type, int] = {}
         probes = 0
         n = 0
         event: Event | OpaqueEvent | None = None
         for event in events:
-            cls = type(event)
-            if cls is Probe:
+            if type(event) is probe:
                 # The hot path (most of any log), inlined: a call costs as much as the work.
-                e: Probe = event  # type: ignore[assignment]
-                view = services.get(e.service)
-                if view is None:
-                    view = self._view(e.service)
-                ok = e.ok
-                fsm = view.fsm
-                if not ok or fsm.state != "healthy" or fsm.grace_until:
-                    evolve_probe(fsm, e)  # else it would change nothing
-                view.last_probe = e
-                if not ok:
+                e: Probe = event
+                try:
+                    view, fsm, stamps, latencies = hot[e.service]
+                except KeyError:
+                    view, fsm, stamps, latencies = self._hot_entry(e.service)
+                if e.ok:
+                    if fsm.state != "healthy" or fsm.grace_until:
+                        evolve_probe(fsm, e)  # else it would change nothing
+                else:
+                    evolve_probe(fsm, e)
                     view.last_failure = e
                     view.probes_failed += 1
-                stamps = view.latency_ts
+                view.last_probe = e
                 stamps.append(e.ts)
-                view.latency_ms.append(e.latency_ms)
+                latencies.append(e.latency_ms)
                 if len(stamps) >= trim_at:
                     del stamps[:-keep]
-                    del view.latency_ms[:-keep]
+                    del latencies[:-keep]
                 probes += 1
                 continue
+            cls = type(event)
             handler = handlers.get(cls)
             if handler is not None:
                 handler(event)
@@ -167,7 +172,6 @@ class Projection:
                     # too: they were counted twice at the end. And it replaces the services
                     # dict: the probes after it went to the views it had replaced. Either way
                     # the result depended on where a reader's batches happened to begin.
-                    services = self.services
                     by_class.clear()
                     probes = n = 0
             elif cls is OpaqueEvent:
@@ -190,6 +194,10 @@ class Projection:
             m.counts = counts
             self.version += n
         return n
+
+    def _hot_entry(self, name: str) -> _Hot:
+        entry = self._hot[name] = _hot(self._view(name))
+        return entry
 
     def _view(self, name: str) -> ServiceView:
         view = self.services.get(name)
@@ -306,6 +314,7 @@ class Projection:
         # A snapshot is the whole state as of its place in the log: start over from it. Views
         # are copied so the decoded event stays as it was recorded.
         self.services = {v.name: _copy_view(v) for v in e.services}
+        self._hot.clear()  # the views it held are gone
         counts = dict(e.monitor.counts)
         self.monitor = msgspec.structs.replace(e.monitor, counts=counts, segment=e.segment)
         self._counts = counts
@@ -336,6 +345,13 @@ class Projection:
         for v in self.services.values():
             out[v.fsm.state] = out.get(v.fsm.state, 0) + 1
         return out
+
+
+_Hot = tuple[ServiceView, ServiceState, list[float], list[float | None]]
+
+
+def _hot(view: ServiceView) -> _Hot:
+    return view, view.fsm, view.latency_ts, view.latency_ms
 
 
 def _copy_view(view: ServiceView) -> ServiceView:

@@ -59,18 +59,19 @@ class BadLine(HbsmError):
         self.last_seq = last_seq
 
 
-def decode_block(block: bytes, last_seq: int, *, skip_bad: bool) -> Decoded:
-    """Decode `block` (complete lines, each ending in a newline) after an event of `last_seq`."""
+def decode_block(block: bytes | memoryview, last_seq: int, *, skip_bad: bool) -> Decoded:
+    """Decode `block` (complete lines, each ending in a newline) after an event of `last_seq`.
+    A memoryview is decoded in place; only a block that fails the fast path is copied."""
     try:
         events = decode_lines(block)
     except EventDecodeError:
-        return _decode_each(block, last_seq, skip_bad)
+        return _decode_each(bytes(block), last_seq, skip_bad)
     if not events:
         return Decoded(events, last_seq, 0)
     seqs = list(map(_seq_of, events))
     if seqs[0] > last_seq and all(map(lt, seqs, islice(seqs, 1, None))):
         return Decoded(events, seqs[-1], 0)
-    return _decode_each(block, last_seq, skip_bad)
+    return _decode_each(bytes(block), last_seq, skip_bad)
 
 
 def _decode_each(block: bytes, last_seq: int, skip_bad: bool) -> Decoded:

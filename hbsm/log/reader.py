@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import gzip
+import io
 import os
 import time
 import zlib
@@ -22,7 +23,7 @@ from typing import BinaryIO
 from hbsm.events import Event, OpaqueEvent
 from hbsm.log.blocks import BAD_KEPT, NO_SEQ, BadLine, decode_block
 from hbsm.log.errors import CorruptLineError, LogError, SeqHole, SeqHoleError
-from hbsm.log.scan import decode_head, first_line, open_segment
+from hbsm.log.scan import count_lines_at, decode_head, first_line, open_segment
 from hbsm.log.segments import ClosedSegment, closed_segments, gz_segment_path, next_path
 
 __all__ = ["READ_BLOCK", "ReadStats", "read_blocks", "read_history"]
@@ -216,9 +217,9 @@ def _read_stream(
     # word. The writer numbers on across a rotation, so a segment must begin at the seq after
     # the previous one's last: checked at each boundary, once, on the first events decoded.
     boundary = cursor.last_seq if follows is not None else None
+    lines = _Lines(stream)
     carry = b""
     offset = 0  # of `carry` in the file
-    line = 1  # the number of the first line in `carry`
     size = READ_BLOCK
     damage: str | None = None
     while True:
@@ -245,11 +246,13 @@ def _read_stream(
             size = min(size * 2, 64 * 2**20)
             continue
         size = READ_BLOCK
-        block = data[:cut] if cut < len(data) else data
+        # A view, not a copy: msgspec decodes from any buffer.
+        block = memoryview(data)[:cut] if cut < len(data) else data
         carry = data[cut:]
         try:
             decoded = decode_block(block, cursor.last_seq, skip_bad=skip_bad)
         except BadLine as bad:
+            line = lines.at(offset)
             if boundary is not None and bad.events:
                 _check_boundary(name, line, boundary, bad.events[0].seq, follows, skip_bad, stats)
             # Deliver what precedes the bad line, so the error comes where it is in the stream.
@@ -259,26 +262,56 @@ def _read_stream(
                 yield events
             raise CorruptLineError(name, line + bad.index, bad.reason) from None
         if boundary is not None and decoded.events:
-            _check_boundary(name, line, boundary, decoded.events[0].seq, follows, skip_bad, stats)
+            first = decoded.events[0].seq
+            _check_boundary(name, lines.at(offset), boundary, first, follows, skip_bad, stats)
             boundary = None
         cursor.last_seq = decoded.last_seq
         stats.skipped += decoded.skipped
         if decoded.bad and len(stats.bad) < BAD_KEPT:
+            line = lines.at(offset)
             stats.bad.extend((name, line + index, why) for index, why in decoded.bad)
             del stats.bad[BAD_KEPT:]
         events = _after(decoded.events, after_seq)
         stats.events += len(events)
         if events:
             yield events
-        line += block.count(b"\n")
+        lines.passed(data, cut)
         offset += cut
     if damage is not None:
+        line = lines.at(offset)
         if not skip_bad:
             raise CorruptLineError(name, line, damage)
         stats.damaged.append((name, line, damage))
         stats.skipped += 1
     if carry:
         stats.torn.append((name, offset, len(carry)))
+
+
+class _Lines:
+    """Line numbers, for the messages that name a line. A plain file is counted only when one
+    is asked for (pread from its start: counting every block cost a twentieth of a replay); a
+    compressed stream cannot be read again cheaply, so its lines are counted as it is read."""
+
+    __slots__ = ("_fd", "_seen")
+
+    def __init__(self, stream: BinaryIO) -> None:
+        fd: int | None = None
+        if isinstance(stream, io.FileIO):
+            fd = stream.fileno()
+        self._fd = fd
+        self._seen = 1  # the number of the line after the blocks passed (compressed streams)
+
+    def passed(self, data: bytes, end: int) -> None:
+        """The lines of data[:end] were read."""
+        if self._fd is None:
+            self._seen += data.count(b"\n", 0, end)
+
+    def at(self, offset: int) -> int:
+        """The 1-based number of the line that starts at byte `offset`, the end of what was
+        passed."""
+        if self._fd is None:
+            return self._seen
+        return count_lines_at(self._fd, offset) + 1
 
 
 def _check_boundary(

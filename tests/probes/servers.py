@@ -6,6 +6,9 @@ misbehave on purpose). Behaviour is chosen by the request path, so one server se
     /ok                   200 "ok"
     /status/<code>        that status
     /slow/<ms>            200 after <ms> milliseconds
+    /breaks/<t>/<ms>      as /slow/<ms> for a request that arrives before the wall clock reads
+                          <t> (milliseconds since the epoch), a 500 after <ms> from then on:
+                          a service that breaks at a known time
     /hang                 accepts, reads the request, never answers
     /close                closes without answering
     /close-mid            headers promising 1000 bytes, 10 bytes, then closes
@@ -39,6 +42,7 @@ import contextlib
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -62,6 +66,7 @@ def _response(code: int, body: bytes, content_type: str = "text/plain", extra: s
 
 
 _OK = _response(200, b"ok\n")
+_BROKEN = _response(500, b"broken\n")
 
 
 class _Connection(asyncio.Protocol):
@@ -136,6 +141,11 @@ class _Connection(asyncio.Protocol):
         elif route == "slow":
             self.busy = True
             loop.call_later(int(arg) / 1000, self._slow_done)
+        elif route == "breaks":
+            at, delay = arg, path[2] if len(path) > 2 else "0"
+            broken = time.time() * 1000 >= int(at)
+            self.busy = True
+            loop.call_later(int(delay) / 1000, self._broken_done if broken else self._slow_done)
         elif route == "hang":
             self.busy = True
         elif route == "close":
@@ -171,6 +181,10 @@ class _Connection(asyncio.Protocol):
             self.stale = True
         else:
             self._write(_response(404, b"no such route\n"))
+
+    def _broken_done(self) -> None:
+        self._write(_BROKEN)
+        self._done()
 
     def _slow_done(self) -> None:
         self._write(_OK)

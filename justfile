@@ -50,6 +50,10 @@ lint:
 bench *ARGS:
     {{py}} -m tests.bench.run {{ARGS}}
 
+# The README's performance table (Markdown) from the last `just bench` run's bench-results.json.
+bench-table *ARGS:
+    {{py}} -m tests.bench.summary {{ARGS}}
+
 # Not in CI; run it on a quiet machine. `hbsm run` probing 1,000 services each second for 10
 # minutes, 5% failing at random, its API under constant load and the dashboard following; fails
 # on drift, memory growth after warm-up, an error line, an API error or a failed `hbsm replay

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Record", "Results", "best_of", "machine_info", "rate"]
+__all__ = ["Record", "Results", "best_of", "fmt", "machine_info", "rate"]
 
 
 @dataclass
@@ -34,15 +34,15 @@ class Record:
         met = "" if self.met is None else ("yes" if self.met else "no")
         return [
             self.figure,
-            _fmt(self.value, self.unit),
-            _fmt(self.baseline, self.unit),
+            fmt(self.value, self.unit),
+            fmt(self.baseline, self.unit),
             "" if self.ratio is None else f"{self.ratio:.3f}",
             self.goal,
             met,
         ]
 
 
-def _fmt(value: float | None, unit: str) -> str:
+def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
     if abs(value) >= 1000:

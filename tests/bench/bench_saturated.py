@@ -2,7 +2,7 @@
 
 `hbsm run` is started as a subprocess with a generated hbsm.toml of N HTTP services (default
 10,000), each probing one local target (a process of its own) every second: several times what
-one core can do (docs/performance.md: ~2,000 probes/s per core). Once the log holds its
+one core can do (docs/performance.md: ~6,000 probes/s per core). Once the log holds its
 `monitor.overloaded`, for SECONDS:
 
 * from the log: how many times each service was probed in the window (min / max: 1 when every
@@ -44,7 +44,7 @@ from tests.bench.results import Record, Results
 
 __all__ = ["main", "run"]
 
-SERVICES = 5_000
+SERVICES = 10_000
 INTERVAL = 1.0
 SECONDS = 30.0
 WARMUP = 5.0

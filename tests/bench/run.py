@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -121,12 +122,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.wall:
         ctx.clock, ctx.clock_name = time.perf_counter, "wall time"
     started = time.perf_counter()
+    failed: list[str] = []
     try:
         if USES_LOG.intersection(chosen):
             _describe_log(ctx)
         for name in chosen:
             print(f"[{name}]", file=sys.stderr, flush=True)
-            BENCHES[name](ctx)
+            try:
+                BENCHES[name](ctx)
+            except Exception as exc:  # one benchmark's failure must not lose the others' figures
+                traceback.print_exc()
+                failed.append(name)
+                results.add(
+                    Record(
+                        f"{name}: the benchmark failed",
+                        None,
+                        goal="runs",
+                        met=False,
+                        bench=name,
+                        note=f"{type(exc).__name__}: {exc}",
+                    )
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.perf_counter() - started
@@ -134,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     results.print()
     results.write_json(args.out)
     print(f"\n{machine_line()}\nwritten to {args.out} ({elapsed:.0f} s)")
+    if failed:
+        print(f"failed: {', '.join(failed)} (their tracebacks are above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -154,7 +154,7 @@ class NotifySocket:
         """One datagram of `fields` (KEY=VALUE each), one per line."""
         try:
             self._sock.sendto("\n".join(fields).encode(), self.address)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: an address the OS cannot take
             where = "@" + self.address[1:] if self.address.startswith("\0") else self.address
             if not self._warned:
                 self._warned = True
@@ -206,7 +206,12 @@ class SystemdLink:
             log.warning("%s", problem)
         if found.address is None:
             return None
-        return cls(NotifySocket(found.address), found.ping_every, status)
+        try:
+            sock = NotifySocket(found.address)
+        except OSError as exc:  # out of descriptors, say: hbsm runs on, systemd untold
+            log.warning("cannot tell systemd: no socket (%s); carrying on without it", exc)
+            return None
+        return cls(sock, found.ping_every, status)
 
     def ready(self, loop: asyncio.AbstractEventLoop) -> None:
         """The monitor has resumed and the API listens: say so, then keep pinging and telling

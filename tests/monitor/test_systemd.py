@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from support.net import free_port
 from support.waiting import wait_for
 
 from hbsm.events import MonitorStarted
+from hbsm.monitor.diagnostics import JournalFormatter
 from hbsm.monitor.systemd import (
     NotifySocket,
     SystemdLink,
@@ -302,3 +304,48 @@ def test_without_notify_socket_nothing_is_imported():
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "False"
+
+
+# --- diagnostics to the journal ---------------------------------------------------------------
+
+
+def test_stderr_to_the_journal_carries_priorities_not_times(tmp_path, short_dir, hbsm_run):
+    port = free_port()
+    config = write_toml_config(tmp_path / "hbsm.toml", [], port=port)
+    # What systemd does: names the stream it gave as stderr (here a file: device and inode).
+    err = tmp_path / "hbsm-1.err"  # where the fixture sends the first run's stderr
+    err.touch()
+    st = err.stat()
+    env = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}",
+           "NOTIFY_SOCKET": str(short_dir / "nobody.sock")}  # fmt: skip
+    run: HbsmRun = hbsm_run(config, tmp_path / "heartbeat.jsonl", env=env)
+    run.until(lambda: "cannot tell systemd" in run.err(), "the warning")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0, run.err()
+    lines = run.err().splitlines()
+    assert any(line.startswith("<6>hbsm: API on http://127.0.0.1:") for line in lines), lines
+    assert any(line.startswith("<4>hbsm.systemd: cannot tell systemd") for line in lines), lines
+    assert all(re.match(r"<[2-7]>", line) for line in lines), lines
+
+
+def test_stderr_elsewhere_keeps_its_times(tmp_path, hbsm_run):
+    config = write_toml_config(tmp_path / "hbsm.toml", [])
+    # A JOURNAL_STREAM inherited from a unit whose stderr this is not.
+    run: HbsmRun = hbsm_run(config, tmp_path / "heartbeat.jsonl", env={"JOURNAL_STREAM": "1:2"})
+    run.until(lambda: "monitoring" in run.err(), "started")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0, run.err()
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO hbsm", run.err()), run.err()
+
+
+def test_a_traceback_to_the_journal_keeps_its_priority_on_every_line():
+    formatter = JournalFormatter()
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.LogRecord("hbsm", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    text = formatter.format(record)
+    lines = text.splitlines()
+    assert lines[0] == "<3>hbsm: failed"
+    assert lines[-1] == "<3>RuntimeError: boom"
+    assert all(line.startswith("<3>") for line in lines)

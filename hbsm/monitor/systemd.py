@@ -217,8 +217,9 @@ class SystemdLink:
         """The monitor has resumed and the API listens: say so, then keep pinging and telling
         the counts from `loop` (the monitor's)."""
         self._loop = loop
-        self._last_status = self._status()
-        self.sock.send("READY=1", f"STATUS={self._last_status}")
+        self._last_status = self._current_status()
+        status = () if self._last_status is None else (f"STATUS={self._last_status}",)
+        self.sock.send("READY=1", *status)
         if self.ping_every is not None:
             log.info("systemd watchdog: a ping every %g s", self.ping_every)
             self._ping()
@@ -247,12 +248,15 @@ class SystemdLink:
 
     def _look(self) -> None:
         assert self._loop is not None
-        try:
-            text = self._status()
-        except Exception:  # the counts are a courtesy: never the reason the loop loses a timer
-            log.exception("systemd STATUS: counting the services failed")
-        else:
-            if text != self._last_status:
-                self._last_status = text
-                self.sock.send(f"STATUS={text}")
+        text = self._current_status()
+        if text is not None and text != self._last_status:
+            self._last_status = text
+            self.sock.send(f"STATUS={text}")
         self._handles["status"] = self._loop.call_later(self._status_every, self._look)
+
+    def _current_status(self) -> str | None:
+        try:
+            return self._status()
+        except Exception:  # the counts are a courtesy: never a reason to fail, nor lose a timer
+            log.exception("systemd STATUS: counting the services failed")
+            return None

@@ -238,6 +238,22 @@ async def test_status_is_sent_when_the_counts_change_only(listener):
         link.close()
 
 
+async def test_counts_that_fail_do_not_stop_ready_nor_the_pings(listener, caplog):
+    def broken() -> str:
+        raise KeyError("a service the projection lost")
+
+    link = SystemdLink(NotifySocket(listener.address), 0.02, broken, status_every=0.01)
+    with caplog.at_level(logging.ERROR, logger="hbsm.systemd"):
+        link.ready(asyncio.get_running_loop())
+        try:
+            await wait_for(lambda: listener.lines().count("WATCHDOG=1") >= 3, "pings flowing")
+        finally:
+            link.close()
+    assert listener.got[0] == ["READY=1"]
+    assert not listener.statuses()
+    assert "counting the services failed" in caplog.text
+
+
 def test_a_socket_nobody_listens_on_warns_once(short_dir, caplog):
     sock = NotifySocket(str(short_dir / "nobody.sock"))
     with caplog.at_level(logging.DEBUG, logger="hbsm.systemd"):

@@ -42,8 +42,8 @@ test-slow *ARGS:
 
 # Lint, format check and type check.
 lint:
-    {{py}} -m ruff check hbsm tests events examples
-    {{py}} -m ruff format --check hbsm tests events examples
+    {{py}} -m ruff check hbsm tests events examples deploy
+    {{py}} -m ruff format --check hbsm tests events examples deploy
     {{py}} -m mypy
 
 # Benchmarks against baselines measured in the same run; writes bench-results.json.

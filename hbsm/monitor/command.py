@@ -18,9 +18,14 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from hbsm.config import ConfigError, LoadedConfig, load_config
 from hbsm.log import LogError
+
+if TYPE_CHECKING:
+    from hbsm.monitor.runtime import Monitor
+    from hbsm.monitor.systemd import SystemdLink
 
 __all__ = ["add_parser", "run", "serve"]
 
@@ -142,7 +147,10 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
     store, monitor = open_monitor(config)
     log_path = store.where  # the file's path, or the stream and its server
     sock = None
+    systemd = None
     try:
+        # Before anything is started: what hbsm starts must not inherit systemd's variables.
+        systemd = _systemd_link(monitor)
         sock = bind(config.host, config.port) if api else None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -194,11 +202,15 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
             log.info("API on %s, %s", server.url, server.cap_note)
         node = f" as node {monitor.node} (of those whose lease it holds)" if monitor.node else ""
         log.info("monitoring %d services%s; event log %s", len(monitor.services), node, log_path)
+        if systemd is not None:
+            systemd.ready(loop)  # resumed from the log, and the API answers
         try:
             await asyncio.wait_for(stop.wait(), timeout=duration)
         except TimeoutError:
             reason["why"] = f"ran for {duration:g} s as asked"
         log.info("stopping: %s", reason["why"])
+        if systemd is not None:
+            systemd.stopping(reason["why"])
         # The stop is under way: another SIGTERM (a supervisor's, an impatient operator's)
         # must not cut it short, nor turn the exit code into -15 once the loop has closed
         # and its handler is gone. SIGKILL still ends it; Ctrl-C twice still interrupts.
@@ -209,6 +221,8 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
             await server.stop()
         await monitor.stop(reason["why"])
     finally:
+        if systemd is not None:
+            systemd.close()
         if sock is not None:
             sock.close()
         try:
@@ -217,3 +231,13 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
             # The disk is still full: monitor.stop has said what was not written.
             log.error("closing the event log %s: %s", log_path, exc)
     return 0
+
+
+def _systemd_link(monitor: Monitor) -> SystemdLink | None:
+    """systemd's notifications, when it started us as a Type=notify unit (NOTIFY_SOCKET set);
+    otherwise nothing, not even the module."""
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return None
+    from hbsm.monitor.systemd import SystemdLink, monitor_status
+
+    return SystemdLink.from_environ(os.environ, os.getpid(), lambda: monitor_status(monitor))

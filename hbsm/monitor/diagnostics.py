@@ -1,4 +1,5 @@
 """The monitor's own diagnostics (stdlib logging) for `hbsm run`: stderr, and `[log] file`.
+Under systemd, stderr is the journal's: each line then carries its priority, not its time.
 
 A message that repeats is written `burst` times a window, then counted, and the count written
 once: "... (and 4,312 more like it in the last 60 s)". Without that, a flood of one error buried
@@ -13,16 +14,24 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from hbsm.config import LogConfig
 
-__all__ = ["RepeatGuard", "quiet_libraries", "setup_logging"]
+__all__ = [
+    "JournalFormatter",
+    "RepeatGuard",
+    "quiet_libraries",
+    "setup_logging",
+    "stderr_is_journal",
+]
 
 
 @dataclass(slots=True)
@@ -138,10 +147,42 @@ def setup_logging(cfg: LogConfig) -> RepeatGuard:
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in handlers:
         handler.setFormatter(formatter)
+    if stderr_is_journal(os.environ, sys.stderr):
+        handlers[0].setFormatter(JournalFormatter())
     guard = RepeatGuard(handlers)
     logging.basicConfig(level=cfg.level.upper(), handlers=[guard], force=True)
     quiet_libraries()
     return guard
+
+
+# Python's levels as syslog priorities, which journald reads from a "<N>" line prefix.
+_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6}
+
+
+class JournalFormatter(logging.Formatter):
+    """For stderr connected to systemd's journal: each line prefixed with its syslog priority
+    ("<4>" a warning), so `journalctl -p warning` finds hbsm's warnings, and no time of its
+    own (the journal stamps every line). Every line of a traceback carries the prefix too."""
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{_PRIORITY.get(record.levelno, 7)}>"
+        return prefix + super().format(record).replace("\n", "\n" + prefix)
+
+
+def stderr_is_journal(environ: Mapping[str, str], stream: TextIO) -> bool:
+    """Whether `stream` is the journal's: systemd names the stream it connected (device:inode)
+    in $JOURNAL_STREAM; a stderr redirected elsewhere (`hbsm run 2>file` in a unit) is not."""
+    expected = environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test's capture, say)
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
 
 
 def quiet_libraries() -> None:

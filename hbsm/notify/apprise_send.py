@@ -130,6 +130,8 @@ def _send(url: str, notice: Notice, timeout: float) -> tuple[bool, str]:
         ]
         status = getattr(result.status, "name", str(result.status)).lower()
     reason = "; ".join(dict.fromkeys(reasons)) or f"Apprise reported {status}"
+    if status == "timeout":
+        reason = f"timeout after {timeout:g} s (notify.apprise_timeout): {reason}"
     return False, reason
 
 

@@ -1,0 +1,84 @@
+"""`notify.apprise`: each URL checked by Apprise itself at load, a clear error without the
+extra, and the URLs masked wherever the config is shown."""
+
+from __future__ import annotations
+
+import sys
+from argparse import Namespace
+
+import pytest
+
+from hbsm.config import ConfigError, load_config
+from hbsm.config import command as config_command
+
+pytest.importorskip("apprise")
+
+GOOD = "json://127.0.0.1:8080/hooks/s3cr3t-path"
+TGRAM = "tgram://123456789:AAbbCCddEEff/-100200300"
+
+
+def notify(*urls: str, extra: str = "") -> str:
+    listed = ", ".join(f'"{url}"' for url in urls)
+    return f"[notify]\napprise = [{listed}]\n{extra}"
+
+
+def test_urls_apprise_reads_load(write):
+    loaded = load_config(write(notify(GOOD, TGRAM, "form://example.com/path")), env={})
+    assert loaded.config.notify.apprise == [GOOD, TGRAM, "form://example.com/path"]
+    assert loaded.config.notify.apprise_timeout == 30.0
+
+
+@pytest.mark.parametrize(
+    ("bad", "index"),
+    [
+        ("nonsense://abc/def", 1),  # a scheme no Apprise service has
+        ("tgram://", 1),  # the bot token missing
+        ("  ", 1),
+    ],
+)
+def test_a_url_apprise_cannot_use_is_an_error_naming_its_index(write, bad, index):
+    path = write(notify(GOOD, bad))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    error = caught.value
+    assert error.key == f"notify.apprise[{index}]"
+    assert str(error).startswith(f"{path}: notify.apprise[{index}]: ")
+
+
+def test_the_error_shows_the_url_masked(write):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(notify("nonsense://s3cr3t-token/more")), env={})
+    assert "nonsense://***" in str(caught.value)
+    assert "s3cr3t-token" not in str(caught.value)
+
+
+def test_without_the_extra_the_error_says_what_to_install(write, monkeypatch):
+    # None in sys.modules makes `import apprise` fail as it does where the extra is missing.
+    monkeypatch.setitem(sys.modules, "apprise", None)
+    path = write(notify(GOOD))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert caught.value.key == "notify.apprise"
+    assert "pip install 'hbsm[apprise]'" in str(caught.value)
+    assert str(caught.value).startswith(f"{path}: notify.apprise: ")
+
+
+def test_without_the_extra_a_config_naming_no_apprise_url_loads(write, monkeypatch):
+    monkeypatch.setitem(sys.modules, "apprise", None)
+    assert load_config(write("[notify]\nrate_per_hour = 5\n"), env={}).config.notify.apprise == []
+
+
+def test_timeout_must_be_positive(write):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(notify(GOOD, extra="apprise_timeout = 0\n")), env={})
+    assert caught.value.key == "notify.apprise_timeout"
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_hbsm_config_shows_them_masked(write, capsys, as_json):
+    path = write(notify(GOOD, TGRAM))
+    args = Namespace(check=None, config_file=str(path), json=as_json)
+    assert config_command.run(args, env={}) == 0
+    out = capsys.readouterr().out
+    assert "json://127.0.0.1:8080/***" in out and "tgram://***" in out
+    assert "s3cr3t-path" not in out and "AAbbCCddEEff" not in out and "100200300" not in out

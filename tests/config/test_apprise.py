@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import sys
 from argparse import Namespace
+from pathlib import Path
 
 import pytest
 
+import hbsm.config
 from hbsm.config import ConfigError, load_config
 from hbsm.config import command as config_command
 
@@ -82,3 +84,11 @@ def test_hbsm_config_shows_them_masked(write, capsys, as_json):
     out = capsys.readouterr().out
     assert "json://127.0.0.1:8080/***" in out and "tgram://***" in out
     assert "s3cr3t-path" not in out and "AAbbCCddEEff" not in out and "100200300" not in out
+
+
+def test_the_examples_commented_urls_load(write):
+    """The Apprise URLs hbsm/config/example.toml shows (commented out) are ones Apprise reads."""
+    example = Path(hbsm.config.__file__).parent / "example.toml"
+    [line] = [ln for ln in example.read_text().splitlines() if ln.startswith("# apprise = ")]
+    loaded = load_config(write("[notify]\n" + line.removeprefix("# ") + "\n"), env={})
+    assert len(loaded.config.notify.apprise) == 2

@@ -92,3 +92,12 @@ def test_the_examples_commented_urls_load(write):
     [line] = [ln for ln in example.read_text().splitlines() if ln.startswith("# apprise = ")]
     loaded = load_config(write("[notify]\n" + line.removeprefix("# ") + "\n"), env={})
     assert len(loaded.config.notify.apprise) == 2
+
+
+def test_the_readmes_notify_example_loads(write):
+    """The [notify] example of the README's notifications section is a config hbsm reads."""
+    readme = (Path(hbsm.config.__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Notifications: webhooks, e-mail, Apprise", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    notify = load_config(write(block), env={}).config.notify
+    assert len(notify.apprise) == 2 and len(notify.webhooks) == 1 and notify.smtp is not None

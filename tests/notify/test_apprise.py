@@ -191,3 +191,32 @@ def test_apprise_is_imported_by_the_first_notice_not_before():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+async def test_deliveries_apprise_does_not_end_are_given_up_and_capped(receiver):
+    """Our own deadline, for an Apprise that overruns its own: `timeout=0` gives Apprise none
+    (its "no limit"), so only ours (1 s past it) ends the wait; the threads hang on. (Apprise
+    runs services in a shared pool of a few workers: some of these wait there, unsent.)"""
+    from hbsm.notify.apprise_send import _MAX_STUCK, deliver_apprise
+
+    receiver.delay = 1.5  # past our 1 s
+    url = apprise_url("json", receiver, "/slow")
+    try:
+        hung = await asyncio.gather(
+            *(deliver_apprise(url, NOTICE, timeout=0.0, ts=T0) for _ in range(_MAX_STUCK))
+        )
+        assert all(not e.delivered and e.error.startswith("timeout after 0 s") for e in hung)
+        # Past the cap, a delivery is refused at once: no thread more to hang.
+        refused = await deliver_apprise(url, NOTICE, timeout=0.0, ts=T0)
+        assert not refused.delivered
+        assert (
+            refused.error == f"not tried: {_MAX_STUCK} earlier Apprise deliveries are still hanging"
+        )
+    finally:
+        for thread in threading.enumerate():
+            if thread.name == "hbsm-apprise":
+                thread.join(10)
+    # Once they have ended, deliveries go out again.
+    receiver.delay = 0.0
+    again = await deliver_apprise(url, NOTICE, timeout=5.0, ts=T0)
+    assert again.delivered

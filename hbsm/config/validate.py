@@ -247,6 +247,10 @@ def _check_apprise(urls: list[str], blame: Blame) -> None:
             "Apprise URLs need the apprise library, which is not installed: "
             "pip install 'hbsm[apprise]'",
         ) from None
+    # Apprise logs each URL it reads, secrets and all (at debug): masked from here on.
+    from hbsm.notify.apprise_redact import watch_apprise_logs
+
+    watch_apprise_logs(urls)
     for i, url in enumerate(urls):
         if apprise.Apprise.instantiate(url) is None:
             raise blame(

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import re
 import threading
 from typing import Final
-from urllib.parse import parse_qsl, urlsplit
 
-from hbsm.config.secrets import APPRISE_HTTP_SCHEMES, MASK, apprise_url_shown
+from hbsm.config.secrets import apprise_url_shown
 from hbsm.events import Notification
+from hbsm.notify.apprise_redact import redact_url_secrets, watch_apprise_logs
 from hbsm.notify.notice import Notice, notice_lines, notice_title
 
-__all__ = ["apprise_channel", "deliver_apprise", "redact_url_secrets"]
+__all__ = ["apprise_channel", "deliver_apprise"]
 
 # Apprise's notification types, by notice kind (recoveries read as good news) or level.
 _TYPES: Final[dict[str, str]] = {"critical": "failure", "warning": "warning", "info": "info"}
@@ -37,9 +35,6 @@ _GOOD_NEWS: Final = frozenset({"recovered", "log_writable"})
 _MAX_STUCK: Final = 8
 # How much of Apprise's explanation an error keeps.
 _REASON_CHARS: Final = 300
-# Pieces of a URL shorter than this are not cut from texts: "POST", "no" or a port would
-# mangle every message, and no token is that short.
-_MIN_SECRET: Final = 5
 
 _stuck: set[threading.Thread] = set()
 _stuck_lock = threading.Lock()
@@ -49,65 +44,9 @@ def apprise_channel(url: str) -> str:
     return f"apprise:{apprise_url_shown(url)}"
 
 
-def redact_url_secrets(text: str, urls: list[str] | tuple[str, ...]) -> str:
-    """`text` with every piece of `urls` that could be a secret replaced by ***."""
-    for url in urls:
-        text = text.replace(url, apprise_url_shown(url))
-        for piece in sorted(_secret_pieces(url), key=len, reverse=True):
-            text = text.replace(piece, MASK)
-    return text
-
-
-def _secret_pieces(url: str) -> set[str]:
-    scheme, _, rest = url.partition("://")
-    head, _, query = rest.partition("?")
-    pieces = {value for _, value in parse_qsl(query, keep_blank_values=True)}
-    password = None
-    if scheme.lower() in APPRISE_HTTP_SCHEMES:
-        try:
-            parts = urlsplit(url)
-            password, head = parts.password, parts.path  # the origin names the receiver
-        except ValueError:
-            pass
-    pieces.update(re.split(r"[/:@,;#]+", head))
-    pieces.update(head.split("/"))  # whole, as in "BOT_ID:TOKEN"
-    found = {piece for piece in pieces if len(piece) >= _MIN_SECRET}
-    return found | {password} if password else found
-
-
-class _Redactor(logging.Filter):
-    """On Apprise's logger while hbsm uses it: its records carry no piece of a configured URL,
-    whichever handler (hbsm's diagnostics, an embedding app's) they reach."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[str] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.urls:
-            message = record.getMessage()
-            redacted = redact_url_secrets(message, self.urls)
-            if redacted != message:
-                record.msg, record.args = redacted, None
-        return True
-
-
-_redactor = _Redactor()
-_redactor_lock = threading.Lock()
-
-
-def _watch_logs(url: str) -> None:
-    with _redactor_lock:
-        if url not in _redactor.urls:
-            _redactor.urls = [*_redactor.urls, url]
-        logger = logging.getLogger("apprise")
-        if _redactor not in logger.filters:
-            logger.addFilter(_redactor)
-
-
 def _send(url: str, notice: Notice, timeout: float) -> tuple[bool, str]:
     """Blocking: one notice to one URL. (delivered, why not)."""
-    _watch_logs(url)
+    watch_apprise_logs([url])
     import apprise
 
     sender = apprise.Apprise()

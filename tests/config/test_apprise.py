@@ -3,6 +3,7 @@ extra, and the URLs masked wherever the config is shown."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -101,3 +102,10 @@ def test_the_readmes_notify_example_loads(write):
     block = section.split("```toml\n", 1)[1].split("```", 1)[0]
     notify = load_config(write(block), env={}).config.notify
     assert len(notify.apprise) == 2 and len(notify.webhooks) == 1 and notify.smtp is not None
+
+
+def test_checking_the_urls_logs_none_of_their_secrets(write, caplog):
+    with caplog.at_level(logging.DEBUG, logger="apprise"):
+        load_config(write(notify(GOOD, TGRAM)), env={})
+    assert any("URL" in r.getMessage() for r in caplog.records), "Apprise named no URL"
+    assert "s3cr3t-path" not in caplog.text and "AAbbCCddEEff" not in caplog.text

@@ -15,7 +15,7 @@ import pytest
 from hbsm.config.model import NotifyConfig, WebhookConfig
 from hbsm.config.secrets import mask_secrets
 from hbsm.notify import Notice, Notifier
-from hbsm.notify.apprise_send import redact_url_secrets
+from hbsm.notify.apprise_redact import redact_url_secrets
 
 from .history import T0
 from .servers import WebhookReceiver, closed_port
@@ -158,6 +158,8 @@ def test_redaction_cuts_tokens_of_chat_urls():
     redacted = redact_url_secrets(text, [url])
     assert "AAbbCCddEEff" not in redacted and "100200300" not in redacted
     assert "tgram://***" in redacted
+    mail = "mailto://ops:pw@mail.example.com"
+    assert redact_url_secrets("login ops:pw refused", [mail]) == "login ops:*** refused"
 
 
 def test_config_shows_apprise_urls_masked():

@@ -12,9 +12,11 @@ Results go to stdout, errors and notices to stderr (one line each, prefixed with
 Exit codes:
     0    ok
     1    `hbsm replay --verify` found a decision that differs from the recorded one;
-         `hbsm check`: a check failed; `hbsm demo`: an injected fault was not repaired
+         `hbsm check`: a check failed; `hbsm demo`: an injected fault was not repaired;
+         `hbsm notify --test`: a channel did not deliver
     2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
-         bad configuration, `hbsm run` on a non-loopback address without an admin token
+         bad configuration, `hbsm run` on a non-loopback address without an admin token,
+         `hbsm notify` with no channel configured
     3    `hbsm run`: the event log cannot be used (held by another writer, corrupt);
          `hbsm check`: the instance cannot be reached; `hbsm export`: the store cannot be read
     4    `hbsm run`: the API cannot listen (address in use, unknown host)
@@ -41,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "check": "hbsm.check.command",
     "dashboard": "tui.command",
     "config": "hbsm.config.command",
+    "notify": "hbsm.notify.command",
     "replay": "hbsm.replay.command",
     "export": "hbsm.export.command",
 }
@@ -49,9 +52,10 @@ EXIT_CODES = """\
 exit codes:
   0    ok
   1    replay --verify found a decision that differs from the recorded one; check: a check failed;
-       demo: an injected fault was not repaired
+       demo: an injected fault was not repaired; notify --test: a channel did not deliver
   2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
-       bad configuration, run on a non-loopback address without an admin token
+       bad configuration, run on a non-loopback address without an admin token,
+       notify with no channel configured
   3    run: the event log cannot be used (held by another writer, corrupt);
        check: the instance cannot be reached; export: the store cannot be read
   4    run: the API cannot listen (address in use, unknown host)

@@ -163,6 +163,12 @@ class NotifyConfig(_Frozen, frozen=True):
     )
     webhooks: list[WebhookConfig] = []
     smtp: SmtpConfig | None = None
+    # Apprise URLs (the `apprise` extra: pip install 'hbsm[apprise]'), one channel each:
+    # "tgram://BOT_TOKEN/CHAT_ID", "slack://...", "json://host:port/path", ... Everything past
+    # the scheme is masked wherever the config is shown (the origin of json/form/xml URLs stays).
+    apprise: list[str] = []
+    # An Apprise delivery still going after this many seconds is given up: a failed notification.
+    apprise_timeout: float = 30.0
     # At most this many notifications per service per hour.
     rate_per_hour: int = 20
 

@@ -12,7 +12,10 @@ Masked (replaced by MASK; an unset value stays unset, so "none set" still shows)
   their names stay shown;
 * the password of a URL's user info (`https://user:secret@host/` → `https://user:***@host/`),
   in any string;
-* the path and query of a webhook URL (chat webhooks carry their key there).
+* the path and query of a webhook URL (chat webhooks carry their key there);
+* everything past the scheme of an Apprise URL (`tgram://***`: its services keep their tokens
+  in the host and path), except the origin of the plain HTTP ones, json/form/xml
+  (`json://127.0.0.1:8080/***`), which are masked as webhooks are.
 
 What is not masked: command lines (`argv`) and targets, which say what hbsm runs and probes;
 put a secret a command needs in `restart.env` (masked), not in its argv.
@@ -27,7 +30,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["MASK", "mask_secrets"]
+__all__ = ["APPRISE_HTTP_SCHEMES", "MASK", "apprise_url_shown", "mask_secrets"]
 
 MASK = "***"
 _SECRET_KEY = re.compile(
@@ -36,6 +39,8 @@ _SECRET_KEY = re.compile(
 )
 # Tables whose every value is masked, whatever its name.
 _SECRET_TABLES = frozenset({"headers", "env"})
+# Apprise's plain HTTP services: a URL's origin names the receiver and is no secret.
+APPRISE_HTTP_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
 
 
 def mask_secrets(value: Any, key: str = "") -> Any:
@@ -43,6 +48,8 @@ def mask_secrets(value: Any, key: str = "") -> Any:
     name `value` has in its parent (a setting's last key part). The input is not changed."""
     if key == "webhooks" and isinstance(value, list):
         return [_webhook(hook) for hook in value]
+    if key == "apprise" and isinstance(value, list):
+        return [apprise_url_shown(url) if isinstance(url, str) else MASK for url in value]
     if isinstance(value, dict):
         if key in _SECRET_TABLES:
             return {k: _masked(v) for k, v in value.items()}
@@ -70,6 +77,28 @@ def _webhook(hook: Any) -> Any:
         if parts.path not in ("", "/") or parts.query:
             hook["url"] = urlunsplit((parts.scheme, parts.netloc, "/" + MASK, "", ""))
     return hook
+
+
+def apprise_url_shown(url: str) -> str:
+    """An Apprise URL as it may be shown: `tgram://***`, `json://127.0.0.1:8080/***`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        return MASK
+    scheme = scheme.lower()
+    if scheme not in APPRISE_HTTP_SCHEMES:
+        return f"{scheme}://{MASK}" if rest else f"{scheme}://"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return f"{scheme}://{MASK}"
+    if ":" in host:
+        host = f"[{host}]"
+    user = f"{parts.username}:{MASK}@" if parts.password is not None else ""
+    user = user or (f"{parts.username}@" if parts.username else "")
+    tail = f"/{MASK}" if parts.path not in ("", "/") or parts.query else ""
+    return f"{scheme}://{user}{host}{port}{tail}"
 
 
 def _url_password(text: str) -> str:

@@ -19,6 +19,7 @@ import msgspec
 
 from hbsm.config.errors import ConfigError, closest, key_part
 from hbsm.config.model import Config, ServiceConfig, fields_of
+from hbsm.config.secrets import apprise_url_shown
 from hbsm.state import ERROR_CLASSES, RESTART_STEP, Policy
 from hbsm.vocabulary import CHECK_CONFIG_STEP, SERVICE_NAME, SERVICE_NAME_MAX
 
@@ -225,6 +226,38 @@ def _check_notify(config: Config, blame: Blame) -> None:
             raise blame("notify.smtp.to", "must name at least one recipient")
         if smtp.timeout <= 0:
             raise blame("notify.smtp.timeout", "must be > 0")
+    if notify.apprise_timeout <= 0:
+        raise blame("notify.apprise_timeout", "must be > 0")
+    if notify.apprise:
+        _check_apprise(notify.apprise, blame)
+
+
+def _check_apprise(urls: list[str], blame: Blame) -> None:
+    """Each URL as Apprise reads it, when Apprise is installed: a typo fails at start-up, not at
+    the first incident. Shown masked: the URL is its own secret."""
+    for i, url in enumerate(urls):
+        if not url.strip():
+            raise blame(f"notify.apprise[{i}]", "must not be empty")
+    try:
+        # Imported only for a config that names Apprise URLs (it loads every plugin: ~0.3 s).
+        import apprise
+    except ImportError:
+        raise blame(
+            "notify.apprise",
+            "Apprise URLs need the apprise library, which is not installed: "
+            "pip install 'hbsm[apprise]'",
+        ) from None
+    # Apprise logs each URL it reads, secrets and all (at debug): masked from here on.
+    from hbsm.notify.apprise_redact import watch_apprise_logs
+
+    watch_apprise_logs(urls)
+    for i, url in enumerate(urls):
+        if apprise.Apprise.instantiate(url) is None:
+            raise blame(
+                f"notify.apprise[{i}]",
+                f"Apprise cannot use {apprise_url_shown(url)!r}: an unknown scheme, or a part "
+                "it needs is missing or malformed (its wiki lists each service's URL format)",
+            )
 
 
 def _check_name(i: int, service: ServiceConfig, seen: dict[str, int], blame: Blame) -> None:

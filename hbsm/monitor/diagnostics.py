@@ -187,7 +187,9 @@ def stderr_is_journal(environ: Mapping[str, str], stream: TextIO) -> bool:
 
 def quiet_libraries() -> None:
     """Warnings and worse only from the libraries that narrate every step at INFO: an httpx
-    line per probe request, three `transitions` lines per state change (its callbacks). They
-    would drown what matters, and every probe and transition is in the event log already."""
-    for name in ("httpx", "transitions"):
+    line per probe request, three `transitions` lines per state change (its callbacks), two
+    Apprise lines per notification. They would drown what matters, and every probe, transition
+    and notification is in the event log already. urllib3 (under Apprise) logs each request's
+    path at DEBUG: a chat webhook's path is its secret."""
+    for name in ("httpx", "transitions", "apprise", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,4 +1,5 @@
-"""A notice: one thing worth telling an operator about, and its webhook body."""
+"""A notice: one thing worth telling an operator about, its webhook body and its text (the
+subject and body of a mail, the title and body of an Apprise notification)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-__all__ = ["KINDS", "LEVELS", "Notice", "NoticeKind", "iso_utc", "webhook_body"]
+__all__ = [
+    "KINDS",
+    "LEVELS",
+    "Notice",
+    "NoticeKind",
+    "iso_utc",
+    "notice_lines",
+    "notice_title",
+    "webhook_body",
+]
 
+# "test": `hbsm notify --test`, sent on demand and never planned (so not in KINDS, which is
+# what `notify.on` may name).
 NoticeKind = Literal[
-    "restart", "failed", "recovered", "repair_failed", "log_unwritable", "log_writable"
+    "restart", "failed", "recovered", "repair_failed", "log_unwritable", "log_writable", "test"
 ]
 KINDS: Final[tuple[NoticeKind, ...]] = (
     "restart",
@@ -27,6 +39,17 @@ LEVELS: Final[dict[str, str]] = {
     # The monitor's own: its event log cannot be written (it can repair nothing), or can again.
     "log_unwritable": "critical",
     "log_writable": "info",
+    "test": "info",
+}
+# What a title says after "[hbsm] <service>".
+_TITLES: Final[dict[str, str]] = {
+    "restart": "restarting",
+    "failed": "FAILED",
+    "recovered": "recovered",
+    "repair_failed": "repair failed",
+    "log_unwritable": "CANNOT WRITE ITS EVENT LOG",
+    "log_writable": "event log writable again",
+    "test": "test notice",
 }
 
 
@@ -66,3 +89,27 @@ def webhook_body(notice: Notice) -> dict[str, Any]:
         "ts": iso_utc(notice.ts),
         "details": notice.details,
     }
+
+
+def notice_title(notice: Notice) -> str:
+    """One line: "[hbsm] api FAILED"; the monitor's own notices concern no service:
+    "[hbsm] CANNOT WRITE ITS EVENT LOG"."""
+    subject = _TITLES.get(notice.kind, notice.kind)
+    return " ".join(part for part in ("[hbsm]", notice.service, subject) if part)
+
+
+def notice_lines(notice: Notice) -> list[str]:
+    """The plain-text body: the message, then the notice's fields and details."""
+    lines = [
+        notice.message,
+        "",
+        f"service:  {notice.service}",
+        f"event:    {notice.kind}",
+        f"level:    {notice.level}",
+        f"incident: {notice.incident}",
+        f"time:     {iso_utc(notice.ts)}",
+    ]
+    if notice.details:
+        lines += ["", "details:"]
+        lines += [f"  {key}: {value}" for key, value in notice.details.items()]
+    return lines

@@ -69,8 +69,8 @@ class Notifier:
         ts = self._clock()
         jobs: list[Awaitable[Notification]] = []
         # The channels' modules are imported by the first notice they deliver, not at start-up:
-        # webhooks need httpx and mail smtplib and email, which a monitor that never notifies
-        # (or notifies one way) need not hold.
+        # webhooks need httpx, mail smtplib and email, Apprise its ~100 plugins, which a
+        # monitor that never notifies (or notifies one way) need not hold.
         if self.config.webhooks:
             from hbsm.notify.webhook import deliver_webhook, webhook_channel
 
@@ -89,6 +89,20 @@ class Notifier:
 
             smtp = self.config.smtp
             jobs.append(_guarded(deliver_mail(smtp, notice, ts=ts), notice, smtp_channel(smtp), ts))
+        if self.config.apprise:
+            # Apprise itself is imported by the delivery's own thread, not here on the loop.
+            from hbsm.notify.apprise_send import apprise_channel, deliver_apprise
+
+            timeout = self.config.apprise_timeout
+            for url in self.config.apprise:
+                jobs.append(
+                    _guarded(
+                        deliver_apprise(url, notice, timeout=timeout, ts=ts),
+                        notice,
+                        apprise_channel(url),
+                        ts,
+                    )
+                )
         return list(await asyncio.gather(*jobs))
 
     async def aclose(self) -> None:

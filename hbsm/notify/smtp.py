@@ -15,18 +15,9 @@ from email.utils import formatdate, make_msgid
 
 from hbsm.config.model import SmtpConfig
 from hbsm.events import Notification
-from hbsm.notify.notice import Notice, iso_utc
+from hbsm.notify.notice import Notice, notice_lines, notice_title
 
 __all__ = ["build_message", "deliver_mail", "smtp_channel"]
-
-_SUBJECTS = {
-    "restart": "restarting",
-    "failed": "FAILED",
-    "recovered": "recovered",
-    "repair_failed": "repair failed",
-    "log_unwritable": "CANNOT WRITE ITS EVENT LOG",
-    "log_writable": "event log writable again",
-}
 
 
 def smtp_channel(config: SmtpConfig) -> str:
@@ -35,25 +26,12 @@ def smtp_channel(config: SmtpConfig) -> str:
 
 def build_message(notice: Notice, config: SmtpConfig) -> EmailMessage:
     msg = EmailMessage()
-    subject = _SUBJECTS.get(notice.kind, notice.kind)
-    # The monitor's own notices concern no service: "[hbsm] CANNOT WRITE ITS EVENT LOG".
-    msg["Subject"] = " ".join(part for part in ("[hbsm]", notice.service, subject) if part)
+    msg["Subject"] = notice_title(notice)
     msg["From"] = config.sender
     msg["To"] = ", ".join(config.to)
     msg["Date"] = formatdate(notice.ts, usegmt=True)
     msg["Message-ID"] = make_msgid(domain="hbsm")
-    lines = [
-        notice.message,
-        "",
-        f"service:  {notice.service}",
-        f"event:    {notice.kind}",
-        f"level:    {notice.level}",
-        f"incident: {notice.incident}",
-        f"time:     {iso_utc(notice.ts)}",
-    ]
-    if notice.details:
-        lines += ["", "details:"]
-        lines += [f"  {key}: {value}" for key, value in notice.details.items()]
+    lines = notice_lines(notice)
     msg.set_content("\n".join(lines) + "\n")
     return msg
 

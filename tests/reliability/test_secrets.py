@@ -54,6 +54,7 @@ SECRETS = {
     "SECRET_W": "SECRET-webhook-path-3",
     "SECRET_A": "SECRET-webhook-auth-4",
     "SECRET_P": "SECRET-smtp-password-5",
+    "SECRET_U": "SECRET-apprise-path-6",
     "TOKEN": TOKEN,
 }
 ECHO_DSN = (
@@ -117,6 +118,8 @@ def planted(closed: int) -> dict[str, Any]:
                 "to": ["ops@example.com"],
                 "password": SECRETS["SECRET_P"],
             },
+            # Notified when "web" fails, to a closed port: the failure's error must not name it.
+            "apprise": [f"json://127.0.0.1:{closed}/hooks/{SECRETS['SECRET_U']}?cto=2"],
         },
     }
 
@@ -127,6 +130,7 @@ def as_toml(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
     text = ""
     notify = doc["notify"]
     text += f"\n[notify]\nsmtp = {toml_value(notify['smtp'])}\n"
+    text += f"apprise = {toml_value(notify['apprise'])}\n"
     for hook in notify["webhooks"]:
         text += "\n[[notify.webhooks]]\n" + "".join(
             f"{k} = {toml_value(v)}\n" for k, v in hook.items()
@@ -227,6 +231,7 @@ def test_hbsm_run_shows_no_internals_without_the_token_and_logs_no_secret(
     assert hbsm.stop() == 0
     logged = hbsm.log.read_bytes()
     no_secret_in(logged, "the event log")
+    assert b'"channel":"apprise:json://127.0.0.1:' in logged  # it was tried, and failed
     assert stat.S_IMODE(hbsm.log.stat().st_mode) == 0o600
     shown = subprocess.run(
         [PY, "-m", "hbsm", "config", "--config", str(tmp_path / "hbsm.toml")],

@@ -106,7 +106,11 @@ class Monitor:
         self.states: dict[str, ServiceState] = {}
         # Overloaded, the scheduler stretches every interval alike; this says so, once.
         self.overload = OverloadReport(self)
-        self.scheduler = Scheduler(self._scheduled_probe, on_pace=self.overload.on_pace)
+        self.scheduler = Scheduler(
+            self._scheduled_probe,
+            on_pace=self.overload.on_pace,
+            max_in_flight=config.concurrency,
+        )
         self._scheduler_task: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         # The write path and the side effects, each a module of its own; both read the state

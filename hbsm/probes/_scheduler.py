@@ -105,8 +105,17 @@ class Scheduler:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         pace: Pace | None = None,
         on_pace: Callable[[PaceChange], None] | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight!r}")
         self._run_probe = run_probe
+        # At most this many regular probes at once (the prober's concurrency): a slot that
+        # finds them all busy waits in the heap, and starts late. Capped there rather than only
+        # by the prober's semaphore, the wait shows as lateness, so an overload that is a lack
+        # of slots (a fast loop, slow targets) is paced like one that is a lack of CPU.
+        self._max_in_flight = max_in_flight
+        self._capped = False
         self._clock = clock
         self._sleep = sleep
         self.pace = pace if pace is not None else Pace()
@@ -197,7 +206,11 @@ class Scheduler:
                 now = self._clock()
                 vnow = self._virtual(now)
                 heap = self._heap
+                cap = self._max_in_flight
                 while heap and heap[0][0] <= vnow:
+                    if cap is not None and len(self._running) >= cap:
+                        self._capped = True  # a probe that ends wakes the loop
+                        break
                     due, generation, name = heapq.heappop(heap)
                     service = self._services.get(name)
                     if service is not None and service.generation == generation:
@@ -205,7 +218,7 @@ class Scheduler:
                 if self.pace.due(now):
                     self._judge_pace(now)
                 if not (self._woken or self._stopping):
-                    delay = self._real(heap[0][0]) - now if heap else None
+                    delay = self._real(heap[0][0]) - now if heap and not self._capped else None
                     if self.pace.overloaded:  # wake up to judge the windows: it may end
                         delay = self.pace.window if delay is None else min(delay, self.pace.window)
                     await self._wait(delay)
@@ -280,7 +293,10 @@ class Scheduler:
         finally:
             del self._running[name]
             self.pace.finished()
-            if name in self._out_of_turn or name in self._owed:
+            if self._capped:
+                self._capped = False
+                self._wake()
+            elif name in self._out_of_turn or name in self._owed:
                 self._wake()
 
     # --- the pace -----------------------------------------------------------------------------

@@ -50,6 +50,10 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def _never(name: str) -> None:
+    raise AssertionError(name)
+
+
 class Recorder:
     """A run_probe that records when each service was probed; `hold` makes probes wait."""
 
@@ -234,6 +238,46 @@ async def test_while_overloaded_no_service_starves() -> None:
     counts = [len(recorder.calls[name]) for name in names]
     assert min(counts) / max(counts) > 0.8, (min(counts), max(counts))
     assert min(counts) > 0
+
+
+async def test_slots_wait_for_a_free_place_and_a_lack_of_places_is_an_overload() -> None:
+    """Fifty services every 100 ms, at most five probes at once, each answering after 50 ms:
+    100 probes/s possible of 500 asked, with the loop idle (slow targets, not CPU). Never more
+    than five at once; the wait shows as lateness, so every interval is stretched alike."""
+    in_flight = {"now": 0, "most": 0}
+    calls: collections.Counter[str] = collections.Counter()
+
+    async def probe(name: str) -> None:
+        calls[name] += 1
+        in_flight["now"] += 1
+        in_flight["most"] = max(in_flight["most"], in_flight["now"])
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            in_flight["now"] -= 1
+
+    changes: list[PaceChange] = []
+    scheduler = Scheduler(probe, pace=Pace(window=0.5), on_pace=changes.append, max_in_flight=5)
+    names = [f"svc-{i:02d}" for i in range(50)]
+    for name in names:
+        scheduler.add(name, 0.1)
+    runner = asyncio.create_task(scheduler.run())
+    for _ in range(200):  # until overloaded, and a while in it
+        await asyncio.sleep(0.05)
+        if changes and sum(calls.values()) > 400:
+            break
+    scheduler.stop()
+    await asyncio.wait_for(runner, 10)
+    assert in_flight["most"] == 5
+    assert changes and changes[0].overloaded, changes
+    assert changes[0].stretch > 2
+    counts = [calls[name] for name in names]
+    assert min(counts) > 0 and min(counts) / max(counts) > 0.5, counts
+
+
+def test_max_in_flight_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_in_flight"):
+        Scheduler(_never, max_in_flight=0)
 
 
 async def test_a_running_probe_makes_its_slots_skip_and_count() -> None:

@@ -342,7 +342,7 @@ class Projection:
 
     def by_state(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for v in self.services.values():
+        for v in list(self.services.values()):  # the API may ask from its own thread
             out[v.fsm.state] = out.get(v.fsm.state, 0) + 1
         return out
 

@@ -289,7 +289,7 @@ def overall_status(projection: Projection, outage: Outage | None = None) -> Over
     if outage is not None:
         return "unhealthy"
     worst: Overall = "healthy"
-    for view in projection.services.values():
+    for view in list(projection.services.values()):
         state = view.fsm.state
         if state in ("healthy", "unknown", "paused"):
             continue
@@ -307,7 +307,7 @@ def health(
         status=status,
         timestamp=iso(now),
         monitoring=projection.monitor.running,
-        services={name: v.fsm.state for name, v in projection.services.items()},
+        services={name: v.fsm.state for name, v in list(projection.services.items())},
         event_log=event_log_health(outage),
     )
     return body, 503 if status == "unhealthy" else 200
@@ -333,7 +333,7 @@ def detailed_health(
             name: service_health(
                 v, now=now, show_target=show_targets, monitoring=projection.monitor.running
             )
-            for name, v in projection.services.items()
+            for name, v in list(projection.services.items())
         },
         event_log=event_log_health(outage),
     )
@@ -399,7 +399,7 @@ def health_json(
                 output=f"cannot write the event log: {outage.error}",
             )
         ]
-    for name, view in projection.services.items():
+    for name, view in list(projection.services.items()):
         if names is not None and name not in names:
             continue
         last = view.last_probe

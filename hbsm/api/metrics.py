@@ -93,7 +93,7 @@ class LatencyHistogram:
             if self._after is not None:
                 return
             with source.lock:
-                for name, view in source.projection.services.items():
+                for name, view in list(source.projection.services.items()):
                     for ms in view.latency_ms:
                         if ms is not None:
                             self.observe(name, ms / 1000)
@@ -204,7 +204,7 @@ class _Collector:
                 events.add_metric([kind], n)
             count.add_metric([], len(projection.services))
             names = list(projection.services)
-            for name, view in projection.services.items():
+            for name, view in list(projection.services.items()):
                 current = view.fsm.state
                 for s in STATES:
                     state.add_metric([name, s], 1.0 if s == current else 0.0)

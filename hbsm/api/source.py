@@ -8,10 +8,10 @@ admin actions.
 
 * `MonitorSource(monitor)`: the monitor's own projection. `hbsm run` serves it from a thread of
   its own (hbsm/api/thread.py), so that a monitor whose loop is saturated by probes still
-  answers: bodies are built under `lock` (the monitor folds under the same one), and `control`
-  hands admin actions to the monitor's loop and awaits them there. Served in the monitor's own
-  loop instead (the demo, tests), the lock is never contended and `control` is the monitor
-  itself. The Flask blueprint's embedded monitor is one too
+  answers: bodies are built from the projection as it is, without a lock (the monitor's loop
+  must never wait for a reader), and `control` hands admin actions to the monitor's loop and
+  awaits them there. Served in the monitor's own loop instead (the demo, tests), `control` is
+  the monitor itself. The Flask blueprint's embedded monitor is one too
   (hbsm.flask.sources.EmbeddedSource), its requests handed to the monitor's loop.
 * `LogSource(path)`: a projection of a log written by another process, kept up to date by a
   thread polling a `hbsm.log.fold.LogFold` every `poll_interval` s. Usable from asyncio and from
@@ -194,10 +194,13 @@ class MonitorSource:
 
     @property
     def lock(self) -> contextlib.AbstractContextManager[Any]:
-        try:
-            return self.monitor.projection_lock
-        except NotRunning:  # no monitor yet (hbsm.flask's): nothing changes the projection
-            return self._lock
+        # None to take. Only the monitor's loop changes its projection; the API reads it from
+        # its own thread without waiting for anything, so a reader can never hold the monitor's
+        # loop up (a lock held while a 1,000-service body was built stopped the probes for as
+        # long, at every request). A body may so mix services folded a moment apart; each
+        # reader copies the services dict in one C call (list(...items())) before walking it,
+        # so a service registered meanwhile cannot break the walk.
+        return self._lock
 
     @property
     def admin_token(self) -> str | None:

@@ -7,9 +7,9 @@ the probes did (seconds). In a thread of its own the API waits for the interpret
 which the monitor's thread hands over every 5 ms (sys.getswitchinterval) however busy it is.
 
 What crosses between the two threads, and how:
-* reads of the projection: the API builds its bodies under the monitor's `projection_lock`,
-  the one the monitor folds events under (hbsm.api.source.MonitorSource.lock); the cached
-  bodies are immutable bytes, served without it;
+* reads of the projection: the API builds its bodies from the projection as it is, without a
+  lock: the monitor's loop must never wait for a reader (hbsm.api.source.MonitorSource.lock
+  says why); the cached bodies are immutable bytes;
 * admin actions: handed to the monitor's loop with `run_coroutine_threadsafe` and awaited
   (hbsm.api.source.ControlFromAnotherLoop): the monitor's state only ever changes in its loop;
 * /events and /metrics read the log through followers of their own, as they did (in worker

@@ -202,8 +202,7 @@ class ClusterRole:
         while True:
             events = follower.arrived()
             if events:
-                with self.m.projection_lock:  # the API may read it from its own thread
-                    projection.apply_all(events)
+                projection.apply_all(events)
             await asyncio.sleep(FOLLOW_EVERY)
 
     async def _keep_leases(self) -> None:

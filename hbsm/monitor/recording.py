@@ -69,9 +69,8 @@ class Recorder:
         stamped = m.store.append(list(events))
         if not m.store.shared:
             # A shared log is folded as the stream orders it, every node's events together
-            # (hbsm/monitor/cluster.py follows it). Under the lock the API reads it under.
-            with m.projection_lock:
-                m.projection.apply_all(stamped)
+            # (hbsm/monitor/cluster.py follows it).
+            m.projection.apply_all(stamped)
         self._dirty = True
         for notice in m.notifier.plan(stamped):
             m.effects.notify(notice)

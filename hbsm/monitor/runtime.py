@@ -22,7 +22,6 @@ import asyncio
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -94,9 +93,6 @@ class Monitor:
         # What the monitor has recorded, folded: its API's views (given by whoever also needs
         # it before the monitor exists: the file log's snapshot of each new segment).
         self.projection = projection if projection is not None else Projection()
-        # Held while the projection changes: `hbsm run` serves the API from a thread of its own
-        # (hbsm/api/thread.py), which builds its bodies under it. Uncontended it costs ~0.1 µs.
-        self.projection_lock = threading.RLock()
         # The loop the monitor runs in (set by `start`): where other threads hand it work.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.machine = ServiceMachine()

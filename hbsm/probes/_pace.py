@@ -10,7 +10,8 @@ each window whether the factor changes.
   all, counts as a whole interval late). It is *calm* when its p90 is below `late_lo`.
 * An episode begins after `onset` late windows in a row (one stall, a collector's pause, is not
   an overload). The factor is then what the probes finished in the window say the monitor can
-  do: asked / (done * headroom), so the loop keeps some slack for everything else it runs.
+  do: asked / (done * headroom), so the loop keeps some slack for everything else it runs; at
+  most doubled per change (a stall, not a lack of capacity, can also make `done` small).
 * While overloaded, a late window raises the factor the same way (by a tenth at least); after a
   change the next window is not judged (the probes that were queued still start late). After
   `settle` windows without a rise, each calm window lowers it by a fifth (every other window: a
@@ -127,6 +128,10 @@ class Pace:
             if not self.overloaded and self._late_windows < self.onset:
                 return None
             target = asked / (rate * self.headroom) if rate > 0 else self.stretch * 2
+            # At most doubled per change: a window's `done` also falls when the loop stalled
+            # for a moment (a collector's pause, a neighbour's burst), and a factor of 14 read
+            # off a stall of two windows took a minute to come down.
+            target = min(target, self.stretch * 2)
             self._set(min(self.max_stretch, max(self.stretch * 1.1, target)), hold=self.settle)
             if not self.overloaded:
                 self.since = started_at

@@ -9,6 +9,7 @@ over the README's table after a full run, so the table is always one run's, on o
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,11 @@ def markdown(body: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0] if args else "bench-results.json")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.summary", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("results", nargs="?", type=Path, default=Path("bench-results.json"))
+    path = parser.parse_args(argv).results
     try:
         body = msgspec.json.decode(path.read_bytes())
     except (OSError, msgspec.DecodeError) as exc:

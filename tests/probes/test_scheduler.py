@@ -270,7 +270,7 @@ async def test_slots_wait_for_a_free_place_and_a_lack_of_places_is_an_overload()
     await asyncio.wait_for(runner, 10)
     assert in_flight["most"] == 5
     assert changes and changes[0].overloaded, changes
-    assert changes[0].stretch > 2
+    assert changes[0].stretch > 1.5  # at most doubled at once; it rises on while still late
     counts = [calls[name] for name in names]
     assert min(counts) > 0 and min(counts) / max(counts) > 0.5, counts
 

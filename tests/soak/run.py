@@ -48,12 +48,12 @@ from hbsm.log import segment_paths
 from tests.bench.bench_dashboard import Dashboard
 from tests.bench.procstat import cpu_seconds
 from tests.bench.results import machine_info, machine_line
-from tests.probes.servers import free_port
 from tests.soak.config import INTERVAL, MAX_BYTES, write_config
 from tests.soak.figures import Sample, SoakRun, figures
 from tests.soak.processes import ROOT, ApiLoad, Monitor, Targets, http_status, wait_until
 from tests.soak.tally import LogTally
 from tests.soak.target import service_names
+from tests.support.net import free_port
 
 __all__ = ["main"]
 

@@ -6,11 +6,12 @@ framework's request into a `Request` and write the `Answer` back, so both answer
 with the same bytes. Routing errors are answered here too (404 for an unknown path, 405 with
 Allow for a wrong method), from the same table.
 
-Every answer is JSON but the status page (/), /metrics, /events and HEAD; errors are `bodies.ErrorBody`, never a
-traceback. The health routes answer `application/health+json` when the Accept header asks for
-it. Admin routes: see hbsm.api.security and hbsm.api.admin. Read routes with more to show to
-admin-authorized clients (status, detailed targets, /events) are authorized the same way but not
-recorded. A source that cannot answer now (hbsm.api.source.NotRunning) is a 503.
+Every answer is JSON but the status page (/), /metrics, /events and HEAD; errors are
+`bodies.ErrorBody`, never a traceback. The health routes answer `application/health+json` when
+the Accept header asks for it. Admin routes: see hbsm.api.security and hbsm.api.admin. Read
+routes with more to show to admin-authorized clients (status, detailed targets, /events) are
+authorized the same way but not recorded. A source that cannot answer now
+(hbsm.api.source.NotRunning) is a 503.
 """
 
 from __future__ import annotations

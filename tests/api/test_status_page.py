@@ -137,5 +137,5 @@ def test_the_page_follows_a_fault_live_and_acts_with_the_token(
             enter_token(driver, TOKEN)  # the picture shows the admin buttons
             until(driver, lambda d: d.find_element(By.ID, "live").text == "live")
             until(driver, lambda d: "HTTP 500" in row.text and state_of(d, "api") == "healthy")
-            driver.set_window_size(1280, 640)
+            driver.set_window_size(1280, 720)
             driver.save_screenshot(screenshot)

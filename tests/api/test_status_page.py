@@ -96,6 +96,11 @@ def test_the_page_follows_a_fault_live_and_acts_with_the_token(
     need_chromium()
     from selenium.webdriver.common.by import By
 
+    # Its own inline script and style, by hash, and nothing else: no 'unsafe-inline'.
+    policy = httpx.get(hbsm_run + "/").headers["content-security-policy"]
+    assert "script-src 'sha256-" in policy and "unsafe" not in policy
+    assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+
     with chromium() as driver:
         driver.get(hbsm_run + "/")
         until(driver, lambda d: all(state_of(d, n) == "healthy" for n in ("api", "web", "db")))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,5 +143,6 @@ def test_the_page_follows_a_fault_live_and_acts_with_the_token(
             enter_token(driver, TOKEN)  # the picture shows the admin buttons
             until(driver, lambda d: d.find_element(By.ID, "live").text == "live")
             until(driver, lambda d: "HTTP 500" in row.text and state_of(d, "api") == "healthy")
+            time.sleep(6)  # for the picture only: sparklines with some history
             driver.set_window_size(1280, 720)
             driver.save_screenshot(screenshot)

@@ -1,6 +1,7 @@
 """The status page (`GET /`) in a real headless Chromium, against a real `hbsm run` probing a
 real local target: it follows a fault live (the event stream), offers admin actions only once
-the operator's token is taken, and acts. No CSP violation in the browser's console.
+the operator's token is taken, and acts; it says when it lost the monitor and follows it again
+once it is back. No CSP violation in the browser's console.
 (The Flask blueprint's page: tests/flask/test_flask_status_page.py.)
 
 HBSM_PAGE_SCREENSHOT=PATH saves the page of the first test, a few services in different states,
@@ -45,50 +46,72 @@ def target() -> Iterator[SwitchableTarget]:
     served.stop()
 
 
-@pytest.fixture
-def hbsm_run(tmp_path: Path, target: SwitchableTarget) -> Iterator[str]:
-    """`hbsm run` probing four services of `target`, with an admin token; its API's base URL."""
-    services = [
-        {"name": name, "url": target.svc_url(name), "description": text}
-        for name, text in [
-            ("api", "the public API"),
-            ("web", "the web front end"),
-            ("db", "the database's health endpoint"),
-            ("cache", "the cache"),
+class HbsmRun:
+    """`hbsm run` probing four services of `target`, with an admin token, on a port of its
+    own; `start()` again after `kill()` serves the same log on the same port."""
+
+    def __init__(self, tmp_path: Path, target: SwitchableTarget) -> None:
+        services = [
+            {"name": name, "url": target.svc_url(name), "description": text}
+            for name, text in [
+                ("api", "the public API"),
+                ("web", "the web front end"),
+                ("db", "the database's health endpoint"),
+                ("cache", "the cache"),
+            ]
         ]
-    ]
-    config = write_toml_config(
-        tmp_path / "hbsm.toml",
-        services,
-        **{**TIGHT, "ladder": ["diagnose"], "admin_token": TOKEN},
-    )
-    port = int(next(line for line in config.read_text().splitlines() if line.startswith("port"))
-               .split("=")[1])  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTBEAT_")}
-    err = tmp_path / "hbsm.err"
-    with err.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hbsm", "run", "--config", str(config),
-             "--log", str(tmp_path / "events" / "heartbeat.jsonl")],
-            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+        self.tmp = tmp_path
+        self.config = write_toml_config(
+            tmp_path / "hbsm.toml",
+            services,
+            **{**TIGHT, "ladder": ["diagnose"], "admin_token": TOKEN},
+        )
+        lines = self.config.read_text().splitlines()
+        port = int(next(line for line in lines if line.startswith("port")).split("=")[1])
+        self.base = f"http://127.0.0.1:{port}"
+        self.err = tmp_path / "hbsm.err"
+        self.proc: subprocess.Popen[bytes] | None = None
 
-    def serving() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"hbsm exited ({proc.returncode}): {err.read_text()}")
-        try:
-            return httpx.get(base + "/health", timeout=1).status_code in (200, 503)
-        except httpx.TransportError:
-            return False
+    def start(self) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTBEAT_")}
+        with self.err.open("ab") as stderr:
+            proc = self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hbsm", "run", "--config", str(self.config),
+                 "--log", str(self.tmp / "events" / "heartbeat.jsonl")],
+                cwd=self.tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )  # fmt: skip
 
-    try:
+        def serving() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"hbsm exited ({proc.returncode}): {self.err.read_text()}")
+            try:
+                return httpx.get(self.base + "/health", timeout=1).status_code in (200, 503)
+            except httpx.TransportError:
+                return False
+
         wait_for_sync(serving, "hbsm run serves /health")
-        yield base
+        return self.base
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def run(tmp_path: Path, target: SwitchableTarget) -> Iterator[HbsmRun]:
+    started = HbsmRun(tmp_path, target)
+    try:
+        yield started
     finally:
-        proc.kill()
-        proc.wait(10)
+        started.kill()
+
+
+@pytest.fixture
+def hbsm_run(run: HbsmRun) -> str:
+    """A started `hbsm run`'s base URL."""
+    return run.start()
 
 
 def test_the_page_follows_a_fault_live_and_acts_with_the_token(
@@ -146,3 +169,28 @@ def test_the_page_follows_a_fault_live_and_acts_with_the_token(
             time.sleep(6)  # for the picture only: sparklines with some history
             driver.set_window_size(1280, 720)
             driver.save_screenshot(screenshot)
+
+
+def test_the_page_says_it_lost_the_monitor_and_follows_it_again(run: HbsmRun) -> None:
+    need_chromium()
+    from selenium.webdriver.common.by import By
+
+    base = run.start()
+    with chromium() as driver:
+        driver.get(base + "/")
+        enter_token(driver, TOKEN)
+        until(driver, lambda d: d.find_element(By.ID, "live").text == "live")
+        until(driver, lambda d: state_of(d, "api") == "healthy")
+        run.kill()
+        until(driver, lambda d: d.find_element(By.ID, "live").text == "reconnecting")
+        run.start()  # the same log, the same port: the page resumes after the seq it had
+        until(driver, lambda d: d.find_element(By.ID, "live").text == "live")
+        shown = int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-seq") or 0)
+        until(
+            driver,
+            lambda d: (
+                int(d.find_element(By.TAG_NAME, "body").get_attribute("data-seq") or 0) > shown
+            ),
+        )
+        assert visible_buttons(driver)  # the token kept (this tab's sessionStorage)
+        assert state_of(driver, "api") == "healthy"

@@ -6,11 +6,12 @@ framework's request into a `Request` and write the `Answer` back, so both answer
 with the same bytes. Routing errors are answered here too (404 for an unknown path, 405 with
 Allow for a wrong method), from the same table.
 
-Every answer is JSON but /metrics, /events and HEAD; errors are `bodies.ErrorBody`, never a
-traceback. The health routes answer `application/health+json` when the Accept header asks for
-it. Admin routes: see hbsm.api.security and hbsm.api.admin. Read routes with more to show to
-admin-authorized clients (status, detailed targets, /events) are authorized the same way but not
-recorded. A source that cannot answer now (hbsm.api.source.NotRunning) is a 503.
+Every answer is JSON but the status page (/), /metrics, /events and HEAD; errors are
+`bodies.ErrorBody`, never a traceback. The health routes answer `application/health+json` when
+the Accept header asks for it. Admin routes: see hbsm.api.security and hbsm.api.admin. Read
+routes with more to show to admin-authorized clients (status, detailed targets, /events) are
+authorized the same way but not recorded. A source that cannot answer now
+(hbsm.api.source.NotRunning) is a 503.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class Handler:
             "healthService": self.service,
             "heartbeatStatus": self.status,
             "openapi": self.openapi,
+            "statusPage": self.status_page,
         }
         self._actions: dict[str, Action] = {
             "heartbeatStart": self.start,
@@ -265,6 +267,12 @@ class Handler:
 
     def openapi(self, request: Request, params: Mapping[str, str]) -> Answer:
         return Answer(200, self._openapi)
+
+    def status_page(self, request: Request, params: Mapping[str, str]) -> Answer:
+        # The same bytes for everyone: what the page shows, it reads with the client's rights.
+        from hbsm.api.page import page
+
+        return page()
 
 
 def _failed(request: Request, exc: Exception) -> Answer:

@@ -71,6 +71,13 @@ def _health(body: type[msgspec.Struct]) -> dict[str, Reply]:
 
 ROUTES: tuple[Route, ...] = (
     Route(
+        "GET",
+        "/",
+        "statusPage",
+        "The status page: every service live, in a browser (HTML, script inline)",
+        {"200": Reply("the page", media="text/html")},
+    ),
+    Route(
         "GET", "/health", "health", "Overall health", _health(bodies.Health), parameters=("accept",)
     ),
     Route(

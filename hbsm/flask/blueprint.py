@@ -25,11 +25,16 @@ from hbsm.api.routes import ROUTES, Route
 from hbsm.api.source import NotRunning, Source
 from hbsm.flask.sources import ADMIN_TIMEOUT, READ_TIMEOUT, Dispatcher, EmbeddedSource
 
-__all__ = ["HeartbeatRoutes", "heartbeat_blueprint", "routes_taken"]
+__all__ = ["HeartbeatRoutes", "heartbeat_blueprint", "page_taken", "routes_taken"]
 
 # The paths the blueprint answers routing errors under (without a url_prefix): each route's
-# path up to its parameters, at most two segments deep.
-ROOTS = tuple(sorted({"/".join(r.path.split("{")[0].rstrip("/").split("/")[:3]) for r in ROUTES}))
+# path up to its parameters, at most two segments deep. The status page's "/" is no root: with
+# no url_prefix, every path of the host app would be under it.
+ROOTS = tuple(
+    sorted(
+        {"/".join(r.path.split("{")[0].rstrip("/").split("/")[:3]) for r in ROUTES if r.path != "/"}
+    )
+)
 
 
 class HeartbeatRoutes:
@@ -101,6 +106,8 @@ class HeartbeatRoutes:
             if prefix and (path == prefix or path.startswith(prefix + "/")):
                 return path[len(prefix) :] or "/"
             inner = path[len(prefix) :] if prefix else path
+            if inner == "/":  # the status page's own path (a wrong method there)
+                return inner
             for root in ROOTS:
                 if inner == root or inner.startswith(root + "/"):
                     return inner
@@ -129,16 +136,27 @@ class HeartbeatRoutes:
 def routes_taken(app: Flask, url_prefix: str | None = None) -> list[str]:
     """The routes of the table the app already serves itself, under `url_prefix`, each as
     "GET /health (the app's endpoint 'health')": Flask keeps the first rule for a path, so
-    hbsm's would be hidden there."""
+    hbsm's would be hidden there. The status page is left out: most apps have a `/` of their
+    own (see `page_taken`)."""
     prefix = (url_prefix or "").rstrip("/")
     taken = []
     for route in ROUTES:
+        if route.path == "/":
+            continue
         path = prefix + route.flask_rule
         for rule in app.url_map.iter_rules():
             if rule.rule == path and route.method in (rule.methods or ()):
                 taken.append(f"{route.method} {path} (the app's endpoint {rule.endpoint!r})")
                 break
     return taken
+
+
+def page_taken(app: Flask, url_prefix: str | None = None) -> bool:
+    """Whether the app serves the status page's path itself (then the app's page is shown)."""
+    path = (url_prefix or "").rstrip("/") + "/"
+    return any(
+        rule.rule == path and "GET" in (rule.methods or ()) for rule in app.url_map.iter_rules()
+    )
 
 
 def heartbeat_blueprint(

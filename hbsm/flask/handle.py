@@ -19,7 +19,7 @@ from hbsm.api.refusals import RefusalLimiter
 from hbsm.api.relay import RELAY_SUPPORTED, RelayServer
 from hbsm.api.source import LogSource, Source
 from hbsm.config import Config, LoadedConfig
-from hbsm.flask.blueprint import HeartbeatRoutes, routes_taken
+from hbsm.flask.blueprint import HeartbeatRoutes, page_taken, routes_taken
 from hbsm.flask.embedded import MonitorThread, resolve_config
 from hbsm.flask.shutdown import stop_on_sigterm
 from hbsm.flask.sources import READ_TIMEOUT, EmbeddedSource
@@ -296,6 +296,13 @@ def _install(
             "hbsm: this app already serves %s, so hbsm's route there is hidden; pass "
             'url_prefix="/heartbeat" (or another) to serve all of hbsm\'s routes under it',
             ", ".join(taken),
+        )
+    if page_taken(app, url_prefix):
+        # Not a warning: an app's own home page is the rule, and the API is all there.
+        log.info(
+            "hbsm: this app serves %s/ itself, so hbsm's status page is not shown there; pass "
+            'url_prefix="/heartbeat" (or another) to have it at /heartbeat/',
+            (url_prefix or "").rstrip("/"),
         )
     routes = HeartbeatRoutes(source, refusals=refusals)
     app.register_blueprint(routes.blueprint, url_prefix=url_prefix)

@@ -186,6 +186,9 @@ async def test_random_requests_never_fail(start_api: StartApi, target) -> None:
         if url.path == "/metrics" and status == 200:
             assert kind.startswith("text/plain")
             return
+        if url.path == "/" and status == 200:  # the status page
+            assert kind == "text/html; charset=utf-8" and b"<!doctype html>" in response.content
+            return
         assert kind in ("application/json", "application/health+json"), (method, url, kind)
         decoded = msgspec.json.decode(response.content)
         if status >= 400:

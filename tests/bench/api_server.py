@@ -13,6 +13,8 @@ MODE is one of:
                 the floor for any Flask app
   blueprint     hbsm's Flask blueprint (heartbeat_blueprint over the LogSource) in a Flask app
                 on the same server: what `follow_log` serves
+  follow        hbsm's app on uvicorn (as `uvicorn`) over a LogSource that follows LOG as it
+                grows (bench_page): its answers as fresh as the log
 """
 
 from __future__ import annotations
@@ -108,6 +110,10 @@ def main() -> int:
     mode, log = sys.argv[1], sys.argv[2]
     _exit_when_stdin_closes()
     source = LogSource(log)
+    if mode == "follow":
+        source.start()  # folded as it grows, by the source's polling thread
+        _uvicorn(source, "uvicorn")
+        return 0
     source.refresh()  # the log is complete: no polling thread needed
     if mode == "flask":
         _flask(source)

@@ -62,14 +62,17 @@ class ServedApp:
         self.server.server_close()
 
 
-def flask_app(name: str = "host") -> Flask:
-    """A host application with routes of its own, as a real one has."""
+def flask_app(name: str = "host", *, index: bool = True) -> Flask:
+    """A host application with routes of its own, as a real one has (`index`: its own `/`,
+    where hbsm's status page is then not served)."""
     app = Flask(name)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    @app.get("/")
-    def index() -> str:
-        return "the host app"
+    if index:
+
+        @app.get("/")
+        def index_page() -> str:
+            return "the host app"
 
     @app.get("/login")
     def login() -> str:

@@ -283,7 +283,11 @@ def test_url_prefix(embedded, target, log_path):
     rules = sorted(r.rule for r in app.url_map.iter_rules() if r.endpoint.startswith("hbsm"))
     # Every route of the standalone API, and only under the prefix.
     assert rules == sorted("/ops" + route.flask_rule for route in ROUTES)
-    assert len(rules) == 10
+    assert len(rules) == 11
+    # The status page under the prefix; its URLs are relative, so they stay under it too.
+    page = client.get("/ops/")
+    assert page.status_code == 200 and page.content_type == "text/html; charset=utf-8"
+    assert b'fetch("health/detailed"' in page.data
 
 
 def test_the_url_rules_are_the_routes(embedded, target, log_path):

@@ -34,7 +34,8 @@ HEALTH_JSON = {"Accept": "application/health+json"}
 # What an answer is compared on: everything but what the server adds of its own (Date, Server,
 # Content-Length, Transfer-Encoding, Connection).
 HEADERS = ("content-type", "cache-control", "x-content-type-options", "allow",
-           "www-authenticate", "x-accel-buffering")  # fmt: skip
+           "www-authenticate", "x-accel-buffering", "content-security-policy",
+           "x-frame-options", "referrer-policy")  # fmt: skip
 
 Asked = tuple[str, str, dict[str, str]]  # method, path, headers
 
@@ -151,12 +152,12 @@ def test_the_route_table_covers_every_kind_of_request() -> None:
     # Every route is asked something, the stream included, so that the tests below walk them all.
     asked = {route.name: list(reads(route)) for route in ROUTES}
     assert all(asked[name] for name in asked if name != "events")
-    assert len(ROUTES) == 10
+    assert len(ROUTES) == 11
 
 
 def test_one_live_monitor_served_by_both(embedded, target, log_path, served, stop_later):
     target.modes["web"] = "/status/502"  # something to show: failures, a repair, a diagnosis
-    app = flask_app()
+    app = flask_app(index=False)  # hbsm's status page at /
     flask_side = served(app)
     _, handle = embedded(two_services(target, log_path), app=app, clock=lambda: NOW)
     flask_side.serve()
@@ -209,7 +210,7 @@ def test_one_log_projected_by_both(following, target, log_path, served, stop_lat
     )
     time.sleep(0.3)
     writer.stop()
-    app = flask_app("follower")
+    app = flask_app("follower", index=False)
     flask_side = served(app)
     following(log_path, app=app, admin_token=TOKEN, clock=lambda: NOW)
     flask_side.serve()

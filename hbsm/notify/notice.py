@@ -9,13 +9,20 @@ from typing import Any, Final, Literal
 __all__ = ["KINDS", "LEVELS", "Notice", "NoticeKind", "iso_utc", "webhook_body"]
 
 NoticeKind = Literal[
-    "restart", "failed", "recovered", "repair_failed", "log_unwritable", "log_writable"
+    "restart",
+    "failed",
+    "recovered",
+    "repair_failed",
+    "cert_expiring",
+    "log_unwritable",
+    "log_writable",
 ]
 KINDS: Final[tuple[NoticeKind, ...]] = (
     "restart",
     "failed",
     "recovered",
     "repair_failed",
+    "cert_expiring",
     "log_unwritable",
     "log_writable",
 )
@@ -24,6 +31,8 @@ LEVELS: Final[dict[str, str]] = {
     "failed": "critical",
     "recovered": "info",
     "repair_failed": "warning",
+    # A report, not an incident: nothing is repaired or restarted for it.
+    "cert_expiring": "warning",
     # The monitor's own: its event log cannot be written (it can repair nothing), or can again.
     "log_unwritable": "critical",
     "log_writable": "info",
@@ -37,7 +46,8 @@ class Notice:
     `incident` names the incident ("<service>@<ISO time it began>"); `ts` is the time of the
     event that called for the notice (seconds since the epoch, UTC); `details` is plain JSON.
     The monitor's own notices (log_unwritable, log_writable) have `service` "" and an incident
-    "event-log@<ISO time the outage began>".
+    "event-log@<ISO time the outage began>"; a cert_expiring notice, which is no incident of
+    the service, "<service>@cert:<the certificate's SHA-256, first 16 hex digits>".
     """
 
     service: str

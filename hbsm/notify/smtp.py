@@ -24,6 +24,7 @@ _SUBJECTS = {
     "failed": "FAILED",
     "recovered": "recovered",
     "repair_failed": "repair failed",
+    "cert_expiring": "TLS certificate expires soon",
     "log_unwritable": "CANNOT WRITE ITS EVENT LOG",
     "log_writable": "event log writable again",
 }

@@ -38,6 +38,10 @@ def _plain(word: str) -> bool:
     return word.isascii() and word.isprintable()
 
 
+# An https connection is kept this long at most (seconds), then opened anew: a kept-alive
+# connection shows the certificate it was opened with, and a renewed one must be seen.
+TLS_MAX_AGE = 600.0
+
 # The most a status line and headers may take. llhttp sets no bound of its own: a target sending
 # one endless header line would otherwise be buffered until the timeout. (aiohttp's: 8 KiB a
 # line, 32 KiB in all.)
@@ -134,6 +138,7 @@ class _Connection(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._size = 0
         self.cert: PeerCert | None = None
+        self.opened = loop.time()
 
     # --- asking --------------------------------------------------------------------------------
 
@@ -292,8 +297,9 @@ class LeanClient:
     """Kept-alive connections per (host, port, tls, CA file), at most `max_idle` idle ones in
     all."""
 
-    def __init__(self, max_idle: int) -> None:
+    def __init__(self, max_idle: int, tls_max_age: float = TLS_MAX_AGE) -> None:
         self._max_idle = max_idle
+        self._tls_max_age = tls_max_age
         self._idle: dict[_Key, list[_Connection]] = {}
         self._idle_count = 0
 
@@ -356,6 +362,9 @@ class LeanClient:
         while idle:
             connection = idle.pop()
             self._idle_count -= 1
+            if request.tls and connection.loop.time() - connection.opened >= self._tls_max_age:
+                connection.abort()  # old enough: a new handshake shows the current certificate
+                continue
             if not connection.closed:
                 connection.reused = True
                 return connection

@@ -16,7 +16,7 @@ from ._body import PROBE_HEADERS
 from ._classify import short
 from ._command import probe_command
 from ._http import probe_http, probe_lean
-from ._lean import LeanClient, LeanRequest, lean_request
+from ._lean import TLS_MAX_AGE, LeanClient, LeanRequest, lean_request
 from ._outcome import Outcome
 from ._tcp import probe_tcp
 from ._tls import PeerCert, tls_context
@@ -85,6 +85,7 @@ class Prober:
         concurrency: int = 200,
         transport: Transport = "lean",
         clock: Callable[[], float] = time.time,
+        tls_max_age: float = TLS_MAX_AGE,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -93,7 +94,9 @@ class Prober:
         self.concurrency = concurrency
         self.transport = transport
         self._clock = clock
-        self._lean = LeanClient(max_idle=concurrency)
+        # tls_max_age: how long an https connection is kept before a new handshake (which shows
+        # a renewed certificate).
+        self._lean = LeanClient(max_idle=concurrency, tls_max_age=tls_max_age)
         # Made on the first probe that needs one: one client per CA file (None: the system's).
         self._httpx: dict[str | None, httpx.AsyncClient] = {}
         # Each service's lean request (None: it needs httpx), built once.

@@ -26,6 +26,8 @@ misbehave on purpose). Behaviour is chosen by the request path, so one server se
 A HEAD is answered as its GET without the body.
 
 `start()`/`stop()` run it on its own event loop in a thread (usable from sync or async tests).
+Given an `ssl.SSLContext` (`HttpTarget(tls=...)`) it serves https, with that context's
+certificate; `use_cert` swaps the certificate for connections made from then on (a renewal).
 Run as a script it serves in the foreground, prints its port, and exits when stdin closes:
 
     python tests/probes/servers.py [--port N]
@@ -40,6 +42,7 @@ import argparse
 import asyncio
 import contextlib
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -218,8 +221,9 @@ class HttpTarget:
     # The protocol serving each connection: subclasses answer differently.
     connection: type[_Connection] = _Connection
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, tls: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.tls = tls
         self.requests = 0
         self.connections = 0
         # (size asked for, bytes handed to the kernel) per /huge request, in order of completion.
@@ -230,7 +234,12 @@ class HttpTarget:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def use_cert(self, cert: str, key: str) -> None:
+        """Serve this certificate to connections made from now on (a renewed certificate)."""
+        assert self.tls is not None
+        self.tls.load_cert_chain(cert, key)
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -238,7 +247,7 @@ class HttpTarget:
     async def serve(self) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: self.connection(self), "127.0.0.1", self.port, backlog=1024
+            lambda: self.connection(self), "127.0.0.1", self.port, backlog=1024, ssl=self.tls
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self._server

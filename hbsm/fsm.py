@@ -2,7 +2,8 @@
 
 `decide(state, fact, policy)` applies a fact (probe, repair.finished, restart.finished, admin,
 process.started, process.lost, cert.seen) and returns the decisions it leads to (transition,
-repair.started, restart.started, cert.expiring), each already applied to `state` with `hbsm.evolve.evolve`.
+repair.started, restart.started, cert.expiring), each already applied to `state` with
+`hbsm.evolve.evolve`.
 The graph itself (which trigger leads where, under which guard) is one shared
 `transitions.Machine` per version of the rules (`hbsm.state.RULES`); it holds no models: each
 trigger is fired on the ServiceState it is given. `decided(state, fact, policy)` does the same
@@ -209,7 +210,11 @@ def decide(
     machine = machine or machine_for(RULES)
     evolve(state, fact, policy)
     reported: list[Event] = []
-    if machine.rules >= 5 and state.cert_not_after is not None and isinstance(fact, Probe | CertSeen):
+    if (
+        machine.rules >= 5
+        and state.cert_not_after is not None
+        and isinstance(fact, Probe | CertSeen)
+    ):
         warning = _cert_warning(state, fact, policy)
         if warning is not None:
             evolve(state, warning, policy)

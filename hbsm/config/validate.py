@@ -286,10 +286,10 @@ def _ca_file_problem(path: str) -> str | None:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
     except FileNotFoundError:
         return f"{path!r} does not exist"
+    except ssl.SSLError as exc:  # an OSError too: first
+        return f"{path!r} holds no PEM certificate hbsm can load ({exc.reason or exc})"
     except OSError as exc:
         return f"{path!r} cannot be read: {exc.strerror or exc}"
-    except ssl.SSLError as exc:
-        return f"{path!r} holds no PEM certificate hbsm can load ({exc.reason or exc})"
     return None
 
 

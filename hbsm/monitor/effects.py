@@ -92,11 +92,15 @@ class Effects:
             m.outage.skipped += 1  # the log failed while this probe was in flight
             return
         state = m.states.get(name)
-        if cert is not None and state is not None and cert.fingerprint != state.cert_fingerprint:
+        if (
+            cert is not None
+            and state is not None
+            and cert.fingerprint != state.cert_fingerprint
+            and m.decides(name)
+        ):
             # A certificate first seen, or renewed: a fact of its own, recorded once per
             # certificate rather than with every probe; it comes before the probe that saw it.
-            if m.decides(name):
-                m.record(CertSeen(ts=fact.ts, service=name, **cert._asdict()))
+            m.record(CertSeen(ts=fact.ts, service=name, **cert._asdict()))
         m.observe(fact)
 
     async def _repair(self, started: RepairStarted) -> None:

@@ -170,9 +170,7 @@ class NoticePlanner:
         t.certs.add(e.fingerprint)
         if not live or "cert_expiring" not in self.on:
             return None
-        when = (
-            f"expires in {e.days_left:.1f} days" if e.days_left >= 0 else "has expired"
-        )
+        when = f"expires in {e.days_left:.1f} days" if e.days_left >= 0 else "has expired"
         notice = Notice(
             service=service,
             kind="cert_expiring",

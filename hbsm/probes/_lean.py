@@ -307,8 +307,9 @@ class LeanClient:
         """The answer to `request` within `timeout` seconds, connecting included.
 
         Raises what went wrong: OSError (refused, name resolution, ...), ssl.SSLError (the
-        handshake or the certificate's verification failed), TimeoutError, _ProtocolError; _PartialAnswer, caused by one of those, once the status was in. A
-        connection whose answer was cut short is closed, never reused.
+        handshake or the certificate's verification failed), TimeoutError, _ProtocolError;
+        _PartialAnswer, caused by one of those, once the status was in. A connection whose
+        answer was cut short is closed, never reused.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

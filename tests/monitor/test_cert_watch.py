@@ -95,9 +95,7 @@ def test_a_certificate_near_its_end_is_reported_once_and_restarts_nothing(
 
         run = hbsm_run(config, log)
         # Many probes after the report: it is not repeated.
-        run.until(
-            lambda: len(of(logged(log), Probe)) >= 15 and cert_hooks(receiver), "15 probes"
-        )
+        run.until(lambda: len(of(logged(log), Probe)) >= 15 and cert_hooks(receiver), "15 probes")
         history = logged(log)
         [seen] = of(history, CertSeen)
         [expiring] = of(history, CertExpiring)
@@ -146,9 +144,7 @@ def test_a_certificate_near_its_end_is_reported_once_and_restarts_nothing(
         # Expired: verification fails, a `tls` failure like any other TLS failure.
         ended = ca.issue(days=-1, valid_since_days=30)
         target.use_cert(str(ended.cert), str(ended.key))
-        run.until(
-            lambda: any(not p.ok for p in of(logged(log), Probe)), "a failed probe"
-        )
+        run.until(lambda: any(not p.ok for p in of(logged(log), Probe)), "a failed probe")
         failed = next(p for p in of(logged(log), Probe) if not p.ok)
         assert failed.error == "tls" and "certificate has expired" in failed.detail
 

@@ -74,9 +74,7 @@ async def test_an_expired_certificate_is_a_tls_failure(
         assert "certificate has expired" in result.detail
 
 
-async def test_a_certificate_for_another_name_is_a_tls_failure(
-    prober: Prober, ca: TestCA
-) -> None:
+async def test_a_certificate_for_another_name_is_a_tls_failure(prober: Prober, ca: TestCA) -> None:
     other = ca.issue(days=30, host="elsewhere.internal")
     target = HttpTarget(tls=other.server_context()).start()
     try:

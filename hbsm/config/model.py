@@ -56,8 +56,8 @@ class ProbeConfig(_Frozen, frozen=True):
     json_equals: Any = None
     # A success slower than this (milliseconds) counts as a failure of class "slow".
     slow_ms: float | None = None
-    # https: a PEM file of CAs to trust besides the system's (a private CA that signs internal
-    # services). The system's store itself honours SSL_CERT_FILE.
+    # https: a PEM file of CAs to trust besides the public ones (the system's store, which
+    # honours SSL_CERT_FILE, and certifi's): a private CA that signs internal services.
     ca_file: str | None = None
     # command: argv run without a shell; exit status 0 is up.
     argv: list[str] = []

@@ -1,7 +1,7 @@
 """TLS for HTTPS probes: the context that verifies a target, and what its certificate says.
 
-One context per CA file (None: the system's trust store, which honours SSL_CERT_FILE), made
-once: building one reads the whole trust store. The certificate is read once per connection,
+One context per CA file (None: the public trust stores only), made once: building one reads
+the whole trust store. The certificate is read once per connection,
 not per probe: a kept-alive connection keeps the certificate it was opened with.
 """
 
@@ -28,9 +28,16 @@ class PeerCert(NamedTuple):
 
 @functools.cache
 def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """The context HTTPS probes verify with: the system's trust store, plus the CAs in
-    `ca_file` (a PEM file; a private CA that signs internal services)."""
+    """The context HTTPS probes verify with: the system's trust store (SSL_CERT_FILE and
+    SSL_CERT_DIR honoured), certifi's bundle when it is installed, and the CAs in `ca_file` (a
+    PEM file; a private CA that signs internal services)."""
     context = ssl.create_default_context()
+    try:
+        import certifi  # httpx's own trust: a slim image without a system store still verifies
+    except ImportError:
+        pass
+    else:
+        context.load_verify_locations(cafile=certifi.where())
     if ca_file:
         context.load_verify_locations(cafile=ca_file)
     return context

@@ -166,8 +166,10 @@ def test_hiding_reaches_into_maps_and_lists() -> None:
 def test_the_certificate_is_shown_with_its_days_left_and_its_names_to_admins_only() -> None:
     state = ServiceState(name="web")
     policy = Policy(cert_warn_days=14)
-    seen = CertSeen(ts=T0, service="web", not_after=T0 + 3 * 86400, fingerprint="ab" * 32,
-                    serial="1F", subject=f"commonName={SECRET}", issuer="commonName=Ops CA")  # fmt: skip
+    seen = CertSeen(
+        ts=T0, service="web", not_after=T0 + 3 * 86400, fingerprint="ab" * 32, serial="1F",
+        subject=f"commonName={SECRET}", issuer="commonName=Ops CA",
+    )  # fmt: skip
     log: list[Event] = [ServiceRegistered(ts=T0, service="web", policy=policy, target=URL), seen]
     log += decide(state, seen, policy)
     projection = Projection()

@@ -30,7 +30,7 @@ Given an `ssl.SSLContext` (`HttpTarget(tls=...)`) it serves https, with that con
 certificate; `use_cert` swaps the certificate for connections made from then on (a renewal).
 Run as a script it serves in the foreground, prints its port, and exits when stdin closes:
 
-    python tests/probes/servers.py [--port N]
+    python tests/probes/servers.py [--port N] [--tls-cert PEM --tls-key PEM]
 
 `GarbageTarget` answers every connection with bytes that are not TLS (a `tls` failure for an
 https:// probe); `closed_port()` is a port that refuses connections.
@@ -344,10 +344,16 @@ def closed_port() -> Iterator[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-cert", help="serve https with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="and this key (PEM)")
     args = parser.parse_args()
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
 
     async def serve() -> None:
-        target = HttpTarget(args.port)
+        target = HttpTarget(args.port, tls=tls)
         await target.serve()
         print(target.port, flush=True)
         # Until stdin closes: the parent going away ends us too.

@@ -237,9 +237,23 @@ class HttpTarget:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def use_cert(self, cert: str, key: str) -> None:
-        """Serve this certificate to connections made from now on (a renewed certificate)."""
+        """Serve this certificate to connections made from now on (a renewed certificate).
+        Loaded on the server's own loop, between two handshakes, never during one."""
         assert self.tls is not None
-        self.tls.load_cert_chain(cert, key)
+        tls = self.tls
+        if self._loop is None:
+            tls.load_cert_chain(cert, key)
+            return
+        done = threading.Event()
+
+        def load() -> None:
+            try:
+                tls.load_cert_chain(cert, key)
+            finally:
+                done.set()
+
+        self._loop.call_soon_threadsafe(load)
+        assert done.wait(5), "the server's loop did not load the certificate"
 
     def url(self, path: str) -> str:
         return self.base + path

@@ -144,6 +144,7 @@ def test_a_certificate_near_its_end_is_reported_once_and_restarts_nothing(
         # Expired: verification fails, a `tls` failure like any other TLS failure.
         ended = ca.issue(days=-1, valid_since_days=30)
         target.use_cert(str(ended.cert), str(ended.key))
+
         def expired() -> list[Probe]:
             return [p for p in of(logged(log), Probe) if "certificate has expired" in p.detail]
 

@@ -16,6 +16,8 @@ __all__ = [
     "TYPE_NAMES",
     "Admin",
     "AnyEvent",
+    "CertExpiring",
+    "CertSeen",
     "Event",
     "LogOutage",
     "LogRecovered",
@@ -149,6 +151,34 @@ class ProbeSeen(Event, tag="probe.seen", frozen=True, kw_only=True):
     status: int | None = None
     error: str | None = None
     detail: str = ""
+
+
+class CertSeen(Event, tag="cert.seen", frozen=True, kw_only=True):
+    """A fact: the TLS certificate a service presented to an HTTPS probe, recorded when it is
+    first seen or has changed (a renewal), not on every probe. `not_after`/`not_before`: its
+    validity (seconds since the epoch, UTC); `fingerprint`: SHA-256 of its DER bytes, hex."""
+
+    service: str
+    not_after: float
+    fingerprint: str
+    not_before: float | None = None
+    serial: str = ""
+    subject: str = ""
+    issuer: str = ""
+
+
+class CertExpiring(Event, tag="cert.expiring", frozen=True, kw_only=True):
+    """A decision: the certificate `fingerprint` expires within the policy's `cert_warn_days`
+    (`days_left` of them at `ts`). Reported once per certificate; failure class `error`
+    ("cert"), which nothing repairs or restarts. A renewed certificate (`cert.seen` with
+    another fingerprint) clears it."""
+
+    service: str
+    fingerprint: str
+    not_after: float
+    days_left: float
+    warn_days: float
+    error: str = "cert"
 
 
 class ServiceOwned(Event, tag="service.owned", frozen=True, kw_only=True):
@@ -317,6 +347,10 @@ class ServiceView(msgspec.Struct, kw_only=True):
     # vantage point's latest fact about it.
     owner: str | None = None
     seen: dict[str, ProbeSeen] = {}
+    # The TLS certificate the service last presented (https), and the report that it expires
+    # soon (None once a renewed one is seen). Days left are counted from now by readers.
+    cert: CertSeen | None = None
+    cert_expiring: CertExpiring | None = None
 
 
 class MonitorView(msgspec.Struct, kw_only=True):
@@ -381,6 +415,8 @@ AnyEvent = (
     | Probe
     | ProbeSeen
     | ServiceOwned
+    | CertSeen
+    | CertExpiring
     | Transition
     | RepairStarted
     | RepairFinished

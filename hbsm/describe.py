@@ -16,6 +16,8 @@ from typing import Any, Final
 from hbsm._format import duration, iso, latency, millis, tail
 from hbsm.events import (
     Admin,
+    CertExpiring,
+    CertSeen,
     Event,
     LogOutage,
     LogRecovered,
@@ -226,6 +228,22 @@ def _caught_up(e: MonitorCaughtUp) -> str:
     ) + (f" (node {e.node})" if e.node else "")
 
 
+def _cert_seen(e: CertSeen) -> str:
+    who = f" {tail(e.subject, 60)}" if e.subject else ""
+    return (
+        f"certificate{who} valid until {iso(e.not_after)} "
+        f"(serial {tail(e.serial, 40) or '?'}, sha256 {e.fingerprint[:16]}…)"
+    )
+
+
+def _cert_expiring(e: CertExpiring) -> str:
+    when = f"expires in {e.days_left:.1f} days" if e.days_left >= 0 else "has EXPIRED"
+    return (
+        f"certificate {when} ({iso(e.not_after)}; warned within {e.warn_days:g} days; "
+        f"{e.error}: reported, nothing restarted)"
+    )
+
+
 _DESCRIBERS: Final[dict[type, Callable[[Any], str]]] = {
     Probe: _probe,
     Transition: _transition,
@@ -239,6 +257,8 @@ _DESCRIBERS: Final[dict[type, Callable[[Any], str]]] = {
     ServiceRegistered: _service_registered,
     ProbeSeen: _probe_seen,
     ServiceOwned: _service_owned,
+    CertSeen: _cert_seen,
+    CertExpiring: _cert_expiring,
     Admin: _admin,
     Notification: _notification,
     MonitorStarted: _monitor_started,

@@ -2,9 +2,9 @@
 
 Every event has `seq` (strictly increasing in a log, stamped by the log on append) and `ts` (UTC,
 seconds since the epoch: the FSM takes its time from here, never from a clock). Facts are what
-hbsm observed (probe, repair.finished, restart.finished, admin, process.started, process.lost);
-decisions are what the state machine concluded from them (transition, repair.started,
-restart.started). Schema and examples: events/README.md.
+hbsm observed (probe, repair.finished, restart.finished, admin, process.started, process.lost,
+cert.seen); decisions are what the state machine concluded from them (transition,
+repair.started, restart.started, cert.expiring). Schema and examples: events/README.md.
 
 Forward compatibility: new fields get defaults, unknown fields are ignored, and a line whose
 `type` this version does not know decodes to an `OpaqueEvent` instead of failing.
@@ -23,6 +23,8 @@ from hbsm._event_kinds import (
     TYPE_NAMES,
     Admin,
     AnyEvent,
+    CertExpiring,
+    CertSeen,
     Event,
     LogOutage,
     LogRecovered,
@@ -58,6 +60,8 @@ __all__ = [
     "TYPE_NAMES",
     "Admin",
     "AnyEvent",
+    "CertExpiring",
+    "CertSeen",
     "Event",
     "EventDecodeError",
     "LogOutage",

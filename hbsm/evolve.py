@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from hbsm.events import (
+    CertExpiring,
+    CertSeen,
     Event,
     Probe,
     ProcessStarted,
@@ -158,12 +160,26 @@ def _evolve_process_started(s: ServiceState, e: ProcessStarted, policy: Policy) 
         _start_grace(s, e.ts, policy)
 
 
+def _evolve_cert_seen(s: ServiceState, e: CertSeen) -> None:
+    s.cert_not_after = e.not_after
+    if e.fingerprint != s.cert_fingerprint:  # a new certificate: not reported yet
+        s.cert_fingerprint = e.fingerprint
+        s.cert_warned = False
+
+
+def _evolve_cert_expiring(s: ServiceState, e: CertExpiring) -> None:
+    if e.fingerprint == s.cert_fingerprint:
+        s.cert_warned = True
+
+
 _EVOLVERS: Final[dict[type, Callable[[ServiceState, Any], None]]] = {
     Probe: evolve_probe,
     Transition: _evolve_transition,
     RepairStarted: _evolve_repair_started,
     RepairFinished: _evolve_repair_finished,
     RestartStarted: _evolve_restart_started,
+    CertSeen: _evolve_cert_seen,
+    CertExpiring: _evolve_cert_expiring,
 }
 # The events whose effect depends on the service's policy.
 _POLICY_EVOLVERS: Final[dict[type, Callable[[ServiceState, Any, Policy], None]]] = {

@@ -1,8 +1,9 @@
 """The service state machine: `decide`.
 
 `decide(state, fact, policy)` applies a fact (probe, repair.finished, restart.finished, admin,
-process.started, process.lost) and returns the decisions it leads to (transition,
-repair.started, restart.started), each already applied to `state` with `hbsm.evolve.evolve`.
+process.started, process.lost, cert.seen) and returns the decisions it leads to (transition,
+repair.started, restart.started, cert.expiring), each already applied to `state` with
+`hbsm.evolve.evolve`.
 The graph itself (which trigger leads where, under which guard) is one shared
 `transitions.Machine` per version of the rules (`hbsm.state.RULES`); it holds no models: each
 trigger is fired on the ServiceState it is given. `decided(state, fact, policy)` does the same
@@ -28,6 +29,8 @@ from transitions import Machine
 from hbsm.errors import HbsmError
 from hbsm.events import (
     Admin,
+    CertExpiring,
+    CertSeen,
     Event,
     Probe,
     ProcessLost,
@@ -59,10 +62,19 @@ __all__ = [
 ]
 
 # Events decide() consumes, and the ones it produces.
-FACTS: Final = (Probe, RepairFinished, RestartFinished, Admin, ProcessStarted, ProcessLost)
-DECISIONS: Final = (Transition, RepairStarted, RestartStarted)
+FACTS: Final = (
+    Probe,
+    RepairFinished,
+    RestartFinished,
+    Admin,
+    ProcessStarted,
+    ProcessLost,
+    CertSeen,
+)
+DECISIONS: Final = (Transition, RepairStarted, RestartStarted, CertExpiring)
 # Every version of the rules this hbsm can decide by (see hbsm.state.RULES).
-KNOWN_RULES: Final = (1, 2, 3, 4)
+KNOWN_RULES: Final = (1, 2, 3, 4, 5)
+_DAY: Final = 86400.0
 
 
 class UnknownRulesError(HbsmError, ValueError):
@@ -149,6 +161,26 @@ def _stands(s: ServiceState, e: RepairFinished) -> bool:
     )
 
 
+def _cert_warning(s: ServiceState, fact: Event, policy: Policy) -> CertExpiring | None:
+    """The report that the service's certificate expires within `cert_warn_days`, on the first
+    fact inside that window (its own cert.seen, or a probe), once per certificate. A report
+    only: the failure class `cert` starts no repair and no restart."""
+    not_after = s.cert_not_after
+    if not_after is None or s.cert_warned or policy.cert_warn_days <= 0:
+        return None
+    left = (not_after - fact.ts) / _DAY
+    if left > policy.cert_warn_days:
+        return None
+    return CertExpiring(
+        ts=fact.ts,
+        service=s.name,
+        fingerprint=s.cert_fingerprint,
+        not_after=not_after,
+        days_left=round(left, 3),
+        warn_days=policy.cert_warn_days,
+    )
+
+
 def decided(
     state: ServiceState,
     fact: Event,
@@ -177,6 +209,16 @@ def decide(
     """
     machine = machine or machine_for(RULES)
     evolve(state, fact, policy)
+    reported: list[Event] = []
+    if (
+        machine.rules >= 5
+        and state.cert_not_after is not None
+        and isinstance(fact, Probe | CertSeen)
+    ):
+        warning = _cert_warning(state, fact, policy)
+        if warning is not None:
+            evolve(state, warning, policy)
+            reported.append(warning)
     trigger: str | None = None
     reason = ""
     if isinstance(fact, Probe):
@@ -203,7 +245,7 @@ def decide(
     # Any other repair step's outcome only marks it done (the verification probe that follows
     # decides); a started process only opens its start grace. Nothing to fire for either.
     if trigger is None:
-        return []
+        return reported
     ctx = Context(state=state, fact=fact, policy=policy, rules=machine.rules, reason=reason)
     machine.fire(trigger, ctx)
-    return ctx.out
+    return reported + ctx.out if reported else ctx.out

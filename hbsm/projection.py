@@ -17,6 +17,8 @@ from hbsm.events import (
     LATENCY_HISTORY,
     TYPE_NAMES,
     Admin,
+    CertExpiring,
+    CertSeen,
     Event,
     MonitorCaughtUp,
     MonitorOverloaded,
@@ -42,7 +44,14 @@ from hbsm.events import (
 from hbsm.evolve import evolve, evolve_probe
 from hbsm.state import ServiceState
 
-__all__ = ["Projection", "next_action", "vantage_points"]
+__all__ = ["Projection", "cert_days_left", "next_action", "vantage_points"]
+
+_DAY: Final = 86400.0
+
+
+def cert_days_left(cert: CertSeen, now: float) -> float:
+    """Days from `now` to the certificate's end (negative once it has ended)."""
+    return (cert.not_after - now) / _DAY
 
 
 def next_action(view: ServiceView) -> tuple[str, float | None]:
@@ -115,6 +124,8 @@ class Projection:
             ServiceRegistered: self._on_registered,
             ServiceOwned: self._on_owned,
             ProbeSeen: self._on_seen,
+            CertSeen: self._on_cert_seen,
+            CertExpiring: self._on_cert_expiring,
             MonitorStarted: self._on_monitor_started,
             MonitorStopped: self._on_monitor_stopped,
             MonitorOverloaded: self._on_overloaded,
@@ -262,6 +273,18 @@ class Projection:
             view.seen[e.node] = e
         else:
             view.seen = {e.node: e}  # never the shared default
+
+    def _on_cert_seen(self, e: CertSeen) -> None:
+        view = self._view(e.service)
+        evolve(view.fsm, e, view.policy)
+        if view.cert is None or view.cert.fingerprint != e.fingerprint:
+            view.cert_expiring = None  # a renewed certificate: the report was about the old one
+        view.cert = e
+
+    def _on_cert_expiring(self, e: CertExpiring) -> None:
+        view = self._view(e.service)
+        evolve(view.fsm, e, view.policy)
+        view.cert_expiring = e
 
     def _on_monitor_started(self, e: MonitorStarted) -> None:
         m = self.monitor

@@ -44,7 +44,12 @@ __all__ = [
 #      (`repair.finished` with `verify` false: `diagnose` that found a failure, `check_config`)
 #      is its own verification: the run goes on at once, where it waited for a probe (on a
 #      hung service, one more probe timeout per such step before the restart).
-RULES: Final = 4
+#   5  a service's TLS certificate (`cert.seen`) that expires within `cert_warn_days` is
+#      reported once (`cert.expiring`, failure class `cert`), on the fact that shows it: the
+#      certificate's own `cert.seen`, or the first probe inside the window. Nothing is repaired
+#      or restarted for it. Logs of the earlier rules hold no `cert.seen`, so nothing changes
+#      for them but the version.
+RULES: Final = 5
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -83,6 +88,9 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # With several nodes: how many vantage points must see the service failing (within two
     # check intervals) before a failed probe counts. 1: one node's word, as a single monitor.
     quorum: int = 1
+    # A TLS certificate that expires within this many days is reported (`cert.expiring`);
+    # 0: never. Policies recorded before it decode with 14 too: their logs hold no certificate.
+    cert_warn_days: float = 14.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -112,6 +120,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             problems.append(("repair_budget", "must be >= 0 (0: no limit)"))
         if self.quorum < 1:
             problems.append(("quorum", "must be >= 1"))
+        if self.cert_warn_days < 0:
+            problems.append(("cert_warn_days", "must be >= 0 (0: no warning)"))
         for cls in self.ladders:
             if cls not in ERROR_CLASSES:
                 known = ", ".join(ERROR_CLASSES)
@@ -197,6 +207,11 @@ class ServiceState(msgspec.Struct, kw_only=True, eq=False):
     # What the repair run's last `check_config` found broken (the first line of its output);
     # "" when it passed, or has not run in this run.
     config_broken: str = ""
+    # The TLS certificate the service last presented (its last `cert.seen`): when it ends and
+    # its SHA-256 fingerprint; whether `cert.expiring` has reported this one (once each).
+    cert_not_after: float | None = None
+    cert_fingerprint: str = ""
+    cert_warned: bool = False
 
     def copy(self) -> ServiceState:
         """A copy to decide on apart from this one (its one list is its own)."""

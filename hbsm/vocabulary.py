@@ -15,7 +15,9 @@ __all__ = [
     "ADMIN_ACTIONS",
     "CHECK_CONFIG_STEP",
     "ERROR_CLASSES",
+    "FAILURE_CLASSES",
     "HEARTBEAT_ACTIONS",
+    "REPORTED_CLASSES",
     "RESTART_STEP",
     "SERVICE_ACTIONS",
     "SERVICE_NAME",
@@ -56,6 +58,12 @@ ERROR_CLASSES: Final[tuple[str, ...]] = (
     "command",
     "other",
 )
+# Failure classes that are reported and never repaired: nothing a repair step or a restart
+# does would change them (a certificate close to its end is renewed by whoever issues it).
+# `cert`: the service's TLS certificate expires within `cert_warn_days` (`cert.expiring`).
+REPORTED_CLASSES: Final[tuple[str, ...]] = ("cert",)
+# Every failure class hbsm reports; a ladder can be set per class of ERROR_CLASSES only.
+FAILURE_CLASSES: Final[tuple[str, ...]] = ERROR_CLASSES + REPORTED_CLASSES
 
 # The ladder step that restarts the service: reaching it is a restart decision, guarded by the
 # cooldown and the restart budget, not a plain repair step.

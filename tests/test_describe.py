@@ -73,6 +73,10 @@ EXAMPLES: dict[str, ev.Event] = {
     "monitor.overloaded": ev.MonitorOverloaded(seq=20, ts=103.0, stretch=4.5, asked=10000.0,
                                                done=2600.0, late=0.5),
     "monitor.caught_up": ev.MonitorCaughtUp(seq=21, ts=163.0, since=103.0, stretch_max=5.0),
+    "cert.seen": ev.CertSeen(seq=22, ts=200.0, service="web", not_after=86600.0,
+                             fingerprint="ab" * 32, serial="1F", subject="CN=web.internal"),
+    "cert.expiring": ev.CertExpiring(seq=23, ts=200.0, service="web", fingerprint="ab" * 32,
+                                     not_after=86600.0, days_left=1.0, warn_days=14.0),
 }  # fmt: skip
 
 
@@ -93,6 +97,17 @@ def test_every_kind_is_a_sentence_naming_its_service(kind):
         assert text == f"{service}: {bare}"
     else:
         assert text == bare
+
+
+def test_certificate_events_say_when_it_ends_and_that_nothing_restarts():
+    assert describe(EXAMPLES["cert.seen"]) == (
+        "web: certificate CN=web.internal valid until 1970-01-02T00:03:20.000Z "
+        "(serial 1F, sha256 abababababababab…)"
+    )
+    assert describe(EXAMPLES["cert.expiring"]) == (
+        "web: certificate expires in 1.0 days (1970-01-02T00:03:20.000Z; warned within 14 days; "
+        "cert: reported, nothing restarted)"
+    )
 
 
 def test_log_events_say_what_happened_to_the_log():

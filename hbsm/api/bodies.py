@@ -14,13 +14,14 @@ import msgspec
 
 from hbsm.api.redaction import AdminOnly, hide_internals
 from hbsm.events import MonitorView, Probe, ServiceView
-from hbsm.projection import Projection, next_action, vantage_points
+from hbsm.projection import Projection, cert_days_left, next_action, vantage_points
 
 if TYPE_CHECKING:
     from hbsm.outage import Outage
 
 __all__ = [
     "AdminResult",
+    "CertHealth",
     "DetailedHealth",
     "ErrorBody",
     "EventLogHealth",
@@ -73,6 +74,24 @@ class LastProbe(_Body, kw_only=True):
     detail: AdminOnly = ""  # what failed, in the probe's words: URLs, hosts, output
 
 
+class CertHealth(_Body, kw_only=True):
+    """The TLS certificate an https service last presented."""
+
+    not_after: str | None
+    # Days from now to its end (negative once it has ended).
+    days_left: float
+    # Reported as expiring within `warn_days` (`cert.expiring`, failure class "cert"); hbsm
+    # restarts nothing for it.
+    expiring: bool
+    warn_days: float
+    fingerprint: str  # SHA-256 of the certificate, hex
+    serial: str = ""
+    # Names inside the certificate: internal host names.
+    subject: AdminOnly = ""
+    issuer: AdminOnly = ""
+    seen_at: str | None = None
+
+
 class ServiceHealth(_Body, kw_only=True):
     name: str
     state: str
@@ -103,6 +122,8 @@ class ServiceHealth(_Body, kw_only=True):
     # what each vantage point last saw of it (the owner's own last probe among them).
     owner: str | msgspec.UnsetType | None = msgspec.UNSET
     vantage_points: dict[str, LastProbe] | msgspec.UnsetType = msgspec.UNSET
+    # An https service (left out otherwise): the certificate it presents.
+    cert: CertHealth | msgspec.UnsetType = msgspec.UNSET
 
 
 class EventLogHealth(_Body, kw_only=True):
@@ -240,6 +261,18 @@ def _vantage_points(view: ServiceView) -> dict[str, LastProbe]:
     }  # fmt: skip
 
 
+def _cert(view: ServiceView, now: float) -> CertHealth | msgspec.UnsetType:
+    c = view.cert
+    if c is None:
+        return msgspec.UNSET
+    return CertHealth(
+        not_after=iso(c.not_after), days_left=round(cert_days_left(c, now), 2),
+        expiring=view.cert_expiring is not None, warn_days=view.policy.cert_warn_days,
+        fingerprint=c.fingerprint, serial=c.serial, subject=c.subject, issuer=c.issuer,
+        seen_at=iso(c.ts),
+    )  # fmt: skip
+
+
 def _service_health(view: ServiceView, *, now: float, monitoring: bool) -> ServiceHealth:
     s = view.fsm
     action, when = next_action(view) if monitoring else ("none: monitoring stopped", None)
@@ -269,6 +302,7 @@ def _service_health(view: ServiceView, *, now: float, monitoring: bool) -> Servi
         last_problem=view.last_problem,
         owner=view.owner if clustered else msgspec.UNSET,
         vantage_points=_vantage_points(view) if clustered else msgspec.UNSET,
+        cert=_cert(view, now),
     )
 
 

@@ -15,6 +15,10 @@ process do not collide). Families:
     hbsm_service_repairs_total{service}     counter  repair runs started
     hbsm_service_probes_failed_total{service} counter
     hbsm_probe_latency_seconds{service}     histogram of probe latencies
+    hbsm_cert_expiry_days{service}          gauge    days until the TLS certificate an https
+                                                     service presents ends (negative: ended)
+    hbsm_cert_expiring{service}             gauge    1 while that certificate is reported as
+                                                     expiring within cert_warn_days, else 0
 
 The latency histogram is maintained incrementally, not rebuilt from each service's bounded
 latency history: a Prometheus histogram's buckets are counters, and a window of the last 60
@@ -42,6 +46,7 @@ from prometheus_client.metrics_core import (
 from hbsm.api.source import Source
 from hbsm.events import Event, OpaqueEvent, Probe
 from hbsm.log import CorruptLineError, Follower, LogError
+from hbsm.projection import cert_days_left
 from hbsm.state import STATES
 
 __all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "LatencyHistogram", "Metrics"]
@@ -194,6 +199,17 @@ class _Collector:
         failed = CounterMetricFamily(
             "hbsm_service_probes_failed", "Failed probes of the service", labels=["service"]
         )
+        cert_days = GaugeMetricFamily(
+            "hbsm_cert_expiry_days",
+            "Days until the TLS certificate the service presents ends (negative: it has)",
+            labels=["service"],
+        )
+        cert_expiring = GaugeMetricFamily(
+            "hbsm_cert_expiring",
+            "1 while the service's certificate is reported as expiring within cert_warn_days",
+            labels=["service"],
+        )
+        now = source.now()
         with source.lock:
             projection = source.projection
             running.add_metric([], 1.0 if source.running() else 0.0)
@@ -212,6 +228,9 @@ class _Collector:
                 restarts.add_metric([name], view.restarts_total)
                 repairs.add_metric([name], view.repairs_total)
                 failed.add_metric([name], view.probes_failed)
+                if view.cert is not None:
+                    cert_days.add_metric([name], round(cert_days_left(view.cert, now), 3))
+                    cert_expiring.add_metric([name], 0.0 if view.cert_expiring is None else 1.0)
         yield from (
             running,
             overloaded,
@@ -224,6 +243,8 @@ class _Collector:
             restarts,
             repairs,
             failed,
+            cert_days,
+            cert_expiring,
         )
         yield self.latency.family(names)
 

@@ -56,6 +56,9 @@ class ProbeConfig(_Frozen, frozen=True):
     json_equals: Any = None
     # A success slower than this (milliseconds) counts as a failure of class "slow".
     slow_ms: float | None = None
+    # https: a PEM file of CAs to trust besides the public ones (the system's store, which
+    # honours SSL_CERT_FILE, and certifi's): a private CA that signs internal services.
+    ca_file: str | None = None
     # command: argv run without a shell; exit status 0 is up.
     argv: list[str] = []
 
@@ -126,6 +129,7 @@ class ServiceConfig(_Frozen, frozen=True):
     repair_backoff_max: float | None = None
     repair_budget: int | None = None
     quorum: int | None = None
+    cert_warn_days: float | None = None
 
 
 class WebhookConfig(_Frozen, frozen=True):
@@ -147,16 +151,26 @@ class SmtpConfig(_Frozen, frozen=True):
 
 
 class NotifyConfig(_Frozen, frozen=True):
-    # Which happenings notify: restart, failed, recovered, repair_failed, and the monitor's
+    # Which happenings notify: restart, failed, recovered, repair_failed, cert_expiring (a TLS
+    # certificate within cert_warn_days of its end, once per certificate), and the monitor's
     # own log_unwritable / log_writable (its event log cannot be written, e.g. a full disk).
     on: list[
-        Literal["restart", "failed", "recovered", "repair_failed", "log_unwritable", "log_writable"]
+        Literal[
+            "restart",
+            "failed",
+            "recovered",
+            "repair_failed",
+            "cert_expiring",
+            "log_unwritable",
+            "log_writable",
+        ]
     ] = msgspec.field(
         default_factory=lambda: [
             "restart",
             "failed",
             "recovered",
             "repair_failed",
+            "cert_expiring",
             "log_unwritable",
             "log_writable",
         ]
@@ -261,6 +275,9 @@ class Config(_Strict):
     repair_budget: int = 5
     # Vantage points that must agree a service fails, with several nodes ([cluster]).
     quorum: int = 1
+    # An HTTPS service whose certificate expires within this many days is reported once per
+    # certificate (`cert.expiring`, failure class "cert"; nothing restarted). 0: never.
+    cert_warn_days: float = 14.0
     cluster: ClusterConfig = ClusterConfig()
     services: list[ServiceConfig] = []
 

@@ -21,7 +21,7 @@ from hbsm.config.errors import ConfigError, closest, key_part
 from hbsm.config.model import Config, ServiceConfig, fields_of
 from hbsm.config.secrets import apprise_url_shown
 from hbsm.state import ERROR_CLASSES, RESTART_STEP, Policy
-from hbsm.vocabulary import CHECK_CONFIG_STEP, SERVICE_NAME, SERVICE_NAME_MAX
+from hbsm.vocabulary import CHECK_CONFIG_STEP, REPORTED_CLASSES, SERVICE_NAME, SERVICE_NAME_MAX
 
 __all__ = [
     "BUILTIN_STEPS",
@@ -311,6 +311,21 @@ def _check_service(
     return policy
 
 
+def _ca_file_problem(path: str) -> str | None:
+    """Why `path` is no PEM file of CA certificates a probe can trust (None: it is)."""
+    import ssl  # here: only a config that names a CA file pays for it
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except FileNotFoundError:
+        return f"{path!r} does not exist"
+    except ssl.SSLError as exc:  # an OSError too: first
+        return f"{path!r} holds no PEM certificate hbsm can load ({exc.reason or exc})"
+    except OSError as exc:
+        return f"{path!r} cannot be read: {exc.strerror or exc}"
+    return None
+
+
 def _check_probe(k: str, service: ServiceConfig, blame: Blame) -> None:
     probe = service.probe
     if probe.kind == "http":
@@ -325,6 +340,11 @@ def _check_probe(k: str, service: ServiceConfig, blame: Blame) -> None:
         raise blame(f"{k}.probe.timeout", "must be > 0")
     if probe.slow_ms is not None and probe.slow_ms <= 0:
         raise blame(f"{k}.probe.slow_ms", "must be > 0 (leave it out for no latency limit)")
+    if probe.ca_file is not None:
+        if probe.kind != "http":
+            raise blame(f"{k}.probe.ca_file", "is for https probes only")
+        if why := _ca_file_problem(probe.ca_file):
+            raise blame(f"{k}.probe.ca_file", why)
     for i, status in enumerate(probe.expect_status):
         if not 100 <= status <= 599:
             raise blame(f"{k}.probe.expect_status[{i}]", f"{status} is not an HTTP status code")
@@ -373,6 +393,9 @@ def _check_ladders(
     steps: frozenset[str],
 ) -> None:
     for cls in ladders or {}:
+        if cls in REPORTED_CLASSES:
+            where = f"{prefix}ladders.{key_part(cls)}"
+            raise blame(where, f"{cls!r} is reported, never repaired: it takes no ladder")
         if cls not in ERROR_CLASSES:
             reason = "is not a failure class"
             close = closest(cls, ERROR_CLASSES)

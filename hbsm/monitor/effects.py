@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hbsm.events import MonitorStopped, RepairStarted, RestartStarted
+from hbsm.events import CertSeen, MonitorStopped, RepairStarted, RestartStarted
 from hbsm.repair import self_restart
 
 if TYPE_CHECKING:
@@ -87,10 +87,20 @@ class Effects:
             # Its result could not be recorded, so nothing could be decided or done on it.
             m.outage.skipped += 1
             return
-        fact = await m.prober.probe(m.services[name])
+        fact, cert = await m.prober.probe_with_cert(m.services[name])
         if m.outage is not None:
             m.outage.skipped += 1  # the log failed while this probe was in flight
             return
+        state = m.states.get(name)
+        if (
+            cert is not None
+            and state is not None
+            and cert.fingerprint != state.cert_fingerprint
+            and m.decides(name)
+        ):
+            # A certificate first seen, or renewed: a fact of its own, recorded once per
+            # certificate rather than with every probe; it comes before the probe that saw it.
+            m.record(CertSeen(ts=fact.ts, service=name, **cert._asdict()))
         m.observe(fact)
 
     async def _repair(self, started: RepairStarted) -> None:

@@ -21,13 +21,21 @@ __all__ = [
 # "test": `hbsm notify --test`, sent on demand and never planned (so not in KINDS, which is
 # what `notify.on` may name).
 NoticeKind = Literal[
-    "restart", "failed", "recovered", "repair_failed", "log_unwritable", "log_writable", "test"
+    "restart",
+    "failed",
+    "recovered",
+    "repair_failed",
+    "cert_expiring",
+    "log_unwritable",
+    "log_writable",
+    "test",
 ]
 KINDS: Final[tuple[NoticeKind, ...]] = (
     "restart",
     "failed",
     "recovered",
     "repair_failed",
+    "cert_expiring",
     "log_unwritable",
     "log_writable",
 )
@@ -36,6 +44,8 @@ LEVELS: Final[dict[str, str]] = {
     "failed": "critical",
     "recovered": "info",
     "repair_failed": "warning",
+    # A report, not an incident: nothing is repaired or restarted for it.
+    "cert_expiring": "warning",
     # The monitor's own: its event log cannot be written (it can repair nothing), or can again.
     "log_unwritable": "critical",
     "log_writable": "info",
@@ -47,6 +57,7 @@ _TITLES: Final[dict[str, str]] = {
     "failed": "FAILED",
     "recovered": "recovered",
     "repair_failed": "repair failed",
+    "cert_expiring": "TLS certificate expires soon",
     "log_unwritable": "CANNOT WRITE ITS EVENT LOG",
     "log_writable": "event log writable again",
     "test": "test notice",
@@ -60,7 +71,8 @@ class Notice:
     `incident` names the incident ("<service>@<ISO time it began>"); `ts` is the time of the
     event that called for the notice (seconds since the epoch, UTC); `details` is plain JSON.
     The monitor's own notices (log_unwritable, log_writable) have `service` "" and an incident
-    "event-log@<ISO time the outage began>".
+    "event-log@<ISO time the outage began>"; a cert_expiring notice, which is no incident of
+    the service, "<service>@cert:<the certificate's SHA-256, first 16 hex digits>".
     """
 
     service: str

@@ -10,6 +10,9 @@ Kinds (only those listed in `NotifyConfig.on` go out):
 * ``recovered``: a transition to `healthy` from degraded, repairing, restarting or cooldown
   that closes a known incident which went past degraded (a repair or more). One per incident;
   never from `unknown` (the first probe), never after a blip (degraded and back).
+* ``cert_expiring``: a `cert.expiring` decision (a TLS certificate within `cert_warn_days` of
+  its end). No incident: the service answers, nothing is repaired. One per certificate (the
+  decision itself is recorded once per certificate; the dedupe key is its fingerprint too).
 * ``log_unwritable`` / ``log_writable``: not planned here but by the monitor itself, which
   alone knows that its log refuses writes (at most one pair every 5 minutes).
 * ``repair_failed``: a `repair.finished` with ok=false during an incident. One per incident:
@@ -44,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from hbsm.events import (
+    CertExpiring,
     Event,
     Notification,
     OpaqueEvent,
@@ -89,6 +93,8 @@ class _Track:
     # remember(): one notice's Notification events (one per channel, sharing message and ts)
     # count once.
     last_notification: tuple[str, float] | None = None
+    # Certificates reported (their fingerprints): outside incidents, kept across them.
+    certs: set[str] = field(default_factory=set)
 
 
 class NoticePlanner:
@@ -124,7 +130,9 @@ class NoticePlanner:
     # --- internals ------------------------------------------------------------------------
 
     def _step(self, event: Event | OpaqueEvent, *, live: bool) -> Notice | None:
-        if not isinstance(event, Transition | RestartStarted | RepairFinished | Notification):
+        if not isinstance(
+            event, Transition | RestartStarted | RepairFinished | Notification | CertExpiring
+        ):
             return None
         service = event.service
         if service is None:
@@ -140,6 +148,8 @@ class NoticePlanner:
             if not live:
                 self._count_sent(track, event)
             return None  # plan() counted its own notices when it made them
+        if isinstance(event, CertExpiring):
+            return self._cert_notice(track, service, event, live=live)
         found = self._observe(track, service, event)
         if found is None:
             return None
@@ -151,6 +161,37 @@ class NoticePlanner:
         if not live or notice.kind not in self.on:
             return None
         return self._rate_limit(track, notice)
+
+    def _cert_notice(
+        self, t: _Track, service: str, e: CertExpiring, *, live: bool
+    ) -> Notice | None:
+        if e.fingerprint in t.certs:
+            return None
+        t.certs.add(e.fingerprint)
+        if not live or "cert_expiring" not in self.on:
+            return None
+        when = f"expires in {e.days_left:.1f} days" if e.days_left >= 0 else "has expired"
+        notice = Notice(
+            service=service,
+            kind="cert_expiring",
+            incident=f"{service}@cert:{e.fingerprint[:16]}",
+            level=LEVELS["cert_expiring"],
+            message=(
+                f"{service}: its TLS certificate {when} (not after {iso_utc(e.not_after)}); "
+                "renew it: hbsm restarts nothing for this"
+            ),
+            ts=e.ts,
+            details={
+                "event": type_name(e),
+                "seq": e.seq,
+                "error": e.error,
+                "fingerprint": e.fingerprint,
+                "not_after": iso_utc(e.not_after),
+                "days_left": e.days_left,
+                "warn_days": e.warn_days,
+            },
+        )
+        return self._rate_limit(t, notice)
 
     def _observe(
         self, t: _Track, service: str, e: Transition | RestartStarted | RepairFinished

@@ -122,7 +122,10 @@ def classify(exc: BaseException) -> tuple[str, str]:
     kinds = _kinds()
     if any(isinstance(e, kinds.tls) for e in chain):
         tls = next(e for e in reversed(chain) if isinstance(e, kinds.tls))
-        return "tls", f"TLS error: {getattr(tls, 'reason', None) or _reason([tls])}"
+        reason = getattr(tls, "reason", None) or _reason([tls])
+        # Why verification failed, in OpenSSL's words ("certificate has expired"), if it did.
+        why = getattr(tls, "verify_message", None)
+        return "tls", f"TLS error: {reason}" + (f" ({why})" if why else "")
     if any(isinstance(e, kinds.dns) for e in chain):
         return "dns", f"name resolution failed ({_reason(chain)})"
     if any(_is_refused(e) for e in chain):

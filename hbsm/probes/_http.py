@@ -146,9 +146,11 @@ async def probe_lean(client: LeanClient, request: LeanRequest, service: ServiceC
     # With a body check, the answer is in once the body is; otherwise once the headers are.
     answered = time.perf_counter() if _needs_body(service.probe) else answer.answered
     latency_ms = (answered - started) * 1000.0
-    return _judged(
+    outcome = _judged(
         service, answer.status, latency_ms, answer.body, answer.truncated, answer.undecoded
     )
+    # Whatever the answer said, the certificate is what it is: it is watched all the same.
+    return outcome if answer.cert is None else outcome._replace(cert=answer.cert)
 
 
 async def probe_http(client: httpx.AsyncClient, service: ServiceConfig) -> Outcome:

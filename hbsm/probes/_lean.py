@@ -1,12 +1,14 @@
-"""The lean HTTP path: a plain `http://` GET or HEAD over a kept-alive connection.
+"""The lean HTTP path: a plain `http://` or `https://` GET or HEAD over a kept-alive connection.
 
 Most probes are exactly this, and httpx over aiohttp spent most of a probe's CPU on what a probe
 does not need: request and response models, cookie extraction, several tasks and futures per
 request, headers and body written in separate sends (docs/performance.md has the profile). Here a
 probe is one prebuilt write and one parse (httptools, the C parser uvicorn uses) on an asyncio
-Protocol, awaited as one future. Anything else (https, other methods, credentials in the URL)
-takes httpx (`Prober`). The failure classes, the timeout and what the latency measures are the
-same on both paths: the probe tests run against both.
+Protocol, awaited as one future. Anything else (other methods, credentials in the URL) takes
+httpx (`Prober`). The failure classes, the timeout and what the latency measures are the same
+on both paths: the probe tests run against both. HTTPS is asyncio's own TLS (verified by
+`hbsm.probes._tls.tls_context`, the target's name checked), which also hands over the peer's
+certificate: what the certificate watch records.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from ._body import BODY_LIMIT, PROBE_HEADERS, Inflate, _BadEncoding, inflater
+from ._tls import PeerCert, peer_cert, tls_context
 
 __all__ = [
     "LeanAnswer",
@@ -34,6 +37,10 @@ def _plain(word: str) -> bool:
     """Printable ASCII: nothing a request line or header could be split or smuggled by."""
     return word.isascii() and word.isprintable()
 
+
+# An https connection is kept this long at most (seconds), then opened anew: a kept-alive
+# connection shows the certificate it was opened with, and a renewed one must be seen.
+TLS_MAX_AGE = 600.0
 
 # The most a status line and headers may take. llhttp sets no bound of its own: a target sending
 # one endless header line would otherwise be buffered until the timeout. (aiohttp's: 8 KiB a
@@ -58,6 +65,17 @@ class LeanRequest(NamedTuple):
     port: int
     data: bytes  # the whole request, built once per (method, url, headers)
     head: bool  # a HEAD: the answer has no body whatever its headers say
+    tls: bool = False  # https
+    ca_file: str | None = None  # https: CAs trusted besides the system's
+
+
+# Idle connections are kept per (host, port, tls, ca_file): an https connection verified
+# against one CA file is no connection for a probe that trusts another.
+_Key = tuple[str, int, bool, str | None]
+
+
+def _key(request: LeanRequest) -> _Key:
+    return (request.host, request.port, request.tls, request.ca_file)
 
 
 class LeanAnswer(NamedTuple):
@@ -66,18 +84,22 @@ class LeanAnswer(NamedTuple):
     body: bytes
     truncated: bool  # reading stopped at BODY_LIMIT
     undecoded: str | None  # a content encoding left as sent
+    cert: PeerCert | None = None  # https: the certificate the connection was opened with
 
 
-def lean_request(method: str, url: str, headers: dict[str, str]) -> LeanRequest | None:
+def lean_request(
+    method: str, url: str, headers: dict[str, str], ca_file: str | None = None
+) -> LeanRequest | None:
     """The request for the lean path, or None when the probe needs httpx."""
     if method not in ("GET", "HEAD"):
         return None
     try:
         parts = urlsplit(url)
-        port = parts.port or 80
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
     except ValueError:
         return None  # httpx reports it, in its words
-    if parts.scheme != "http" or not parts.hostname or parts.username is not None:
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None:
         return None
     fields = dict(PROBE_HEADERS)
     for name, value in headers.items():
@@ -91,7 +113,7 @@ def lean_request(method: str, url: str, headers: dict[str, str]) -> LeanRequest 
     lines = [f"{method} {target} HTTP/1.1", f"host: {parts.netloc}"]
     lines += [f"{name}: {value}" for name, value in fields.items() if name != "host"]
     data = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
-    return LeanRequest(parts.hostname, port, data, method == "HEAD")
+    return LeanRequest(parts.hostname, port, data, method == "HEAD", tls, ca_file if tls else None)
 
 
 class _Connection(asyncio.Protocol):
@@ -115,6 +137,8 @@ class _Connection(asyncio.Protocol):
         self._decoder: Inflate | str | None = None
         self._chunks: list[bytes] = []
         self._size = 0
+        self.cert: PeerCert | None = None
+        self.opened = loop.time()
 
     # --- asking --------------------------------------------------------------------------------
 
@@ -157,6 +181,8 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        # Verified by now (the handshake is over): read once, kept with the connection.
+        self.cert = peer_cert(transport.get_extra_info("ssl_object"))
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._parser is None:
@@ -251,7 +277,8 @@ class _Connection(asyncio.Protocol):
             body = body[:BODY_LIMIT]
         undecoded = self._decoder if isinstance(self._decoder, str) else None
         if waiter is not None and not waiter.done():
-            waiter.set_result(LeanAnswer(self._status, self._answered, body, truncated, undecoded))
+            answer = LeanAnswer(self._status, self._answered, body, truncated, undecoded, self.cert)
+            waiter.set_result(answer)
 
     def _fail(self, exc: BaseException) -> None:
         waiter, self._waiter = self._waiter, None
@@ -267,19 +294,22 @@ class _Connection(asyncio.Protocol):
 
 
 class LeanClient:
-    """Kept-alive connections per (host, port), at most `max_idle` idle ones in all."""
+    """Kept-alive connections per (host, port, tls, CA file), at most `max_idle` idle ones in
+    all."""
 
-    def __init__(self, max_idle: int) -> None:
+    def __init__(self, max_idle: int, tls_max_age: float = TLS_MAX_AGE) -> None:
         self._max_idle = max_idle
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._tls_max_age = tls_max_age
+        self._idle: dict[_Key, list[_Connection]] = {}
         self._idle_count = 0
 
     async def fetch(self, request: LeanRequest, timeout: float) -> LeanAnswer:
         """The answer to `request` within `timeout` seconds, connecting included.
 
-        Raises what went wrong: OSError (refused, name resolution, ...), TimeoutError,
-        _ProtocolError; _PartialAnswer, caused by one of those, once the status was in. A
-        connection whose answer was cut short is closed, never reused.
+        Raises what went wrong: OSError (refused, name resolution, ...), ssl.SSLError (the
+        handshake or the certificate's verification failed), TimeoutError, _ProtocolError;
+        _PartialAnswer, caused by one of those, once the status was in. A connection whose
+        answer was cut short is closed, never reused.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -292,9 +322,18 @@ class LeanClient:
                     raise
                 # The server closed it as we sent (its keep-alive ran out): once more, anew.
         async with asyncio.timeout_at(deadline):
-            _, connection = await loop.create_connection(
-                lambda: _Connection(loop), request.host, request.port
-            )
+            if request.tls:
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(loop),
+                    request.host,
+                    request.port,
+                    ssl=tls_context(request.ca_file),
+                    server_hostname=request.host,
+                )  # the handshake included: bounded by the probe's deadline (timeout_at)
+            else:
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(loop), request.host, request.port
+                )
         return await self._ask(connection, request, deadline)
 
     async def _ask(
@@ -320,10 +359,13 @@ class LeanClient:
         return answer
 
     def _take(self, request: LeanRequest) -> _Connection | None:
-        idle = self._idle.get((request.host, request.port))
+        idle = self._idle.get(_key(request))
         while idle:
             connection = idle.pop()
             self._idle_count -= 1
+            if request.tls and connection.loop.time() - connection.opened >= self._tls_max_age:
+                connection.abort()  # old enough: a new handshake shows the current certificate
+                continue
             if not connection.closed:
                 connection.reused = True
                 return connection
@@ -335,7 +377,7 @@ class LeanClient:
         if self._idle_count >= self._max_idle:
             connection.abort()
             return
-        self._idle.setdefault((request.host, request.port), []).append(connection)
+        self._idle.setdefault(_key(request), []).append(connection)
         self._idle_count += 1
 
     def _drop_closed(self) -> None:

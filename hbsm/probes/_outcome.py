@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ._tls import PeerCert
+
 __all__ = ["Outcome"]
 
 
@@ -14,3 +16,5 @@ class Outcome(NamedTuple):
     status: int | None = None
     error: str | None = None
     detail: str = ""
+    # https on the lean path: the certificate the target presented (it passed verification).
+    cert: PeerCert | None = None

@@ -16,9 +16,10 @@ from ._body import PROBE_HEADERS
 from ._classify import short
 from ._command import probe_command
 from ._http import probe_http, probe_lean
-from ._lean import LeanClient, LeanRequest, lean_request
+from ._lean import TLS_MAX_AGE, LeanClient, LeanRequest, lean_request
 from ._outcome import Outcome
 from ._tcp import probe_tcp
+from ._tls import PeerCert, tls_context
 
 if TYPE_CHECKING:
     import httpx
@@ -33,20 +34,22 @@ Transport = Literal["lean", "aiohttp", "httpx"]
 TRANSPORTS: tuple[Transport, ...] = ("lean", "aiohttp", "httpx")
 
 
-def _client(concurrency: int, transport: Transport) -> httpx.AsyncClient:
+def _client(concurrency: int, transport: Transport, ca_file: str | None) -> httpx.AsyncClient:
     # Imported here, on the first probe that needs httpx: a monitor whose probes all take the
     # lean path never loads httpx and aiohttp (their memory and start-up time).
     import httpx
     from httpx_aiohttp import AiohttpTransport
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # The lean path's trust: the system's store and the service's CA file, if any.
+    verify = tls_context(ca_file)
     # httpx's default transport scans its pool per request and queues client-side under
     # concurrency (docs/performance.md); aiohttp's connector does not. "httpx" stays for comparison.
     backend: httpx.AsyncBaseTransport
     if transport in ("lean", "aiohttp"):
-        backend = AiohttpTransport(limits=limits, trust_env=False)
+        backend = AiohttpTransport(limits=limits, trust_env=False, verify=verify)
     elif transport == "httpx":
-        backend = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+        backend = httpx.AsyncHTTPTransport(limits=limits, trust_env=False, verify=verify)
     else:
         raise AssertionError(transport)
     # trust_env=False: a probe measures the target, not a proxy named in the environment; and
@@ -82,6 +85,7 @@ class Prober:
         concurrency: int = 200,
         transport: Transport = "lean",
         clock: Callable[[], float] = time.time,
+        tls_max_age: float = TLS_MAX_AGE,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -90,10 +94,15 @@ class Prober:
         self.concurrency = concurrency
         self.transport = transport
         self._clock = clock
-        self._lean = LeanClient(max_idle=concurrency)
-        self._httpx: httpx.AsyncClient | None = None  # made on the first probe that needs it
+        # tls_max_age: how long an https connection is kept before a new handshake (which shows
+        # a renewed certificate).
+        self._lean = LeanClient(max_idle=concurrency, tls_max_age=tls_max_age)
+        # Made on the first probe that needs one: one client per CA file (None: the system's).
+        self._httpx: dict[str | None, httpx.AsyncClient] = {}
         # Each service's lean request (None: it needs httpx), built once.
-        self._requests: dict[tuple[str, str, tuple[tuple[str, str], ...]], LeanRequest | None]
+        self._requests: dict[
+            tuple[str, str, tuple[tuple[str, str], ...], str | None], LeanRequest | None
+        ]
         self._requests = {}
         self._slots = asyncio.Semaphore(concurrency)
 
@@ -101,24 +110,37 @@ class Prober:
         if self.transport != "lean":
             return None
         config = service.probe
-        key = (config.method, service.url, tuple(config.headers.items()) if config.headers else ())
+        key = (
+            config.method,
+            service.url,
+            tuple(config.headers.items()) if config.headers else (),
+            config.ca_file,
+        )
         try:
             return self._requests[key]
         except KeyError:
             if len(self._requests) > 100_000:  # URLs changed by many reloads: start afresh
                 self._requests.clear()
-            request = self._requests[key] = lean_request(config.method, service.url, config.headers)
+            request = lean_request(config.method, service.url, config.headers, config.ca_file)
+            self._requests[key] = request
             return request
 
     async def _probe_http(self, service: ServiceConfig) -> Outcome:
         request = self._lean_request(service)
         if request is not None:
             return await probe_lean(self._lean, request, service)
-        if self._httpx is None:
-            self._httpx = _client(self.concurrency, self.transport)
-        return await probe_http(self._httpx, service)
+        ca_file = service.probe.ca_file
+        client = self._httpx.get(ca_file)
+        if client is None:
+            client = self._httpx[ca_file] = _client(self.concurrency, self.transport, ca_file)
+        return await probe_http(client, service)
 
     async def probe(self, service: ServiceConfig) -> Probe:
+        return (await self.probe_with_cert(service))[0]
+
+    async def probe_with_cert(self, service: ServiceConfig) -> tuple[Probe, PeerCert | None]:
+        """The probe, and the TLS certificate the service presented (https on the lean path;
+        None otherwise, or when the connection failed before it was verified)."""
         kind = service.probe.kind
         async with self._slots:
             try:
@@ -137,7 +159,7 @@ class Prober:
         if outcome.ok and slow_ms is not None and (outcome.latency_ms or 0.0) > slow_ms:
             detail = short(f"{_target(service)}: {outcome.latency_ms:.0f} ms > slow_ms {slow_ms:g}")
             outcome = outcome._replace(ok=False, error="slow", detail=detail)
-        return Probe(
+        fact = Probe(
             service=service.name,
             ok=outcome.ok,
             # Microseconds are the most a probe's latency means; more digits only fill the log.
@@ -147,11 +169,13 @@ class Prober:
             detail=outcome.detail,
             ts=self._clock(),
         )
+        return fact, outcome.cert
 
     async def aclose(self) -> None:
         self._lean.close()
-        if self._httpx is not None:
-            await self._httpx.aclose()
+        clients, self._httpx = list(self._httpx.values()), {}
+        for client in clients:
+            await client.aclose()
 
     async def __aenter__(self) -> Self:
         return self

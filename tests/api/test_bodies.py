@@ -15,7 +15,14 @@ import msgspec
 import pytest
 
 from hbsm.api import bodies
-from hbsm.events import Event, MonitorStarted, Probe, RepairFinished, ServiceRegistered
+from hbsm.events import (
+    CertSeen,
+    Event,
+    MonitorStarted,
+    Probe,
+    RepairFinished,
+    ServiceRegistered,
+)
 from hbsm.fsm import decide
 from hbsm.projection import Projection
 from hbsm.state import Policy, ServiceState
@@ -154,3 +161,32 @@ def test_hiding_reaches_into_maps_and_lists() -> None:
     assert bodies.hide_internals(checks).checks == {
         "web:responseTime": [msgspec.structs.replace(check, output="")]
     }
+
+
+def test_the_certificate_is_shown_with_its_days_left_and_its_names_to_admins_only() -> None:
+    state = ServiceState(name="web")
+    policy = Policy(cert_warn_days=14)
+    seen = CertSeen(
+        ts=T0, service="web", not_after=T0 + 3 * 86400, fingerprint="ab" * 32, serial="1F",
+        subject=f"commonName={SECRET}", issuer="commonName=Ops CA",
+    )  # fmt: skip
+    log: list[Event] = [ServiceRegistered(ts=T0, service="web", policy=policy, target=URL), seen]
+    log += decide(state, seen, policy)
+    projection = Projection()
+    projection.apply_all([msgspec.structs.replace(e, seq=i) for i, e in enumerate(log, 1)])
+    view = projection.services["web"]
+    full = bodies.service_health(view, now=T0 + 86400, show_target=True)
+    assert isinstance(full.cert, bodies.CertHealth)
+    assert (full.cert.days_left, full.cert.expiring, full.cert.warn_days) == (2.0, True, 14.0)
+    assert full.cert.not_after == "2023-11-17T22:13:20.000Z" and full.cert.serial == "1F"
+    assert full.cert.subject == f"commonName={SECRET}"
+    detailed, _ = bodies.detailed_health(projection, now=T0 + 86400, show_targets=False)
+    hidden = detailed.services["web"].cert
+    assert isinstance(hidden, bodies.CertHealth)
+    assert (hidden.days_left, hidden.expiring, hidden.subject) == (2.0, True, "")
+    assert _leaks(detailed) == set()
+    # A service with no certificate (http, tcp) has no `cert` in its body at all.
+    plain = Projection()
+    plain.apply_all(_history())
+    assert b'"cert"' not in bodies.encode(bodies.service_health(plain.services["web"], now=T0,
+                                                                 show_target=True))  # fmt: skip

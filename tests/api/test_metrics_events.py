@@ -32,6 +32,9 @@ FAMILIES = {
     "hbsm_service_repairs": "counter",
     "hbsm_service_probes_failed": "counter",
     "hbsm_probe_latency_seconds": "histogram",
+    # Without samples here (no https service); tests/monitor/test_cert_watch.py reads them.
+    "hbsm_cert_expiry_days": "gauge",
+    "hbsm_cert_expiring": "gauge",
 }
 
 

@@ -208,7 +208,42 @@ FILE_CASES = [
         "notify.on[1]",
         ["expected one of", "got 'lunch'"],
     ),
+    (
+        "negative cert_warn_days",
+        API + "cert_warn_days = -1\n",
+        "services[api].cert_warn_days",
+        ["must be >= 0 (0: no warning)"],
+    ),
+    (
+        "a ladder for a class that is only reported",
+        'ladders = { cert = ["diagnose"] }\n',
+        "ladders.cert",
+        ["'cert' is reported, never repaired"],
+    ),
+    (
+        "missing ca_file",
+        API + '[services.probe]\nca_file = "/nonexistent/ca.pem"\n',
+        "services[api].probe.ca_file",
+        ["'/nonexistent/ca.pem' does not exist"],
+    ),
+    (
+        "ca_file on a tcp probe",
+        '[[services]]\nname = "db"\nurl = "127.0.0.1:5432"\n'
+        '[services.probe]\nkind = "tcp"\nca_file = "/etc/ca.pem"\n',
+        "services[db].probe.ca_file",
+        ["https probes only"],
+    ),
 ]
+
+
+def test_a_ca_file_that_is_no_certificate_is_named(write, tmp_path):
+    junk = tmp_path / "ca.pem"
+    junk.write_text("not a certificate\n")
+    path = write(API + f'[services.probe]\nca_file = "{junk}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert caught.value.key == "services[api].probe.ca_file"
+    assert "holds no PEM certificate" in caught.value.reason
 
 
 @pytest.mark.parametrize(

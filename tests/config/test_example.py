@@ -52,8 +52,13 @@ def test_example_loads_without_error():
 
 # Keys the example shows commented out, since setting them would contradict the rest of it
 # (a node of several cannot supervise a process of its own host, which "api" does), or would
-# make it load only with an extra installed (Apprise URLs need hbsm[apprise]).
-COMMENTED_OUT = {model_module.ClusterConfig: {"node"}, model_module.NotifyConfig: {"apprise"}}
+# make it load only with an extra installed (Apprise URLs need hbsm[apprise]), or names a file
+# the example cannot ship (a CA bundle).
+COMMENTED_OUT = {
+    model_module.ClusterConfig: {"node"},
+    model_module.NotifyConfig: {"apprise"},
+    model_module.ProbeConfig: {"ca_file"},
+}
 
 
 def test_example_sets_every_field_of_every_struct():

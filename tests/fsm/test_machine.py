@@ -23,8 +23,8 @@ def test_a_version_of_the_rules_it_does_not_know_is_refused_saying_which_it_know
     with pytest.raises(UnknownRulesError) as caught:
         ServiceMachine(len(KNOWN_RULES) + 1)
     assert str(caught.value) == (
-        f"decision rules {len(KNOWN_RULES) + 1} are not known to this hbsm (it knows 1, 2, 3, 4): "
-        "a newer hbsm wrote this log"
+        f"decision rules {len(KNOWN_RULES) + 1} are not known to this hbsm "
+        "(it knows 1, 2, 3, 4, 5): a newer hbsm wrote this log"
     )
     assert isinstance(caught.value, ValueError)
 

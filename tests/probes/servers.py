@@ -26,9 +26,11 @@ misbehave on purpose). Behaviour is chosen by the request path, so one server se
 A HEAD is answered as its GET without the body.
 
 `start()`/`stop()` run it on its own event loop in a thread (usable from sync or async tests).
+Given an `ssl.SSLContext` (`HttpTarget(tls=...)`) it serves https, with that context's
+certificate; `use_cert` swaps the certificate for connections made from then on (a renewal).
 Run as a script it serves in the foreground, prints its port, and exits when stdin closes:
 
-    python tests/probes/servers.py [--port N]
+    python tests/probes/servers.py [--port N] [--tls-cert PEM --tls-key PEM]
 
 `GarbageTarget` answers every connection with bytes that are not TLS (a `tls` failure for an
 https:// probe); `closed_port()` is a port that refuses connections.
@@ -40,6 +42,7 @@ import argparse
 import asyncio
 import contextlib
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -218,8 +221,9 @@ class HttpTarget:
     # The protocol serving each connection: subclasses answer differently.
     connection: type[_Connection] = _Connection
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, tls: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.tls = tls
         self.requests = 0
         self.connections = 0
         # (size asked for, bytes handed to the kernel) per /huge request, in order of completion.
@@ -230,7 +234,26 @@ class HttpTarget:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def use_cert(self, cert: str, key: str) -> None:
+        """Serve this certificate to connections made from now on (a renewed certificate).
+        Loaded on the server's own loop, between two handshakes, never during one."""
+        assert self.tls is not None
+        tls = self.tls
+        if self._loop is None:
+            tls.load_cert_chain(cert, key)
+            return
+        done = threading.Event()
+
+        def load() -> None:
+            try:
+                tls.load_cert_chain(cert, key)
+            finally:
+                done.set()
+
+        self._loop.call_soon_threadsafe(load)
+        assert done.wait(5), "the server's loop did not load the certificate"
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -238,7 +261,7 @@ class HttpTarget:
     async def serve(self) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: self.connection(self), "127.0.0.1", self.port, backlog=1024
+            lambda: self.connection(self), "127.0.0.1", self.port, backlog=1024, ssl=self.tls
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self._server
@@ -335,10 +358,16 @@ def closed_port() -> Iterator[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-cert", help="serve https with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="and this key (PEM)")
     args = parser.parse_args()
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
 
     async def serve() -> None:
-        target = HttpTarget(args.port)
+        target = HttpTarget(args.port, tls=tls)
         await target.serve()
         print(target.port, flush=True)
         # Until stdin closes: the parent going away ends us too.

@@ -2,19 +2,23 @@
 answers one byte at a time, answers with 10 MB (or a gzip bomb), closes mid-answer or answers with
 something that is not HTTP: each probe ends by its timeout (plus a generous slack: a deadline for a
 hang, not a speed test), fails with the class an operator expects, and holds a bounded amount of
-memory. Real servers on 127.0.0.1, the real `Prober`, both of its HTTP transports."""
+memory; over https too (a handshake that never ends, a broken answer after a good handshake).
+Real servers on 127.0.0.1, the real `Prober`, both of its HTTP transports."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from probes.servers import HttpTarget
 from support.configs import probed
+from support.tls import TestCA
 from support.waiting import wait_for
 
 from hbsm.config.model import ServiceConfig
@@ -207,3 +211,33 @@ async def test_fifty_trickling_targets_at_once_all_time_out_by_their_deadline(
         "all 50 connections closed",
     )
     assert wanted & hostile.finished  # the probes did reach the server and were answered
+
+
+# --- https: a TLS handshake that never ends, an answer cut short after it ---------------------
+
+
+async def test_a_tls_handshake_that_never_ends_times_out(prober: Prober) -> None:
+    # Listening, never accepting: the kernel completes the TCP handshake, nobody answers the
+    # TLS ClientHello. The probe's one deadline covers the handshake too.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        url = f"https://127.0.0.1:{port}/health"
+        result, elapsed = await timed_probe(prober, probed(url, timeout=TIMEOUT))
+    assert_failed(result, "timeout")
+    assert TIMEOUT - 0.05 <= elapsed < TIMEOUT + SLACK
+
+
+async def test_over_tls_a_broken_answer_is_still_a_protocol_failure(
+    prober: Prober, tmp_path: Path
+) -> None:
+    ca = TestCA(tmp_path)
+    target = HttpTarget(tls=ca.issue(days=30).server_context()).start()
+    try:
+        for path in ("/close-mid", "/invalid"):
+            svc = probed(target.url(path), timeout=TIMEOUT, ca_file=str(ca.pem))
+            result, _ = await timed_probe(prober, svc)
+            assert_failed(result, "protocol")
+    finally:
+        target.stop()

@@ -22,7 +22,7 @@ from hbsm.events import (
     ServiceView,
     Transition,
 )
-from hbsm.projection import vantage_points
+from hbsm.projection import cert_days_left, vantage_points
 from tui.board import AnyEvent, Board
 from tui.format import clock, duration, latency, next_text, stamp
 from tui.widgets.badges import STATE_CLASSES, badge
@@ -115,6 +115,8 @@ class ServiceScreen(Screen[None]):
         if view.owner is not None or view.seen:
             text.append(f"\n decided by {view.owner or 'no node now'}  ·  seen: ")
             text.append(_vantage(view, now))
+        if view.cert is not None:
+            text.append_text(_certificate(view, now))
         p = view.policy
         text.append(
             f"\n failures {fsm.failures}/{p.max_retries}  ·  probes failed {view.probes_failed}"
@@ -124,6 +126,20 @@ class ServiceScreen(Screen[None]):
             style="dim",
         )
         return text
+
+
+def _certificate(view: ServiceView, now: float) -> Text:
+    """The TLS certificate an https service presents: its end, and how near it is."""
+    cert = view.cert
+    assert cert is not None
+    left = cert_days_left(cert, now)
+    line = Text(f"\n certificate until {stamp(cert.not_after)}  ·  ")
+    if view.cert_expiring is not None:
+        when = f"{left:.1f} days left" if left >= 0 else "EXPIRED"
+        line.append(f"{when} (reported: renew it)", style="bold yellow")
+    else:
+        line.append(f"{left:.0f} days left")
+    return line
 
 
 def _vantage(view: ServiceView, now: float) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Final
 from hbsm._format import duration, iso, latency, millis, tail
 from hbsm.events import (
     Admin,
+    ConfigReloaded,
     Event,
     LogOutage,
     LogRecovered,
@@ -36,6 +37,7 @@ from hbsm.events import (
     RestartStarted,
     ServiceOwned,
     ServiceRegistered,
+    ServiceRemoved,
     Snapshot,
     Transition,
 )
@@ -212,6 +214,26 @@ def _log_outage(e: LogOutage) -> str:
     return text + f": {e.skipped} probes not run, no repair or restart started"
 
 
+def _service_removed(e: ServiceRemoved) -> str:
+    return "removed from the configuration" + (f": {e.reason}" if e.reason else "")
+
+
+def _config_reloaded(e: ConfigReloaded) -> str:
+    if e.error:
+        return f"config reload refused, the running configuration stays: {e.error}"
+    parts = []
+    changed = [f"{name} ({', '.join(keys)})" for name, keys in e.changed.items()]
+    for what, names in (("added", e.added), ("removed", e.removed), ("changed", changed)):
+        if names:
+            parts.append(f"{what} {', '.join(names)}")
+    if e.deferred:
+        parts.append(f"{', '.join(e.deferred)} once their repair run ends")
+    if e.needs_restart:
+        parts.append(f"needs a restart: {', '.join(e.needs_restart)}")
+    text = f"config reloaded (version {e.version}, {e.hash})"
+    return text + (f": {'; '.join(parts)}" if parts else ": nothing changed")
+
+
 def _overloaded(e: MonitorOverloaded) -> str:
     return (
         f"monitor overloaded: {e.asked:.0f} probes/s asked, {e.done:.0f}/s done; "
@@ -237,6 +259,8 @@ _DESCRIBERS: Final[dict[type, Callable[[Any], str]]] = {
     ProcessLost: _process_lost,
     ProcessStopped: _process_stopped,
     ServiceRegistered: _service_registered,
+    ServiceRemoved: _service_removed,
+    ConfigReloaded: _config_reloaded,
     ProbeSeen: _probe_seen,
     ServiceOwned: _service_owned,
     Admin: _admin,

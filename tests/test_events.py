@@ -13,7 +13,7 @@ def test_every_kind_the_log_documents_is_in_the_union():
         "repair.started", "repair.finished", "restart.started", "restart.finished",
         "process.started", "process.lost", "process.stopped", "notification", "admin",
         "snapshot", "log.recovered", "log.outage", "probe.seen", "service.owned",
-        "monitor.overloaded", "monitor.caught_up",
+        "monitor.overloaded", "monitor.caught_up", "service.removed", "config.reloaded",
     }  # fmt: skip
     assert set(ev.EVENT_TYPES) == wanted
 

@@ -45,7 +45,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="the monitor's API (http://127.0.0.1:5000), instead of the "
                         "config's host and port")  # fmt: skip
     parser.add_argument("--token", metavar="TOKEN",
-                        help="admin token (default: the config's, $HEARTBEAT_ADMIN_TOKEN)")  # fmt: skip
+                        help="admin token (default: the config's, or "
+                        "$HEARTBEAT_ADMIN_TOKEN)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                         help="how long to wait for the answer (default 60)")  # fmt: skip
     parser.set_defaults(handler=run)

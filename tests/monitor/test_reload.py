@@ -128,7 +128,7 @@ def test_sighup_adds_removes_and_changes_services_and_replay_verifies_the_log(
     assert start.config_hash and reloaded.hash != start.config_hash
     # The changes follow the reload at once: what replay and verify go by from there on.
     after = [e for e in setup.history() if e.seq > reloaded.seq]
-    (new_reg,) = of(after, ServiceRegistered, "new")
+    assert len(of(after, ServiceRegistered, "new")) == 1
     (keep_reg,) = of(after, ServiceRegistered, "keep")
     assert keep_reg.policy.max_retries == 1
     (removed,) = of(after, ServiceRemoved, "gone")
@@ -283,7 +283,7 @@ def test_a_repair_run_in_flight_finishes_under_the_policy_it_started_with(
         lambda: [e for e in of(setup.history(), RepairStarted, "web") if e.seq > again.seq],
         "the next repair run",
     )
-    nxt = [e for e in of(setup.history(), RepairStarted, "web") if e.seq > again.seq][0]
+    nxt = next(e for e in of(setup.history(), RepairStarted, "web") if e.seq > again.seq)
     assert nxt.step == "diagnose"
     stop(run)
     checked = verify_log(setup.log)

@@ -215,7 +215,7 @@ def _log_outage(e: LogOutage) -> str:
 
 
 def _service_removed(e: ServiceRemoved) -> str:
-    return "removed from the configuration" + (f": {e.reason}" if e.reason else "")
+    return e.reason or "no longer monitored"
 
 
 def _config_reloaded(e: ConfigReloaded) -> str:

@@ -73,6 +73,12 @@ EXAMPLES: dict[str, ev.Event] = {
     "monitor.overloaded": ev.MonitorOverloaded(seq=20, ts=103.0, stretch=4.5, asked=10000.0,
                                                done=2600.0, late=0.5),
     "monitor.caught_up": ev.MonitorCaughtUp(seq=21, ts=163.0, since=103.0, stretch_max=5.0),
+    "service.removed": ev.ServiceRemoved(seq=22, ts=164.0, service="old",
+                                         reason="removed from the configuration"),
+    "config.reloaded": ev.ConfigReloaded(seq=23, ts=165.0, version=2, hash="3f9a1c0b7d2e",
+                                         added=["new"], removed=["old"],
+                                         changed={"web": ["ladder", "max_retries"]},
+                                         deferred=["web"], needs_restart=["port"]),
 }  # fmt: skip
 
 
@@ -156,3 +162,17 @@ def test_a_clusters_events_name_their_nodes():
     owned = describe(EXAMPLES["service.owned"])
     assert owned == "web: decided by node b from here (taken over from a)"
     assert describe(EXAMPLES["probe.seen"]) == "web: seen by b: probe FAIL timeout"
+
+
+def test_a_reload_says_what_changed_or_why_the_file_was_refused():
+    assert describe(EXAMPLES["config.reloaded"]) == (
+        "config reloaded (version 2, 3f9a1c0b7d2e): added new; removed old; "
+        "changed web (ladder, max_retries); web once their repair run ends; "
+        "needs a restart: port"
+    )
+    refused = ev.ConfigReloaded(version=1, hash="abc", error="hbsm.toml: max_retries: must be >= 1")
+    assert describe(refused) == (
+        "config reload refused, the running configuration stays: "
+        "hbsm.toml: max_retries: must be >= 1"
+    )
+    assert describe(EXAMPLES["service.removed"]) == "old: removed from the configuration"

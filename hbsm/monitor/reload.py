@@ -38,6 +38,7 @@ import msgspec
 
 from hbsm.config import Config, ConfigError, LoadedConfig, ServiceConfig
 from hbsm.config.validate import steps_named
+from hbsm.errors import HbsmError
 from hbsm.events import ConfigReloaded, Event, ProcessStarted, ProcessStopped, ServiceRemoved
 from hbsm.repair import SupervisorError, load_steps
 from hbsm.state import Policy, ServiceState
@@ -75,7 +76,7 @@ RESTART_ONLY = (
 _SERVICE_KEYS = tuple(f for f in ServiceConfig.__struct_fields__ if f != "name")
 
 
-class ReloadUnavailableError(Exception):
+class ReloadUnavailableError(HbsmError):
     """This monitor cannot reload (no file to read again, or one node of several)."""
 
 

@@ -146,6 +146,20 @@ def test_sighup_adds_removes_and_changes_services_and_replay_verifies_the_log(
     (first_repair, *_) = of(history, RepairStarted, "keep")
     failed = [p for p in probed(history, "keep", reloaded.seq) if not p.ok]
     assert [p for p in failed if p.seq < first_repair.seq] == failed[:1]
+
+    # Back in the file, a removed service starts afresh (as `replay --verify` re-decides it).
+    setup.write({"keep": {"max_retries": 1}, "new": {}, "gone": {}})
+    run.signal(signal.SIGHUP)
+    run.until(lambda: len(setup.reloads()) == 2, "the second reload recorded")
+    back = setup.reloads()[1]
+    assert back.added == ["gone"] and back.version == 3
+    run.until(lambda: probed(setup.history(), "gone", back.seq), "gone probed again")
+    run.until(
+        lambda: [t for t in of(setup.history(), Transition, "gone") if t.seq > back.seq],
+        "gone healthy again",
+    )
+    moved = [t for t in of(setup.history(), Transition, "gone") if t.seq > back.seq]
+    assert (moved[0].src, moved[0].dst) == ("unknown", "healthy")
     stop(run)
 
     checked = verify_log(setup.log)

@@ -42,7 +42,8 @@ def add_parser(
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "run",
         help="run the monitor (probes, repairs, restarts) until stopped",
-        description="Run the monitor and its HTTP API until SIGTERM or SIGINT. Exit codes: "
+        description="Run the monitor and its HTTP API until SIGTERM or SIGINT; SIGHUP reads "
+        "the configuration file again (as `hbsm reload` does). Exit codes: "
         "0 stopped cleanly, 2 bad configuration (or a non-loopback --host without an admin "
         "token), 3 the event log cannot be used, 4 the API cannot listen (address in use), "
         "1 unexpected error.",

@@ -283,7 +283,7 @@ def test_url_prefix(embedded, target, log_path):
     rules = sorted(r.rule for r in app.url_map.iter_rules() if r.endpoint.startswith("hbsm"))
     # Every route of the standalone API, and only under the prefix.
     assert rules == sorted("/ops" + route.flask_rule for route in ROUTES)
-    assert len(rules) == 10
+    assert len(rules) == 11
 
 
 def test_the_url_rules_are_the_routes(embedded, target, log_path):

@@ -236,7 +236,10 @@ class Reloader:
         needed = steps_named(new) - set(m.repairs.steps)
         if needed:
             m.repairs.steps.update(load_steps(needed))
+        # Back in the file while its removal waits for its run to end: a change, deferred too.
+        returning = [n for n in diff.added if n in self.pending]
         deferred = [n for n in [*diff.changed, *diff.removed] if in_repair_run(m.states[n])]
+        deferred += returning
         event = ConfigReloaded(
             ts=m.clock(), version=self.version, hash=self.hash, path=self.path,
             added=diff.added, removed=diff.removed, changed=diff.changed, deferred=deferred,
@@ -246,6 +249,9 @@ class Reloader:
         now = m.clock()
         events: list[Event] = [event]
         for name in diff.added:
+            if name in returning:
+                self.pending[name] = services[name]
+                continue
             self._put(name, services[name])
             m.states[name] = m.projection.state_of(name)
             events.append(m.registration(name, now))
@@ -264,7 +270,8 @@ class Reloader:
             else:
                 await self._retire(name)
         for name in diff.added:
-            await self._first_start(name)
+            if name not in returning:
+                await self._first_start(name)
         if diff.needs_restart:
             log.warning("config reload: needs a restart to apply: %s",
                         ", ".join(diff.needs_restart))  # fmt: skip

@@ -8,12 +8,13 @@ import signal
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from probes.servers import SwitchableTarget
+from support.configs import supervised
 from support.net import free_port
 
 from hbsm.events import (
@@ -21,6 +22,8 @@ from hbsm.events import (
     ConfigReloaded,
     MonitorStarted,
     Probe,
+    ProcessStarted,
+    ProcessStopped,
     RepairFinished,
     RepairStarted,
     ServiceRegistered,
@@ -29,7 +32,7 @@ from hbsm.events import (
 )
 
 from .conftest import HbsmRun
-from .support import PY, events, of, verify_log, write_toml_config
+from .support import PY, ChildService, alive, events, of, verify_log, write_toml_config
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -51,13 +54,16 @@ class Setup:
         self.port = free_port()
         self.target = target
 
-    def write(self, services: dict[str, dict[str, Any]], **top: Any) -> Path:
+    def write(
+        self, services: dict[str, dict[str, Any]], extra: Sequence[dict[str, Any]] = (), **top: Any
+    ) -> Path:
         settings: dict[str, Any] = {
             "check_interval": 0.2, "max_retries": 2, "restart_cooldown": 2.0,
             "cooldown_max": 2.0, "repair_backoff": 0.2, "repair_backoff_max": 1.0,
             "ladder": ["diagnose"], "port": self.port, "admin_token": TOKEN, **top,
         }  # fmt: skip
         rows = [{"name": n, "url": self.target.svc_url(n), **s} for n, s in services.items()]
+        rows += list(extra)
         return write_toml_config(self.path, rows, **settings)
 
     def history(self) -> list[Any]:
@@ -299,6 +305,33 @@ def test_a_repair_run_in_flight_finishes_under_the_policy_it_started_with(
     )
     nxt = next(e for e in of(setup.history(), RepairStarted, "web") if e.seq > again.seq)
     assert nxt.step == "diagnose"
+    stop(run)
+    checked = verify_log(setup.log)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_supervised_service_added_is_started_and_one_removed_is_stopped(
+    setup: Setup, hbsm_run: Callable[..., HbsmRun], children: Callable[..., ChildService]
+) -> None:
+    api = children("api")
+    setup.write({"web": {}})
+    run = hbsm_run(setup.path, setup.log)
+    started(run, setup, "web")
+
+    setup.write({"web": {}}, extra=[supervised(api)])
+    run.signal(signal.SIGHUP)
+    run.until(lambda: [p for p in of(setup.history(), Probe, "api") if p.ok], "api started, up")
+    (start,) = of(setup.history(), ProcessStarted, "api")
+    assert start.pid == api.started_pids()[-1] and alive(start.pid)
+
+    setup.write({"web": {}})
+    run.signal(signal.SIGHUP)
+    run.until(lambda: of(setup.history(), ServiceRemoved, "api"), "api removed")
+    history = setup.history()
+    (stopped,) = of(history, ProcessStopped, "api")
+    (removed,) = of(history, ServiceRemoved, "api")
+    assert stopped.pid == start.pid and stopped.seq < removed.seq
+    run.until(lambda: not alive(start.pid), "its process gone")
     stop(run)
     checked = verify_log(setup.log)
     assert checked.returncode == 0, checked.stdout + checked.stderr

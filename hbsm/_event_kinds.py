@@ -18,6 +18,7 @@ __all__ = [
     "AnyEvent",
     "CertExpiring",
     "CertSeen",
+    "ConfigReloaded",
     "Event",
     "LogOutage",
     "LogRecovered",
@@ -39,6 +40,7 @@ __all__ = [
     "RestartStarted",
     "ServiceOwned",
     "ServiceRegistered",
+    "ServiceRemoved",
     "ServiceView",
     "Snapshot",
     "Transition",
@@ -71,6 +73,8 @@ class MonitorStarted(Event, tag="monitor.started", frozen=True, kw_only=True):
     rules: int = 1
     # With several nodes sharing the log: which one started ("" for a single monitor).
     node: str = ""
+    # The configuration in force: a digest of it (see `config.reloaded`); its version is 1.
+    config_hash: str = ""
 
 
 class MonitorStopped(Event, tag="monitor.stopped", frozen=True, kw_only=True):
@@ -109,6 +113,40 @@ class ServiceRegistered(Event, tag="service.registered", frozen=True, kw_only=Tr
     description: str = ""
     critical: bool = False
     probe_kind: str = "http"
+
+
+class ServiceRemoved(Event, tag="service.removed", frozen=True, kw_only=True):
+    """The service is no longer monitored (a reload took it out of the configuration): no
+    probe, decision or repair of it follows. Its history stays in the log."""
+
+    service: str
+    reason: str = ""
+
+
+class ConfigReloaded(Event, tag="config.reloaded", frozen=True, kw_only=True):
+    """The configuration file was read again while the monitor ran (SIGHUP, the API, `hbsm
+    reload`). `version` counts the configurations in force since the monitor started (1 at
+    start), `hash` digests the one now in force. `added`, `removed`: services; `changed`: the
+    keys that changed, by service. Their `service.registered` / `service.removed` follow,
+    except for the `deferred` ones: a repair run in flight finishes under the configuration it
+    started with, and their new one is registered when it ends. `needs_restart`: settings that
+    changed in the file but take effect only when the monitor restarts. `error` set: the file
+    was refused (the message `hbsm config --check` gives), nothing changed, `version` and
+    `hash` are still the running configuration's."""
+
+    version: int = 0
+    hash: str = ""
+    path: str = ""
+    added: list[str] = []
+    removed: list[str] = []
+    changed: dict[str, list[str]] = {}
+    deferred: list[str] = []
+    needs_restart: list[str] = []
+    # What asked for it ("signal", "api") and who (as in `admin` events).
+    source: str = ""
+    who: str = ""
+    error: str = ""
+    node: str = ""
 
 
 class Vote(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -375,6 +413,10 @@ class MonitorView(msgspec.Struct, kw_only=True):
     # monitor.caught_up): since when, and the factor every interval was stretched by then.
     overloaded_since: float | None = None
     stretch: float = 1.0
+    # The configuration in force: 1 at start, one more at each reload (config.reloaded), and
+    # a digest of it.
+    config_version: int = 0
+    config_hash: str = ""
 
 
 class Snapshot(Event, tag="snapshot", frozen=True, kw_only=True):
@@ -412,6 +454,8 @@ AnyEvent = (
     | MonitorOverloaded
     | MonitorCaughtUp
     | ServiceRegistered
+    | ServiceRemoved
+    | ConfigReloaded
     | Probe
     | ProbeSeen
     | ServiceOwned

@@ -40,6 +40,7 @@ __all__ = ["COMMANDS", "EXIT_CODES", "build_parser", "main"]
 COMMANDS: dict[str, str] = {
     "demo": "hbsm.demo.command",
     "run": "hbsm.monitor.command",
+    "reload": "hbsm.monitor.reload_command",
     "check": "hbsm.check.command",
     "dashboard": "tui.command",
     "config": "hbsm.config.command",
@@ -52,12 +53,13 @@ EXIT_CODES = """\
 exit codes:
   0    ok
   1    replay --verify found a decision that differs from the recorded one; check: a check failed;
-       demo: an injected fault was not repaired; notify --test: a channel did not deliver
+       demo: an injected fault was not repaired; notify --test: a channel did not deliver;
+       reload: the monitor would not reload
   2    bad usage or bad input: missing file, corrupt line, not an event log, bad --set,
        bad configuration, run on a non-loopback address without an admin token,
        notify with no channel configured
   3    run: the event log cannot be used (held by another writer, corrupt);
-       check: the instance cannot be reached; export: the store cannot be read
+       check, reload: the instance cannot be reached; export: the store cannot be read
   4    run: the API cannot listen (address in use, unknown host)
   130  interrupted (Ctrl-C)
   141  stdout closed early (e.g. piped into head)"""

@@ -18,6 +18,7 @@ from hbsm.events import (
     Admin,
     CertExpiring,
     CertSeen,
+    ConfigReloaded,
     Event,
     LogOutage,
     LogRecovered,
@@ -38,6 +39,7 @@ from hbsm.events import (
     RestartStarted,
     ServiceOwned,
     ServiceRegistered,
+    ServiceRemoved,
     Snapshot,
     Transition,
 )
@@ -214,6 +216,26 @@ def _log_outage(e: LogOutage) -> str:
     return text + f": {e.skipped} probes not run, no repair or restart started"
 
 
+def _service_removed(e: ServiceRemoved) -> str:
+    return e.reason or "no longer monitored"
+
+
+def _config_reloaded(e: ConfigReloaded) -> str:
+    if e.error:
+        return f"config reload refused, the running configuration stays: {e.error}"
+    parts = []
+    changed = [f"{name} ({', '.join(keys)})" for name, keys in e.changed.items()]
+    for what, names in (("added", e.added), ("removed", e.removed), ("changed", changed)):
+        if names:
+            parts.append(f"{what} {', '.join(names)}")
+    if e.deferred:
+        parts.append(f"{', '.join(e.deferred)} once their repair run ends")
+    if e.needs_restart:
+        parts.append(f"needs a restart: {', '.join(e.needs_restart)}")
+    text = f"config reloaded (version {e.version}, {e.hash})"
+    return text + (f": {'; '.join(parts)}" if parts else ": nothing changed")
+
+
 def _overloaded(e: MonitorOverloaded) -> str:
     return (
         f"monitor overloaded: {e.asked:.0f} probes/s asked, {e.done:.0f}/s done; "
@@ -255,6 +277,8 @@ _DESCRIBERS: Final[dict[type, Callable[[Any], str]]] = {
     ProcessLost: _process_lost,
     ProcessStopped: _process_stopped,
     ServiceRegistered: _service_registered,
+    ServiceRemoved: _service_removed,
+    ConfigReloaded: _config_reloaded,
     ProbeSeen: _probe_seen,
     ServiceOwned: _service_owned,
     CertSeen: _cert_seen,

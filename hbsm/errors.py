@@ -16,6 +16,7 @@ too (named after `+`), so nothing that caught it before stops catching it.
     ├── BadLine                hbsm.log.blocks: a block's first bad line, read without skip_bad
     ├── EventDecodeError       hbsm.events, + ValueError: a line that is not an event
     ├── NotOwnerError          hbsm.cluster: an action on a service another node owns
+    ├── ReloadUnavailableError hbsm.monitor.reload: no file to read again, or one node of several
     ├── UnknownRulesError      hbsm.fsm, + ValueError: a log written under rules this hbsm lacks
     ├── ConfigError            hbsm.config: the configuration cannot be used (one line: where, why)
     ├── SupervisorError        hbsm.repair, + RuntimeError: a supervised process did not start

@@ -19,6 +19,7 @@ from hbsm.events import (
     Admin,
     CertExpiring,
     CertSeen,
+    ConfigReloaded,
     Event,
     MonitorCaughtUp,
     MonitorOverloaded,
@@ -37,6 +38,7 @@ from hbsm.events import (
     RestartStarted,
     ServiceOwned,
     ServiceRegistered,
+    ServiceRemoved,
     ServiceView,
     Snapshot,
     Transition,
@@ -122,6 +124,8 @@ class Projection:
             ProcessLost: self._on_process_gone,
             ProcessStopped: self._on_process_gone,
             ServiceRegistered: self._on_registered,
+            ServiceRemoved: self._on_removed,
+            ConfigReloaded: self._on_reloaded,
             ServiceOwned: self._on_owned,
             ProbeSeen: self._on_seen,
             CertSeen: self._on_cert_seen,
@@ -264,6 +268,16 @@ class Projection:
         view.probe_kind = e.probe_kind
         view.registered_at = e.ts
 
+    def _on_removed(self, e: ServiceRemoved) -> None:
+        # No longer monitored: out of the views (its history stays in the log).
+        self.services.pop(e.service, None)
+        self._hot.pop(e.service, None)
+
+    def _on_reloaded(self, e: ConfigReloaded) -> None:
+        if not e.error:  # a refused file changed nothing
+            self.monitor.config_version = e.version
+            self.monitor.config_hash = e.hash
+
     def _on_owned(self, e: ServiceOwned) -> None:
         self._view(e.service).owner = e.node
 
@@ -297,6 +311,7 @@ class Projection:
         m.stopped_at = None
         m.config = e.config
         m.rules = e.rules
+        m.config_version, m.config_hash = 1, e.config_hash
         m.overloaded_since, m.stretch = None, 1.0  # a new start paces afresh
 
     def _on_monitor_stopped(self, e: MonitorStopped) -> None:

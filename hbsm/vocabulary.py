@@ -17,6 +17,7 @@ __all__ = [
     "ERROR_CLASSES",
     "FAILURE_CLASSES",
     "HEARTBEAT_ACTIONS",
+    "RELOAD_ACTION",
     "REPORTED_CLASSES",
     "RESTART_STEP",
     "SERVICE_ACTIONS",
@@ -78,6 +79,9 @@ CHECK_CONFIG_STEP: Final = "check_config"
 SERVICE_ACTIONS: Final[tuple[str, ...]] = ("pause", "resume", "reset", "probe_now", "repair_now")
 HEARTBEAT_ACTIONS: Final[tuple[str, ...]] = ("start", "stop")
 ADMIN_ACTIONS: Final[tuple[str, ...]] = SERVICE_ACTIONS + HEARTBEAT_ACTIONS
+# Reading the configuration again (`POST /admin/config/reload`): what a refused attempt is
+# recorded as (`admin.action`); one that is allowed is recorded as a `config.reloaded` event.
+RELOAD_ACTION: Final = "reload"
 # The service actions the state machine decides on (a probe_now only asks for a probe).
 STATE_ACTIONS: Final[tuple[str, ...]] = ("pause", "resume", "reset", "repair_now")
 

@@ -77,6 +77,12 @@ EXAMPLES: dict[str, ev.Event] = {
                              fingerprint="ab" * 32, serial="1F", subject="CN=web.internal"),
     "cert.expiring": ev.CertExpiring(seq=23, ts=200.0, service="web", fingerprint="ab" * 32,
                                      not_after=86600.0, days_left=1.0, warn_days=14.0),
+    "service.removed": ev.ServiceRemoved(seq=24, ts=164.0, service="old",
+                                         reason="removed from the configuration"),
+    "config.reloaded": ev.ConfigReloaded(seq=25, ts=165.0, version=2, hash="3f9a1c0b7d2e",
+                                         added=["new"], removed=["old"],
+                                         changed={"web": ["ladder", "max_retries"]},
+                                         deferred=["web"], needs_restart=["port"]),
 }  # fmt: skip
 
 
@@ -171,3 +177,17 @@ def test_a_clusters_events_name_their_nodes():
     owned = describe(EXAMPLES["service.owned"])
     assert owned == "web: decided by node b from here (taken over from a)"
     assert describe(EXAMPLES["probe.seen"]) == "web: seen by b: probe FAIL timeout"
+
+
+def test_a_reload_says_what_changed_or_why_the_file_was_refused():
+    assert describe(EXAMPLES["config.reloaded"]) == (
+        "config reloaded (version 2, 3f9a1c0b7d2e): added new; removed old; "
+        "changed web (ladder, max_retries); web once their repair run ends; "
+        "needs a restart: port"
+    )
+    refused = ev.ConfigReloaded(version=1, hash="abc", error="hbsm.toml: max_retries: must be >= 1")
+    assert describe(refused) == (
+        "config reload refused, the running configuration stays: "
+        "hbsm.toml: max_retries: must be >= 1"
+    )
+    assert describe(EXAMPLES["service.removed"]) == "old: removed from the configuration"

@@ -14,6 +14,7 @@ def test_every_kind_the_log_documents_is_in_the_union():
         "process.started", "process.lost", "process.stopped", "notification", "admin",
         "snapshot", "log.recovered", "log.outage", "probe.seen", "service.owned",
         "monitor.overloaded", "monitor.caught_up", "cert.seen", "cert.expiring",
+        "service.removed", "config.reloaded",
     }  # fmt: skip
     assert set(ev.EVENT_TYPES) == wanted
 

@@ -31,6 +31,7 @@ OTHER_COMMANDS = {
     "hbsm.config.command",
     "hbsm.replay.command",
     "hbsm.export.command",
+    "hbsm.monitor.reload_command",
 }
 
 # Runs `hbsm run` (the real command line, in this fresh interpreter) and prints, as JSON, the

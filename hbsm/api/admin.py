@@ -17,11 +17,11 @@ from hbsm.api import bodies
 from hbsm.api.answer import Answer, error
 from hbsm.api.refusals import Attempt, RefusalLimiter
 from hbsm.api.security import WWW_AUTHENTICATE, Decision, admin_body_problem, client_label
-from hbsm.api.source import NotRunning, Source
+from hbsm.api.source import Control, NotRunning, Source
 from hbsm.cluster import NotOwnerError
 from hbsm.events import Event, Transition
 from hbsm.log import LogError
-from hbsm.vocabulary import log_action
+from hbsm.vocabulary import RELOAD_ACTION, log_action
 
 __all__ = ["AdminAsk", "AdminDesk", "denied", "heartbeat_result", "service_result"]
 
@@ -76,6 +76,8 @@ class AdminDesk:
             host = client[0] if client is not None and client[0] else "unknown"
             await self._refused(Attempt(host, log_action(action), service, who, source))
             return denied(decision)
+        if action == RELOAD_ACTION:
+            return await self._reload(control, who, source)
         what = f"{action} {service}" if service else action
         was_running = control.heartbeat_running
         try:
@@ -97,6 +99,29 @@ class AdminDesk:
             state = view.fsm.state if view is not None else None
             result = service_result(action, service, events, running, state)
         return Answer(200, bodies.encode(result))
+
+    async def _reload(self, control: Control, who: str, source: str) -> Answer:
+        """Read the configuration file again: 200 with what changed, 422 with the one line
+        of a refused file (the running configuration stays)."""
+        from hbsm.monitor.reload import ReloadUnavailableError
+
+        try:
+            result = await control.reload(source="api", who=who)
+        except ReloadUnavailableError as exc:
+            return error(409, str(exc))
+        except LogError as exc:
+            return error(503, f"the monitor cannot record a reload now: {exc}")
+        if not result.ok:
+            return error(422, result.message)
+        log.info("config reloaded by %s from %s", who, source)
+        e = result.event
+        body = bodies.ConfigReload(
+            ok=True, version=result.version, hash=result.hash, message=result.message,
+            added=e.added if e else [], removed=e.removed if e else [],
+            changed=e.changed if e else {}, deferred=e.deferred if e else [],
+            needs_restart=e.needs_restart if e else [],
+        )  # fmt: skip
+        return Answer(200, bodies.encode(body))
 
     # --- refusals -------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AdminResult",
     "CertHealth",
+    "ConfigReload",
     "DetailedHealth",
     "ErrorBody",
     "EventLogHealth",
@@ -192,6 +193,26 @@ class HeartbeatStatus(_Body, kw_only=True):
     # As in /health/detailed's `monitoring`.
     overloaded_since: str | None = None
     stretch: float = 1.0
+    # The configuration in force: 1 at start, one more at each reload that changed it; and a
+    # digest of it (the `hash` of `config.reloaded`).
+    config_version: int = 0
+    config_hash: str = ""
+
+
+class ConfigReload(_Body, kw_only=True):
+    """`POST /admin/config/reload`: what the reload applied. `changed`: the keys that changed,
+    by service; `deferred`: services in a repair run, changed when it ends; `needs_restart`:
+    settings that changed in the file but apply only when the monitor restarts."""
+
+    ok: bool
+    version: int
+    hash: str
+    added: list[str] = []
+    removed: list[str] = []
+    changed: dict[str, list[str]] = {}
+    deferred: list[str] = []
+    needs_restart: list[str] = []
+    message: str
 
 
 class AdminResult(_Body, kw_only=True):
@@ -404,6 +425,8 @@ def heartbeat_status(
         ),
         overloaded_since=info.overloaded_since,
         stretch=info.stretch,
+        config_version=m.config_version,
+        config_hash=m.config_hash,
     )
 
 

@@ -36,7 +36,7 @@ from hbsm.api.security import PROXY_HEADERS, Decision, authorize
 from hbsm.api.source import NotRunning, Source
 from hbsm.api.sse import event_stream, parse_seq
 from hbsm.api.views import Views
-from hbsm.vocabulary import SERVICE_NAME, URL_SERVICE_ACTIONS
+from hbsm.vocabulary import RELOAD_ACTION, SERVICE_NAME, URL_SERVICE_ACTIONS
 
 if TYPE_CHECKING:
     from hbsm.api.metrics import Metrics
@@ -105,6 +105,7 @@ class Handler:
             "heartbeatStart": self.start,
             "heartbeatStop": self.stop,
             "serviceAction": self.service_action,
+            "configReload": self.config_reload,
             "metrics": self.scrape,
             "events": self.events,
         }
@@ -213,6 +214,9 @@ class Handler:
         if not SERVICE_NAME.fullmatch(name) or not self.desk.knows(name):
             return no_service(name)
         return await self._admin(request, action, name)
+
+    async def config_reload(self, request: Request, params: Mapping[str, str]) -> Answer:
+        return await self._admin(request, RELOAD_ACTION, None)
 
     async def _admin(self, request: Request, action: str, service: str | None) -> Answer:
         if len(request.body) > MAX_BODY:  # a framework that did not bound it before

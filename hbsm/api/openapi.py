@@ -24,6 +24,7 @@ BODY_TYPES: tuple[type[msgspec.Struct], ...] = (
     bodies.ServiceHealth,
     bodies.HeartbeatStatus,
     bodies.AdminResult,
+    bodies.ConfigReload,
     bodies.HealthJson,
     bodies.ErrorBody,
 )

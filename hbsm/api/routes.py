@@ -134,6 +134,30 @@ ROUTES: tuple[Route, ...] = (
         parameters=("name", "action"),
     ),
     Route(
+        "POST",
+        "/admin/config/reload",
+        "configReload",
+        "Read the configuration file again and apply what changed (a config.reloaded event)",
+        {
+            "200": Reply(
+                "what was added, removed, changed; what needs a restart", bodies.ConfigReload
+            ),
+            "400": _NOT_JSON,
+            "409": Reply(
+                "this monitor cannot reload (it only reads a log, its configuration "
+                "was given in code, or it is one node of several)",
+                bodies.ErrorBody,
+            ),
+            "422": Reply(
+                "the file is refused (the message of `hbsm config --check`); the "
+                "running configuration stays",
+                bodies.ErrorBody,
+            ),
+            "503": Reply("the event log cannot be written: nothing reloaded", bodies.ErrorBody),
+        },
+        admin=True,
+    ),
+    Route(
         "GET",
         "/metrics",
         "metrics",

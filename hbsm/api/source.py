@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from hbsm.api.admin import AdminAsk
     from hbsm.api.answer import Answer
     from hbsm.config import Config
+    from hbsm.monitor.reload import ReloadResult
     from hbsm.monitor.runtime import Monitor
     from hbsm.outage import Outage
 
@@ -93,6 +94,10 @@ class Control(Protocol):
         suppressed: int = 0,
     ) -> list[Event]:
         """Record an operator's action (allowed or not) and carry it out if allowed."""
+        ...
+
+    async def reload(self, *, source: str, who: str = "") -> ReloadResult:
+        """Read the configuration file again and apply it (hbsm/monitor/reload.py)."""
         ...
 
 
@@ -284,6 +289,15 @@ class ControlFromAnotherLoop:
             raise NotRunning("the monitor has stopped") from None
         # Shielded: once handed over, the action is carried out (and recorded) even if the
         # client goes away meanwhile.
+        return await asyncio.shield(asyncio.wrap_future(future))
+
+    async def reload(self, *, source: str, who: str = "") -> ReloadResult:
+        work = self._monitor.reload(source=source, who=who)
+        try:
+            future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        except RuntimeError:
+            work.close()
+            raise NotRunning("the monitor has stopped") from None
         return await asyncio.shield(asyncio.wrap_future(future))
 
 

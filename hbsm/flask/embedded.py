@@ -58,8 +58,11 @@ class MonitorThread:
         startup_timeout: float = 30.0,
         stop_grace: float = 10.0,
         clock: Callable[[], float] = time.time,
+        reread: Callable[[], LoadedConfig] | None = None,
     ) -> None:
         self.config = config
+        # How the configuration is read again on a reload (None: it was given in code).
+        self.reread = reread
         self.startup_timeout = startup_timeout
         self.stop_grace = stop_grace
         self.clock = clock
@@ -174,6 +177,7 @@ class MonitorThread:
         except BaseException as exc:
             self._error = exc
             return
+        monitor.reloader.loader = self.reread
         try:
             try:
                 await monitor.start()

@@ -227,7 +227,17 @@ def init_heartbeat(
     """
     resolved = resolve_config(app, config, log_path=log_path, url_prefix=url_prefix,
                               config_files=config_files)  # fmt: skip
-    runner = MonitorThread(resolved, clock=time.time)
+    reread: Callable[[], LoadedConfig] | None = None
+    if not isinstance(config, Config | LoadedConfig):
+        # Read from a file (or the environment): a reload reads it again the same way.
+        where = Path(config) if config is not None else None
+
+        def reread() -> LoadedConfig:
+            again = resolve_config(app, config, log_path=log_path, url_prefix=url_prefix,
+                                   config_files=config_files)  # fmt: skip
+            return LoadedConfig(config=again, sources={}, path=where)
+
+    runner = MonitorThread(resolved, clock=time.time, reread=reread)
     source = EmbeddedSource(runner, clock=clock)
     handle = _install(app, source, url_prefix, runner=runner, refusals=refusals)
     if RELAY_SUPPORTED:

@@ -1,5 +1,5 @@
 """`hbsm run`: load the config, take the log, run the monitor and its HTTP API until
-SIGTERM/SIGINT.
+SIGTERM/SIGINT. SIGHUP reads the configuration file again (hbsm/monitor/reload.py).
 
 The API (hbsm.api, on uvicorn) runs in the monitor's own asyncio loop. Listening on an address
 that is not loopback without an admin token is refused unless `--insecure` is given.
@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hbsm.config import ConfigError, LoadedConfig, load_config
@@ -42,7 +43,8 @@ def add_parser(
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "run",
         help="run the monitor (probes, repairs, restarts) until stopped",
-        description="Run the monitor and its HTTP API until SIGTERM or SIGINT. Exit codes: "
+        description="Run the monitor and its HTTP API until SIGTERM or SIGINT; SIGHUP reads "
+        "the configuration file again (as `hbsm reload` does). Exit codes: "
         "0 stopped cleanly, 2 bad configuration (or a non-loopback --host without an admin "
         "token), 3 the event log cannot be used, 4 the API cannot listen (address in use), "
         "1 unexpected error.",
@@ -94,8 +96,22 @@ def run(args: argparse.Namespace) -> int:
         env["HEARTBEAT_EVENT_STORE"] = args.store
     if getattr(args, "node", None):
         env["HEARTBEAT_NODE"] = args.node
-    try:
+    log_override = args.log
+
+    def read() -> LoadedConfig:
+        """The configuration as this command reads it: at start, and again at each reload."""
         loaded = load_config(args.config, env)
+        if not log_override:
+            return loaded
+        import msgspec
+
+        config = msgspec.structs.replace(
+            loaded.config, log=msgspec.structs.replace(loaded.config.log, path=log_override)
+        )
+        return LoadedConfig(config=config, sources=loaded.sources, path=loaded.path)
+
+    try:
+        loaded = read()
     except ConfigError as exc:
         print(f"hbsm run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -111,20 +127,13 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    if args.log:
-        import msgspec
-
-        config = msgspec.structs.replace(
-            config, log=msgspec.structs.replace(config.log, path=args.log)
-        )
-        loaded = LoadedConfig(config=config, sources=loaded.sources, path=loaded.path)
     from hbsm.monitor.diagnostics import setup_logging
 
     guard = setup_logging(config.log)
     from hbsm.api.listen import ListenError
 
     try:
-        return asyncio.run(serve(loaded, duration=args.duration))
+        return asyncio.run(serve(loaded, duration=args.duration, reread=read))
     except LogError as exc:
         print(f"hbsm run: {exc}", file=sys.stderr)
         return EXIT_LOG
@@ -135,8 +144,16 @@ def run(args: argparse.Namespace) -> int:
         guard.flush()  # the counts of repeated messages not written yet
 
 
-async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: bool = True) -> int:
+async def serve(
+    loaded: LoadedConfig,
+    *,
+    duration: float | None = None,
+    api: bool = True,
+    reread: Callable[[], LoadedConfig] | None = None,
+) -> int:
     """Run the monitor (and, with `api`, its HTTP API) until SIGTERM/SIGINT or `duration`.
+    With `reread` (how the configuration is read again), SIGHUP and `POST
+    /admin/config/reload` reload it (hbsm/monitor/reload.py).
 
     The log is opened before the API's address is taken, so a second monitor on the same log
     is refused for the log (exit 3) whatever the port."""
@@ -162,6 +179,17 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)
+        monitor.reloader.loader = reread
+        reloads: set[asyncio.Task[object]] = set()
+
+        def on_hangup() -> None:
+            # The outcome (applied, refused) is on stderr and in the log: nobody awaits it.
+            task = loop.create_task(_reload_on_signal(monitor))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        if reread is not None:
+            loop.add_signal_handler(signal.SIGHUP, on_hangup)
         await monitor.start()
         # Everything built so far (config, states, views, the machine) lives as long as the
         # process: out of the collector's sight, its pauses no longer land in probe latencies
@@ -216,6 +244,10 @@ async def serve(loaded: LoadedConfig, *, duration: float | None = None, api: boo
         # and its handler is gone. SIGKILL still ends it; Ctrl-C twice still interrupts.
         loop.remove_signal_handler(signal.SIGTERM)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if reread is not None:
+            loop.remove_signal_handler(signal.SIGHUP)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # too late to reload: stopping
+        await asyncio.gather(*reloads, return_exceptions=True)
         if server is not None:
             # First: no admin action may reach a monitor that is stopping.
             await server.stop()
@@ -241,3 +273,16 @@ def _systemd_link(monitor: Monitor) -> SystemdLink | None:
     from hbsm.monitor.systemd import SystemdLink, monitor_status
 
     return SystemdLink.from_environ(os.environ, os.getpid(), lambda: monitor_status(monitor))
+
+
+async def _reload_on_signal(monitor: Monitor) -> None:
+    from hbsm.monitor.outage import LogUnwritableError
+    from hbsm.monitor.reload import ReloadUnavailableError
+
+    log.info("SIGHUP: reading the configuration again")
+    try:
+        await monitor.reload(source="signal", who="SIGHUP")
+    except (ReloadUnavailableError, LogUnwritableError) as exc:
+        log.error("config reload not done: %s", exc)
+    except Exception:
+        log.exception("config reload failed")

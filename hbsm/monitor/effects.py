@@ -87,7 +87,12 @@ class Effects:
             # Its result could not be recorded, so nothing could be decided or done on it.
             m.outage.skipped += 1
             return
-        fact, cert = await m.prober.probe_with_cert(m.services[name])
+        svc = m.services.get(name)
+        if svc is None:
+            return  # removed by a reload since it was due
+        fact, cert = await m.prober.probe_with_cert(svc)
+        if name not in m.services:
+            return  # removed by a reload while it was probed: nothing more is decided of it
         if m.outage is not None:
             m.outage.skipped += 1  # the log failed while this probe was in flight
             return

@@ -58,6 +58,8 @@ class Recorder:
         # Kept only once recorded: a log that refuses the events (a full disk) leaves the state
         # what the log says.
         m.states[name] = after
+        if m.reloader.pending:
+            m.reloader.run_ended(name)  # a change that waited for a repair run to end
         effects = [e for e in events if isinstance(e, RepairStarted | RestartStarted)]
         if effects:
             self._pending.extend(effects)

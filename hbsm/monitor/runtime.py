@@ -50,6 +50,7 @@ from hbsm.monitor.effects import Effects
 from hbsm.monitor.outage import LogUnwritableError, Outage
 from hbsm.monitor.overload import OverloadReport
 from hbsm.monitor.recording import Recorder
+from hbsm.monitor.reload import Reloader, ReloadResult
 from hbsm.monitor.startup import StartUp, resume
 from hbsm.notify import Notifier
 from hbsm.probes import Prober, Scheduler
@@ -117,6 +118,9 @@ class Monitor:
         # One node of several sharing the log (hbsm/monitor/cluster.py), set by open_monitor;
         # None: this monitor decides every service.
         self.cluster: ClusterRole | None = None
+        # Reading the configuration again (hbsm/monitor/reload.py); `hbsm run` gives it the
+        # way to read its file again.
+        self.reloader = Reloader(self, None)
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -140,6 +144,7 @@ class Monitor:
                     config=mask_secrets(msgspec.to_builtins(self.config)),
                     rules=RULES,
                     node=self.node,
+                    config_hash=self.reloader.hash,
                 ),
                 # With several nodes, each service's owner registers it as it takes it over.
                 *(self.registration(name, now) for name in self.services if self.cluster is None),
@@ -284,6 +289,16 @@ class Monitor:
             else:
                 self.effects.probe(service)
         return events
+
+    async def reload(self, *, source: str, who: str = "") -> ReloadResult:
+        """Read the configuration file again and apply what changed (hbsm/monitor/reload.py).
+        Raises ReloadUnavailableError, or LogUnwritableError while the log takes no writes."""
+        if self.outage is not None:
+            raise LogUnwritableError(
+                f"the event log cannot be written ({self.outage.error}): the configuration "
+                "was not reloaded, since the reload could not be recorded"
+            )
+        return await self.reloader.reload(source=source, who=who)
 
     # --- facts in, decisions out, effects after (hbsm/monitor/recording.py, effects.py) ------
 

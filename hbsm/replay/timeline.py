@@ -15,6 +15,7 @@ from hbsm._format import iso
 from hbsm.describe import describe
 from hbsm.events import (
     Admin,
+    ConfigReloaded,
     Event,
     LogOutage,
     LogRecovered,
@@ -31,6 +32,7 @@ from hbsm.events import (
     RestartFinished,
     RestartStarted,
     ServiceOwned,
+    ServiceRemoved,
     Transition,
     type_name,
 )
@@ -67,6 +69,8 @@ ENTRY_KINDS: Final[frozenset[type]] = frozenset(
         ProcessStopped,
         Notification,
         ServiceOwned,
+        ServiceRemoved,
+        ConfigReloaded,
     }
 )
 

@@ -1,7 +1,9 @@
 """`hbsm replay --verify`: re-decide every recorded fact and compare with what was recorded.
 
 Each service starts from a fresh ServiceState and the Policy of its `service.registered` event
-(the default Policy, with a warning, if the history has none); a `snapshot` restores each
+(the default Policy, with a warning, if the history has none), the latest one in force (a
+reload registers a changed service again; a `service.removed` one starts afresh if it comes
+back); a `snapshot` restores each
 service's FSM state and policy from its views. Every fact (probe, repair.finished,
 restart.finished, admin, process.started, process.lost) goes through `hbsm.fsm.decide` under
 the rules the monitor that recorded it ran (its `monitor.started`, or the snapshot's monitor
@@ -36,6 +38,7 @@ from hbsm.events import (
     RestartFinished,
     RestartStarted,
     ServiceRegistered,
+    ServiceRemoved,
     Snapshot,
     Transition,
     type_name,
@@ -173,6 +176,10 @@ class Verifier:
             self.policies[event.service] = event.policy
             if event.service in self.default_policy:
                 self.default_policy.remove(event.service)
+        elif isinstance(event, ServiceRemoved):
+            # Out of the configuration: added again later, it starts afresh, as the monitor's.
+            if event.service in self.states:
+                self.states[event.service] = ServiceState(name=event.service)
         elif isinstance(event, MonitorStarted):
             self.machine = recorded_machine(event)
         elif isinstance(event, Snapshot):

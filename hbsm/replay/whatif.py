@@ -39,6 +39,7 @@ from hbsm.events import (
     RestartFinished,
     RestartStarted,
     ServiceRegistered,
+    ServiceRemoved,
     Snapshot,
 )
 from hbsm.fsm import ServiceMachine, decide, machine_for
@@ -274,6 +275,9 @@ class WhatIf:
                 self._simulate(event)
         elif isinstance(event, MonitorStarted):
             self.machine = recorded_machine(event)
+        elif isinstance(event, ServiceRemoved):
+            if event.service in self.states:  # added again later, it starts afresh
+                self.states[event.service] = ServiceState(name=event.service)
         elif isinstance(event, ServiceRegistered):
             name = event.service
             self._policy(name, event.policy)

@@ -32,6 +32,7 @@ from tests.bench import (
     bench_page,
     bench_probes,
     bench_recovery,
+    bench_reload,
     bench_replay,
     bench_saturated,
 )
@@ -55,6 +56,7 @@ BENCHES: dict[str, Callable[[Context], None]] = {
     "saturated": bench_saturated.run,
     "cluster": bench_cluster.run,
     "recovery": bench_recovery.run,
+    "reload": bench_reload.run,
 }
 # Benchmarks that read the generated log: it is made (or taken from the cache) first.
 USES_LOG = {"replay", "cli", "append", "jetstream"}

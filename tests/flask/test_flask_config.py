@@ -277,3 +277,36 @@ def test_embedded_the_app_is_repaired_in_grades_up_to_restarting_itself(monkeypa
     monkeypatch.setenv("HEARTBEAT_LOGIN_URL", "https://sso.example/login")
     sso = resolve_config(flask_app(), None).services[1]
     assert (sso.name, sso.ladder, sso.restart.kind) == ("login_page", ["diagnose"], "none")
+
+
+def test_a_monitor_read_from_a_file_reloads_it_through_the_apps_own_route(
+    embedded, tmp_path, log_path, target
+):
+    toml = tmp_path / "hbsm.toml"
+    head = 'admin_token = "t0k3n"\ncheck_interval = 0.1\n'
+
+    def write(*names: str) -> None:
+        rows = "".join(f'[[services]]\nname = "{n}"\nurl = "{target.svc_url(n)}"\n' for n in names)
+        toml.write_text(head + rows)
+
+    write("api")
+    app, handle = embedded(str(toml), log_path=log_path)
+    client = app.test_client()
+    wait_for_sync(lambda: client.get("/health").get_json()["services"] == {"api": "healthy"},
+                  "api healthy")  # fmt: skip
+
+    write("api", "web")
+    assert client.post("/admin/config/reload").status_code == 401
+    answer = client.post("/admin/config/reload", headers={"Authorization": "Bearer t0k3n"})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["added"] == ["web"] and answer.get_json()["version"] == 2
+    wait_for_sync(
+        lambda: (
+            client.get("/health").get_json()["services"] == {"api": "healthy", "web": "healthy"}
+        ),
+        "web probed, healthy",
+    )
+    toml.write_text(head + "max_retries = 0\n")
+    refused = client.post("/admin/config/reload", headers={"Authorization": "Bearer t0k3n"})
+    assert refused.status_code == 422 and "max_retries" in refused.get_json()["error"]
+    assert handle.monitor is not None and set(handle.monitor.services) == {"api", "web"}

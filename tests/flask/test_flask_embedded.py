@@ -283,7 +283,7 @@ def test_url_prefix(embedded, target, log_path):
     rules = sorted(r.rule for r in app.url_map.iter_rules() if r.endpoint.startswith("hbsm"))
     # Every route of the standalone API, and only under the prefix.
     assert rules == sorted("/ops" + route.flask_rule for route in ROUTES)
-    assert len(rules) == 11
+    assert len(rules) == 12
     # The status page under the prefix; its URLs are relative, so they stay under it too.
     page = client.get("/ops/")
     assert page.status_code == 200 and page.content_type == "text/html; charset=utf-8"

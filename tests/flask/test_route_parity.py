@@ -189,6 +189,11 @@ def test_one_live_monitor_served_by_both(embedded, target, log_path, served, sto
         assert msgspec.json.decode(act(first, path), type=bodies.AdminResult).changed, path
         assert act(second, path) == act(first, path), path
     wait_until_still(flask_base)
+    # A reload, from either: this monitor's configuration was given in code, in the same words.
+    reload = ("POST", "/admin/config/reload", AUTH)
+    assert_same(flask_base, asgi_base, reload)
+    status, _, body = answer(flask_base, *reload)
+    assert status == 409 and b"given in code" in body, body
 
     # Probing stopped: the projection holds still while every route is compared.
     assert_every_route_the_same(flask_base, asgi_base)
@@ -219,7 +224,8 @@ def test_one_log_projected_by_both(following, target, log_path, served, stop_lat
     asgi_side = stop_later(AsgiServed(create_app(source.inner)))
 
     assert_every_route_the_same(flask_side.base, asgi_side.base)
-    for path in ("/admin/heartbeat/stop", "/admin/service/api/pause"):  # 409: read-only
+    for path in ("/admin/heartbeat/stop", "/admin/service/api/pause", "/admin/config/reload"):
+        # 409: read-only
         assert_same(flask_side.base, asgi_side.base, ("POST", path, AUTH))
         assert answer(flask_side.base, "POST", path, AUTH)[0] == 409
     health = answer(flask_side.base, "GET", "/health", {})

@@ -250,3 +250,26 @@ async def test_the_service_screen_names_the_owner_and_what_each_vantage_point_sa
         summary = str(app.screen.query_one("#summary").render())
         assert "decided by n2" in summary
         assert "n1 timeout" in summary and "n2 ok" in summary and "n3 ok" in summary
+
+
+async def test_the_header_shows_the_version_of_the_configuration_in_force() -> None:
+    from hbsm import events as ev
+    from tui.widgets.header import MonitorHeader
+
+    events: list[ev.Event] = [
+        ev.MonitorStarted(seq=1, ts=1.0, pid=7, version="0.1.0", config_hash="aaaabbbbcccc"),
+        ev.ServiceRegistered(seq=2, ts=1.0, service="web"),
+        ev.ConfigReloaded(seq=3, ts=5.0, version=2, hash="0123456789ab", added=["api"]),
+        ev.ServiceRegistered(seq=4, ts=5.0, service="api"),
+        ev.ConfigReloaded(seq=5, ts=9.0, version=2, hash="0123456789ab", error="bad file"),
+    ]
+    shown = []
+    for cursor in (1, len(events) - 1):
+        board = ReplayBoard(list(events), "log events")
+        board.seek(cursor)
+        app = DashboardApp(replay_boards=[board])
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            shown.append(str(app.main.query_one(MonitorHeader).content))
+    assert "config v1 aaaabbbb" in shown[0]
+    assert "config v2 01234567" in shown[1]  # the refused file changed nothing

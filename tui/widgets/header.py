@@ -1,4 +1,5 @@
-"""The monitor's state in one line: running or not, uptime, services by state, events/s."""
+"""The monitor's state in one line: running or not, uptime, services by state, events/s, and
+the version of the configuration in force (it changes with each reload)."""
 
 from __future__ import annotations
 
@@ -39,5 +40,7 @@ class MonitorHeader(Static):
             text.append("no services yet  ")
         text.append(f"  {board.rate():.1f} ev/s", style="bold")
         text.append(f"   {m.events_total} events", style="dim")
+        if m.config_hash:  # a log written before configurations had versions has none
+            text.append(f"   config v{m.config_version} {m.config_hash[:8]}", style="dim")
         text.append(f"   {board.label}", style="dim italic")
         self.update(text, layout=False)  # one line, full width, whatever it says

@@ -152,7 +152,7 @@ def test_the_route_table_covers_every_kind_of_request() -> None:
     # Every route is asked something, the stream included, so that the tests below walk them all.
     asked = {route.name: list(reads(route)) for route in ROUTES}
     assert all(asked[name] for name in asked if name != "events")
-    assert len(ROUTES) == 11
+    assert len(ROUTES) == 12
 
 
 def test_one_live_monitor_served_by_both(embedded, target, log_path, served, stop_later):

@@ -43,13 +43,13 @@ async def test_an_overloaded_monitor_slows_every_service_alike_and_says_so_once(
     m = h.monitor
     m.scheduler.pace = Pace(window=0.5)  # judged every half second: a shorter test
     load = {"burn": 0.006}
-    probe = m.prober.probe
+    probe = m.prober.probe_with_cert  # what the monitor's scheduled probes call
 
     async def costly(svc: ServiceConfig) -> Any:
         burn(load["burn"])
         return await probe(svc)
 
-    m.prober.probe = costly  # type: ignore[method-assign]
+    m.prober.probe_with_cert = costly  # type: ignore[method-assign]
     began = await h.wait_logged(lambda e: isinstance(e, MonitorOverloaded), "monitor.overloaded")
     assert isinstance(began, MonitorOverloaded)
     assert began.stretch > 1.5 and began.asked == 400.0

@@ -111,7 +111,7 @@ class Projection:
         self._trim_at = history + max(1, history // 4)
         self._counts: dict[str, int] = {}
         # What a probe touches of its service, one lookup away: the view, its state and its
-        # two latency lists (built from `services` on a service's first probe, dropped when a
+        # latency list (built from `services` on a service's first probe, dropped when a
         # snapshot replaces the views; the fold never replaces a view's state or lists).
         self._hot: dict[str, _Hot] = {}
         self._handlers: Final[dict[type, Callable[[Any], None]]] = {
@@ -159,9 +159,9 @@ class Projection:
                 # The hot path (most of any log), inlined: a call costs as much as the work.
                 e: Probe = event
                 try:
-                    view, fsm, stamps, latencies = hot[e.service]
+                    view, fsm, latencies = hot[e.service]
                 except KeyError:
-                    view, fsm, stamps, latencies = self._hot_entry(e.service)
+                    view, fsm, latencies = self._hot_entry(e.service)
                 if e.ok:
                     if fsm.state != "healthy" or fsm.grace_until:
                         evolve_probe(fsm, e)  # else it would change nothing
@@ -170,10 +170,8 @@ class Projection:
                     view.last_failure = e
                     view.probes_failed += 1
                 view.last_probe = e
-                stamps.append(e.ts)
                 latencies.append(e.latency_ms)
-                if len(stamps) >= trim_at:
-                    del stamps[:-keep]
+                if len(latencies) >= trim_at:
                     del latencies[:-keep]
                 probes += 1
                 continue
@@ -385,16 +383,16 @@ class Projection:
         return out
 
 
-_Hot = tuple[ServiceView, ServiceState, list[float], list[float | None]]
+_Hot = tuple[ServiceView, ServiceState, list[float | None]]
 
 
 def _hot(view: ServiceView) -> _Hot:
-    return view, view.fsm, view.latency_ts, view.latency_ms
+    return view, view.fsm, view.latency_ms
 
 
 def _copy_view(view: ServiceView) -> ServiceView:
     fsm = view.fsm.copy()
     return msgspec.structs.replace(
-        view, fsm=fsm, latency_ts=list(view.latency_ts), latency_ms=list(view.latency_ms),
+        view, fsm=fsm, latency_ms=list(view.latency_ms),
         seen=dict(view.seen),
     )  # fmt: skip

@@ -63,7 +63,7 @@ def test_latency_history_stays_bounded():
     view = projection.services["web"]
     assert 10 <= len(view.latency_ms) <= 12
     assert view.latency_ms[-1] == 999.0
-    assert view.latency_ts == sorted(view.latency_ts)
+    assert view.latency_ms == sorted(view.latency_ms)  # oldest first
 
 
 def test_snapshot_restores_the_same_views():
@@ -275,7 +275,18 @@ def test_latency_history_is_trimmed_when_a_quarter_more_has_piled_up(history: in
     projection.apply(probes[-1])
     view = projection.services["web"]
     assert view.latency_ms == [float(i) for i in range(trim_at - history, trim_at)]
-    assert len(view.latency_ts) == history
+
+
+def test_a_snapshot_of_an_older_log_with_latency_times_still_reads() -> None:
+    """Snapshots once carried each service's latency times too (`latency_ts`): ignored now."""
+    line = (
+        b'{"type":"snapshot","seq":3,"ts":10.0,"segment":1,"monitor":{},"services":[{"name":"web",'
+        b'"fsm":{"name":"web"},"latency_ts":[1.0,2.0],"latency_ms":[3.5,null]}]}'
+    )
+    snapshot = ev.decode(line)
+    projection = Projection()
+    projection.apply(snapshot)
+    assert projection.services["web"].latency_ms == [3.5, None]
 
 
 def test_a_snapshot_is_a_copy_later_events_do_not_change():

@@ -141,8 +141,7 @@ def test_a_huge_snapshot_rotates_and_reads_back(tmp_path: Path) -> None:
         ServiceView(
             name=f"service-{i:04d}",
             fsm=ServiceState(name=f"service-{i:04d}"),
-            latency_ts=[float(t) for t in range(120)],
-            latency_ms=[12.5] * 120,
+            latency_ms=[12.5] * 240,
         )
         for i in range(1000)
     ]

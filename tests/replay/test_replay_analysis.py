@@ -260,7 +260,7 @@ def test_memory_does_not_grow_with_probes() -> None:
     assert peak < 5 * 2**20, peak
     assert analysis.events == 100_000 and analysis.timeline == []
     assert all(
-        len(v.latency_ts) < 2 * LATENCY_HISTORY for v in analysis.projection.services.values()
+        len(v.latency_ms) < 2 * LATENCY_HISTORY for v in analysis.projection.services.values()
     )
     stats = analysis.stats(["x"], 1.0)
     assert stats.counts == {"probe": 100_000}

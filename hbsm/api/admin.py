@@ -95,8 +95,16 @@ class AdminDesk:
         if service is None:
             result = heartbeat_result(action, was_running, running)
         else:
-            view = self.source.projection.services.get(service)
-            state = view.fsm.state if view is not None else None
+            # The state the action left it in: its own last transition, if it made one. Read
+            # from the projection instead, it may already be a later one (served from a thread
+            # of its own, the API reads while the monitor's loop goes on: a repair's diagnose
+            # can be over by then).
+            moved = [e for e in events if isinstance(e, Transition) and e.service == service]
+            if moved:
+                state: str | None = moved[-1].dst
+            else:
+                view = self.source.projection.services.get(service)
+                state = view.fsm.state if view is not None else None
             result = service_result(action, service, events, running, state)
         return Answer(200, bodies.encode(result))
 

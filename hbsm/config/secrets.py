@@ -30,7 +30,17 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["APPRISE_HTTP_SCHEMES", "MASK", "apprise_url_shown", "mask_secrets"]
+import msgspec
+
+from hbsm.config.model import Config, ServiceConfig
+
+__all__ = [
+    "APPRISE_HTTP_SCHEMES",
+    "MASK",
+    "apprise_url_shown",
+    "mask_secrets",
+    "recorded_config",
+]
 
 MASK = "***"
 _SECRET_KEY = re.compile(
@@ -41,6 +51,28 @@ _SECRET_KEY = re.compile(
 _SECRET_TABLES = frozenset({"headers", "env"})
 # Apprise's plain HTTP services: a URL's origin names the receiver and is no secret.
 APPRISE_HTTP_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
+
+
+def recorded_config(config: Config) -> dict[str, Any]:
+    """The config as `monitor.started` records it: secrets masked, and each service's table
+    without the settings it leaves at their defaults. Recorded whole, every default of every
+    service cost ~2 KB a service, held in memory as long as the monitor ran (the projection
+    keeps it for the status route) and written in the log's first lines; what a service sets
+    itself is what the record is for (its thresholds are in its `service.registered`)."""
+    body = msgspec.to_builtins(config)
+    default = msgspec.to_builtins(ServiceConfig(name=""))
+    body["services"] = [_changed(service, default) for service in body.get("services", [])]
+    return dict(mask_secrets(body))
+
+
+def _changed(value: Any, default: Any) -> Any:
+    if isinstance(value, dict) and isinstance(default, dict):
+        return {
+            k: _changed(v, default[k]) if k in default else v
+            for k, v in value.items()
+            if k not in default or v != default[k]
+        }
+    return value
 
 
 def mask_secrets(value: Any, key: str = "") -> Any:

@@ -26,12 +26,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from hbsm import __version__
 from hbsm.cluster import NotOwnerError
 from hbsm.config import Config, ServiceConfig
-from hbsm.config.secrets import mask_secrets
+from hbsm.config.secrets import recorded_config
 from hbsm.events import (
     Admin,
     Event,
@@ -141,7 +139,7 @@ class Monitor:
                     pid=os.getpid(),
                     version=__version__,
                     host=socket.gethostname(),
-                    config=mask_secrets(msgspec.to_builtins(self.config)),
+                    config=recorded_config(self.config),
                     rules=RULES,
                     node=self.node,
                     config_hash=self.reloader.hash,

@@ -79,6 +79,7 @@ def write_config(
     auto_start: bool,
     kind: str = "http",
     interval: float = INTERVAL,
+    path: str = "/ok",
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -93,7 +94,7 @@ def write_config(
         'level = "WARNING"',
         "",
     ]
-    url = f"http://127.0.0.1:{target_port}/ok"
+    url = f"http://127.0.0.1:{target_port}{path}"
     probe: list[str] = []
     if kind == "tcp":
         url, probe = f"127.0.0.1:{target_port}", ['probe = { kind = "tcp" }']

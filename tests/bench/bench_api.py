@@ -57,6 +57,9 @@ DETAILED_GOAL = 1_000
 BLUEPRINT_GOAL = 0.5
 ROUTES = ("/health", "/health/detailed")
 ROOT = Path(__file__).resolve().parents[2]
+# What `hbsm run` serves with (uvicorn picks httptools, a dependency, by itself): the goals are
+# its; the other uvicorn modes are there for comparison.
+SERVED = "uvicorn-httptools"
 MODES = {
     "flask": "Flask dev server (werkzeug, threaded)",
     "blueprint": "hbsm blueprint, Flask dev server (werkzeug, threaded)",
@@ -267,8 +270,10 @@ def report(
             if mode == "blueprint":  # a Flask app: judged against the Flask floor
                 goal_text = f">= {BLUEPRINT_GOAL} x plain Flask"
                 met = None if ratio is None else ratio >= BLUEPRINT_GOAL
-            else:
-                goal_text, met = ("", None) if is_base else (f">= {goal:,}/s", load.rate >= goal)
+            elif mode == SERVED:
+                goal_text, met = f">= {goal:,}/s", load.rate >= goal
+            else:  # another way to serve the same app, for comparison: no goal of its own
+                goal_text, met = "", None
             p99 = f"p99 {load.p99_ms:.1f} ms" if load.p99_ms is not None else "p99 n/a"
             errors = f", {load.errors:,} errors/non-2xx" if load.errors else ""
             results.add(

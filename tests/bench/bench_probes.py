@@ -41,6 +41,9 @@ SECONDS = 3.0
 RATE_GOAL = 2_000
 P99_GOAL_MS = 25.0
 TRANSPORTS: tuple[Transport, ...] = ("httpx", "aiohttp", "lean")
+# What a probe takes by default (a plain GET): the goals are its. httpx over aiohttp, the path of
+# the other probes (https credentials, other methods), is reported beside it for comparison.
+DEFAULT: Transport = "lean"
 # The transports measured against httpx's default, and their names in the table.
 MEASURED: tuple[tuple[Transport, str], ...] = (("aiohttp", "httpx-aiohttp"), ("lean", "lean path"))
 _SERVER = Path(__file__).resolve().parents[1] / "probes" / "servers.py"
@@ -195,8 +198,8 @@ def report(runs: dict[str, dict[str, Run]], results: Results) -> None:
                 "probes/s",
                 baseline=base["fast"].rate,
                 ratio=fast.rate / base["fast"].rate,
-                goal=f">= {RATE_GOAL:,}/s",
-                met=fast.rate >= RATE_GOAL,
+                goal=f">= {RATE_GOAL:,}/s" if transport == DEFAULT else "",
+                met=fast.rate >= RATE_GOAL if transport == DEFAULT else None,
                 bench="probes",
                 note=note(fast),
             )
@@ -262,8 +265,8 @@ def report(runs: dict[str, dict[str, Run]], results: Results) -> None:
                     "ms",
                     baseline=base_p99,
                     ratio=p99 / base_p99 if base_p99 else None,
-                    goal=f"<= {P99_GOAL_MS:g} ms",
-                    met=p99 <= P99_GOAL_MS,
+                    goal=f"<= {P99_GOAL_MS:g} ms" if transport == DEFAULT else "",
+                    met=p99 <= P99_GOAL_MS if transport == DEFAULT else None,
                     bench="probes",
                 )
             )

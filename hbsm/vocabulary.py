@@ -17,6 +17,7 @@ __all__ = [
     "ERROR_CLASSES",
     "FAILURE_CLASSES",
     "HEARTBEAT_ACTIONS",
+    "NOTICE_KINDS",
     "RELOAD_ACTION",
     "REPORTED_CLASSES",
     "RESTART_STEP",
@@ -26,10 +27,33 @@ __all__ = [
     "STATES",
     "STATE_ACTIONS",
     "URL_SERVICE_ACTIONS",
+    "NoticeKindOn",
     "StateName",
     "log_action",
     "url_action",
 ]
+
+# What a notification can be about, all of which `notify.on` may name (every one by default):
+# a service's restart, its giving up, its recovery, a repair run that failed, a TLS certificate
+# near its end, and the monitor's own event log becoming unwritable or writable again.
+NoticeKindOn = Literal[
+    "restart",
+    "failed",
+    "recovered",
+    "repair_failed",
+    "cert_expiring",
+    "log_unwritable",
+    "log_writable",
+]
+NOTICE_KINDS: Final[tuple[NoticeKindOn, ...]] = (
+    "restart",
+    "failed",
+    "recovered",
+    "repair_failed",
+    "cert_expiring",
+    "log_unwritable",
+    "log_writable",
+)
 
 StateName = Literal[
     "unknown", "healthy", "degraded", "repairing", "restarting", "cooldown", "failed", "paused"

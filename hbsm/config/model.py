@@ -15,6 +15,7 @@ from typing import Any, Literal
 import msgspec
 
 from hbsm.state import Policy
+from hbsm.vocabulary import NOTICE_KINDS, NoticeKindOn
 
 __all__ = [
     "ApiConfig",
@@ -154,27 +155,7 @@ class NotifyConfig(_Frozen, frozen=True):
     # Which happenings notify: restart, failed, recovered, repair_failed, cert_expiring (a TLS
     # certificate within cert_warn_days of its end, once per certificate), and the monitor's
     # own log_unwritable / log_writable (its event log cannot be written, e.g. a full disk).
-    on: list[
-        Literal[
-            "restart",
-            "failed",
-            "recovered",
-            "repair_failed",
-            "cert_expiring",
-            "log_unwritable",
-            "log_writable",
-        ]
-    ] = msgspec.field(
-        default_factory=lambda: [
-            "restart",
-            "failed",
-            "recovered",
-            "repair_failed",
-            "cert_expiring",
-            "log_unwritable",
-            "log_writable",
-        ]
-    )
+    on: list[NoticeKindOn] = msgspec.field(default_factory=lambda: list(NOTICE_KINDS))
     webhooks: list[WebhookConfig] = []
     smtp: SmtpConfig | None = None
     # Apprise URLs (the `apprise` extra: pip install 'hbsm[apprise]'), one channel each:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from hbsm.vocabulary import NOTICE_KINDS, NoticeKindOn
+
 __all__ = [
     "KINDS",
     "LEVELS",
@@ -20,25 +22,8 @@ __all__ = [
 
 # "test": `hbsm notify --test`, sent on demand and never planned (so not in KINDS, which is
 # what `notify.on` may name).
-NoticeKind = Literal[
-    "restart",
-    "failed",
-    "recovered",
-    "repair_failed",
-    "cert_expiring",
-    "log_unwritable",
-    "log_writable",
-    "test",
-]
-KINDS: Final[tuple[NoticeKind, ...]] = (
-    "restart",
-    "failed",
-    "recovered",
-    "repair_failed",
-    "cert_expiring",
-    "log_unwritable",
-    "log_writable",
-)
+NoticeKind = Literal[NoticeKindOn, "test"]
+KINDS: Final[tuple[NoticeKind, ...]] = NOTICE_KINDS
 LEVELS: Final[dict[str, str]] = {
     "restart": "warning",
     "failed": "critical",

@@ -25,7 +25,6 @@ A source that cannot answer now (an embedded monitor not started yet, or shut do
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import threading
@@ -55,7 +54,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Control",
-    "ControlFromAnotherLoop",
     "LogSource",
     "MonitorSource",
     "NotRunning",
@@ -217,11 +215,9 @@ class MonitorSource:
 
     @property
     def control(self) -> Control | None:
-        monitor = self.monitor
-        loop = monitor.loop
-        if loop is None or _running_loop() is loop:
-            return monitor
-        return ControlFromAnotherLoop(monitor, loop)
+        from hbsm.api.control import control_of  # it imports NotRunning from here
+
+        return control_of(self.monitor)
 
     @property
     def relay(self) -> Relay | None:
@@ -243,62 +239,6 @@ class MonitorSource:
 
     def follow(self, after_seq: int) -> Follower:
         return self.monitor.store.follow(after_seq)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-class ControlFromAnotherLoop:
-    """The monitor as a `Control` for code in another thread's loop (the API's own): what it
-    reads is read as it is (a dict, a flag), its actions are handed to the monitor's loop and
-    awaited there, since the monitor's state is only ever changed from that loop."""
-
-    def __init__(self, monitor: Monitor, loop: asyncio.AbstractEventLoop) -> None:
-        self._monitor = monitor
-        self._loop = loop
-
-    @property
-    def services(self) -> Mapping[str, Any]:
-        return self._monitor.services
-
-    @property
-    def heartbeat_running(self) -> bool:
-        return self._monitor.heartbeat_running
-
-    async def admin(
-        self,
-        action: str,
-        service: str | None = None,
-        *,
-        who: str = "",
-        source: str = "",
-        allowed: bool = True,
-        suppressed: int = 0,
-    ) -> list[Event]:
-        work = self._monitor.admin(
-            action, service, who=who, source=source, allowed=allowed, suppressed=suppressed
-        )
-        try:
-            future = asyncio.run_coroutine_threadsafe(work, self._loop)
-        except RuntimeError:  # its loop has closed: the monitor has stopped
-            work.close()
-            raise NotRunning("the monitor has stopped") from None
-        # Shielded: once handed over, the action is carried out (and recorded) even if the
-        # client goes away meanwhile.
-        return await asyncio.shield(asyncio.wrap_future(future))
-
-    async def reload(self, *, source: str, who: str = "") -> ReloadResult:
-        work = self._monitor.reload(source=source, who=who)
-        try:
-            future = asyncio.run_coroutine_threadsafe(work, self._loop)
-        except RuntimeError:
-            work.close()
-            raise NotRunning("the monitor has stopped") from None
-        return await asyncio.shield(asyncio.wrap_future(future))
 
 
 # --- a log another process writes -------------------------------------------------------------

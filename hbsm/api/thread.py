@@ -11,7 +11,7 @@ What crosses between the two threads, and how:
   lock: the monitor's loop must never wait for a reader (hbsm.api.source.MonitorSource.lock
   says why); the cached bodies are immutable bytes;
 * admin actions: handed to the monitor's loop with `run_coroutine_threadsafe` and awaited
-  (hbsm.api.source.ControlFromAnotherLoop): the monitor's state only ever changes in its loop;
+  (hbsm.api.control.ControlFromAnotherLoop): the monitor's state only ever changes in its loop;
 * /events and /metrics read the log through followers of their own, as they did (in worker
   threads already); everything else the handlers read is a flag or an immutable value.
 

@@ -10,15 +10,19 @@ import ipaddress
 import logging
 import math
 import re
-import signal
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
 from hbsm.config.errors import ConfigError, closest, key_part
 from hbsm.config.model import Config, ServiceConfig, fields_of
+from hbsm.config.problems import (
+    ca_file_problem,
+    http_url_problem,
+    signal_number,
+    tcp_target_problem,
+)
 from hbsm.config.secrets import apprise_url_shown
 from hbsm.state import ERROR_CLASSES, RESTART_STEP, Policy
 from hbsm.vocabulary import CHECK_CONFIG_STEP, REPORTED_CLASSES, SERVICE_NAME, SERVICE_NAME_MAX
@@ -121,7 +125,7 @@ def _check_top(config: Config, blame: Blame, steps: frozenset[str]) -> None:
         raise blame("port", f"must be between 1 and 65535, got {config.port}")
     if config.concurrency < 1:
         raise blame("concurrency", "must be >= 1")
-    if config.login_url is not None and (why := _http_url_problem(config.login_url)):
+    if config.login_url is not None and (why := http_url_problem(config.login_url)):
         raise blame("login_url", why)
     if config.cooldown_max < 0:
         raise blame("cooldown_max", "must be >= 0")
@@ -210,7 +214,7 @@ def _check_notify(config: Config, blame: Blame) -> None:
         raise blame("notify.rate_per_hour", "must be >= 0")
     for i, hook in enumerate(notify.webhooks):
         key = f"notify.webhooks[{i}]"
-        if why := _http_url_problem(hook.url):
+        if why := http_url_problem(hook.url):
             raise blame(f"{key}.url", why)
         if hook.timeout <= 0:
             raise blame(f"{key}.timeout", "must be > 0")
@@ -311,28 +315,13 @@ def _check_service(
     return policy
 
 
-def _ca_file_problem(path: str) -> str | None:
-    """Why `path` is no PEM file of CA certificates a probe can trust (None: it is)."""
-    import ssl  # here: only a config that names a CA file pays for it
-
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
-    except FileNotFoundError:
-        return f"{path!r} does not exist"
-    except ssl.SSLError as exc:  # an OSError too: first
-        return f"{path!r} holds no PEM certificate hbsm can load ({exc.reason or exc})"
-    except OSError as exc:
-        return f"{path!r} cannot be read: {exc.strerror or exc}"
-    return None
-
-
 def _check_probe(k: str, service: ServiceConfig, blame: Blame) -> None:
     probe = service.probe
     if probe.kind == "http":
-        if why := _http_url_problem(service.url):
+        if why := http_url_problem(service.url):
             raise blame(f"{k}.url", f"an http probe needs an http:// or https:// URL: {why}")
     elif probe.kind == "tcp":
-        if why := _tcp_target_problem(service.url):
+        if why := tcp_target_problem(service.url):
             raise blame(f"{k}.url", f"a tcp probe needs host:port: {why}")
     elif not probe.argv or not probe.argv[0]:
         raise blame(f"{k}.probe.argv", "a command probe needs argv (the command, then its args)")
@@ -343,7 +332,7 @@ def _check_probe(k: str, service: ServiceConfig, blame: Blame) -> None:
     if probe.ca_file is not None:
         if probe.kind != "http":
             raise blame(f"{k}.probe.ca_file", "is for https probes only")
-        if why := _ca_file_problem(probe.ca_file):
+        if why := ca_file_problem(probe.ca_file):
             raise blame(f"{k}.probe.ca_file", why)
     for i, status in enumerate(probe.expect_status):
         if not 100 <= status <= 599:
@@ -375,11 +364,11 @@ def _check_steps(k: str, service: ServiceConfig, blame: Blame, steps: frozenset[
             raise blame(sk, _unknown_step(name, steps))
         if settings.timeout <= 0:
             raise blame(f"{sk}.timeout", "must be > 0")
-        if settings.url is not None and (why := _http_url_problem(settings.url)):
+        if settings.url is not None and (why := http_url_problem(settings.url)):
             raise blame(f"{sk}.url", why)
         if not _HTTP_METHOD.fullmatch(settings.method):
             raise blame(f"{sk}.method", f"{settings.method!r} is not an HTTP method")
-        if _signal_number(settings.signal) is None:
+        if signal_number(settings.signal) is None:
             raise blame(f"{sk}.signal", f"{settings.signal!r} is not a signal (e.g. HUP, USR1)")
         if settings.port is not None and not 1 <= settings.port <= 65535:
             raise blame(f"{sk}.port", f"must be between 1 and 65535, got {settings.port}")
@@ -439,46 +428,6 @@ def _policy_problem(exc: ValueError) -> tuple[str, str]:
     if why and key.partition(".")[0] in {f.name for f in msgspec.structs.fields(Policy)}:
         return key, why
     return "thresholds", str(exc)
-
-
-def _http_url_problem(url: str) -> str | None:
-    if not url:
-        return "no URL given"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        return f"{url!r} is not a valid URL ({exc})"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"expected http://host/... or https://host/..., got {url!r}"
-    return None
-
-
-def _tcp_target_problem(target: str) -> str | None:
-    """The TCP probe's grammar: "host:port", "[::1]:port" or "tcp://host:port"."""
-    if not target:
-        return 'no url = "host:port" given'
-    try:
-        parts = urlsplit(target if "://" in target else "tcp://" + target)
-        port = parts.port
-    except ValueError:
-        port = 0  # not a number, or out of range
-    if parts.scheme != "tcp" or not parts.hostname or parts.path not in ("", "/"):
-        return f"expected host:port, got {target!r}"
-    if not port:
-        return f"expected host:port with a port from 1 to 65535, got {target!r}"
-    return None
-
-
-def _signal_number(name: str) -> int | None:
-    """As the signal step reads it: "HUP", "SIGHUP", "usr1" or a number."""
-    text = name.strip().upper()
-    try:
-        if text.isdigit():
-            return int(signal.Signals(int(text)))
-        return int(signal.Signals[text if text.startswith("SIG") else f"SIG{text}"])
-    except (ValueError, KeyError):
-        return None
 
 
 def _join(prefix: str | None, part: str) -> str:
